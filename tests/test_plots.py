@@ -1,0 +1,435 @@
+"""Tests for cml_bot.plots: real matplotlib rendering, PNG bytes checked by decoding them."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import matplotlib
+import numpy as np
+import pytest
+from cycler import cycler
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from matplotlib.patches import Rectangle
+from PIL import Image as PILImage
+
+from cml_bot.config import PlotSpec
+from cml_bot.errors import InputError
+from cml_bot.plots import build_figure, decimate, load_table, render_plot, safe_name, thin_points
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == PNG_SIGNATURE
+    with PILImage.open(io.BytesIO(data)) as image:
+        image.load()
+        assert image.format == "PNG"
+        return image.size
+
+
+def csv(rows: list[dict[str, object]]) -> bytes:
+    header = list(rows[0])
+    lines = [",".join(header)] + [",".join(str(row[k]) for k in header) for row in rows]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def history(epochs: int, scale: float = 1.0) -> bytes:
+    return csv([{"epoch": e, "loss": round(scale / (e + 1), 5), "acc": round(1 - scale / (e + 2), 5)}
+                for e in range(epochs)])
+
+
+def confusion_records(seed: int, correct_every: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    classes = ["cat", "dog", "bird"]
+    records = []
+    for i in range(300):
+        actual = classes[int(rng.integers(0, 3))]
+        predicted = actual if i % correct_every else classes[int(rng.integers(0, 3))]
+        records.append({"actual": actual, "predicted": predicted})
+    return json.dumps(records).encode()
+
+
+def legend_texts(spec: PlotSpec, head: bytes, base: bytes | None) -> list[str]:
+    figure = build_figure(spec, load_table(head, spec.path),
+                          None if base is None else load_table(base, spec.path), "this change", "main")
+    legend = figure.axes[0].get_legend()
+    assert legend is not None
+    return [t.get_text() for t in legend.get_texts()]
+
+
+# --- every template renders a PNG --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("template", ["linear", "scatter", "bar"])
+@pytest.mark.parametrize("with_base", [False, True])
+def test_xy_templates_render_a_png_of_the_expected_size(template: str, with_base: bool) -> None:
+    spec = PlotSpec(path="metrics/history.csv", template=template)
+    images = render_plot(spec, history(20), history(15, 1.3) if with_base else None, "plot-01-history")
+    assert [i.name for i in images] == ["plot-01-history.png"]
+    assert png_size(images[0].data) == (700, 400)
+    assert len(images[0].data) < 100_000
+
+
+@pytest.mark.parametrize("template", ["confusion", "confusion_normalized"])
+@pytest.mark.parametrize("with_base", [False, True])
+def test_confusion_templates_render_a_png(template: str, with_base: bool) -> None:
+    spec = PlotSpec(path="eval/confusion.json", template=template)
+    base = confusion_records(2, 2) if with_base else None
+    images = render_plot(spec, confusion_records(1, 4), base, "plot-02-confusion")
+    assert [i.name for i in images] == ["plot-02-confusion.png"]
+    width, height = png_size(images[0].data)
+    assert (width, height) == ((1000, 450) if with_base else (600, 450))
+
+
+def test_name_is_made_safe() -> None:
+    images = render_plot(PlotSpec(path="h.csv"), history(5), None, "Plot 01/Loss")
+    assert images[0].name == "plot-01-loss.png"
+
+
+# --- overlay ----------------------------------------------------------------------------------
+
+
+def test_overlay_has_a_legend_with_both_labels_and_a_muted_base() -> None:
+    spec = PlotSpec(path="h.csv", y=("loss",))
+    head, base = load_table(history(20), "h.csv"), load_table(history(20, 1.5), "h.csv")
+    figure = build_figure(spec, head, base, head_label="feature-x", base_label="main")
+    ax = figure.axes[0]
+    legend = ax.get_legend()
+    assert legend is not None
+    assert [t.get_text() for t in legend.get_texts()] == ["main", "feature-x"]
+    base_line, head_line = ax.get_lines()
+    assert base_line.get_label() == "main"
+    assert head_line.get_linewidth() > base_line.get_linewidth()
+    assert matplotlib.colors.to_hex(base_line.get_color()) == "#8c8c8c"  # grey
+    assert matplotlib.colors.to_hex(head_line.get_color()) != "#8c8c8c"
+    assert (base_line.get_alpha() or 1.0) < 1.0
+    assert head_line.get_zorder() > base_line.get_zorder()
+    assert ax.get_xlabel() == "epoch"  # default x column
+    assert ax.get_title() == "h.csv"
+
+
+def test_overlay_of_several_columns_names_each_series_and_side() -> None:
+    texts = legend_texts(PlotSpec(path="h.csv"), history(10), history(10, 2.0))
+    assert texts == ["loss (main)", "acc (main)", "loss (this change)", "acc (this change)"]
+
+
+@pytest.mark.parametrize("template", ["scatter", "bar"])
+def test_scatter_and_bar_overlays_carry_both_labels(template: str) -> None:
+    spec = PlotSpec(path="h.csv", y=("loss",), template=template)
+    assert legend_texts(spec, history(10), history(8, 2.0)) == ["main", "this change"]
+
+
+def test_without_base_a_single_series_has_no_legend_and_title_comes_from_the_spec() -> None:
+    spec = PlotSpec(path="h.csv", y=("loss",), title="Training loss")
+    figure = build_figure(spec, load_table(history(10), "h.csv"))
+    ax = figure.axes[0]
+    assert ax.get_legend() is None
+    assert ax.get_title() == "Training loss"
+    assert ax.get_ylabel() == "loss"
+
+
+def test_base_missing_a_column_draws_what_it_has() -> None:
+    base = csv([{"epoch": e, "loss": 1.0 / (e + 1)} for e in range(5)])
+    assert legend_texts(PlotSpec(path="h.csv"), history(5), base) == [
+        "loss (main)", "loss (this change)", "acc (this change)"]
+
+
+def test_unreadable_base_is_left_out_and_the_head_still_renders(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="cml_bot.plots"):
+        images = render_plot(PlotSpec(path="h.csv"), history(5), b"\xff\xfe\x00bad", "p")
+    assert len(images) == 1
+    assert png_size(images[0].data) == (700, 400)
+    assert "h.csv at main" in caplog.text
+
+
+def test_default_x_is_the_row_when_no_step_column() -> None:
+    data = csv([{"loss": 1.0 / (i + 1), "lr": 0.1} for i in range(5)])
+    figure = build_figure(PlotSpec(path="h.csv"), load_table(data, "h.csv"))
+    ax = figure.axes[0]
+    assert ax.get_xlabel() == "row"
+    assert [line.get_label() for line in ax.get_lines()] == ["loss (this change)", "lr (this change)"]
+
+
+def test_text_x_values_become_labelled_categories() -> None:
+    data = csv([{"date": f"2024-01-{d:02d}", "loss": 1.0 / d} for d in range(1, 6)])
+    spec = PlotSpec(path="h.csv", x="date", y=("loss",))
+    figure = build_figure(spec, load_table(data, "h.csv"))
+    labels = [t.get_text() for t in figure.axes[0].get_xticklabels()]
+    assert labels == [f"2024-01-{d:02d}" for d in range(1, 6)]
+
+
+def test_dollar_signs_in_untrusted_text_are_not_mathtext() -> None:
+    data = b"step,cost $ $x^{$\n0,1\n1,2\n"
+    spec = PlotSpec(path="h.csv", title="$\\frac{$ price")
+    images = render_plot(spec, data, data, "p")  # would raise ValueError if parsed as mathtext
+    assert png_size(images[0].data) == (700, 400)
+
+
+def test_bar_groups_values_per_text_category() -> None:
+    head = csv([{"class": c, "f1": v} for c, v in [("cat", 0.9), ("dog", 0.8), ("cat", 0.7)]])
+    base = csv([{"class": c, "f1": v} for c, v in [("dog", 0.6), ("bird", 0.5)]])
+    figure = build_figure(PlotSpec(path="per_class.csv", template="bar"),
+                          load_table(head, "per_class.csv"), load_table(base, "per_class.csv"))
+    ax = figure.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["dog", "bird", "cat"]
+    heights = sorted(round(p.get_height(), 3) for p in ax.patches if isinstance(p, Rectangle))
+    assert heights == [0.5, 0.6, 0.8, 0.8]  # cat: mean of 0.9 and 0.7
+
+
+# --- confusion matrices -----------------------------------------------------------------------
+
+
+def test_confusion_counts_are_annotated() -> None:
+    records = [{"actual": a, "predicted": p} for a, p in [(1, 1), (1, 1), (1, 2), (2, 2), (10, 2)]]
+    frame = load_table(json.dumps(records).encode(), "cm.json")
+    figure = build_figure(PlotSpec(path="cm.json", template="confusion"), frame)
+    ax = figure.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "10"]  # numeric order
+    assert [t.get_text() for t in ax.texts] == ["2", "1", "0", "0", "1", "0", "0", "1", "0"]
+    assert ax.get_xlabel() == "predicted"
+    assert ax.get_ylabel() == "actual"
+
+
+def test_confusion_normalized_rows_sum_to_one_with_two_decimals() -> None:
+    records = [{"y": a, "pred": p} for a, p in [("a", "a"), ("a", "b"), ("a", "b"), ("b", "b")]]
+    frame = load_table(json.dumps({"test": records}).encode(), "cm.json")
+    spec = PlotSpec(path="cm.json", x="y", y=("pred",), template="confusion_normalized")
+    ax = build_figure(spec, frame).axes[0]
+    assert [t.get_text() for t in ax.texts] == ["0.33", "0.67", "0.00", "1.00"]
+
+
+def test_confusion_with_base_is_two_titled_panels() -> None:
+    spec = PlotSpec(path="cm.json", template="confusion", title="Validation")
+    figure = build_figure(spec, load_table(confusion_records(1, 3), "cm.json"),
+                          load_table(confusion_records(2, 2), "cm.json"), "this change", "main")
+    panels = [ax for ax in figure.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["main", "this change"]
+    assert all(ax.get_legend() is None for ax in panels)
+    suptitle = figure.get_suptitle()
+    assert suptitle == "Validation"
+    # both panels cover the same classes, in the same order
+    assert [t.get_text() for t in panels[0].get_yticklabels()] == ["bird", "cat", "dog"]
+    assert [t.get_text() for t in panels[1].get_yticklabels()] == ["bird", "cat", "dog"]
+
+
+# --- image template ---------------------------------------------------------------------------
+
+PNG_BYTES = render_plot(PlotSpec(path="h.csv"), b"step,loss\n0,1\n1,0.5\n", None, "x")[0].data
+
+
+def test_image_template_returns_the_file_as_is() -> None:
+    spec = PlotSpec(path="plots/roc.png", template="image")
+    images = render_plot(spec, PNG_BYTES, PNG_BYTES, "plot-03-roc")
+    assert [(i.name, i.data) for i in images] == [("plot-03-roc.png", PNG_BYTES)]
+
+
+def test_image_template_adds_a_differing_base_and_keeps_the_extension() -> None:
+    head = b"\xff\xd8\xff\xe0" + b"\x00" * 20
+    base = b"\xff\xd8\xff\xe0" + b"\x01" * 20
+    images = render_plot(PlotSpec(path="roc.jpg", template="image"), head, base, "roc")
+    assert [(i.name, i.data) for i in images] == [("roc.jpg", head), ("roc-base.jpg", base)]
+    svg = b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"></svg>'
+    assert render_plot(PlotSpec(path="a.svg", template="image"), svg, None, "a")[0].name == "a.svg"
+    assert render_plot(PlotSpec(path="a.gif", template="image"), b"GIF89a...", None, "a")[0].name == "a.gif"
+
+
+def test_image_template_rejects_a_file_that_is_not_an_image() -> None:
+    with pytest.raises(InputError, match=r"^plots/roc\.png: not a PNG"):
+        render_plot(PlotSpec(path="plots/roc.png", template="image"), b"hello", None, "roc")
+
+
+# --- large series, size, determinism ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def million_rows() -> bytes:
+    n = 1_000_000
+    rng = np.random.default_rng(0)
+    steps = np.arange(n)
+    loss = 1.0 / (1.0 + steps / 1e5) + rng.normal(0.0, 0.02, n)
+    body = "\n".join(np.char.add(np.char.add(steps.astype(str), ","), np.round(loss, 5).astype(str)))
+    return ("step,loss\n" + body + "\n").encode()
+
+
+def test_a_million_points_render_fast_and_small(million_rows: bytes) -> None:
+    spec = PlotSpec(path="train/loss.csv")
+    start = time.perf_counter()
+    images = render_plot(spec, million_rows, million_rows, "plot-04-loss")
+    elapsed = time.perf_counter() - start
+    assert elapsed < 1.5, f"rendering 1,000,000 points took {elapsed:.2f} s"
+    assert png_size(images[0].data) == (700, 400)
+    assert len(images[0].data) < 100_000
+
+
+def test_a_million_scatter_points_render_fast(million_rows: bytes) -> None:
+    start = time.perf_counter()
+    images = render_plot(PlotSpec(path="loss.csv", template="scatter"), million_rows, None, "p")
+    elapsed = time.perf_counter() - start
+    assert elapsed < 1.5, f"scattering 1,000,000 points took {elapsed:.2f} s"
+    assert len(images[0].data) < 100_000
+
+
+def test_same_input_gives_the_same_bytes_whatever_the_global_style() -> None:
+    spec = PlotSpec(path="h.csv", template="linear")
+    first = render_plot(spec, history(30), history(25, 1.2), "p")[0].data
+    with matplotlib.rc_context({"lines.linewidth": 7, "font.size": 20, "axes.prop_cycle":
+                                cycler(color=["red", "green"])}):
+        second = render_plot(spec, history(30), history(25, 1.2), "p")[0].data
+    assert first == second
+    assert b"Software" not in first
+    assert render_plot(spec, history(30), history(25, 1.3), "p")[0].data != first
+
+
+def test_rendering_does_not_import_pyplot() -> None:
+    code = (
+        "import sys\n"
+        "from cml_bot.config import PlotSpec\n"
+        "from cml_bot.plots import render_plot\n"
+        "render_plot(PlotSpec(path='a.csv'), b'step,loss\\n0,1\\n1,2\\n', None, 'a')\n"
+        "assert 'matplotlib.pyplot' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_decimate_keeps_the_envelope_and_both_ends() -> None:
+    n = 100_000
+    x = np.arange(n, dtype=np.float64)
+    y = np.sin(x / 500.0)
+    y[12_345] = 50.0
+    y[77_777] = -50.0
+    dx, dy = decimate(x, y, buckets=500)
+    assert len(dx) <= 1_004
+    assert dy.max() == 50.0 and dy.min() == -50.0
+    assert dx[0] == 0 and dx[-1] == n - 1
+    assert bool((np.diff(dx) > 0).all())
+    short_x, _ = decimate(x[:1000], y[:1000], buckets=500)
+    assert len(short_x) == 1000
+
+
+@given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=3000), st.integers(1, 50))
+@settings(max_examples=60, deadline=None)
+def test_decimate_keeps_extremes_and_picks_a_subset(values: list[float], buckets: int) -> None:
+    y = np.array(values, dtype=np.float64)
+    x = np.arange(len(y), dtype=np.float64)
+    dx, dy = decimate(x, y, buckets)
+    assert dy.max() == y.max() and dy.min() == y.min()
+    assert len(dx) <= max(len(y), 2 * buckets + 4)
+    np.testing.assert_array_equal(dy, y[dx.astype(np.int64)])
+
+
+def test_thin_points_keeps_outliers_and_bounds_the_count() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=200_000)
+    y = rng.normal(size=200_000)
+    x[5], y[5] = 40.0, -40.0
+    tx, ty = thin_points(x, y, grid=(100, 50))
+    assert len(tx) <= 100 * 50
+    assert 40.0 in tx and -40.0 in ty
+
+
+# --- reading tables ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("filename", "data"),
+    [
+        ("a.csv", b"\xef\xbb\xbfstep,loss\n0,1.5\n1,0.5\n"),
+        ("a.tsv", b"step\tloss\n0\t1.5\n1\t0.5\n"),
+        ("a.json", b'[{"step": 0, "loss": 1.5}, {"step": 1, "loss": 0.5}]'),
+        ("a.json", b'{"train": [{"step": 0, "loss": 1.5}, {"step": 1, "loss": 0.5}], "n": 2}'),
+        ("a.yaml", b"- {step: 0, loss: 1.5}\n- {step: 1, loss: 0.5}\n"),
+        ("a.log", b"step\tloss\n0\t1.5\n1\t0.5\n"),
+        ("a", b' [{"step": 0, "loss": 1.5}, {"step": 1, "loss": 0.5}]'),
+    ],
+)
+def test_load_table_reads_dvc_plot_formats(filename: str, data: bytes) -> None:
+    frame = load_table(data, filename)
+    assert list(frame.columns) == ["step", "loss"]
+    assert frame["loss"].tolist() == [1.5, 0.5]
+
+
+@pytest.mark.parametrize(
+    ("filename", "data", "message"),
+    [
+        ("m/a.csv", b"", r"^m/a\.csv: empty file"),
+        ("m/a.csv", b"step,loss\n", r"^m/a\.csv: no rows"),
+        ("m/a.csv", b"step,loss\n\xff\xfe,1\n", r"^m/a\.csv: not UTF-8"),
+        ("m/a.csv", b'step,loss\n0,"1\n', r"^m/a\.csv: cannot parse as CSV"),
+        ("m/a.json", b"[{", r"^m/a\.json: invalid JSON"),
+        ("m/a.json", b'{"a": [], "b": []}', r"^m/a\.json: expected a list of records.*'a', 'b'"),
+        ("m/a.json", b'{"a": 1}', r"^m/a\.json: expected a list of records.*no list"),
+        ("m/a.json", b"[1, 2]", r"^m/a\.json: record 0 is not an object"),
+        ("m/a.json", b'"text"', r"^m/a\.json: expected a list of records"),
+        ("m/a.yaml", b"a: [b\n", r"^m/a\.yaml: invalid YAML"),
+    ],
+)
+def test_load_table_errors_name_the_file(filename: str, data: bytes, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        load_table(data, filename)
+
+
+H, C = PlotSpec(path="h.csv"), PlotSpec(path="c.csv", template="confusion")
+
+
+@pytest.mark.parametrize(
+    ("spec", "data", "message"),
+    [
+        (replace(H, y=("los",)), b"step,loss\n0,1\n",
+         r"^h\.csv: no column 'los' \(y\); columns: 'step', 'loss'"),
+        (replace(H, x="epoch"), b"step,loss\n0,1\n", r"^h\.csv: no column 'epoch' \(x\)"),
+        (replace(H, y=("phase",)), b"step,phase\n0,train\n",
+         r"^h\.csv: column 'phase' \(y\) is not numeric \(value 'train'\)"),
+        (replace(H, y=("loss",)), b"step,loss\n0,\n1,\n", r"^h\.csv: column 'loss' \(y\) has no numbers"),
+        (H, b"name,phase\na,train\n", r"^h\.csv: no numeric column to plot"),
+        (C, b"actual,pred\n1,1\n", r"^c\.csv: no column 'predicted'"),
+        (replace(C, y=("a", "b")), b"a,b\n1,1\n", r"^c\.csv: a confusion plot takes one y"),
+        (C, b"actual,predicted\n1,\n", r"^c\.csv: no rows with both"),
+    ],
+)
+def test_bad_plot_data_raises_input_error_naming_file_and_column(
+    spec: PlotSpec, data: bytes, message: str
+) -> None:
+    with pytest.raises(InputError, match=message):
+        render_plot(spec, data, None, "p")
+
+
+def test_too_many_classes_is_refused() -> None:
+    data = ("actual,predicted\n" + "".join(f"{i},{i}\n" for i in range(1001))).encode()
+    with pytest.raises(InputError, match=r"^c\.csv: 1001 classes"):
+        render_plot(PlotSpec(path="c.csv", template="confusion"), data, None, "p")
+
+
+# --- safe_name --------------------------------------------------------------------------------
+
+
+@given(st.text(max_size=300))
+@settings(max_examples=300)
+def test_safe_name_is_a_safe_nonempty_stem(text: str) -> None:
+    stem = safe_name(text)
+    assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", stem)
+    assert len(stem) <= 60
+    assert safe_name(stem) == stem
+
+
+@pytest.mark.parametrize(
+    ("text", "stem"),
+    [
+        ("plot-01-loss", "plot-01-loss"),
+        ("Plot 01: Train/Loss (EMA)", "plot-01-train-loss-ema"),
+        ("Café ROC", "cafe-roc"),
+        ("../../etc/passwd", "etc-passwd"),
+        ("", "plot"),
+        ("???", "plot"),
+        ("a" * 59 + "-b" + "c" * 10, "a" * 59),
+    ],
+)
+def test_safe_name_examples(text: str, stem: str) -> None:
+    assert safe_name(text) == stem
