@@ -101,6 +101,8 @@ def read_values(path: Path, shown: str | None = None) -> dict[str, Value]:
     ``shown`` is the name used in error messages (by default ``path`` itself).
     """
     shown = str(path) if shown is None else shown
+    if not path.exists():
+        raise _error(shown, "file not found")
     if path.is_dir():
         inner = path / DVCLIVE_METRICS
         if not inner.is_file():
@@ -188,7 +190,7 @@ def _decode(data: bytes, shown: str) -> str:
             return data.decode("utf-16")
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        if exc.encoding == "utf-16":
+        if exc.encoding.startswith("utf-16"):
             raise _error(shown, "not valid UTF-16 text") from None
         line = data[: exc.start].count(b"\n") + 1
         raise _error(shown, f"not UTF-8 text (byte 0x{data[exc.start]:02x} at line {line})") from None
