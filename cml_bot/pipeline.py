@@ -1,0 +1,201 @@
+"""Run the project's commands: the one place that starts subprocesses.
+
+Each step runs through the shell in the repo, in its own process group, with stdout and stderr
+merged. Every output line is passed live to ``echo`` as it arrives and the last :data:`TAIL_LINES`
+lines are kept for the report. The pipeline stops at the first failing step. A step that outlives
+its timeout has its whole process group terminated (SIGTERM, then SIGKILL after
+:data:`KILL_GRACE` seconds) and is marked ``timed_out``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cml_bot.config import Step
+
+log = logging.getLogger(__name__)
+
+TAIL_LINES = 50
+KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL of a timed-out step's process group
+EOF_GRACE = 5.0  # seconds to wait for output from leftovers after a step's main process exited
+_MAX_LINE = 8192  # longer lines are cut into pieces so a runaway line cannot exhaust memory
+
+
+@dataclass(frozen=True)
+class StepResult:
+    name: str
+    command: str
+    returncode: int | None  # None when it timed out or could not start
+    duration: float  # seconds
+    log_tail: tuple[str, ...]  # last <= 50 lines of combined stdout/stderr
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    steps: tuple[StepResult, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(step.ok for step in self.steps)
+
+    @property
+    def failed_step(self) -> StepResult | None:
+        return next((step for step in self.steps if not step.ok), None)
+
+    @property
+    def duration(self) -> float:
+        return sum(step.duration for step in self.steps)
+
+
+def run_pipeline(
+    steps: Sequence[Step],
+    cwd: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    echo: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    default_timeout: float | None = None,
+) -> PipelineResult:
+    """Run ``steps`` in order in ``cwd``; stop at the first one that fails.
+
+    ``env`` adds or overrides variables on top of the current environment. ``echo`` receives
+    ``"$ <command>"`` before each step, then each output line (without its newline) as it arrives;
+    it is called from a reader thread, one call at a time. ``clock`` only measures durations; the
+    timeout (``step.timeout``, else ``default_timeout``) is enforced in real time.
+    """
+    results: list[StepResult] = []
+    for step in steps:
+        timeout = step.timeout if step.timeout is not None else default_timeout
+        result = run_step(step, cwd, env=env, echo=echo, clock=clock, timeout=timeout)
+        results.append(result)
+        if not result.ok:
+            break
+    return PipelineResult(steps=tuple(results))
+
+
+def run_step(
+    step: Step,
+    cwd: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    echo: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    timeout: float | None = None,
+) -> StepResult:
+    """Run one command through the shell; see :func:`run_pipeline`."""
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    lock = threading.Lock()
+
+    def emit(line: str) -> None:
+        with lock:
+            tail.append(line)
+            if echo is not None:
+                echo(line)
+
+    if echo is not None:
+        echo(f"$ {step.run}")
+    log.info("step %s: %s", step.name, step.run)
+    full_env = None if env is None else {**os.environ, **env}
+    start = clock()
+    try:
+        proc = subprocess.Popen(
+            step.run,
+            shell=True,
+            cwd=cwd,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so a timeout can kill all of it
+        )
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        emit(f"cml-bot: could not start step {step.name!r} in {cwd}: {reason}")
+        return StepResult(step.name, step.run, None, clock() - start, tuple(tail))
+    assert proc.stdout is not None
+    reader = threading.Thread(target=_read_lines, args=(proc.stdout.fileno(), emit), daemon=True)
+    reader.start()
+    timed_out = False
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_group(proc)
+    except BaseException:  # KeyboardInterrupt: do not leave the step running behind us
+        _kill_group(proc)
+        raise
+    reader.join(EOF_GRACE)
+    if reader.is_alive():  # something left in the group still holds the output open
+        _signal_group(proc.pid, signal.SIGKILL)
+        reader.join(1.0)
+    proc.stdout.close()
+    duration = clock() - start
+    if timed_out:
+        emit(f"cml-bot: step {step.name!r} timed out after {timeout:g} s and was killed")
+        return StepResult(step.name, step.run, None, duration, tuple(tail), timed_out=True)
+    return StepResult(step.name, step.run, proc.returncode, duration, tuple(tail))
+
+
+def _read_lines(fd: int, emit: Callable[[str], None]) -> None:
+    """Split the byte stream into lines; a carriage-return progress bar keeps only its last state."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    pending = ""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            chunk = b""
+        text = decoder.decode(chunk, final=not chunk)
+        pending += text
+        *lines, pending = pending.split("\n")
+        for line in lines:
+            emit(_last_state(line))
+        if len(pending) > _MAX_LINE:
+            pending = _last_state(pending)
+            while len(pending) > _MAX_LINE:
+                emit(pending[:_MAX_LINE])
+                pending = pending[_MAX_LINE:]
+        if not chunk:
+            if pending:
+                emit(_last_state(pending))
+            return
+
+
+def _last_state(line: str) -> str:
+    """What a terminal shows for ``line``: the text after its last carriage return."""
+    line = line.rstrip("\r")
+    if "\r" in line:
+        return line.rsplit("\r", 1)[1]
+    return line
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    _signal_group(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=KILL_GRACE)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+    else:  # the leader is gone; make sure nothing else in its group survives
+        _signal_group(proc.pid, signal.SIGKILL)
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)

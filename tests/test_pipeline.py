@@ -1,0 +1,167 @@
+"""The pipeline runner, with real shell commands."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from cml_bot import pipeline
+from cml_bot.config import Step
+from cml_bot.pipeline import PipelineResult, StepResult, run_pipeline
+
+
+def test_steps_run_in_order_in_cwd_with_output_echoed(tmp_path: Path) -> None:
+    lines: list[str] = []
+    steps = [
+        Step("prepare", "echo one > order.txt && echo prepared"),
+        Step("train", "echo two >> order.txt; echo to-stderr >&2; pwd"),
+    ]
+
+    result = run_pipeline(steps, tmp_path, echo=lines.append)
+
+    assert result.ok and result.failed_step is None
+    assert [s.name for s in result.steps] == ["prepare", "train"]
+    assert [s.returncode for s in result.steps] == [0, 0]
+    assert (tmp_path / "order.txt").read_text() == "one\ntwo\n"
+    assert lines == [
+        "$ echo one > order.txt && echo prepared",
+        "prepared",
+        "$ echo two >> order.txt; echo to-stderr >&2; pwd",
+        "to-stderr",
+        str(tmp_path),
+    ]
+    assert result.steps[1].log_tail == ("to-stderr", str(tmp_path))
+
+
+def test_output_is_echoed_while_the_step_is_still_running(tmp_path: Path) -> None:
+    go = tmp_path / "go"
+
+    def echo(line: str) -> None:
+        if line == "first":
+            go.touch()  # the step only prints "second" if it sees this while running
+
+    command = (
+        "echo first; i=0; while [ ! -f go ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; "
+        "[ -f go ] && echo second"
+    )
+    result = run_pipeline([Step("live", command)], tmp_path, echo=echo)
+
+    assert result.ok, result.steps[0].log_tail
+    assert result.steps[0].log_tail == ("first", "second")
+
+
+def test_stops_at_the_first_failure_and_keeps_the_last_50_lines(tmp_path: Path) -> None:
+    steps = [
+        Step("ok", "true"),
+        Step("fails", "for i in $(seq 1 80); do echo line $i; done; echo boom >&2; exit 3"),
+        Step("never", "touch never-ran"),
+    ]
+
+    result = run_pipeline(steps, tmp_path)
+
+    assert not result.ok
+    assert [s.name for s in result.steps] == ["ok", "fails"]
+    failed = result.failed_step
+    assert failed is not None and failed.name == "fails" and failed.command == steps[1].run
+    assert failed.returncode == 3 and not failed.timed_out and not failed.ok
+    assert len(failed.log_tail) == 50
+    assert failed.log_tail[0] == "line 32" and failed.log_tail[-1] == "boom"
+    assert not (tmp_path / "never-ran").exists()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "State:\tZ" in status  # killed, waiting to be reaped by init
+
+
+def test_timeout_kills_the_whole_process_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline, "KILL_GRACE", 0.3)
+    steps = [
+        # a shell and a child that both ignore SIGTERM: only SIGKILL to the whole group ends them
+        Step("hangs", "trap '' TERM; sleep 60 & echo $! > child.pid; echo started; wait", timeout=0.5),
+        Step("never", "touch never-ran"),
+    ]
+    started = time.monotonic()
+
+    result = run_pipeline(steps, tmp_path)
+
+    assert time.monotonic() - started < 10
+    [step] = result.steps
+    assert step.timed_out and step.returncode is None and not step.ok
+    assert step.log_tail[0] == "started"
+    assert "timed out after 0.5 s" in step.log_tail[-1]
+    assert result.failed_step == step
+    child = int((tmp_path / "child.pid").read_text())
+    deadline = time.monotonic() + 5
+    while not _gone(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(child)
+    assert not (tmp_path / "never-ran").exists()
+
+
+def test_default_timeout_applies_and_a_step_timeout_overrides_it(tmp_path: Path) -> None:
+    result = run_pipeline([Step("slow", "sleep 0.5", timeout=5)], tmp_path, default_timeout=0.1)
+    assert result.ok
+    result = run_pipeline([Step("slow", "sleep 5")], tmp_path, default_timeout=0.2)
+    assert result.steps[0].timed_out
+
+
+def test_durations_come_from_the_injected_clock(tmp_path: Path) -> None:
+    ticks = itertools.chain([100.0, 110.0, 200.0, 215.5], itertools.repeat(999.0))
+
+    result = run_pipeline([Step("a", "true"), Step("b", "true")], tmp_path, clock=lambda: next(ticks))
+
+    assert [s.duration for s in result.steps] == [10.0, 15.5]
+    assert result.duration == 25.5
+
+
+def test_a_step_that_cannot_start_has_no_returncode_and_says_why(tmp_path: Path) -> None:
+    result = run_pipeline([Step("train", "true")], tmp_path / "missing")
+
+    [step] = result.steps
+    assert step.returncode is None and not step.timed_out and not step.ok
+    assert "could not start step 'train'" in step.log_tail[0] and "missing" in step.log_tail[0]
+
+
+def test_unknown_command_fails_with_the_shell_message(tmp_path: Path) -> None:
+    result = run_pipeline([Step("x", "no-such-command-cml-bot")], tmp_path)
+    assert result.steps[0].returncode == 127
+    assert "no-such-command-cml-bot" in result.steps[0].log_tail[-1]
+
+
+def test_env_is_added_to_the_current_environment(tmp_path: Path) -> None:
+    result = run_pipeline([Step("env", 'echo "$CML_TEST_VAR"; command -v sh')], tmp_path,
+                          env={"CML_TEST_VAR": "hello"})
+    assert result.steps[0].log_tail[0] == "hello"
+    assert result.steps[0].log_tail[1].endswith("/sh")
+    assert "CML_TEST_VAR" not in os.environ
+
+
+def test_progress_bars_invalid_utf8_and_missing_final_newline(tmp_path: Path) -> None:
+    command = r"printf '10%%\r50%%\r100%%\r\nbad \377 byte\r\nno newline'"
+    result = run_pipeline([Step("bars", command)], tmp_path)
+    assert result.steps[0].log_tail == ("100%", "bad \ufffd byte", "no newline")
+
+
+def test_very_long_lines_are_split(tmp_path: Path) -> None:
+    result = run_pipeline([Step("long", "head -c 20000 /dev/zero | tr '\\0' x")], tmp_path)
+    assert [len(line) for line in result.steps[0].log_tail] == [8192, 8192, 3616]
+
+
+def test_empty_pipeline_is_ok(tmp_path: Path) -> None:
+    result = run_pipeline([], tmp_path)
+    assert result == PipelineResult(steps=()) and result.ok and result.duration == 0
+
+
+def test_step_result_ok() -> None:
+    assert StepResult("a", "true", 0, 1.0, ()).ok
+    assert not StepResult("a", "false", 1, 1.0, ()).ok
+    assert not StepResult("a", "x", 0, 1.0, (), timed_out=True).ok
+    assert not StepResult("a", "x", None, 1.0, ()).ok
