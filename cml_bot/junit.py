@@ -1,0 +1,43 @@
+"""The gates as JUnit XML, so GitLab's merge request widget (and other CI UIs) list each failing
+threshold by name (pure)."""
+
+from __future__ import annotations
+
+import re
+from xml.etree import ElementTree as ET
+
+from cml_bot.report import Report
+
+# Characters XML 1.0 cannot carry at all, even escaped; log lines may contain them.
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def junit_xml(report: Report) -> str:
+    """One test case per gated metric (failed when its gate failed) and one per pipeline step."""
+    suite = ET.Element("testsuite", name="cml-bot")
+    cases = 0
+    failures = 0
+    if report.pipeline is not None:
+        for step in report.pipeline.steps:
+            case = ET.SubElement(
+                suite, "testcase", classname="cml-bot.pipeline", name=step.name, time=f"{step.duration:.3f}"
+            )
+            cases += 1
+            if not step.ok:
+                failures += 1
+                how = "timed out" if step.timed_out else f"exited with {step.returncode}"
+                failure = ET.SubElement(case, "failure", message=f"step {step.name} {how}")
+                failure.text = _XML_INVALID.sub("?", "\n".join(step.log_tail))
+    for metric in report.diff.metrics:
+        if not metric.gated:
+            continue
+        case = ET.SubElement(suite, "testcase", classname="cml-bot.gates", name=_XML_INVALID.sub("?", metric.name))
+        cases += 1
+        if metric.failures:
+            failures += 1
+            message = f"{metric.name} " + "; ".join(metric.failures)
+            ET.SubElement(case, "failure", message=_XML_INVALID.sub("?", message))
+    suite.set("tests", str(cases))
+    suite.set("failures", str(failures))
+    suite.set("errors", "0")
+    return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"

@@ -1,0 +1,504 @@
+"""The report model and its rendering to markdown and to an HTML preview (pure).
+
+One markdown document: a hidden marker line (how a later run finds the comment), a title, a one-line
+verdict, the gates that failed, the metrics and params tables, plots, data changes and the run's
+facts in collapsible blocks. Every piece of user text goes through :mod:`cml_bot.markdown`.
+
+Size: forges cap a comment (GitHub 65,536 characters). :func:`render_markdown` drops detail section
+by section, in a fixed order, until the document fits, and says what it dropped; tables are never
+cut mid-row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from tabulate import tabulate
+
+from cml_bot import markdown as md
+from cml_bot.diff import NOISE_RULE, Diff, MetricChange, ParamChange, Status
+from cml_bot.forges.base import Verdict
+from cml_bot.metrics import Value, format_value
+
+if TYPE_CHECKING:
+    from cml_bot.data import DataChange
+    from cml_bot.pipeline import PipelineResult
+
+GITHUB_LIMIT = 65_536
+MARKER_TEMPLATE = "<!-- cml-bot report (id: {report_id}) -->"
+LOG_TAIL_LINES = 30
+
+
+def marker_for(report_id: str) -> str:
+    """The hidden line that identifies a report; ``report_id`` is validated by the config."""
+    return MARKER_TEMPLATE.format(report_id=report_id)
+
+
+@dataclass(frozen=True)
+class PlotEntry:
+    title: str
+    images: tuple[str, ...] = ()  # image names, resolved to URLs at render time
+    note: str | None = None  # e.g. why it could not be drawn
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    head_sha: str | None = None
+    head_ref: str | None = None
+    base_sha: str | None = None
+    base_ref: str | None = None
+    baseline_source: str | None = None  # how the baseline was found, one sentence (trusted text)
+    duration: float | None = None  # seconds for the whole run
+    run_url: str | None = None
+    extra: tuple[tuple[str, str], ...] = ()  # more (label, untrusted value) rows
+
+
+@dataclass(frozen=True)
+class Report:
+    title: str
+    report_id: str
+    diff: Diff
+    facts: RunFacts = field(default_factory=RunFacts)
+    plots: tuple[PlotEntry, ...] = ()
+    pipeline: PipelineResult | None = None
+    data_changes: tuple[DataChange, ...] = ()
+    notes: tuple[str, ...] = ()  # warnings for the reader (trusted text from cml-bot)
+
+    @property
+    def verdict(self) -> Verdict:
+        if self.pipeline is not None and not self.pipeline.ok:
+            return Verdict.FAILED
+        return self.diff.verdict
+
+    @property
+    def marker(self) -> str:
+        return marker_for(self.report_id)
+
+
+# --- the verdict line -------------------------------------------------------------------------
+
+
+def verdict_summary(report: Report) -> str:
+    """One plain line for statuses, job outputs and the CLI (no markdown)."""
+    diff = report.diff
+    failed = report.pipeline.failed_step if report.pipeline is not None else None
+    if failed is not None:
+        how = "timed out" if failed.timed_out else f"exited with {failed.returncode}"
+        return f"pipeline failed: step '{failed.name}' {how}"
+    regressions = diff.regressions
+    if regressions:
+        names = ", ".join(m.name for m in regressions[:3])
+        more = f" and {len(regressions) - 3} more" if len(regressions) > 3 else ""
+        return f"regressed: {names}{more}"
+    compared = sum(1 for m in diff.metrics if m.status in (Status.CHANGED, Status.UNCHANGED))
+    if not diff.has_baseline:
+        return f"no baseline: {len(diff.metrics)} metrics reported"
+    improved = sum(1 for m in diff.metrics if m.improved)
+    worse = sum(1 for m in diff.metrics if m.improved is False)
+    return f"pass: {compared} metrics compared, {improved} better, {worse} worse within thresholds"
+
+
+_VERDICT_HEAD = {
+    Verdict.PASS: "✓ **Pass**",
+    Verdict.REGRESSED: "✗ **Regressed**",
+    Verdict.NO_BASELINE: "○ **No baseline**",
+    Verdict.FAILED: "✗ **Pipeline failed**",
+}
+
+
+def _verdict_line(report: Report) -> str:
+    facts = report.facts
+    base = ""
+    if facts.base_sha:
+        ref = f" {md.cell(facts.base_ref)}" if facts.base_ref else ""
+        base = f" against{ref} at {md.code_span(facts.base_sha[:10])}"
+    summary = md.cell(verdict_summary(report).split(": ", 1)[-1])
+    return f"{_VERDICT_HEAD[report.verdict]}{base}: {summary}"
+
+
+# --- tables ---------------------------------------------------------------------------------
+
+
+def _cell(value: Value | None) -> str:
+    return "—" if value is None else md.cell(format_value(value))
+
+
+def _signed(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Infinity" if value > 0 else "-Infinity"
+    return ("+" if value > 0 else "") + format_value(value)
+
+
+def _change_cells(change: MetricChange) -> tuple[str, str]:
+    if change.status in (Status.NEW, Status.REMOVED) or change.delta is None:
+        return ("—", "—")
+    arrow = "" if change.delta == 0 or math.isnan(change.delta) else (" ▲" if change.delta > 0 else " ▼")
+    delta = md.cell(_signed(change.delta)) + arrow
+    relative = "—" if change.relative is None else md.cell(f"{change.relative * 100:+.2f}%")
+    return (delta, relative)
+
+
+def _mark(change: MetricChange) -> str:
+    """A colour-free marker: readable in light and dark themes and by screen readers."""
+    if change.failures:
+        return "✗ regressed"
+    if change.status is Status.NEW:
+        return "new"
+    if change.status is Status.REMOVED:
+        return "removed"
+    if change.within_noise:
+        return "≈ within noise"
+    if change.improved is True:
+        return "✓ better"
+    if change.improved is False:
+        return "↘ worse"
+    return "" if change.status is Status.UNCHANGED else "changed"
+
+
+def metrics_table(changes: Sequence[MetricChange], has_baseline: bool, base_label: str) -> str:
+    if has_baseline:
+        headers = ["Metric", md.cell(base_label), "This change", "Change", "%", ""]
+        rows = [[md.cell(c.name), _cell(c.base), _cell(c.head), *_change_cells(c), _mark(c)] for c in changes]
+    else:
+        headers = ["Metric", "This change", ""]
+        rows = [[md.cell(c.name), _cell(c.head), "✗ regressed" if c.failures else ""] for c in changes]
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def params_table(changes: Sequence[ParamChange], has_baseline: bool, base_label: str) -> str:
+    if has_baseline:
+        headers = ["Param", md.cell(base_label), "This change", ""]
+        marks = {Status.CHANGED: "changed", Status.NEW: "new", Status.REMOVED: "removed", Status.UNCHANGED: ""}
+        rows = [[md.cell(c.name), _cell(c.base), _cell(c.head), marks[c.status]] for c in changes]
+    else:
+        headers = ["Param", "This change"]
+        rows = [[md.cell(c.name), _cell(c.head)] for c in changes]
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def _details(summary: str, body: str, open_: bool = False) -> str:
+    attr = " open" if open_ else ""
+    return f"<details{attr}><summary>{summary}</summary>\n\n{body}\n\n</details>"
+
+
+# --- sections -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Budget:
+    """How much detail to show; each level drops more (see ``_LEVELS``)."""
+
+    unchanged_params: bool = True
+    step_table: bool = True
+    log_lines: int = LOG_TAIL_LINES
+    data_changes: bool = True
+    unchanged_metrics: bool = True
+    plots: bool = True
+    params: bool = True
+    changed_metrics: bool = True
+    max_metric_rows: int | None = None
+
+
+_LEVELS: tuple[tuple[str, _Budget], ...] = (
+    ("", _Budget()),
+    ("unchanged params", _Budget(unchanged_params=False)),
+    ("pipeline step timings", _Budget(unchanged_params=False, step_table=False, log_lines=10)),
+    ("data changes", _Budget(unchanged_params=False, step_table=False, log_lines=10, data_changes=False)),
+    (
+        "unchanged metrics",
+        _Budget(unchanged_params=False, step_table=False, log_lines=10, data_changes=False, unchanged_metrics=False),
+    ),
+    (
+        "plots",
+        _Budget(
+            unchanged_params=False,
+            step_table=False,
+            log_lines=10,
+            data_changes=False,
+            unchanged_metrics=False,
+            plots=False,
+        ),
+    ),
+    (
+        "params",
+        _Budget(
+            unchanged_params=False,
+            step_table=False,
+            log_lines=5,
+            data_changes=False,
+            unchanged_metrics=False,
+            plots=False,
+            params=False,
+        ),
+    ),
+    (
+        "metrics that passed",
+        _Budget(
+            unchanged_params=False,
+            step_table=False,
+            log_lines=5,
+            data_changes=False,
+            unchanged_metrics=False,
+            plots=False,
+            params=False,
+            changed_metrics=False,
+        ),
+    ),
+)
+
+
+def _regressions_section(report: Report, max_rows: int | None) -> list[str]:
+    regressions = report.diff.regressions
+    if not regressions:
+        return []
+    shown = regressions if max_rows is None else regressions[:max_rows]
+    lines = ["**Failed gates**", ""]
+    lines += [f"- {md.cell(m.name)}: {md.cell('; '.join(m.failures))}" for m in shown]
+    if len(shown) < len(regressions):
+        lines.append(f"- … and {len(regressions) - len(shown)} more failed gates, listed in the full report")
+    return lines
+
+
+def _pipeline_section(report: Report, budget: _Budget) -> list[str]:
+    pipeline = report.pipeline
+    if pipeline is None or not pipeline.steps:
+        return []
+    out: list[str] = []
+    failed = pipeline.failed_step
+    if failed is not None:
+        how = f"timed out after {failed.duration:.1f} s" if failed.timed_out else f"exited with {failed.returncode}"
+        tail = list(failed.log_tail[-budget.log_lines :]) if budget.log_lines else []
+        out += [f"**Step {md.cell(failed.name)} {how}.** Metrics below may be missing or stale.", ""]
+        if tail:
+            out += [_details(f"Last {len(tail)} lines of the log", md.code_block(tail), open_=True), ""]
+    if budget.step_table:
+        rows = [
+            [
+                md.cell(s.name),
+                md.code_span(s.command),
+                f"{s.duration:.1f} s",
+                "✓" if s.ok else ("timed out" if s.timed_out else f"✗ exit {s.returncode}"),
+            ]
+            for s in pipeline.steps
+        ]
+        table = tabulate(rows, headers=["Step", "Command", "Time", "Result"], tablefmt="github", disable_numparse=True)
+        count = len(pipeline.steps)
+        summary = f"Pipeline: {count} step{'s' if count != 1 else ''}, {pipeline.duration:.1f} s"
+        out += [_details(summary, table), ""]
+    return out
+
+
+def _metrics_section(report: Report, budget: _Budget, base_label: str) -> tuple[list[str], str | None]:
+    diff = report.diff
+    metrics = list(diff.metrics)
+    hidden = ""
+    if not budget.unchanged_metrics:
+        kept = [m for m in metrics if m.status is not Status.UNCHANGED or m.failures]
+        if len(kept) < len(metrics):
+            hidden = f"{len(metrics) - len(kept)} unchanged metrics"
+        metrics = kept
+    if not budget.changed_metrics:
+        kept = [m for m in metrics if m.failures]
+        if len(kept) < len(metrics):
+            hidden = f"{len(diff.metrics) - len(kept)} metrics that passed"
+        metrics = kept
+    cut = ""
+    if budget.max_metric_rows is not None and len(metrics) > budget.max_metric_rows:
+        cut = f"; showing {budget.max_metric_rows} of {len(metrics)} rows"
+        metrics = metrics[: budget.max_metric_rows]
+    if not metrics:
+        return ([], hidden or None)
+    # Regressions first, then changes, then the rest, each in the file's order.
+    order = {id(m): (0 if m.failures else 1 if m.status is not Status.UNCHANGED else 2) for m in metrics}
+    metrics.sort(key=lambda m: order[id(m)])
+    heading = "### Metrics" + (f" ({hidden} hidden{cut})" if hidden or cut else "")
+    lines = [heading, "", metrics_table(metrics, diff.has_baseline, base_label), ""]
+    if diff.uses_noise_rule:
+        lines += [f"_Repeated values are shown as mean ± std; {NOISE_RULE}._", ""]
+    return (lines, None)
+
+
+def _params_section(report: Report, budget: _Budget, base_label: str) -> list[str]:
+    params = report.diff.params
+    if not params or not budget.params:
+        return []
+    changed = [p for p in params if p.status is not Status.UNCHANGED]
+    unchanged = [p for p in params if p.status is Status.UNCHANGED]
+    lines: list[str] = []
+    if changed or not report.diff.has_baseline:
+        lines += ["### Params", "", params_table(changed or unchanged, report.diff.has_baseline, base_label), ""]
+        if not changed:
+            unchanged = []
+    if unchanged and budget.unchanged_params:
+        table = params_table(unchanged, report.diff.has_baseline, base_label)
+        lines += [_details(f"{len(unchanged)} unchanged params", table), ""]
+    elif unchanged:
+        lines += [f"_{len(unchanged)} unchanged params not shown._", ""]
+    return lines
+
+
+def _plots_section(report: Report, image_urls: Mapping[str, str]) -> list[str]:
+    if not report.plots:
+        return []
+    lines = ["### Plots", ""]
+    for plot in report.plots:
+        lines.append(f"**{md.cell(plot.title)}**")
+        lines.append("")
+        for name in plot.images:
+            url = image_urls.get(name)
+            if url is not None:
+                lines.append(f"![{md.cell(plot.title)}]({md.link_target(url)})")
+        if plot.note:
+            lines.append(f"_{md.cell(plot.note)}_")
+        lines.append("")
+    return lines
+
+
+def _data_section(report: Report) -> list[str]:
+    changes = report.data_changes
+    if not changes:
+        return []
+    rows = []
+    for change in changes:
+        if change.base_sha256 is None:
+            state = "new"
+        elif change.head_sha256 is None:
+            state = "removed"
+        else:
+            state = "changed" if change.changed else "unchanged"
+        rows_text = "—"
+        if change.base_rows is not None or change.head_rows is not None:
+            rows_text = f"{_count(change.base_rows)} → {_count(change.head_rows)}"
+        columns = []
+        if change.columns_added:
+            columns.append("+" + ", +".join(md.cell(c) for c in change.columns_added))
+        if change.columns_removed:
+            columns.append("−" + ", −".join(md.cell(c) for c in change.columns_removed))
+        labels = ", ".join(f"{md.cell(label)}: {base} → {head}" for label, base, head in change.label_counts[:10])
+        sha = change.head_sha256 or change.base_sha256 or ""
+        rows.append(
+            [md.cell(change.path), state, md.code_span(sha[:12]), rows_text, " ".join(columns) or "—", labels or "—"]
+        )
+    table = tabulate(
+        rows, headers=["Data", "State", "sha256", "Rows", "Columns", "Labels"], tablefmt="github", disable_numparse=True
+    )
+    changed = sum(1 for c in changes if c.changed)
+    return [_details(f"Data: {changed} of {len(changes)} files changed", table, open_=changed > 0), ""]
+
+
+def _count(value: int | None) -> str:
+    return "—" if value is None else f"{value:,}"
+
+
+def _facts_section(report: Report) -> list[str]:
+    facts = report.facts
+    rows: list[list[str]] = []
+    if facts.head_sha:
+        ref = f" ({md.cell(facts.head_ref)})" if facts.head_ref else ""
+        rows.append(["Commit", md.code_span(facts.head_sha[:12]) + ref])
+    if facts.base_sha:
+        ref = f" ({md.cell(facts.base_ref)})" if facts.base_ref else ""
+        rows.append(["Baseline", md.code_span(facts.base_sha[:12]) + ref])
+    if facts.baseline_source:
+        rows.append(["Baseline from", md.cell(facts.baseline_source)])
+    if facts.duration is not None:
+        rows.append(["Duration", f"{facts.duration:.1f} s"])
+    if facts.run_url:
+        rows.append(["CI run", f"[{md.cell(facts.run_url)}]({md.link_target(facts.run_url)})"])
+    rows += [[md.cell(label), md.cell(value)] for label, value in facts.extra]
+    if not rows:
+        return []
+    table = tabulate(rows, headers=["", ""], tablefmt="github", disable_numparse=True)
+    return [_details("Run facts", table), ""]
+
+
+def _render(
+    report: Report, image_urls: Mapping[str, str], budget: _Budget, dropped: Sequence[str], where_full: str
+) -> str:
+    base_label = report.facts.base_ref or "base"
+    lines = [report.marker, f"## {md.text(report.title)}", "", _verdict_line(report), ""]
+    regressions = _regressions_section(report, budget.max_metric_rows)
+    if regressions:
+        lines += [*regressions, ""]
+    lines += _pipeline_section(report, budget)
+    metric_lines, _ = _metrics_section(report, budget, base_label)
+    lines += metric_lines
+    lines += _params_section(report, budget, base_label)
+    if budget.plots:
+        lines += _plots_section(report, image_urls)
+    if budget.data_changes:
+        lines += _data_section(report)
+    lines += _facts_section(report)
+    for note in report.notes:
+        lines += [f"> {md.cell(note)}", ""]
+    if dropped:
+        lines += [f"_To fit the size limit this comment leaves out: {', '.join(dropped)}. {where_full}_", ""]
+    lines.append("<sub>Posted by cml-bot. This comment is updated on every push.</sub>")
+    return "\n".join(lines) + "\n"
+
+
+def render_markdown(
+    report: Report,
+    image_urls: Mapping[str, str] | None = None,
+    limit: int | None = None,
+    where_full: str = "The full report is in the job summary and artifacts.",
+) -> str:
+    """Render the report; with ``limit``, drop detail section by section until it fits."""
+    urls = image_urls or {}
+    dropped: list[str] = []
+    text = ""
+    for label, budget in _LEVELS:
+        if label:
+            dropped.append(label)
+        text = _render(report, urls, budget, dropped, where_full)
+        if limit is None or len(text) <= limit:
+            return text
+    # Still too long: many failed gates. Show whole rows only, as many as fit.
+    rows = max(1, len(report.diff.regressions))
+    last = _LEVELS[-1][1]
+    while rows > 1:
+        rows //= 2
+        budget = _Budget(**{**last.__dict__, "max_metric_rows": rows})
+        text = _render(report, urls, budget, dropped, where_full)
+        if limit is None or len(text) <= limit:
+            return text
+    return text
+
+
+def render_html(markdown_text: str, title: str) -> str:
+    """The markdown as a standalone HTML page styled like a GitHub comment, for the local preview."""
+    from markdown_it import MarkdownIt
+
+    parser = MarkdownIt("commonmark", {"html": True}).enable("table").enable("strikethrough")
+    body = parser.render(markdown_text)
+    return _HTML_PAGE.format(title=md.html_text(title), body=body)
+
+
+_HTML_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+:root {{ color-scheme: light dark; }}
+body {{ font: 14px/1.5 -apple-system, BlinkMacSystemFont, "Segoe UI", Helvetica, Arial, sans-serif;
+  max-width: 920px; margin: 2rem auto; padding: 0 1rem; }}
+.comment {{ border: 1px solid #d0d7de; border-radius: 6px; padding: 1rem 1.5rem; }}
+table {{ border-collapse: collapse; margin: 0.5rem 0 1rem; display: block; overflow: auto; }}
+th, td {{ border: 1px solid #d0d7de; padding: 6px 13px; }}
+tr:nth-child(2n) {{ background: rgba(127, 127, 127, 0.08); }}
+code, pre {{ font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 85%; }}
+pre {{ background: rgba(127, 127, 127, 0.12); padding: 12px; border-radius: 6px; overflow: auto; }}
+img {{ max-width: 100%; }}
+details {{ margin: 0.5rem 0; }}
+summary {{ cursor: pointer; }}
+blockquote {{ margin: 0; padding: 0 1em; border-left: 0.25em solid #d0d7de; }}
+</style></head>
+<body><div class="comment">
+{body}
+</div></body></html>
+"""
