@@ -1,0 +1,143 @@
+"""Where the baseline's results come from, stated in the report.
+
+"Diff against main" means against the commit this change branched from (the merge-base), never
+main's moving tip. In order:
+
+1. an explicit ``--baseline FILE`` given on the command line;
+2. results recorded for the merge-base (``cml-bot record`` on pushes to main);
+3. the nearest recorded first-parent ancestor of the merge-base, saying how many commits older;
+4. the metrics files as committed at the merge-base (DVC style, ``git show``);
+5. ``baseline.file`` from the config;
+6. no baseline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from cml_bot.config import Config
+from cml_bot.errors import InputError
+from cml_bot.git import Git
+from cml_bot.metrics import Value, combine, parse_values, read_values
+from cml_bot.results import RunResults
+
+ANCESTOR_SEARCH_LIMIT = 200
+
+
+class ResultStore(Protocol):
+    def load(self, sha: str) -> RunResults | None: ...
+
+    def save(self, results: RunResults) -> object: ...
+
+
+@dataclass(frozen=True)
+class Baseline:
+    results: RunResults | None
+    sha: str | None  # the merge-base (or the commit the results belong to)
+    ref: str | None  # the target branch name, for labels
+    source: str  # one sentence for the report
+
+
+def find_base_commit(
+    git: Git, head_sha: str | None, branch: str, given_sha: str | None, base_rev: str | None
+) -> tuple[str | None, str]:
+    """The base commit and how it was found. ``given_sha`` is the platform's merge-base (GitLab)."""
+    if base_rev:
+        sha = git.rev(base_rev)
+        if sha is None:
+            raise InputError(f"--base {base_rev}: no such commit in this repository")
+        return sha, f"commit {base_rev} given with --base"
+    if given_sha:
+        return given_sha, f"the merge-base with {branch} reported by the CI"
+    branch_sha = git.branch_ref(branch)
+    if branch_sha is None:
+        return None, f"branch {branch} not found (fetch it, e.g. actions/checkout with fetch-depth: 0)"
+    head = head_sha or git.rev("HEAD")
+    if head is None:
+        return None, "this directory has no commits"
+    merge_base = git.merge_base(head, branch_sha)
+    if merge_base is None:
+        shallow = " (the clone is shallow: fetch full history)" if git.is_shallow() else ""
+        return None, f"no common ancestor with {branch}{shallow}"
+    if merge_base == head:
+        # Running on the base branch itself: compare with the previous commit.
+        parents = git.ancestors(head, 2)
+        if len(parents) < 2:
+            return None, f"this is the first commit of {branch}"
+        return parents[1], f"the previous commit on {branch}"
+    return merge_base, f"the merge-base with {branch}"
+
+
+def resolve_baseline(
+    config: Config,
+    git: Git,
+    store: ResultStore,
+    head_sha: str | None,
+    *,
+    branch: str | None = None,
+    given_sha: str | None = None,
+    base_rev: str | None = None,
+    explicit_file: Path | None = None,
+) -> Baseline:
+    branch = branch or config.baseline_branch
+    if explicit_file is not None:
+        metrics = read_values(explicit_file, str(explicit_file))
+        return Baseline(
+            RunResults(sha=None, metrics=metrics), None, branch, f"the file {explicit_file.name} given with --baseline"
+        )
+    sha, how = find_base_commit(git, head_sha, branch, given_sha, base_rev)
+    if sha is not None:
+        recorded = store.load(sha)
+        if recorded is not None:
+            return Baseline(recorded, sha, branch, f"recorded results of {how} ({sha[:10]})")
+        for distance, ancestor in enumerate(git.ancestors(sha, ANCESTOR_SEARCH_LIMIT)[1:], start=1):
+            recorded = store.load(ancestor)
+            if recorded is not None:
+                plural = "s" if distance > 1 else ""
+                return Baseline(
+                    recorded,
+                    ancestor,
+                    branch,
+                    f"recorded results of {ancestor[:10]}, {distance} commit{plural} older than "
+                    f"{how} ({sha[:10]}), the nearest recorded",
+                )
+        committed = committed_results(config, git, sha)
+        if committed is not None:
+            return Baseline(committed, sha, branch, f"metrics files as committed at {how} ({sha[:10]})")
+    if config.baseline_file:
+        path = config.root / config.baseline_file
+        if path.exists():
+            metrics = read_values(path, config.baseline_file)
+            return Baseline(
+                RunResults(sha=None, metrics=metrics),
+                sha,
+                branch,
+                f"the file {config.baseline_file} named in baseline.file",
+            )
+    reason = how if sha is None else f"nothing recorded or committed for {how} ({sha[:10]})"
+    return Baseline(None, sha, branch, f"no baseline: {reason}")
+
+
+def committed_results(config: Config, git: Git, sha: str) -> RunResults | None:
+    """Metrics, params and plot files as committed at ``sha``; None if no metrics file is there."""
+    metric_files = _files_at(git, sha, config.metrics)
+    if not metric_files:
+        return None
+    param_files = _files_at(git, sha, config.params)
+    files = {spec.path: data for spec in config.plots if (data := git.show(sha, spec.path)) is not None}
+    return RunResults(sha=sha, metrics=combine(metric_files), params=combine(param_files), files=files)
+
+
+def _files_at(git: Git, sha: str, paths: tuple[str, ...]) -> list[tuple[str, dict[str, Value]]]:
+    found = []
+    for path in paths:
+        data = git.show(sha, path)
+        name = path
+        if data is not None and data.startswith(b"tree "):  # a dvclive folder
+            name = f"{path}/metrics.json"
+            data = git.show(sha, name)
+        if data is not None:
+            found.append((path, parse_values(data, name)))
+    return found
