@@ -353,6 +353,8 @@ class _Handler(BaseHTTPRequestHandler):
             return _Reply(200, {
                 "id": project.id, "path_with_namespace": project.path, "web_url": fake.web_url,
             })
+        if (m := re.fullmatch(r"/merge_requests/(\d+)", rest)) and method == "GET":
+            return _Reply(200, project.merge_requests[self._merge_request(int(m.group(1)))])
         if m := re.fullmatch(r"/merge_requests/(\d+)/notes", rest):
             self._forbid_job(auth)
             iid = self._merge_request(int(m.group(1)))

@@ -431,3 +431,11 @@ def test_missing_project_id_is_a_forge_error(fake: FakeGitLab) -> None:
     env = ci_env(fake, CI_PROJECT_ID=None, CI_MERGE_REQUEST_PROJECT_ID=None)
     with pytest.raises(ForgeError, match="CI_PROJECT_ID"):
         gitlab_forge(gitlab_context(env), env)
+
+
+def test_verify_change_head_accepts_the_merge_request_head_only(fake: FakeGitLab, make_forge: MakeForge) -> None:
+    forge = make_forge()
+    forge.verify_change_head(HEAD_SHA)
+    with pytest.raises(ForgeError, match=r"merge request !3 head is 0123456789ab, not eeeeeeeeeeee"):
+        forge.verify_change_head("e" * 40)
+    assert fake.count("GET", rf"/merge_requests/{MR_IID}$") == 2

@@ -269,6 +269,20 @@ class GitLabForge:
             raise
         log.info("Set the %s status to %s on %s", STATUS_NAME, state, self._sha[:12])
 
+    def verify_change_head(self, expected_sha: str) -> None:
+        """Raise ForgeError unless the MR's head is ``expected_sha`` (a bundle posts on its own MR only)."""
+        iid = self._merge_request()
+        if iid is None:
+            raise ForgeError(f"GitLab: no merge request to check for commit {expected_sha[:12]}")
+        path = f"/projects/{self._project}/merge_requests/{iid}"
+        found = self._json(self._call("get", path), f"GET {path}")
+        actual = found.get("sha") if isinstance(found, dict) else None
+        if actual != expected_sha:
+            raise ForgeError(
+                f"GitLab: merge request !{iid} head is {str(actual)[:12]}, not {expected_sha[:12]}; "
+                "refusing to post a bundle made for another commit"
+            )
+
     # -- notes -------------------------------------------------------------------------------------
 
     def _notes_path(self, iid: int) -> str:
