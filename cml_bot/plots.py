@@ -34,6 +34,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
+from matplotlib.ticker import MaxNLocator
 
 from cml_bot.config import PlotSpec
 from cml_bot.errors import InputError
@@ -52,6 +53,7 @@ MAX_DEFAULT_SERIES = 10  # y columns picked automatically (explicit y is honoure
 MAX_BARS = 40  # categories shown in a bar chart
 MAX_CLASSES = 1000  # classes in a confusion matrix
 ANNOTATE_CLASSES = 15  # annotate confusion cells up to this many classes
+LIMIT = 1e200  # larger values are dropped like inf: matplotlib cannot scale an axis across them
 LABEL_CHARS = 60  # untrusted labels are cut to this length in the image
 FIGSIZE = (7.0, 4.0)
 CONFUSION_FIGSIZE = (6.0, 4.5)
@@ -382,10 +384,8 @@ class _XAxis:
         if self.categories is None:
             return
         count = len(self.categories)
-        if count <= 20:
-            ticks = list(range(count))
-        else:
-            ticks = sorted({round(float(v)) for v in np.linspace(0, count - 1, 10)})
+        spread = sorted({round(float(v)) for v in np.linspace(0, count - 1, 10)})
+        ticks = list(range(count)) if count <= 20 else spread
         ax.set_xticks(ticks, labels=[_text(self.categories[t], 20) for t in ticks])
         if any(len(self.categories[t]) > 6 for t in ticks):
             ax.tick_params(axis="x", labelrotation=30)
@@ -448,6 +448,8 @@ def _xy_figure(
                     zorder=2 if is_base else 3,
                 )
     axis.label_ticks(ax)
+    if axis.categories is None and all(pd.api.types.is_integer_dtype(c.dtype) for c in x_columns):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epoch 2, not 2.5
     ax.set_xlabel(_text(x_name, LABEL_CHARS) if x_name is not None else "row")
     ax.set_ylabel(_text(y_names[0], LABEL_CHARS) if not several else "value")
     ax.set_title(_text(spec.title or spec.path, 90))
@@ -463,7 +465,9 @@ def _x_column(frame: pd.DataFrame, x_name: str | None) -> pd.Series:
 
 
 def _finite(x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
-    mask = np.isfinite(x) & np.isfinite(y)
+    """Drop points with NaN, infinite or absurd (beyond 1e200: axes cannot span them) coordinates."""
+    with np.errstate(invalid="ignore"):
+        mask = (np.abs(x) < LIMIT) & (np.abs(y) < LIMIT)
     if bool(mask.all()):
         return x, y
     return x[mask], y[mask]
@@ -522,9 +526,11 @@ def _bar_figure(
             colour = f"C{k % 10}" if several else HEAD_COLOR
             offset = (slot - (bars - 1) / 2) * width
             slot += 1
+            with np.errstate(invalid="ignore"):
+                shown = np.abs(heights) < LIMIT
             ax.bar(
-                positions[np.isfinite(heights)] + offset,
-                heights[np.isfinite(heights)],
+                positions[shown] + offset,
+                heights[shown],
                 width=width * 0.95,
                 color=(colour if several else BASE_COLOR) if is_base else colour,
                 alpha=0.45 if is_base and several else 1.0,
@@ -534,7 +540,9 @@ def _bar_figure(
                 label=f"{_text(y_name, 40)} ({_text(label, 40)})" if several else _text(label, 60),
             )
     ax.set_xticks(positions, labels=[_text(c, 24) for c in categories])
-    if sum(len(c) + 2 for c in categories) > 80 or any(len(c) > 10 for c in categories):
+    if len(categories) > 20:
+        ax.tick_params(axis="x", labelrotation=90, labelsize=7)
+    elif sum(len(c) + 2 for c in categories) > 80 or any(len(c) > 10 for c in categories):
         ax.tick_params(axis="x", labelrotation=35)
         for tick in ax.get_xticklabels():
             tick.set_horizontalalignment("right")

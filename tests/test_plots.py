@@ -277,6 +277,16 @@ def test_a_million_scatter_points_render_fast(million_rows: bytes) -> None:
     assert len(images[0].data) < 100_000
 
 
+def test_large_series_are_decimated_before_drawing(million_rows: bytes) -> None:
+    frame = load_table(million_rows, "loss.csv")
+    line = build_figure(PlotSpec(path="loss.csv"), frame).axes[0].get_lines()[0]
+    drawn = np.asarray(line.get_ydata(), dtype=np.float64)
+    assert 2_000 <= len(drawn) <= 4_004
+    assert drawn.max() == frame["loss"].max() and drawn.min() == frame["loss"].min()  # envelope kept
+    points = build_figure(PlotSpec(path="loss.csv", template="scatter"), frame).axes[0].get_lines()[0]
+    assert len(np.asarray(points.get_xdata())) <= 400 * 250
+
+
 def test_same_input_gives_the_same_bytes_whatever_the_global_style() -> None:
     spec = PlotSpec(path="h.csv", template="linear")
     first = render_plot(spec, history(30), history(25, 1.2), "p")[0].data
@@ -433,3 +443,10 @@ def test_safe_name_is_a_safe_nonempty_stem(text: str) -> None:
 )
 def test_safe_name_examples(text: str, stem: str) -> None:
     assert safe_name(text) == stem
+
+
+def test_integer_x_gets_integer_ticks() -> None:
+    figure = build_figure(PlotSpec(path="h.csv", y=("loss",)), load_table(history(20), "h.csv"))
+    figure.canvas.draw()
+    ticks = figure.axes[0].get_xticks()
+    assert all(float(t).is_integer() for t in ticks)
