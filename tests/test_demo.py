@@ -1,0 +1,36 @@
+"""End to end: `cml-bot demo` trains a real model on main and on a branch, offline, and writes the report."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from cml_bot.cli import Console, main
+
+pytest.importorskip("sklearn")
+
+
+def test_demo_runs_whole_loop_offline(tmp_path: Path) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    env = {"PATH": "/usr/bin:/bin", "GITHUB_ACTIONS": "true", "GITHUB_TOKEN": "ghp_shouldneverbeused"}
+    code = main(["demo", "--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "report")],
+                env=env, console=Console(out, err))
+    assert code == 0, err.getvalue()
+    folder = tmp_path / "report"
+    report = (folder / "report.md").read_text()
+    # A real comparison against main's recorded results, with both plots drawn.
+    assert report.startswith("<!-- cml-bot report (id: default) -->")
+    assert "| train.learning_rate | 0.01   | 0.1" in report.replace("\\_", "_")
+    assert "recorded results of the merge-base with main" in report.replace("\\-", "-")
+    for name in ("plot-01-loss-per-epoch.png", "plot-02-confusion-matrix-normalized.png"):
+        data = (folder / name).read_bytes()
+        assert data.startswith(b"\x89PNG\r\n\x1a\n")
+        assert len(data) < 100_000
+        assert f"]({name})" in report
+    assert "accuracy" in report and "f1_macro" in report.replace("\\_", "_")
+    assert '<img src="plot-01-loss-per-epoch.png"' in (folder / "index.html").read_text()
+    # The demo is local even inside CI: nothing posted, no token used or shown.
+    assert "ghp_shouldneverbeused" not in out.getvalue() + err.getvalue() + report
+    assert str(folder / "report.md") in out.getvalue()
