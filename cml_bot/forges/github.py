@@ -1,0 +1,533 @@
+"""GitHub: one sticky PR comment, images on an assets branch, the verdict as a commit status.
+
+Built on PyGithub, pointed at ``GITHUB_API_URL`` (so GitHub Enterprise Server works). Every call goes
+through :meth:`GitHubForge._call`, which retries transient failures (5xx, dropped connections, 429,
+secondary rate limits) with backoff through the injected ``sleep``, turns a permission 403 into
+:class:`ReadOnlyTokenError` at once and anything else into a one-line :class:`ForgeError`.
+
+Which comment is ours: a comment that contains the marker line AND was written by the token's user.
+The user comes from ``GET /user``; installation tokens (``GITHUB_TOKEN``, GitHub Apps) may not read
+it (403), and then a comment counts as ours when its author is a bot (``type == "Bot"`` or a login
+ending in ``[bot]``, e.g. ``github-actions[bot]``).
+
+Images are committed through the Git Data API to a dedicated branch (``cml-bot-assets``, created
+orphan on first use) under ``pr-<number>/<short head sha>/<name>`` and linked by commit-pinned
+``{server}/{owner}/{repo}/raw/{commit}/{path}`` URLs, which render for anyone who can read the
+repository and never change after posting.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import github
+import requests
+from github.GithubException import GithubException
+
+from cml_bot.context import CiContext
+from cml_bot.errors import ForgeError, ReadOnlyTokenError
+from cml_bot.forges.base import CommentMode, Image, Publication, Verdict
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+COMMENT_LIMIT = 65536
+STATUS_CONTEXT = "cml-bot"
+STATUS_DESCRIPTION_LIMIT = 140
+MAX_ATTEMPTS = 5
+MAX_REF_ATTEMPTS = 5
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 60.0
+
+_STATES = {
+    Verdict.PASS: "success",
+    Verdict.NO_BASELINE: "success",
+    Verdict.REGRESSED: "failure",
+    Verdict.FAILED: "error",
+}
+
+_TRANSIENT_EXCEPTIONS = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.Timeout,
+)
+
+
+class GitHubApiError(ForgeError):
+    """A request GitHub refused or that failed; ``status`` is None for connection failures."""
+
+    def __init__(self, message: str, status: int | None, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.delay = delay  # seconds to wait before trying again; None when not transient
+
+
+def github_token(env: Mapping[str, str]) -> str | None:
+    """The token cml-bot uses on GitHub: ``CML_BOT_TOKEN``, else ``GITHUB_TOKEN``."""
+    return env.get("CML_BOT_TOKEN") or env.get("GITHUB_TOKEN") or None
+
+
+def git_blob_sha(data: bytes) -> str:
+    """The object id git gives ``data`` as a blob (what GitHub returns for an uploaded blob)."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+def github_forge(
+    context: CiContext,
+    env: Mapping[str, str],
+    *,
+    change_number: int | None = None,
+    head_sha: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    assets_branch: str = "cml-bot-assets",
+) -> GitHubForge:
+    """Build the forge for this run; ``change_number``/``head_sha`` override the context's."""
+    token = github_token(env)
+    if not token:
+        raise ForgeError("GitHub: no token; set CML_BOT_TOKEN or GITHUB_TOKEN")
+    if not context.repo or "/" not in context.repo:
+        raise ForgeError("GitHub: the repository is unknown; set GITHUB_REPOSITORY (owner/name)")
+    sha = head_sha or context.head_sha
+    if not sha:
+        raise ForgeError("GitHub: the head commit is unknown; no pull_request payload and no GITHUB_SHA")
+    return GitHubForge(
+        repo=context.repo,
+        token=token,
+        head_sha=sha,
+        change_number=change_number if change_number is not None else context.change_number,
+        api_url=context.api_url or "https://api.github.com",
+        server_url=context.server_url or "https://github.com",
+        sleep=sleep,
+        assets_branch=assets_branch,
+    )
+
+
+@dataclass
+class _Comment:
+    id: int
+    body: str
+    login: str
+    user_type: str
+    html_url: str
+    url: str
+
+
+@dataclass
+class GitHubForge:
+    """The :class:`~cml_bot.forges.base.Forge` for GitHub pull requests."""
+
+    repo: str
+    token: str = field(repr=False)
+    head_sha: str
+    change_number: int | None = None
+    api_url: str = "https://api.github.com"
+    server_url: str = "https://github.com"
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    assets_branch: str = "cml-bot-assets"
+    timeout: int = 15
+    _gh: github.Github = field(init=False, repr=False)
+    _login: str | None = field(init=False, default=None, repr=False)
+    _login_known: bool = field(init=False, default=False, repr=False)
+    _number_known: bool = field(init=False, default=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.api_url = self.api_url.rstrip("/")
+        self.server_url = self.server_url.rstrip("/")
+        # retry=None: PyGithub must not retry (nor sleep) on its own; _call does, through self.sleep.
+        # No throttling between requests: a report is a dozen calls; secondary limits are retried.
+        self._gh = github.Github(
+            base_url=self.api_url,
+            auth=github.Auth.Token(self.token),
+            retry=None,
+            per_page=100,
+            timeout=self.timeout,
+            seconds_between_requests=None,
+            seconds_between_writes=None,
+            lazy=True,
+        )
+        self._number_known = self.change_number is not None
+
+    @property
+    def comment_limit(self) -> int:
+        return COMMENT_LIMIT
+
+    @property
+    def _repo_path(self) -> str:
+        return f"/repos/{self.repo}"
+
+    # -- requests --------------------------------------------------------------------------
+
+    def _request(
+        self,
+        verb: str,
+        path: str,
+        *,
+        parameters: dict[str, Any] | None = None,
+        body: dict[str, Any] | None = None,
+        retry: bool = True,
+    ) -> Any:
+        """One API call (``path`` relative to the API root) through :meth:`_call`; returns the JSON."""
+
+        def send() -> Any:
+            _, data = self._gh.requester.requestJsonAndCheck(
+                verb, self.api_url + path, parameters=parameters, input=body
+            )
+            return data
+
+        return self._call(f"{verb} {path}", send, retry=retry)
+
+    def _call(self, what: str, fn: Callable[[], T], *, retry: bool = True) -> T:
+        """Run ``fn``, retrying transient failures; map errors to ForgeError / ReadOnlyTokenError."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return fn()
+            except GithubException as exc:
+                delay = self._transient_delay(exc, attempt)
+                if delay is None or not retry or attempt >= MAX_ATTEMPTS:
+                    raise self._error(what, exc, delay) from None
+                logger.info("GitHub %s: %s, retrying in %.0f s", what, _describe(exc), delay)
+            except _TRANSIENT_EXCEPTIONS as exc:
+                if not retry or attempt >= MAX_ATTEMPTS:
+                    raise GitHubApiError(
+                        f"GitHub {what}: connection failed ({type(exc).__name__}) after {attempt} attempt(s)",
+                        None,
+                        _backoff(attempt),
+                    ) from None
+                delay = _backoff(attempt)
+                logger.info("GitHub %s: connection failed (%s), retrying in %.0f s", what, type(exc).__name__, delay)
+            self.sleep(delay)
+
+    @staticmethod
+    def _transient_delay(exc: GithubException, attempt: int) -> float | None:
+        """Seconds to wait before retrying ``exc``, or None when it is not worth retrying."""
+        status = exc.status
+        headers = {str(k).lower(): str(v) for k, v in (exc.headers or {}).items()}
+        retry_after = _seconds(headers.get("retry-after"))
+        if status in (403, 429) and (
+            retry_after is not None
+            or "rate limit" in _message(exc).lower()
+            or headers.get("x-ratelimit-remaining") == "0"
+        ):
+            return min(retry_after, BACKOFF_CAP) if retry_after is not None else _backoff(attempt)
+        if status == 429 or status >= 500:
+            return min(retry_after, BACKOFF_CAP) if retry_after is not None else _backoff(attempt)
+        return None
+
+    @staticmethod
+    def _error(what: str, exc: GithubException, delay: float | None) -> ForgeError:
+        message = f"GitHub {what}: {_describe(exc)}"
+        if exc.status == 403 and delay is None:
+            return ReadOnlyTokenError(message + " (the token may not write here, e.g. a fork pull request)")
+        return GitHubApiError(message, exc.status, delay)
+
+    # -- the pull request ------------------------------------------------------------------
+
+    def _number(self) -> int | None:
+        """The PR number: from the context, else the head commit's associated open PR (or None)."""
+        if not self._number_known:
+            pulls = self._request("GET", f"{self._repo_path}/commits/{self.head_sha}/pulls")
+            open_pulls = sorted(
+                (p for p in pulls if isinstance(p, dict) and p.get("state") == "open"),
+                key=lambda p: int(p["number"]),
+            )
+            self.change_number = int(open_pulls[0]["number"]) if open_pulls else None
+            self._number_known = True
+            logger.info(
+                "GitHub: commit %s belongs to %s",
+                self.head_sha[:7],
+                f"PR #{self.change_number}" if self.change_number else "no open pull request",
+            )
+        return self.change_number
+
+    def verify_change_head(self, expected_sha: str) -> None:
+        """Raise ForgeError unless the PR's head is ``expected_sha`` (a bundle posts on its own PR only)."""
+        number = self._number()
+        if number is None:
+            raise ForgeError(f"GitHub: no pull request to check for commit {expected_sha[:12]}")
+        pull = self._request("GET", f"{self._repo_path}/pulls/{number}")
+        actual = pull.get("head", {}).get("sha") if isinstance(pull, dict) else None
+        if actual != expected_sha:
+            raise ForgeError(
+                f"GitHub: PR #{number} head is {str(actual)[:12]}, not {expected_sha[:12]}; "
+                "refusing to post a bundle made for another commit"
+            )
+
+    # -- comments --------------------------------------------------------------------------
+
+    def _me(self) -> str | None:
+        """The token's login, or None when the token may not read /user (installation tokens)."""
+        if not self._login_known:
+            try:
+                user = self._request("GET", "/user")
+                self._login = str(user["login"])
+            except ReadOnlyTokenError:
+                self._login = None
+            except GitHubApiError as exc:
+                if exc.status != 401:
+                    raise
+                self._login = None
+            self._login_known = True
+            logger.info(
+                "GitHub: matching comments by %s",
+                f"author {self._login}" if self._login else "bot authors (GET /user refused)",
+            )
+        return self._login
+
+    def _is_mine(self, comment: _Comment, marker: str) -> bool:
+        if marker not in comment.body:
+            return False
+        login = self._me()
+        if login is not None:
+            return comment.login == login
+        return comment.user_type == "Bot" or comment.login.endswith("[bot]")
+
+    def _list_comments(self, number: int) -> list[_Comment]:
+        """Every comment on the PR, all pages (100 per page), oldest first."""
+        issue = self._gh.get_repo(self.repo).get_issue(number)
+
+        def fetch() -> list[_Comment]:
+            return [
+                _Comment(
+                    id=c.id,
+                    body=c.body or "",
+                    login=c.user.login if c.user else "",
+                    user_type=c.user.type if c.user else "",
+                    html_url=c.html_url,
+                    url=c.url,
+                )
+                for c in issue.get_comments()
+            ]
+
+        comments = self._call(f"GET {self._repo_path}/issues/{number}/comments", fetch)
+        return sorted(comments, key=lambda c: c.id)
+
+    def _mine(self, number: int, marker: str) -> list[_Comment]:
+        return [c for c in self._list_comments(number) if self._is_mine(c, marker)]
+
+    def _edit(self, comment: _Comment, body: str) -> None:
+        if comment.body == body:
+            return
+        self._request("PATCH", f"{self._repo_path}/issues/comments/{comment.id}", body={"body": body})
+        comment.body = body
+
+    def _delete(self, comment: _Comment) -> None:
+        try:
+            self._request("DELETE", f"{self._repo_path}/issues/comments/{comment.id}")
+        except GitHubApiError as exc:
+            if exc.status != 404:  # already gone (a racing run deleted it): fine
+                raise
+
+    def _create(self, number: int, body: str, marker: str, known: set[int]) -> _Comment:
+        """POST the comment once: after a failure that may have gone through, look before reposting.
+
+        ``known`` are the ids of our marked comments before posting; a new one with our body is ours.
+        """
+        what = f"POST {self._repo_path}/issues/{number}/comments"
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                data = self._request(
+                    "POST", f"{self._repo_path}/issues/{number}/comments", body={"body": body}, retry=False
+                )
+                return _Comment(
+                    id=int(data["id"]),
+                    body=str(data.get("body") or ""),
+                    login=str(data.get("user", {}).get("login", "")),
+                    user_type=str(data.get("user", {}).get("type", "")),
+                    html_url=str(data["html_url"]),
+                    url=str(data["url"]),
+                )
+            except GitHubApiError as exc:
+                if exc.delay is None or attempt >= MAX_ATTEMPTS:
+                    raise
+                cause, delay = exc, exc.delay
+            self.sleep(max(delay, _backoff(attempt)))
+            landed = [c for c in self._mine(number, marker) if c.id not in known and c.body == body]
+            if landed:
+                logger.info("GitHub %s: the failed attempt did post comment %d; not posting again", what, landed[0].id)
+                return landed[0]
+            logger.info("GitHub %s: %s, posting again", what, cause.message)
+
+    def upsert_comment(self, body: str, marker: str, mode: CommentMode) -> Publication:
+        if marker not in body:
+            raise ForgeError("GitHub: the comment body does not contain its marker")
+        if len(body) > COMMENT_LIMIT:
+            raise ForgeError(f"GitHub: the comment has {len(body)} characters, over {COMMENT_LIMIT}")
+        number = self._number()
+        if number is None:
+            logger.info("GitHub: no pull request for %s; the report goes to the job summary only", self.head_sha[:7])
+            return Publication(None, False)
+        mode = CommentMode(mode)
+        mine = self._mine(number, marker)
+        if mode is CommentMode.UPDATE and mine:
+            keep = mine[0]
+            self._edit(keep, body)
+            for extra in mine[1:]:
+                self._delete(extra)
+            logger.info("GitHub: updated comment %d on PR #%d", keep.id, number)
+            return Publication(keep.html_url, False)
+        if mode is CommentMode.RECREATE:
+            for old in mine:
+                self._delete(old)
+        created = self._create(number, body, marker, known={c.id for c in mine})
+        logger.info("GitHub: posted comment %d on PR #%d", created.id, number)
+        if mode is CommentMode.NEW:
+            return Publication(created.html_url, True)
+        return self._settle_race(number, marker, created)
+
+    def _settle_race(self, number: int, marker: str, created: _Comment) -> Publication:
+        """Two runs may both have created a comment: keep the oldest with the newest body."""
+        mine = self._mine(number, marker)
+        if len(mine) <= 1:
+            return Publication(created.html_url, True)
+        keep, newest = mine[0], mine[-1]
+        logger.info("GitHub: %d comments carry the marker on PR #%d; keeping %d", len(mine), number, keep.id)
+        self._edit(keep, newest.body)
+        for extra in mine[1:]:
+            self._delete(extra)
+        return Publication(keep.html_url, keep.id == created.id)
+
+    # -- images ----------------------------------------------------------------------------
+
+    def _folder(self) -> str:
+        number = self._number()
+        short = self.head_sha[:7]
+        return f"pr-{number}/{short}" if number is not None else f"commit-{short}"
+
+    def _raw_url(self, commit: str, path: str) -> str:
+        quoted = urllib.parse.quote(path)
+        return f"{self.server_url}/{self.repo}/raw/{commit}/{quoted}"
+
+    def _ref_path(self, kind: str) -> str:
+        # PyGithub does not encode '/' in refs; GitHub accepts both spellings.
+        return f"{self._repo_path}/git/{kind}/heads/{urllib.parse.quote(self.assets_branch)}"
+
+    def _read_ref(self) -> str | None:
+        try:
+            data = self._request("GET", self._ref_path("ref"))
+        except GitHubApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return str(data["object"]["sha"])
+
+    def upload_images(self, images: Sequence[Image]) -> Mapping[str, str]:
+        if not images:
+            return {}
+        folder = self._folder()
+        wanted = {f"{folder}/{image.name}": image.data for image in images}
+        names = {f"{folder}/{image.name}": image.name for image in images}
+        shas = {path: git_blob_sha(data) for path, data in wanted.items()}
+        uploaded: set[str] = set()
+        for attempt in range(1, MAX_REF_ATTEMPTS + 1):
+            head = self._read_ref()
+            existing: dict[str, str] = {}
+            base_tree: str | None = None
+            if head is not None:
+                base_tree = str(self._request("GET", f"{self._repo_path}/git/commits/{head}")["tree"]["sha"])
+                tree = self._request("GET", f"{self._repo_path}/git/trees/{base_tree}", parameters={"recursive": 1})
+                existing = {str(e["path"]): str(e["sha"]) for e in tree.get("tree", []) if e.get("type") == "blob"}
+            missing = [path for path in wanted if existing.get(path) != shas[path]]
+            if head is not None and not missing:
+                logger.info("GitHub: all %d image(s) already on %s", len(wanted), self.assets_branch)
+                return {names[p]: self._raw_url(head, p) for p in wanted}
+            known_blobs = set(existing.values()) | uploaded
+            for path in missing:
+                if shas[path] in known_blobs:
+                    continue
+                content = base64.b64encode(wanted[path]).decode("ascii")
+                blob = self._request(
+                    "POST", f"{self._repo_path}/git/blobs", body={"content": content, "encoding": "base64"}
+                )
+                if blob.get("sha") != shas[path]:
+                    raise ForgeError(f"GitHub: blob for {path} is {blob.get('sha')}, not {shas[path]}")
+                uploaded.add(shas[path])
+                known_blobs.add(shas[path])
+            tree_body: dict[str, Any] = {
+                "tree": [{"path": p, "mode": "100644", "type": "blob", "sha": shas[p]} for p in missing]
+            }
+            if base_tree is not None:
+                tree_body["base_tree"] = base_tree
+            new_tree = self._request("POST", f"{self._repo_path}/git/trees", body=tree_body)
+            commit = self._request(
+                "POST",
+                f"{self._repo_path}/git/commits",
+                body={
+                    "message": f"cml-bot: {len(missing)} image(s) for {folder}",
+                    "tree": new_tree["sha"],
+                    "parents": [head] if head is not None else [],
+                },
+            )
+            commit_sha = str(commit["sha"])
+            try:
+                if head is None:
+                    self._request(
+                        "POST",
+                        f"{self._repo_path}/git/refs",
+                        body={"ref": f"refs/heads/{self.assets_branch}", "sha": commit_sha},
+                    )
+                    logger.info("GitHub: created the orphan branch %s", self.assets_branch)
+                else:
+                    self._request("PATCH", self._ref_path("refs"), body={"sha": commit_sha, "force": False})
+            except GitHubApiError as exc:
+                if exc.status != 422:
+                    raise
+                logger.info("GitHub: %s moved meanwhile (attempt %d), committing again", self.assets_branch, attempt)
+                continue
+            logger.info("GitHub: committed %d image(s) to %s at %s", len(missing), self.assets_branch, commit_sha[:7])
+            return {names[p]: self._raw_url(commit_sha, p) for p in wanted}
+        raise ForgeError(
+            f"GitHub: could not update branch {self.assets_branch} after {MAX_REF_ATTEMPTS} attempts (it kept moving)"
+        )
+
+    # -- status ----------------------------------------------------------------------------
+
+    def set_status(self, verdict: Verdict, description: str, target_url: str | None) -> None:
+        text = " ".join(description.split())
+        if len(text) > STATUS_DESCRIPTION_LIMIT:
+            text = text[: STATUS_DESCRIPTION_LIMIT - 1] + "…"
+        body: dict[str, Any] = {
+            "state": _STATES[Verdict(verdict)],
+            "description": text,
+            "context": STATUS_CONTEXT,
+        }
+        if target_url:
+            body["target_url"] = target_url
+        self._request("POST", f"{self._repo_path}/statuses/{self.head_sha}", body=body)
+        logger.info("GitHub: status %s on %s", body["state"], self.head_sha[:7])
+
+
+def _message(exc: GithubException) -> str:
+    data = exc.data
+    if isinstance(data, dict):
+        return str(data.get("message", ""))
+    return str(data or "")
+
+
+def _describe(exc: GithubException) -> str:
+    message = " ".join(_message(exc).split())[:200]
+    return f"{exc.status} {message}".strip()
+
+
+def _seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _backoff(attempt: int) -> float:
+    return float(min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)))
