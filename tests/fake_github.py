@@ -363,9 +363,7 @@ class FakeGitHub:
         raw: bytes,
     ) -> None:
         # openapi-core does not match a path parameter containing '/': encode it (refs, paths).
-        spec_path = re.sub(
-            r"\{(\w+)\}", lambda m: urllib.parse.quote(params[m.group(1)], safe=""), route.template
-        )
+        spec_path = re.sub(r"\{(\w+)\}", lambda m: urllib.parse.quote(params[m.group(1)], safe=""), route.template)
         content_type = (handler.headers.get("Content-Type") or "").lower()
         request = _Req(
             host_url="https://api.github.com",
@@ -416,9 +414,7 @@ class FakeGitHub:
 
     def _user(self, login: str, type: str, template: dict[str, Any]) -> dict[str, Any]:
         user = dict(template)
-        user.update(
-            login=login, type=type, url=self.api(f"/users/{login}"), html_url=f"{self.server_url}/{login}"
-        )
+        user.update(login=login, type=type, url=self.api(f"/users/{login}"), html_url=f"{self.server_url}/{login}")
         return user
 
     def _comment_json(self, cid: int, template: dict[str, Any]) -> dict[str, Any]:
@@ -493,9 +489,7 @@ class _Route:
     def __post_init__(self) -> None:
         pattern = re.sub(
             r"\{(\w+)\}",
-            lambda m: (
-                f"(?P<{m.group(1)}>.+)" if m.group(1) in ("ref", "path") else f"(?P<{m.group(1)}>[^/]+)"
-            ),
+            lambda m: f"(?P<{m.group(1)}>.+)" if m.group(1) in ("ref", "path") else f"(?P<{m.group(1)}>[^/]+)",
             self.template,
         )
         self.regex = re.compile(f"^{pattern}$")
@@ -520,16 +514,12 @@ def _get_user(fake: FakeGitHub, account: Account, p: dict[str, str], q: dict[str
     if not account.can_read_user:
         raise _error(403, "Resource not accessible by integration")
     user = example("/user", "GET", 200)
-    user.update(
-        login=account.login, id=account.id, type=account.type, url=fake.api(f"/users/{account.login}")
-    )
+    user.update(login=account.login, id=account.id, type=account.type, url=fake.api(f"/users/{account.login}"))
     return _Result(200, user)
 
 
 @route("GET", R + "/issues/{issue_number}/comments")
-def _list_comments(
-    fake: FakeGitHub, account: Account, p: dict[str, str], q: dict[str, str], b: Any
-) -> _Result:
+def _list_comments(fake: FakeGitHub, account: Account, p: dict[str, str], q: dict[str, str], b: Any) -> _Result:
     issue = int(p["issue_number"])
     if issue not in fake.pulls:
         raise _error(404, "Not Found")
@@ -547,9 +537,7 @@ def _list_comments(
 
 
 @route("POST", R + "/issues/{issue_number}/comments")
-def _create_comment(
-    fake: FakeGitHub, account: Account, p: dict[str, str], q: dict[str, str], b: Any
-) -> _Result:
+def _create_comment(fake: FakeGitHub, account: Account, p: dict[str, str], q: dict[str, str], b: Any) -> _Result:
     issue = int(p["issue_number"])
     if issue not in fake.pulls:
         raise _error(404, "Not Found")
@@ -561,9 +549,7 @@ def _create_comment(
 
 
 @route("PATCH", R + "/issues/comments/{comment_id}")
-def _update_comment(
-    fake: FakeGitHub, account: Account, p: dict[str, str], q: dict[str, str], b: Any
-) -> _Result:
+def _update_comment(fake: FakeGitHub, account: Account, p: dict[str, str], q: dict[str, str], b: Any) -> _Result:
     cid = int(p["comment_id"])
     comment = fake.comments.get(cid)
     if comment is None:
@@ -575,9 +561,7 @@ def _update_comment(
 
 
 @route("DELETE", R + "/issues/comments/{comment_id}")
-def _delete_comment(
-    fake: FakeGitHub, account: Account, p: dict[str, str], q: dict[str, str], b: Any
-) -> _Result:
+def _delete_comment(fake: FakeGitHub, account: Account, p: dict[str, str], q: dict[str, str], b: Any) -> _Result:
     cid = int(p["comment_id"])
     comment = fake.comments.get(cid)
     if comment is None:
@@ -604,9 +588,7 @@ def _pull_json(fake: FakeGitHub, number: int, template: dict[str, Any]) -> dict[
 
 
 @route("GET", R + "/commits/{commit_sha}/pulls")
-def _commit_pulls(
-    fake: FakeGitHub, account: Account, p: dict[str, str], q: dict[str, str], b: Any
-) -> _Result:
+def _commit_pulls(fake: FakeGitHub, account: Account, p: dict[str, str], q: dict[str, str], b: Any) -> _Result:
     template = example(R + "/commits/{commit_sha}/pulls", "GET", 200)[0]
     numbers = [n for n, pull in sorted(fake.pulls.items()) if pull["head_sha"] == p["commit_sha"]]
     return _Result(200, [_pull_json(fake, n, template) for n in numbers])
@@ -621,9 +603,7 @@ def _get_pull(fake: FakeGitHub, account: Account, p: dict[str, str], q: dict[str
 
 
 @route("POST", R + "/statuses/{sha}")
-def _create_status(
-    fake: FakeGitHub, account: Account, p: dict[str, str], q: dict[str, str], b: Any
-) -> _Result:
+def _create_status(fake: FakeGitHub, account: Account, p: dict[str, str], q: dict[str, str], b: Any) -> _Result:
     if len(b.get("description") or "") > 140:
         raise _error(422, "Validation Failed: description is too long (maximum is 140 characters)")
     status = example(R + "/statuses/{sha}", "POST", 201)
@@ -636,9 +616,7 @@ def _create_status(
         context=b.get("context", "default"),
     )
     status["creator"] = fake._user(account.login, account.type, status["creator"])
-    fake.statuses.append(
-        {"sha": p["sha"], **{k: status[k] for k in ("state", "description", "target_url", "context")}}
-    )
+    fake.statuses.append({"sha": p["sha"], **{k: status[k] for k in ("state", "description", "target_url", "context")}})
     return _Result(201, status)
 
 
@@ -748,9 +726,7 @@ def _get_tree(fake: FakeGitHub, account: Account, p: dict[str, str], q: dict[str
     if p["tree_sha"] not in fake.trees:
         raise _error(404, "Not Found")
     recursive = "recursive" in q
-    return _Result(
-        200, _tree_json(fake, p["tree_sha"], example(R + "/git/trees/{tree_sha}", "GET", 200), recursive)
-    )
+    return _Result(200, _tree_json(fake, p["tree_sha"], example(R + "/git/trees/{tree_sha}", "GET", 200), recursive))
 
 
 def _commit_json(fake: FakeGitHub, sha: str, template: dict[str, Any]) -> dict[str, Any]:
@@ -772,9 +748,7 @@ def _commit_json(fake: FakeGitHub, sha: str, template: dict[str, Any]) -> dict[s
 
 
 @route("POST", R + "/git/commits")
-def _create_commit(
-    fake: FakeGitHub, account: Account, p: dict[str, str], q: dict[str, str], b: Any
-) -> _Result:
+def _create_commit(fake: FakeGitHub, account: Account, p: dict[str, str], q: dict[str, str], b: Any) -> _Result:
     if b["tree"] not in fake.trees:
         raise _error(422, "Tree SHA does not exist")
     for parent in b.get("parents", []):
@@ -789,9 +763,7 @@ def _create_commit(
 def _get_commit(fake: FakeGitHub, account: Account, p: dict[str, str], q: dict[str, str], b: Any) -> _Result:
     if p["commit_sha"] not in fake.commits:
         raise _error(404, "Not Found")
-    return _Result(
-        200, _commit_json(fake, p["commit_sha"], example(R + "/git/commits/{commit_sha}", "GET", 200))
-    )
+    return _Result(200, _commit_json(fake, p["commit_sha"], example(R + "/git/commits/{commit_sha}", "GET", 200)))
 
 
 TOKEN = "ghp_FAKE0SECRET0TOKEN0do0not0leak0123456"
