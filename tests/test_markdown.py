@@ -1,0 +1,236 @@
+"""Escaping of untrusted text: properties checked by rendering with markdown-it (CommonMark + tables,
+raw HTML on, as GitHub and GitLab accept it)."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from markdown_it import MarkdownIt
+
+from cml_bot import markdown as md
+
+PARSER = MarkdownIt("commonmark", {"html": True}).enable("table")
+
+# Text that stresses markdown: every ASCII punctuation, whitespace, control chars, line separators.
+HOSTILE = st.lists(
+    st.one_of(
+        st.sampled_from(list("|\\`*_[]()<>!@#&;:~$=+-.%{}'\"/ \t\n\r\x00\x0b\x0c\x1b\x7f\u2028\u2029\x85\xa0")),
+        st.sampled_from(["<!--", "-->", "<script>", "&amp;", "&#64;", "@octocat", "1.", "```", "http://x", "a"]),
+        st.characters(codec="utf-8"),
+    ),
+    max_size=30,
+).map("".join)
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u2028\u2029]")
+
+
+class _Cells(HTMLParser):
+    """Collect the rows of a rendered table: the visible text of each cell, entities decoded."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.rows: list[list[str]] = []
+        self.tags: list[str] = []
+        self._in_cell = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self.rows[-1].append("")
+            self._in_cell = True
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th"):
+            self._in_cell = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_cell:
+            self.rows[-1][-1] += data
+
+
+def _render_table(cells: list[str]) -> _Cells:
+    header = "| " + " | ".join(f"h{i}" for i in range(len(cells))) + " |"
+    rule = "|" + "---|" * len(cells)
+    row = "| " + " | ".join(cells) + " |"
+    parsed = _Cells()
+    parsed.feed(PARSER.render(f"{header}\n{rule}\n{row}\n"))
+    parsed.close()
+    return parsed
+
+
+def _visible(value: str) -> str:
+    """What a reader should see for ``value`` in a cell: control chars and newlines as spaces,
+    edges trimmed (table cells are trimmed)."""
+    return _CONTROL.sub(" ", value).replace("\x00", " ").strip()
+
+
+def _unescaped(text: str, char: str) -> list[int]:
+    """Positions of ``char`` not preceded by an odd run of backslashes."""
+    hits = []
+    for match in re.finditer(re.escape(char), text):
+        run = len(text[: match.start()]) - len(text[: match.start()].rstrip("\\"))
+        if run % 2 == 0:
+            hits.append(match.start())
+    return hits
+
+
+@settings(max_examples=300, deadline=None)
+@given(HOSTILE)
+@example("| <script>alert(1)</script>")
+@example("@octocat please look")
+@example("<!-- cml-bot report (id: default) -->")
+@example("\\|")
+@example("a\\")
+@example("`code` and ``more``")
+@example("line1\nline2\r\nline3\rline4")
+@example("&#64;octocat &amp; &lt;b&gt;")
+@example("[link](http://evil) ![img](x)")
+@example("~~strike~~ **bold** _em_ $x$")
+def test_cell_is_one_literal_cell(value: str) -> None:
+    escaped = md.cell(value)
+    assert "\n" not in escaped and "\r" not in escaped
+    assert "@" not in escaped
+    assert not _unescaped(escaped, "|"), escaped
+    assert not _unescaped(escaped, "<"), escaped
+    assert "<" not in escaped.replace("\\<", "")
+
+    parsed = _render_table(["left", escaped, "right"])
+    assert "script" not in parsed.tags
+    assert len(parsed.rows) == 2, parsed.rows  # header and one body row
+    assert len(parsed.rows[1]) == 3, parsed.rows
+    assert parsed.rows[1][0] == "left" and parsed.rows[1][2] == "right"
+    assert parsed.rows[1][1].strip() == _visible(value)
+    # Only the table's own tags: no emphasis, code, links, images or raw HTML from the value.
+    assert set(parsed.tags) <= {"table", "thead", "tbody", "tr", "th", "td"}, parsed.tags
+
+
+@settings(max_examples=200, deadline=None)
+@given(HOSTILE)
+def test_cell_in_last_column_keeps_its_row(value: str) -> None:
+    """A value ending in a backslash or a pipe must not swallow the row's closing pipe."""
+    parsed = _render_table([md.cell(value)])
+    assert len(parsed.rows) == 2 and len(parsed.rows[1]) == 1
+    assert parsed.rows[1][0].strip() == _visible(value)
+
+
+def _block_tokens(source: str) -> list[str]:
+    return [t.type for t in PARSER.parse(source) if t.nesting >= 0 and t.type != "inline"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(HOSTILE)
+@example("# heading")
+@example("- item")
+@example("+ item")
+@example("* item")
+@example("1. first")
+@example("12) twelfth")
+@example("> quote")
+@example("===")
+@example("---")
+@example("***")
+@example("  - indented item")
+@example("<div>")
+@example("```")
+@example("~~~")
+@example("[ref]: http://x")
+def test_text_at_line_start_is_a_plain_paragraph(value: str) -> None:
+    escaped = md.text(value)
+    assert "\n" not in escaped and "@" not in escaped
+    # After a previous paragraph line (setext underline risk) and on its own.
+    for source in (escaped, f"Title\n{escaped}"):
+        kinds = _block_tokens(source)
+        forbidden = {"bullet_list_open", "ordered_list_open", "heading_open", "blockquote_open", "hr", "html_block"}
+        assert not forbidden & set(kinds), (source, kinds)
+        assert "fence" not in kinds, (source, kinds)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("# x", "\\# x"),
+        ("- x", "\\- x"),
+        ("1. x", "1\\. x"),
+        ("3) x", "3\\) x"),
+        ("> x", "\\> x"),
+        ("a - b", "a - b"),
+    ],
+)
+def test_text_escapes_block_markers(value: str, expected: str) -> None:
+    assert md.text(value) == expected
+
+
+def _pre_blocks(source: str) -> list[str]:
+    class Pre(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__(convert_charrefs=True)
+            self.blocks: list[str] = []
+            self.depth = 0
+            self.tags: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            self.tags.append(tag)
+            if tag == "pre":
+                self.blocks.append("")
+                self.depth += 1
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag == "pre":
+                self.depth -= 1
+
+        def handle_data(self, data: str) -> None:
+            if self.depth:
+                self.blocks[-1] += data
+
+    parser = Pre()
+    parser.feed(PARSER.render(source))
+    parser.close()
+    assert parser.tags[:2] == ["pre", "code"], parser.tags
+    assert parser.tags.count("pre") == 1, parser.tags
+    return parser.blocks
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(HOSTILE.map(lambda s: s.replace("\n", " ")), max_size=8))
+@example(["```", "````", "end"])
+@example(["<!-- cml-bot report (id: default) -->"])
+@example(["~~~", "    indented", "</pre>"])
+def test_code_block_is_one_pre_block(lines: list[str]) -> None:
+    block = md.code_block(lines)
+    # Followed by more markdown: nothing after the block may end up inside it.
+    (text,) = _pre_blocks(block + "\n\nafter")
+    assert "<!--" not in block
+    for line in lines:
+        shown = _CONTROL.sub(" ", line).replace("<!--", "<!-\u200b-")
+        assert shown in text
+
+
+def test_code_block_fence_outlasts_backtick_runs() -> None:
+    block = md.code_block(["a ``````` b"])
+    assert block.startswith("````````\n") and block.endswith("\n````````")
+
+
+@settings(max_examples=200, deadline=None)
+@given(HOSTILE)
+@example("a|b")
+@example("`")
+@example(" ")
+@example("")
+def test_code_span_stays_in_its_cell(value: str) -> None:
+    parsed = _render_table([md.code_span(value), "z"])
+    assert len(parsed.rows) == 2 and len(parsed.rows[1]) == 2, parsed.rows
+    assert parsed.rows[1][1] == "z"
+
+
+def test_html_text_escapes_tags_quotes_and_mentions() -> None:
+    assert md.html_text('<b a="1">@me & you\n</b>') == "&lt;b a=&quot;1&quot;&gt;&#64;me &amp; you &lt;/b&gt;"
+
+
+def test_link_target_encodes_breaking_characters() -> None:
+    assert md.link_target("http://x/a b(c)<d>") == "http://x/a%20b%28c%29%3Cd%3E"
