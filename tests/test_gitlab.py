@@ -166,6 +166,7 @@ def test_branch_pipeline_finds_the_open_merge_request_of_the_commit(fake: FakeGi
 
 def test_branch_pipeline_without_a_merge_request_posts_nothing(fake: FakeGitLab, make_forge: MakeForge) -> None:
     forge = make_forge(CI_MERGE_REQUEST_IID=None, CI_PIPELINE_SOURCE="push", CI_COMMIT_SHA="c" * 40)
+    assert forge.upload_images([Image("a.png", PNG_A)]) == {}
     publication = forge.upsert_comment(report("x"), MARKER, CommentMode.UPDATE)
     assert (publication.comment_url, publication.created) == (None, False)
     assert not any(r.method in ("POST", "PUT", "DELETE") for r in fake.requests)

@@ -119,3 +119,20 @@ def test_job_token_only_saves_the_report_as_an_artifact_and_exits_0(fake: FakeGi
     assert (bundle / "report.md").read_text(encoding="utf-8").count(MARKER) == 1
     assert fake.requests == []  # nothing attempted with the job token
     assert fake.job_token not in out + err
+
+
+def test_a_saved_bundle_is_published_later_with_a_real_token(fake: FakeGitLab, repo: GitRepo) -> None:
+    base, head = merge_request_repo(repo)
+    env = pipeline_env(fake, base, head, CML_BOT_TOKEN=None)
+    assert cli(["report"], repo, env)[0] == 0
+    bundle = repo.root / "cml-bot-bundle"
+    trusted = {**pipeline_env(fake, base, head), "CI_MERGE_REQUEST_IID": ""}
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["publish", "--bundle", str(bundle), "--head-sha", head], env=trusted, console=Console(out, err))
+
+    assert code == 0, out.getvalue() + err.getvalue()
+    (note,) = fake.marked_notes(MR_IID, MARKER)
+    assert [u["url"] for u in fake.uploads] and all(f"]({u['url']})" in note["body"] for u in fake.uploads)
+    assert [(s["sha"], s["status"]) for s in fake.statuses] == [(head, "success")]
+    assert f"#note_{note['id']}" in out.getvalue()

@@ -197,6 +197,9 @@ class GitLabForge:
     def upload_images(self, images: Sequence[Image]) -> Mapping[str, str]:
         self._require_write()
         urls: dict[str, str] = {}
+        if images and self._merge_request() is None:
+            log.info("No open merge request for commit %s: not uploading images", self._sha)
+            return urls
         for image in images:
             digest = hashlib.sha256(image.data).hexdigest()
             url = self._uploads.get(digest)
