@@ -126,6 +126,8 @@ class _Reader:
     def number(self, value: object, where: str, positive: bool = False) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.fail(where, "a number", value)
+        if value != value:  # NaN: every comparison with it is false, so a gate would never fire
+            raise self.fail(where, "a number, not NaN", value)
         if positive and value <= 0:
             raise self.fail(where, "a number above 0", value)
         return float(value)
@@ -394,12 +396,16 @@ def _merge_dvc(config: Config, raw: object) -> Config:
         path = r.relative_path(item, f"params[{i}]")
         if path not in params:
             params.append(path)
-    known_plots = {p.path for p in plots}
+    # A file plotted in cml-bot.yaml wins over dvc.yaml; dvc.yaml may plot one file several ways.
+    declared = {p.path for p in config.plots}
+
+    def add_plot(spec: PlotSpec) -> None:
+        if spec.path not in declared and spec not in plots:
+            plots.append(spec)
+
     for i, item in enumerate(_list(r, top, "plots")):
         for spec in _dvc_plot(r, item, f"plots[{i}]"):
-            if spec.path not in known_plots:
-                known_plots.add(spec.path)
-                plots.append(spec)
+            add_plot(spec)
     stages = top.get("stages") or {}
     for name, stage in r.mapping(stages, "stages").items():
         stage = r.mapping(stage, f"stages.{name}")
@@ -407,9 +413,7 @@ def _merge_dvc(config: Config, raw: object) -> Config:
             add_metric(_dvc_out_path(r, out, f"stages.{name}.metrics[{i}]"))
         for i, out in enumerate(stage.get("plots") or []):
             for spec in _dvc_plot(r, out, f"stages.{name}.plots[{i}]"):
-                if spec.path not in known_plots:
-                    known_plots.add(spec.path)
-                    plots.append(spec)
+                add_plot(spec)
         for i, param in enumerate(stage.get("params") or []):
             # `- params.yaml:` followed by keys, or a bare key name from params.yaml
             if isinstance(param, Mapping):
