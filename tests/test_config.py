@@ -174,7 +174,11 @@ def test_data_shorthand_list_and_numeric_id() -> None:
         ({"pipeline": "make"}, "pipeline", "expected a list, got str 'make'"),
         ({"pipeline": [{"name": "a"}]}, "pipeline[0].run", "expected a shell command"),
         ({"pipeline": [{"run": ""}]}, "pipeline[0].run", "expected a shell command"),
-        ({"pipeline": [{"run": "x", "cmd": "y"}]}, "pipeline[0].cmd", "unknown key; expected one of name, run, timeout"),
+        (
+            {"pipeline": [{"run": "x", "cmd": "y"}]},
+            "pipeline[0].cmd",
+            "unknown key; expected one of name, run, timeout",
+        ),
         ({"pipeline": [{"run": "x", "timeout": 0}]}, "pipeline[0].timeout", "expected a number above 0, got int 0"),
         ({"pipeline": [{"run": "x", "timeout": "1m"}]}, "pipeline[0].timeout", "expected a number, got str '1m'"),
         (
@@ -230,7 +234,14 @@ def test_top_level_must_be_a_mapping() -> None:
 
 @pytest.mark.parametrize(
     ("value", "absolute", "percent"),
-    [(0.01, 0.01, None), (0, 0.0, None), (2, 2.0, None), ("2%", None, 2.0), (" 0.5 % ", None, 0.5), ("10%", None, 10.0)],
+    [
+        (0.01, 0.01, None),
+        (0, 0.0, None),
+        (2, 2.0, None),
+        ("2%", None, 2.0),
+        (" 0.5 % ", None, 0.5),
+        ("10%", None, 10.0),
+    ],
 )
 def test_max_drop_absolute_or_percent(value: object, absolute: float | None, percent: float | None) -> None:
     (rule,) = parse_config({"thresholds": {"f1": {"max_drop": value}}}, Path("/r")).thresholds
