@@ -7,27 +7,29 @@ repo). Nothing here prints or exits: the CLI shows the :class:`Outcome`.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from cml_bot.baseline import Baseline, resolve_baseline
+from cml_bot.baseline import Baseline, ResultStore, resolve_baseline, trend_history
 from cml_bot.bundle import Bundle, BundleMeta, read_bundle, write_bundle
 from cml_bot.config import Config, load_config
 from cml_bot.context import CiContext, detect
-from cml_bot.diff import diff
+from cml_bot.diff import Diff, diff, numeric
 from cml_bot.errors import CmlBotError, InputError, ReadOnlyTokenError
 from cml_bot.forges.base import CommentMode, Forge, Image, Publication, Verdict
 from cml_bot.forges.local import LocalForge, prepare_folder
 from cml_bot.git import Git, Runner, run_git
 from cml_bot.junit import junit_xml
 from cml_bot.metrics import read_all
-from cml_bot.report import PlotEntry, Report, RunFacts, render_markdown, verdict_summary
-from cml_bot.results import LocalStore, RunResults, atomic_write
+from cml_bot.report import PlotEntry, Report, RunFacts, Shard, render_markdown, verdict_summary
+from cml_bot.results import LocalStore, RunResults, atomic_write, from_json, to_json
 
 if TYPE_CHECKING:
     from cml_bot.pipeline import PipelineResult
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_REPORT_DIR = "cml-bot-report"
 DEFAULT_BUNDLE_DIR = "cml-bot-bundle"
+DEFAULT_SHARDS_DIR = "cml-bot-shards"
 RECORDS_DIR = ".cml-bot/records"
 SUMMARY_LIMIT = 1_000_000  # GITHUB_STEP_SUMMARY takes 1 MiB; leave room for multi-byte characters
 
@@ -66,6 +69,15 @@ def default_forge_factory(
     raise CmlBotError(f"no forge for platform {context.platform}")
 
 
+def default_store_factory(config: Config, context: CiContext, env: Mapping[str, str]) -> ResultStore:
+    """Results live in a local folder; on GitHub/GitLab, in the data branch when the adapter has one."""
+    return LocalStore(config.root / RECORDS_DIR)
+
+
+class StoreFactory(Protocol):
+    def __call__(self, config: Config, context: CiContext, env: Mapping[str, str]) -> ResultStore: ...
+
+
 @dataclass(frozen=True)
 class Effects:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
@@ -73,6 +85,7 @@ class Effects:
     clock: Callable[[], float] = time.monotonic
     git_runner: Runner = run_git
     forge_factory: ForgeFactory = default_forge_factory
+    store_factory: StoreFactory = default_store_factory
     event: Mapping[str, Any] | None = None  # GitHub event payload; None: read GITHUB_EVENT_PATH
 
 
@@ -89,6 +102,7 @@ class Options:
     base_rev: str | None = None
     junit: Path | None = None
     record: bool | None = None  # None: record when running on the baseline branch outside a PR
+    shard: str | None = None  # a matrix job: save a shard bundle for `cml-bot merge` instead of posting
 
 
 @dataclass(frozen=True)
@@ -101,7 +115,7 @@ class Outcome:
     publication: Publication | None = None
     bundle_dir: Path | None = None
     notices: tuple[str, ...] = ()  # what the user should know, one line each
-    recorded: Path | None = None
+    recorded: str | None = None
 
 
 # --- collecting ---------------------------------------------------------------------------------
@@ -150,7 +164,21 @@ def render_plots(
 # --- the run ------------------------------------------------------------------------------------
 
 
-def run(options: Options, effects: Effects) -> Outcome:
+@dataclass(frozen=True)
+class Evaluation:
+    """Everything a run knows before it renders: inputs to a report or to a shard bundle."""
+
+    config: Config
+    context: CiContext
+    head: RunResults
+    baseline: Baseline
+    pipeline: PipelineResult | None
+    facts: RunFacts
+    history: tuple[RunResults, ...] = ()  # recorded base-branch commits for the trend, oldest first
+
+
+def evaluate(options: Options, effects: Effects) -> Evaluation:
+    """Pull, train (for ``run``), collect this workspace's results and find the baseline."""
     started = effects.clock()
     config = load_config(options.root, options.config_path)
     context = detect(effects.env, effects.event)
@@ -163,7 +191,7 @@ def run(options: Options, effects: Effects) -> Outcome:
         pipeline_result = pull_and_train(config, effects)
     head = collect_results(config, head_sha, missing_ok=pipeline_result is not None and not pipeline_result.ok)
 
-    store = LocalStore(config.root / RECORDS_DIR)
+    store = effects.store_factory(config, context, effects.env)
     baseline = resolve_baseline(
         config,
         git,
@@ -174,30 +202,191 @@ def run(options: Options, effects: Effects) -> Outcome:
         base_rev=options.base_rev,
         explicit_file=options.baseline_file,
     )
+    history = trend_history(git, store, baseline.sha, config.trend) if baseline.sha else []
+    facts = RunFacts(
+        head_sha=head_sha,
+        head_ref=head_ref,
+        base_sha=baseline.sha,
+        base_ref=baseline.ref,
+        baseline_source=baseline.source,
+        duration=effects.clock() - started,
+        run_url=context.job_url or context.run_url,
+    )
+    return Evaluation(config, context, head, baseline, pipeline_result, facts, tuple(history))
+
+
+def run(options: Options, effects: Effects) -> Outcome:
+    evaluation = evaluate(options, effects)
+    if options.shard:
+        return save_shard(options, evaluation)
+    report, images = build_report(evaluation)
+    return publish_report(options, effects, evaluation, report, images)
+
+
+def build_report(evaluation: Evaluation) -> tuple[Report, tuple[Image, ...]]:
+    config, head, baseline = evaluation.config, evaluation.head, evaluation.baseline
     base = baseline.results
     result = diff(
         base.metrics if base else None, head.metrics, config.thresholds, base.params if base else None, head.params
     )
     base_label = baseline.ref or config.baseline_branch
     plot_entries, images = render_plots(config, head, base, base_label)
+    trend_entry, trend_image = render_trend_plot(evaluation, result)
+    if trend_image is not None:
+        plot_entries, images = (*plot_entries, trend_entry), (*images, trend_image)
     report = Report(
         title=config.title,
         report_id=config.report_id,
         diff=result,
+        facts=evaluation.facts,
+        plots=plot_entries,
+        pipeline=evaluation.pipeline,
+        notes=_plot_notes(config, head),
+    )
+    return report, images
+
+
+def headline_metrics(result: Diff, limit: int = 4) -> list[str]:
+    """The metrics a trend shows: those with gates, else the first numeric ones."""
+    gated = [m.name for m in result.metrics if m.gated and numeric(m.head) is not None]
+    if gated:
+        return gated[:limit]
+    return [m.name for m in result.metrics if numeric(m.head) is not None][:limit]
+
+
+def render_trend_plot(evaluation: Evaluation, result: Diff) -> tuple[PlotEntry, Image | None]:
+    branch = evaluation.baseline.ref or evaluation.config.baseline_branch
+    title = f"Trend on {branch}"
+    if len(evaluation.history) < 2:
+        return PlotEntry(title), None
+    names = headline_metrics(result)
+    current = {name: value for name in names if (value := numeric(evaluation.head.metrics.get(name))) is not None}
+    history = [
+        ((results.sha or "?")[:7], {n: v for n in names if (v := numeric(results.metrics.get(n))) is not None})
+        for results in evaluation.history
+    ]
+    if not current:
+        return PlotEntry(title), None
+    from cml_bot import plots
+
+    try:
+        image = plots.render_trend(history, current, "trend", title)
+    except InputError:
+        return PlotEntry(title), None
+    note = f"the last {len(history)} recorded commits of {branch}, this change at the right"
+    return PlotEntry(title, (image.name,), note), image
+
+
+# --- matrix fan-in: shards and merge --------------------------------------------------------------
+
+SHARD_FILE = "shard.json"
+SHARD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]{0,63}$")
+
+
+def save_shard(options: Options, evaluation: Evaluation) -> Outcome:
+    """Write this job's results and baseline for ``cml-bot merge``; post nothing."""
+    name = options.shard or ""
+    if not SHARD_NAME.match(name):
+        raise InputError(f"--shard {name!r}: use letters, digits, '.', '_', '=', '-' (at most 64)")
+    folder = (options.bundle_dir or evaluation.config.root / DEFAULT_SHARDS_DIR) / name
+    baseline = evaluation.baseline
+    failed = evaluation.pipeline.failed_step if evaluation.pipeline is not None else None
+    document = {
+        "version": 1,
+        "shard": name,
+        "head": json.loads(to_json(evaluation.head)),
+        "base": json.loads(to_json(baseline.results)) if baseline.results else None,
+        "baseline": {"sha": baseline.sha, "ref": baseline.ref, "source": baseline.source},
+        "failed_step": failed.name if failed else None,
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(folder / SHARD_FILE, json.dumps(document).encode("utf-8"))
+    report, _ = build_report(evaluation)
+    return Outcome(
+        report=report,
+        verdict=report.verdict,
+        summary=f"shard {name}: {verdict_summary(report)}",
+        report_dir=folder,
+        destination="shard",
+        notices=(f"shard saved to {folder}: run `cml-bot merge` on all shard folders to post one report",),
+    )
+
+
+def _load_shard(folder: Path) -> tuple[str, RunResults, RunResults | None, Baseline, str | None]:
+    path = folder / SHARD_FILE
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        name = document["shard"]
+        head = from_json(json.dumps(document["head"]), str(path))
+        base = from_json(json.dumps(document["base"]), str(path)) if document["base"] else None
+        info = document["baseline"]
+        baseline = Baseline(base, info.get("sha"), info.get("ref"), str(info.get("source")))
+        failed = document.get("failed_step")
+    except FileNotFoundError:
+        raise InputError(f"{folder}: not a shard folder (no {SHARD_FILE})") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InputError(f"{path}: unreadable shard ({exc})") from None
+    if not isinstance(name, str) or not SHARD_NAME.match(name):
+        raise InputError(f"{path}: bad shard name")
+    return name, head, base, baseline, failed if isinstance(failed, str) else None
+
+
+def merge(folders: Sequence[Path], options: Options, effects: Effects) -> Outcome:
+    """One report comparing every shard of a matrix with the baseline, posted once."""
+    if not folders:
+        raise InputError("merge: name at least one shard folder")
+    config = load_config(options.root, options.config_path)
+    context = detect(effects.env, effects.event)
+    shards: list[Shard] = []
+    seen: set[str] = set()
+    first: tuple[RunResults, Baseline] | None = None
+    for folder in folders:
+        name, head, base, baseline, failed = _load_shard(folder)
+        if name in seen:
+            raise InputError(f"{folder}: shard {name} appears twice")
+        seen.add(name)
+        result = diff(
+            base.metrics if base else None, head.metrics, config.thresholds, base.params if base else None, head.params
+        )
+        shards.append(Shard(name, result, failed))
+        first = first or (head, baseline)
+    assert first is not None
+    head, baseline = first
+    report = Report(
+        title=config.title,
+        report_id=config.report_id,
+        diff=shards[0].diff,
         facts=RunFacts(
-            head_sha=head_sha,
-            head_ref=head_ref,
+            head_sha=head.sha,
+            head_ref=context.head_ref,
             base_sha=baseline.sha,
             base_ref=baseline.ref,
             baseline_source=baseline.source,
-            duration=effects.clock() - started,
-            run_url=context.job_url or context.run_url,
+            run_url=context.run_url,
         ),
-        plots=plot_entries,
-        pipeline=pipeline_result,
-        notes=_plot_notes(config, head),
+        shards=tuple(shards),
     )
-    return publish_report(options, effects, config, context, report, images, head, baseline)
+    evaluation = Evaluation(config, context, head, baseline, None, report.facts)
+    return publish_report(replace(options, record=False), effects, evaluation, report, ())
+
+
+def record(options: Options, effects: Effects) -> Outcome:
+    """Store this commit's results (run on pushes to the baseline branch)."""
+    evaluation = evaluate(replace(options, base_rev=None), effects)
+    if not evaluation.head.sha:
+        raise InputError("record: this directory has no commit to record results for")
+    if not evaluation.head.metrics:
+        raise InputError("record: no metrics found; run the pipeline first or check `metrics:` in the config")
+    where = effects.store_factory(evaluation.config, evaluation.context, effects.env).save(evaluation.head)
+    report, _ = build_report(evaluation)
+    return Outcome(
+        report=report,
+        verdict=report.verdict,
+        summary=f"recorded {len(evaluation.head.metrics)} metrics for {evaluation.head.sha[:10]}",
+        report_dir=options.report_dir or evaluation.config.root / DEFAULT_REPORT_DIR,
+        destination="store",
+        recorded=where,
+    )
 
 
 def pull_and_train(config: Config, effects: Effects) -> PipelineResult:
@@ -217,15 +406,9 @@ def _plot_notes(config: Config, head: RunResults) -> tuple[str, ...]:
 
 
 def publish_report(
-    options: Options,
-    effects: Effects,
-    config: Config,
-    context: CiContext,
-    report: Report,
-    images: tuple[Image, ...],
-    head: RunResults,
-    baseline: Baseline,
+    options: Options, effects: Effects, evaluation: Evaluation, report: Report, images: tuple[Image, ...]
 ) -> Outcome:
+    config, context, head = evaluation.config, evaluation.context, evaluation.head
     report_dir = options.report_dir or config.root / DEFAULT_REPORT_DIR
     prepare_folder(report_dir)
     local = LocalForge(report_dir, config.title)
@@ -239,7 +422,7 @@ def publish_report(
 
     recorded = None
     if _should_record(options, context, config, head):
-        recorded = LocalStore(config.root / RECORDS_DIR).save(head)
+        recorded = effects.store_factory(config, context, effects.env).save(head)
         notices.append(f"recorded this commit's results for later comparisons: {recorded}")
 
     outcome = Outcome(

@@ -27,9 +27,18 @@ ANCESTOR_SEARCH_LIMIT = 200
 
 
 class ResultStore(Protocol):
+    """Recorded results by commit: a local folder, or a data branch on GitHub/GitLab."""
+
+    def recorded(self) -> set[str]:
+        """The commits that have results (one listing)."""
+        ...
+
     def load(self, sha: str) -> RunResults | None: ...
 
-    def save(self, results: RunResults) -> object: ...
+    def save(self, results: RunResults) -> str:
+        """Store one commit's results; concurrent saves of other commits are never lost.
+        Returns where they went, for the user."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -89,11 +98,12 @@ def resolve_baseline(
         )
     sha, how = find_base_commit(git, head_sha, branch, given_sha, base_rev)
     if sha is not None:
-        recorded = store.load(sha)
+        available = store.recorded()
+        recorded = store.load(sha) if sha in available else None
         if recorded is not None:
             return Baseline(recorded, sha, branch, f"recorded results of {how} ({sha[:10]})")
         for distance, ancestor in enumerate(git.ancestors(sha, ANCESTOR_SEARCH_LIMIT)[1:], start=1):
-            recorded = store.load(ancestor)
+            recorded = store.load(ancestor) if ancestor in available else None
             if recorded is not None:
                 plural = "s" if distance > 1 else ""
                 return Baseline(
@@ -141,3 +151,19 @@ def _files_at(git: Git, sha: str, paths: tuple[str, ...]) -> list[tuple[str, dic
         if data is not None:
             found.append((path, parse_values(data, name)))
     return found
+
+
+def trend_history(git: Git, store: ResultStore, sha: str | None, count: int) -> list[RunResults]:
+    """Up to ``count`` recorded first-parent ancestors of ``sha`` (itself included), oldest first."""
+    if sha is None or count <= 0:
+        return []
+    available = store.recorded()
+    found = []
+    for ancestor in git.ancestors(sha, ANCESTOR_SEARCH_LIMIT):
+        if ancestor in available:
+            results = store.load(ancestor)
+            if results is not None:
+                found.append(results)
+            if len(found) == count:
+                break
+    return found[::-1]

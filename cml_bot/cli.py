@@ -59,7 +59,14 @@ def _parser() -> argparse.ArgumentParser:
         ("run", "pull data and run the pipeline first, then do what 'report' does"),
     ):
         command = sub.add_parser(name, help=text, description=text)
-        _report_options(command)
+        _report_options(command, pipeline=True)
+
+    record = sub.add_parser("record", help="store this commit's results as a baseline (pushes to main)")
+    _common(record)
+
+    merge = sub.add_parser("merge", help="post ONE report comparing the shards of a matrix with the baseline")
+    merge.add_argument("shards", nargs="+", type=Path, metavar="SHARD_DIR", help="folders written with --shard")
+    _report_options(merge, pipeline=False)
 
     pull = sub.add_parser("pull", help="pull pinned data (or `dvc pull` in a DVC repo)")
     _common(pull)
@@ -84,7 +91,7 @@ def _common(command: argparse.ArgumentParser) -> None:
     command.add_argument("--config", type=Path, help="config file (default: cml-bot.yaml in the repo)")
 
 
-def _report_options(command: argparse.ArgumentParser) -> None:
+def _report_options(command: argparse.ArgumentParser, pipeline: bool) -> None:
     _common(command)
     command.add_argument("--dry-run", action="store_true", help="write the report locally; post nothing")
     command.add_argument("--out", type=Path, help="report folder (default: cml-bot-report in the repo)")
@@ -103,6 +110,13 @@ def _report_options(command: argparse.ArgumentParser) -> None:
         "--bundle-dir", type=Path, help="where to save the report when the token is read-only (default: cml-bot-bundle)"
     )
     command.add_argument("--junit", type=Path, help="write the gates as JUnit XML to this file")
+    if not pipeline:
+        return
+    command.add_argument(
+        "--shard",
+        help="a matrix job: save results to a shard folder (under --bundle-dir, default cml-bot-shards) "
+        "for `cml-bot merge` instead of posting",
+    )
     record = command.add_mutually_exclusive_group()
     record.add_argument(
         "--record",
@@ -120,7 +134,10 @@ def main(
     """Entry point; returns the exit code (the console script exits with it)."""
     console = console or Console()
     environ = dict(os.environ if env is None else env)
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error argparse already explained
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="cml-bot: %(message)s", stream=console.err
     )
@@ -133,6 +150,8 @@ def main(
         "pull": _pull,
         "data": _data,
         "publish": _publish,
+        "record": _record,
+        "merge": _report,
     }
     try:
         return commands[args.command](args, environ, console)
@@ -161,7 +180,7 @@ def _workflow_escape(text: str) -> str:
 
 
 def _report(args: argparse.Namespace, env: Mapping[str, str], console: Console) -> int:
-    from cml_bot.app import Effects, Options, run
+    from cml_bot.app import Effects, Options, merge, run
     from cml_bot.forges.base import CommentMode
 
     in_actions = env.get("GITHUB_ACTIONS") == "true"
@@ -180,9 +199,11 @@ def _report(args: argparse.Namespace, env: Mapping[str, str], console: Console) 
         baseline_file=args.baseline,
         base_rev=args.base,
         junit=args.junit,
-        record=args.record,
+        record=getattr(args, "record", None),
+        shard=getattr(args, "shard", None),
     )
-    outcome = run(options, Effects(env=env, echo=console.say))
+    effects = Effects(env=env, echo=console.say)
+    outcome = merge(args.shards, options, effects) if args.command == "merge" else run(options, effects)
     _show(outcome, env, console)
     if outcome.verdict.value == "failed":
         return EXIT_FAILED
@@ -195,6 +216,8 @@ def _show(outcome: Outcome, env: Mapping[str, str], console: Console) -> None:
     console.say(f"cml-bot: {outcome.summary}")
     for notice in outcome.notices:
         console.say(f"cml-bot: {_scrub(notice, env)}")
+    if outcome.destination == "shard":
+        return
     report_file = outcome.report_dir / "report.md"
     console.say(f"cml-bot: report written to {report_file} (preview: {outcome.report_dir / 'index.html'})")
     if outcome.publication is not None and outcome.publication.comment_url:
@@ -233,6 +256,14 @@ def _demo(args: argparse.Namespace, env: Mapping[str, str], console: Console) ->
     console.say(f"cml-bot: demo {outcome.summary}")
     console.say(f"cml-bot: demo report: {outcome.report_dir / 'report.md'}")
     console.say(f"cml-bot: open {outcome.report_dir / 'index.html'} in a browser to preview the comment")
+    return EXIT_OK
+
+
+def _record(args: argparse.Namespace, env: Mapping[str, str], console: Console) -> int:
+    from cml_bot.app import Effects, Options, record
+
+    outcome = record(Options(root=args.directory, config_path=args.config), Effects(env=env, echo=console.say))
+    console.say(f"cml-bot: {outcome.summary} in {_scrub(outcome.recorded or '?', env)}")
     return EXIT_OK
 
 

@@ -81,6 +81,8 @@ class Config:
     report_id: str = "default"
     baseline_branch: str = "main"
     baseline_file: str | None = None
+    data_branch: str = "cml-bot-data"  # where CI records results on GitHub/GitLab
+    trend: int = 10  # recorded base-branch commits in the trend plot; 0 turns it off
     data: DataConfig = field(default_factory=DataConfig)
     pipeline: tuple[Step, ...] = ()
     metrics: tuple[str, ...] = ()
@@ -230,18 +232,28 @@ def parse_config(raw: object, root: Path, file: str = CONFIG_FILE) -> Config:
         else Config.report_id
     )
     branch, baseline_file = Config.baseline_branch, None
+    data_branch, trend = Config.data_branch, Config.trend
     if "baseline" in top:
-        baseline = r.mapping(top["baseline"], "baseline", ("branch", "file"))
+        baseline = r.mapping(top["baseline"], "baseline", ("branch", "file", "data_branch", "trend"))
         if "branch" in baseline:
             branch = r.text(baseline["branch"], "baseline.branch")
         if "file" in baseline:
             baseline_file = r.relative_path(baseline["file"], "baseline.file")
+        if "data_branch" in baseline:
+            data_branch = r.text(baseline["data_branch"], "baseline.data_branch")
+        if "trend" in baseline:
+            value = baseline["trend"]
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+                raise r.fail("baseline.trend", "a whole number of commits from 0 to 100", value)
+            trend = value
     return Config(
         root=root,
         title=title,
         report_id=report_id,
         baseline_branch=branch,
         baseline_file=baseline_file,
+        data_branch=data_branch,
+        trend=trend,
         data=_parse_data(r, top.get("data")),
         pipeline=_parse_pipeline(r, top.get("pipeline")),
         metrics=_parse_paths(r, top.get("metrics"), "metrics"),

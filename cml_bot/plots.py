@@ -20,7 +20,7 @@ import json
 import logging
 import re
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -40,7 +40,7 @@ from cml_bot.config import PlotSpec
 from cml_bot.errors import InputError
 from cml_bot.forges.base import Image
 
-__all__ = ["build_figure", "decimate", "load_table", "render_plot", "safe_name", "thin_points"]
+__all__ = ["build_figure", "decimate", "load_table", "render_plot", "render_trend", "safe_name", "thin_points"]
 
 log = logging.getLogger(__name__)
 
@@ -766,3 +766,33 @@ def _text(text: object, limit: int) -> str:
     """Untrusted text for the image: one line, cut to ``limit``, ``$`` never read as mathtext."""
     flat = " ".join(str(text).split())
     return _short(flat, limit).replace("$", r"\$")
+
+
+# Trends
+
+
+def render_trend(
+    history: Sequence[tuple[str, Mapping[str, float]]], current: Mapping[str, float], name: str, title: str
+) -> Image:
+    """Each headline metric over recorded base-branch commits (oldest first, labelled by short sha),
+    with this change's value marked as a separate point at the right."""
+    metrics = [metric for metric in current if any(metric in values for _, values in history)]
+    if not metrics:
+        raise InputError("trend: no headline metric has recorded history")
+    with _style():
+        figure = Figure(figsize=(7.0, 1.6 + 1.4 * len(metrics)), dpi=DPI, layout="constrained")
+        FigureCanvasAgg(figure)
+        axes = figure.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]
+        positions = np.arange(len(history), dtype=np.float64)
+        for ax, metric in zip(axes, metrics, strict=True):
+            ys = np.array([values.get(metric, np.nan) for _, values in history], dtype=np.float64)
+            ax.plot(positions, ys, color="0.45", linewidth=1.5, marker="o", markersize=3, label="recorded")
+            ax.plot([len(history)], [current[metric]], color="#1f77b4", marker="D", markersize=7,
+                    linestyle="none", label="this change")
+            ax.set_ylabel(_text(metric, 24))
+            ax.grid(True, alpha=0.3)
+        labels = [_text(sha, 10) for sha, _ in history] + ["this change"]
+        axes[-1].set_xticks(np.arange(len(labels)), labels, rotation=45, ha="right", fontsize=8)
+        axes[0].legend(loc="best", fontsize=8)
+        axes[0].set_title(_text(title, LABEL_CHARS))
+        return Image(f"{safe_name(name)}.png", _to_png(figure, "trend"))

@@ -57,6 +57,15 @@ class RunFacts:
 
 
 @dataclass(frozen=True)
+class Shard:
+    """One job of a matrix (e.g. one point of a hyperparameter sweep), compared with the baseline."""
+
+    name: str
+    diff: Diff
+    failed_step: str | None = None  # the pipeline step that failed in that job
+
+
+@dataclass(frozen=True)
 class Report:
     title: str
     report_id: str
@@ -66,11 +75,18 @@ class Report:
     pipeline: PipelineResult | None = None
     data_changes: tuple[DataChange, ...] = ()
     notes: tuple[str, ...] = ()  # warnings for the reader (trusted text from cml-bot)
+    shards: tuple[Shard, ...] = ()  # a merged matrix report: one column per shard, ``diff`` unused
 
     @property
     def verdict(self) -> Verdict:
         if self.pipeline is not None and not self.pipeline.ok:
             return Verdict.FAILED
+        if self.shards:
+            verdicts = {Verdict.FAILED if s.failed_step else s.diff.verdict for s in self.shards}
+            for verdict in (Verdict.FAILED, Verdict.REGRESSED, Verdict.PASS):
+                if verdict in verdicts:
+                    return verdict
+            return Verdict.NO_BASELINE
         return self.diff.verdict
 
     @property
@@ -83,6 +99,8 @@ class Report:
 
 def verdict_summary(report: Report) -> str:
     """One plain line for statuses, job outputs and the CLI (no markdown)."""
+    if report.shards:
+        return _shards_summary(report)
     diff = report.diff
     failed = report.pipeline.failed_step if report.pipeline is not None else None
     if failed is not None:
@@ -99,6 +117,20 @@ def verdict_summary(report: Report) -> str:
     improved = sum(1 for m in diff.metrics if m.improved)
     worse = sum(1 for m in diff.metrics if m.improved is False)
     return f"pass: {compared} metrics compared, {improved} better, {worse} worse within thresholds"
+
+
+def _shards_summary(report: Report) -> str:
+    failed = [s.name for s in report.shards if s.failed_step]
+    regressed = [s.name for s in report.shards if s.diff.regressions and not s.failed_step]
+    count = len(report.shards)
+    if failed:
+        return f"pipeline failed: in {', '.join(failed)} ({len(failed)} of {count} shards)"
+    if regressed:
+        return f"regressed: in {', '.join(regressed)} ({len(regressed)} of {count} shards)"
+    shards = f"{count} shard{'s' if count != 1 else ''}"
+    if report.verdict is Verdict.NO_BASELINE:
+        return f"no baseline: {shards} reported"
+    return f"pass: {shards} compared, no gate failed"
 
 
 _VERDICT_HEAD = {
@@ -253,6 +285,18 @@ _LEVELS: tuple[tuple[str, _Budget], ...] = (
 
 
 def _regressions_section(report: Report, max_rows: int | None) -> list[str]:
+    if report.shards:
+        items = [
+            f"- {md.cell(shard.name)}: "
+            + (
+                f"step {md.cell(shard.failed_step)} failed"
+                if shard.failed_step
+                else "; ".join(f"{md.cell(m.name)} {md.cell('; '.join(m.failures))}" for m in shard.diff.regressions)
+            )
+            for shard in report.shards
+            if shard.failed_step or shard.diff.regressions
+        ]
+        return ["**Failed gates**", "", *items] if items else []
     regressions = report.diff.regressions
     if not regressions:
         return []
@@ -293,7 +337,34 @@ def _pipeline_section(report: Report, budget: _Budget) -> list[str]:
     return out
 
 
+def shards_table(shards: Sequence[Shard], base_label: str, params: bool = False) -> str:
+    """Metric (or param) per row; the baseline, then one column per shard: value and change."""
+    names: list[str] = []
+    base: dict[str, Value | None] = {}
+    cells: dict[tuple[str, str], str] = {}
+    for shard in shards:
+        changes: Sequence[MetricChange | ParamChange] = shard.diff.params if params else shard.diff.metrics
+        for change in changes:
+            if change.name not in base:
+                names.append(change.name)
+                base[change.name] = None
+            if change.base is not None:
+                base[change.name] = change.base
+            if isinstance(change, MetricChange):
+                delta, _ = _change_cells(change)
+                mark = _mark(change)
+                extra = " ".join(part for part in (delta if delta != "—" else "", mark) if part)
+            else:
+                extra = "changed" if change.status is Status.CHANGED else ""
+            cells[(shard.name, change.name)] = _cell(change.head) + (f" ({extra})" if extra else "")
+    headers = ["Param" if params else "Metric", md.cell(base_label), *(md.cell(s.name) for s in shards)]
+    rows = [[md.cell(n), _cell(base[n]), *(cells.get((s.name, n), "—") for s in shards)] for n in names]
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
 def _metrics_section(report: Report, budget: _Budget, base_label: str) -> tuple[list[str], str | None]:
+    if report.shards:
+        return (["### Metrics by shard", "", shards_table(report.shards, base_label), ""], None)
     diff = report.diff
     metrics = list(diff.metrics)
     hidden = ""
@@ -324,6 +395,11 @@ def _metrics_section(report: Report, budget: _Budget, base_label: str) -> tuple[
 
 
 def _params_section(report: Report, budget: _Budget, base_label: str) -> list[str]:
+    if report.shards:
+        if not budget.params or not any(s.diff.params for s in report.shards):
+            return []
+        table = shards_table(report.shards, base_label, params=True)
+        return [_details("Params by shard", table, open_=True), ""]
     params = report.diff.params
     if not params or not budget.params:
         return []

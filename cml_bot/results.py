@@ -98,9 +98,15 @@ class LocalStore:
             return None
         return from_json(path.read_bytes(), str(path))
 
-    def save(self, results: RunResults) -> Path:
+    def recorded(self) -> set[str]:
+        """The commits with results, from one listing (no file is read)."""
+        if not self.folder.is_dir():
+            return set()
+        return {path.stem for path in self.folder.glob("*.json")}
+
+    def save(self, results: RunResults) -> str:
         if not results.sha:
             raise InputError("cannot record results without a commit sha")
         path = self.folder / f"{results.sha}.json"
         atomic_write(path, to_json(results).encode("utf-8"))
-        return path
+        return str(path)

@@ -7,12 +7,12 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import GitRepo
 
 from cml_bot.app import RECORDS_DIR, Effects, Options, run
 from cml_bot.cli import Console, main
 from cml_bot.forges.base import Verdict
 from cml_bot.results import LocalStore, RunResults
-from conftest import GitRepo
 
 CONFIG = """\
 title: Test model
@@ -168,8 +168,7 @@ def test_concurrent_records_keep_each_other(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "records")
     shas = [f"{i:040x}" for i in range(20)]
     threads = [
-        threading.Thread(target=store.save, args=(RunResults(sha=sha, metrics={"m": i}),))
-        for i, sha in enumerate(shas)
+        threading.Thread(target=store.save, args=(RunResults(sha=sha, metrics={"m": i}),)) for i, sha in enumerate(shas)
     ]
     for thread in threads:
         thread.start()

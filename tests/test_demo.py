@@ -15,8 +15,11 @@ pytest.importorskip("sklearn")
 def test_demo_runs_whole_loop_offline(tmp_path: Path) -> None:
     out, err = io.StringIO(), io.StringIO()
     env = {"PATH": "/usr/bin:/bin", "GITHUB_ACTIONS": "true", "GITHUB_TOKEN": "ghp_shouldneverbeused"}
-    code = main(["demo", "--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "report")],
-                env=env, console=Console(out, err))
+    code = main(
+        ["demo", "--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "report")],
+        env=env,
+        console=Console(out, err),
+    )
     assert code == 0, err.getvalue()
     folder = tmp_path / "report"
     report = (folder / "report.md").read_text()

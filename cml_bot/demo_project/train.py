@@ -56,5 +56,5 @@ with open("train_log.csv", "w", newline="") as handle:
 with open("confusion.csv", "w", newline="") as handle:
     pairs = csv.writer(handle)
     pairs.writerow(["actual", "predicted"])
-    pairs.writerows(zip(y_test.tolist(), predicted.tolist()))
+    pairs.writerows(zip(y_test.tolist(), predicted.tolist(), strict=True))
 print(json.dumps(metrics))
