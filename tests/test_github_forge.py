@@ -228,7 +228,7 @@ def test_github_enterprise_api_prefix(sleeps: Sleeps) -> None:
 def test_faults_on_create_never_duplicate(
     fake_github: FakeGitHub, sleeps: Sleeps, kind: str, kwargs: dict[str, object]
 ) -> None:
-    fake_github.fail("POST", "/issues/2/comments$", kind, times=2, **kwargs)  # type: ignore[arg-type]
+    fake_github.fail("POST", "/issues/2/comments$", kind, times=2, **kwargs)
     publication = make_forge(fake_github, sleeps).upsert_comment(body("x"), MARKER, CommentMode.UPDATE)
     assert [c["body"] for c in fake_github.comments_on(2)] == [body("x")]
     assert publication.comment_url is not None
