@@ -372,6 +372,12 @@ def test_orphan_branch_created_concurrently(fake_github: FakeGitHub, sleeps: Sle
     assert set(fake_github.commit_files("cml-bot-assets")) == {"pr-9/0000000/z.png", "pr-2/ec26c3e/a.png"}
 
 
+def test_oversized_image_is_refused_before_any_request(fake_github: FakeGitHub, sleeps: Sleeps) -> None:
+    with pytest.raises(ForgeError, match=r"image huge\.png is 26214401 bytes"):
+        make_forge(fake_github, sleeps).upload_images([Image("huge.png", b"x" * (25 * 1024 * 1024 + 1))])
+    assert fake_github.log == []
+
+
 def test_no_images_no_requests(fake_github: FakeGitHub, sleeps: Sleeps) -> None:
     assert make_forge(fake_github, sleeps).upload_images([]) == {}
     assert fake_github.log == []

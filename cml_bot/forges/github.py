@@ -46,6 +46,7 @@ MAX_ATTEMPTS = 5
 MAX_REF_ATTEMPTS = 5
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 60.0
+MAX_IMAGE_BYTES = 25 * 1024 * 1024  # plots are small; a bundle from a fork is untrusted input
 
 _STATES = {
     Verdict.PASS: "success",
@@ -425,6 +426,9 @@ class GitHubForge:
     def upload_images(self, images: Sequence[Image]) -> Mapping[str, str]:
         if not images:
             return {}
+        for image in images:
+            if len(image.data) > MAX_IMAGE_BYTES:
+                raise ForgeError(f"GitHub: image {image.name} is {len(image.data)} bytes, over {MAX_IMAGE_BYTES}")
         folder = self._folder()
         wanted = {f"{folder}/{image.name}": image.data for image in images}
         names = {f"{folder}/{image.name}": image.name for image in images}
