@@ -254,18 +254,23 @@ def _drop_failures(base: float, head: float, worsening: float | None, rule: Thre
     if math.isnan(head) and not math.isnan(base):
         return ["became NaN"]
     if worsening is None:
-        if math.isinf(head) and (head > 0) == (direction == "lower"):
+        if math.isinf(head) and head != base and (head > 0) == (direction == "lower"):
             return [f"became {_num(head)}"]
         return []
     word = "dropped" if direction == "higher" else "rose"
     failures = []
-    if rule.max_drop is not None and worsening > rule.max_drop:
+    if rule.max_drop is not None and _exceeds(worsening, rule.max_drop):
         failures.append(f"{word} by {_num(worsening)} (allowed {_num(rule.max_drop)})")
     if rule.max_drop_pct is not None and base != 0 and math.isfinite(base):
         pct = worsening / abs(base) * 100
-        if pct > rule.max_drop_pct:
+        if _exceeds(pct, rule.max_drop_pct):
             failures.append(f"{word} by {pct:.2f}% (allowed {_num(rule.max_drop_pct)}%)")
     return failures
+
+
+def _exceeds(value: float, allowed: float) -> bool:
+    """``value > allowed`` beyond float rounding: 0.90 -> 0.89 is a drop of exactly 0.01."""
+    return value > allowed and not math.isclose(value, allowed, rel_tol=1e-9, abs_tol=1e-12)
 
 
 def _bounds(rule: Threshold) -> str:
