@@ -42,7 +42,6 @@ import tempfile
 import threading
 import time
 import urllib.parse
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -203,7 +202,9 @@ def _local_source(root: Path, url: str) -> Path:
         parts = urllib.parse.urlsplit(url)
         if parts.netloc not in ("", "localhost"):
             raise DataError(f"{url}: file URLs on another host are not supported")
-        return Path(urllib.request.url2pathname(parts.path))
+        from urllib.request import url2pathname  # imports http.client: only when needed
+
+        return Path(url2pathname(parts.path))
     path = Path(url).expanduser()
     return path if path.is_absolute() else root / path
 
@@ -330,7 +331,8 @@ def pull(
     root = config.root.resolve()
     cache = (cache if cache is not None else default_cache(config)).expanduser().resolve()
     files = config.data.files
-    targets = {f.path: _target(root, f.path) for f in files}  # validates every path before any work
+    checked: dict[str, str] = {}
+    targets = {f.path: _target(root, f.path, checked) for f in files}  # checks every path before any work
     state = _State.load(root)
     results: dict[str, PulledFile] = {}
     pending: list[DataFile] = []
@@ -360,7 +362,9 @@ def pull(
         by_sha: dict[str, list[DataFile]] = {}
         for f in pending:
             by_sha.setdefault(f.sha256, []).append(f)
+        _clean_leftovers(targets[f.path] for f in pending)
         worker = _Worker(root, cache, fetcher, sleep, targets, report, stale)
+        lock_handle = _lock_cache(cache, progress)
         try:
             if jobs <= 1 or len(by_sha) == 1:
                 for group in by_sha.values():
@@ -377,6 +381,7 @@ def pull(
                             other.cancel()
                         raise
         finally:
+            lock_handle.close()
             state.save()
     elif state.dirty:
         state.save()
@@ -384,6 +389,26 @@ def pull(
     result = PullResult(files=ordered, cache=cache, seconds=time.monotonic() - started)
     log.info("pull: %s", result.summary())
     return result
+
+
+def _lock_cache(cache: Path, progress: Callable[[str], None] | None) -> io.BufferedWriter:
+    """Hold ``<cache>/.lock`` until the returned file is closed: pulls sharing a cache take turns."""
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        handle = (cache / ".lock").open("ab")
+    except OSError as exc:
+        raise DataError(f"{cache}: cannot use the data cache ({exc.strerror or exc})") from None
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no locking
+        return handle
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        if progress is not None:
+            progress(f"waiting for another pull using the cache {cache}")
+        fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
 
 
 def _size(n: int) -> str:
@@ -395,20 +420,31 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-def _target(root: Path, relative: str) -> Path:
-    """The workspace path for ``relative``, refusing anything that resolves outside ``root``."""
+def _target(root: Path, relative: str, checked: dict[str, str] | None = None) -> Path:
+    """The workspace path for ``relative``, refusing anything that resolves outside ``root``.
+
+    ``checked`` remembers folders already resolved (the warm pull of many files in few folders).
+    """
     pure = PurePosixPath(relative.replace("\\", "/"))
     if pure.is_absolute() or ".." in pure.parts or re.match(r"^[A-Za-z]:", relative) or not pure.parts:
         raise DataError(f"{relative}: data path must stay inside the repo (no absolute path, no '..')")
     target = root.joinpath(*pure.parts)
-    parent = target.parent.resolve()
-    if parent != root and root not in parent.parents:
-        raise DataError(f"{relative}: data path leaves the repo through a symlink (to {parent})")
-    if target.is_symlink():
-        pointed = target.resolve()
-        if pointed != root and root not in pointed.parents:
+    folder = os.path.dirname(target)
+    checked = {} if checked is None else checked
+    if folder not in checked:
+        checked[folder] = os.path.realpath(folder)
+    if not _inside(root, checked[folder]):
+        raise DataError(f"{relative}: data path leaves the repo through a symlink (to {checked[folder]})")
+    if os.path.islink(target):
+        pointed = os.path.realpath(target)
+        if not _inside(root, pointed):
             raise DataError(f"{relative}: data path is a symlink out of the repo (to {pointed})")
     return target
+
+
+def _inside(root: Path, resolved: str) -> bool:
+    base = str(root)
+    return resolved == base or resolved.startswith(base.rstrip(os.sep) + os.sep)
 
 
 class _State:
@@ -520,6 +556,17 @@ class _Worker:
         self.targets = targets
         self.report = report
         self.cancelled = threading.Event()
+        self.made: set[Path] = set()
+        self.made_lock = threading.Lock()
+
+    def makedirs(self, folder: Path) -> None:
+        """``mkdir -p``, once per folder and pull (a syscall saved per file of a big pull)."""
+        with self.made_lock:
+            if folder in self.made:
+                return
+        folder.mkdir(parents=True, exist_ok=True)
+        with self.made_lock:
+            self.made.add(folder)
 
     def run(self, group: Sequence[DataFile]) -> None:
         """Bring every file of ``group`` (all with the same sha256) into place."""
@@ -530,7 +577,6 @@ class _Worker:
         remaining = []
         for f in group:  # a file already right in place only needs re-hashing (its stat changed)
             target = self.targets[f.path]
-            _clean_leftovers(target)
             if f.path not in self.stale and target.is_file() and not target.is_symlink():
                 digest, size = _hash_or_none(target)
                 if digest == sha:
@@ -549,12 +595,12 @@ class _Worker:
         else:
             size = cached
         for f in remaining:
-            _place(blob, self.targets[f.path], f.path)
+            _place(blob, self.targets[f.path], f.path, self.makedirs)
             self.report(PulledFile(f.path, sha, size, action))
 
     def download(self, f: DataFile, blob: Path) -> int:
         """Fetch ``f`` into the cache, verified; return its size."""
-        blob.parent.mkdir(parents=True, exist_ok=True)
+        self.makedirs(blob.parent)
         part = blob.with_name(blob.name + ".part")
         failures = 0
         restarted = False
@@ -676,21 +722,27 @@ def _file_size(path: Path) -> int:
         return 0
 
 
-def _leftover_glob(target: Path) -> str:
-    return f".{target.name}.cml-bot-*.tmp"
+def _clean_leftovers(targets: Iterable[Path]) -> None:
+    """Remove temporaries an interrupted pull left beside ``targets`` (one listing per folder)."""
+    by_folder: dict[Path, set[str]] = {}
+    for target in targets:
+        by_folder.setdefault(target.parent, set()).add(target.name)
+    for folder, names in by_folder.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            name = entry.name
+            leftover = name.startswith(".") and name.endswith(".tmp") and ".cml-bot-" in name
+            if leftover and name[1:].split(".cml-bot-", 1)[0] in names:
+                _unlink(Path(entry.path))
 
 
-def _clean_leftovers(target: Path) -> None:
-    """Remove temporaries an interrupted pull left beside ``target``."""
-    if target.parent.is_dir():
-        for leftover in target.parent.glob(_leftover_glob(target)):
-            _unlink(leftover)
-
-
-def _place(blob: Path, target: Path, shown: str) -> None:
+def _place(blob: Path, target: Path, shown: str, makedirs: Callable[[Path], None]) -> None:
     """Put ``blob`` at ``target`` atomically: hard link when possible, else copy."""
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        makedirs(target.parent)
     except OSError as exc:
         raise DataError(f"{shown}: cannot create folder {target.parent} ({exc.strerror})") from None
     tmp = target.with_name(f".{target.name}.cml-bot-{os.getpid()}-{threading.get_ident()}.tmp")
@@ -786,11 +838,17 @@ def set_data_entry(text: str, entry: DataFile, shown: str = "cml-bot.yaml") -> s
     ]
     files.append({"path": entry.path, "url": entry.url, "sha256": entry.sha256})
     data["files"] = files
-    section = yaml.safe_dump({"data": data}, sort_keys=False, default_flow_style=False)
+    section = yaml.safe_dump({"data": data}, sort_keys=False, default_flow_style=False, width=1 << 20)
     start = text.rfind("\n", 0, data_key.start_mark.index) + 1
     end = _content_end(data_node)
     rest = text[end:]
-    return text[:start] + section.rstrip("\n") + ("" if rest.startswith("\n") or not rest else "\n") + rest
+    comment = re.match(r"[ \t]*(#[^\n]*)", rest)  # a comment after the section's last value stays
+    if comment:
+        section += comment.group(1) + "\n"
+        rest = rest[comment.end() :]
+    if rest.startswith("\n"):
+        rest = rest[1:]
+    return text[:start] + section + rest
 
 
 def _edit_block_sequence(text: str, node: yaml.Node, entry: DataFile) -> str | None:

@@ -10,6 +10,7 @@ import os
 import re
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -288,7 +289,7 @@ def test_hash_mismatch_names_file_and_both_hashes_and_leaves_nothing(
     assert "data/a.csv" in message and expected in message and sha(b"actual content\n") in message
     assert "SECRET" not in message
     assert not (repo / "data" / "a.csv").exists()
-    assert not [p for p in cache.rglob("*") if p.is_file()]
+    assert [p.name for p in cache.rglob("*") if p.is_file()] == [".lock"]
 
 
 def test_wrong_bytes_once_are_caught_and_not_cached(server: Server, repo: Path, tmp_path: Path) -> None:
@@ -735,3 +736,32 @@ def test_parquet_summary_when_pyarrow_is_installed() -> None:
     [change] = data_changes({"d.parquet": base}, {"d.parquet": head}, "label")
     assert (change.base_rows, change.head_rows, change.columns_added) == (2, 3, ("w",))
     assert change.label_counts == (("a", 1, 2),)
+
+
+def test_set_data_entry_keeps_a_comment_after_a_re_emitted_section() -> None:
+    out = set_data_entry("title: T\ndata:\n  cache: x # keep\n", DataFile("a.csv", "u", "b" * 64))
+    assert "# keep" in out
+    assert yaml.safe_load(out) == {
+        "title": "T", "data": {"cache": "x", "files": [{"path": "a.csv", "url": "u", "sha256": "b" * 64}]},
+    }
+
+
+def test_pulls_sharing_a_cache_take_turns(repo: Path, tmp_path: Path) -> None:
+    import fcntl
+
+    (tmp_path / "a.csv").write_bytes(b"x\n")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    config = config_for(repo, [DataFile("a.csv", str(tmp_path / "a.csv"), sha(b"x\n"))], cache)
+    lines: list[str] = []
+    with (cache / ".lock").open("ab") as other:
+        fcntl.flock(other, fcntl.LOCK_EX)  # another process's pull holds the cache
+        thread = threading.Thread(target=pull, args=(config,), kwargs={"progress": lines.append})
+        thread.start()
+        deadline = time.monotonic() + 5
+        while not lines and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert lines == [f"waiting for another pull using the cache {cache}"]
+        assert not (repo / "a.csv").exists()
+    thread.join(5)
+    assert (repo / "a.csv").read_bytes() == b"x\n"
