@@ -4,7 +4,8 @@ Every request is validated against ``../shared/contracts/github/openapi-subset.j
 openapi-core; a request that does not match is answered 400 and recorded in
 :attr:`FakeGitHub.violations` (the ``fake_github`` fixture asserts there are none at teardown).
 Responses start from the spec's own response examples, with ids, urls and bodies overwritten from
-the fake's state. Pagination answers with a ``Link`` header spelled as GitHub spells it (absolute
+the fake's state, and are validated against the spec as well (an off-spec answer is a violation).
+Pagination answers with a ``Link`` header spelled as GitHub spells it (absolute
 ``/repositories/{id}/...`` URLs, ``prev``/``next``/``last``/``first``), which the client must follow.
 
 Faults (:meth:`FakeGitHub.fail`) match a method and a path regex and either answer an error status
@@ -103,6 +104,16 @@ class _Req:
     parameters: RequestParameters
     body: bytes | None
     content_type: str
+
+
+@dataclass
+class _Resp:
+    """A response for openapi-core (its Response protocol)."""
+
+    status_code: int
+    content_type: str
+    headers: Headers
+    data: bytes | None
 
 
 class _Reply(Exception):
@@ -317,7 +328,7 @@ class FakeGitHub:
             fault.callback(self)
         try:
             route, params = self._route(method, path)
-            self._validate(handler, method, route, params, query, raw)
+            request = self._validate(handler, method, route, params, query, raw)
             account = self._auth(handler.headers.get("Authorization", ""))
             if method != "GET" and not account.can_write:
                 raise _error(403, "Resource not accessible by integration")
@@ -328,6 +339,7 @@ class FakeGitHub:
             if fault is not None and fault.kind == "drop-after":
                 raise _Drop from None
             return reply.status, reply.body, reply.headers
+        self._validate_response(request, route, result)
         if fault is not None and fault.kind == "drop-after":
             raise _Drop
         return result.status, result.body, result.headers
@@ -361,7 +373,7 @@ class FakeGitHub:
         params: dict[str, str],
         query: list[tuple[str, str]],
         raw: bytes,
-    ) -> None:
+    ) -> _Req:
         # openapi-core does not match a path parameter containing '/': encode it (refs, paths).
         spec_path = re.sub(r"\{(\w+)\}", lambda m: urllib.parse.quote(params[m.group(1)], safe=""), route.template)
         content_type = (handler.headers.get("Content-Type") or "").lower()
@@ -385,6 +397,18 @@ class FakeGitHub:
                 detail += f" ({cause})"
             self.violations.append(f"{method} {route.template}: {detail}")
             raise _error(400, f"fake: request does not match the OpenAPI subset: {detail}") from None
+        return request
+
+    def _validate_response(self, request: _Req, route: _Route, result: _Result) -> None:
+        """The fake's own answers must match the spec too (they start from its examples)."""
+        payload = b"" if result.body is None else json.dumps(result.body).encode()
+        response = _Resp(result.status, "application/json" if payload else "", Headers(result.headers), payload)
+        _, openapi = spec()
+        try:
+            openapi.validate_response(request, response)
+        except Exception as exc:
+            detail = "; ".join(str(e) for e in getattr(exc, "schema_errors", [])) or str(exc)
+            self.violations.append(f"fake answered {route.method} {route.template} off-spec: {detail[:500]}")
 
     def _auth(self, header: str) -> Account:
         scheme, _, token = header.partition(" ")
@@ -514,6 +538,7 @@ def _get_user(fake: FakeGitHub, account: Account, p: dict[str, str], q: dict[str
     if not account.can_read_user:
         raise _error(403, "Resource not accessible by integration")
     user = example("/user", "GET", 200)
+    user["user_view_type"] = "private"  # as GitHub sends it; the example alone matches both oneOf branches
     user.update(login=account.login, id=account.id, type=account.type, url=fake.api(f"/users/{account.login}"))
     return _Result(200, user)
 
@@ -584,6 +609,8 @@ def _pull_json(fake: FakeGitHub, number: int, template: dict[str, Any]) -> dict[
         comments_url=fake.repo_api(f"/issues/{number}/comments"),
     )
     out["head"]["sha"] = pull["head_sha"]
+    for team in out.get("requested_teams") or []:
+        team.setdefault("type", "organization")  # required by the schema, missing from the example
     return out
 
 
