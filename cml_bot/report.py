@@ -12,8 +12,8 @@ cut mid-row.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from tabulate import tabulate
@@ -362,9 +362,8 @@ def shards_table(shards: Sequence[Shard], base_label: str, params: bool = False)
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
-def _metrics_section(report: Report, budget: _Budget, base_label: str) -> tuple[list[str], str | None]:
-    if report.shards:
-        return (["### Metrics by shard", "", shards_table(report.shards, base_label), ""], None)
+def _select_metrics(report: Report, budget: _Budget) -> tuple[list[MetricChange], str]:
+    """The metric rows a level of detail shows, in display order, and the section's heading."""
     diff = report.diff
     metrics = list(diff.metrics)
     hidden = ""
@@ -378,20 +377,25 @@ def _metrics_section(report: Report, budget: _Budget, base_label: str) -> tuple[
         if len(kept) < len(metrics):
             hidden = f"{len(diff.metrics) - len(kept)} metrics that passed"
         metrics = kept
+    # Regressions first, then changes, then the rest, each in the file's order (sort is stable).
+    metrics.sort(key=lambda m: 0 if m.failures else 1 if m.status is not Status.UNCHANGED else 2)
     cut = ""
     if budget.max_metric_rows is not None and len(metrics) > budget.max_metric_rows:
         cut = f"; showing {budget.max_metric_rows} of {len(metrics)} rows"
         metrics = metrics[: budget.max_metric_rows]
-    if not metrics:
-        return ([], hidden or None)
-    # Regressions first, then changes, then the rest, each in the file's order.
-    order = {id(m): (0 if m.failures else 1 if m.status is not Status.UNCHANGED else 2) for m in metrics}
-    metrics.sort(key=lambda m: order[id(m)])
     heading = "### Metrics" + (f" ({hidden} hidden{cut})" if hidden or cut else "")
-    lines = [heading, "", metrics_table(metrics, diff.has_baseline, base_label), ""]
-    if diff.uses_noise_rule:
+    return metrics, heading
+
+
+def _metrics_section(report: Report, metrics: list[MetricChange], heading: str, base_label: str) -> list[str]:
+    if report.shards:
+        return ["### Metrics by shard", "", shards_table(report.shards, base_label), ""]
+    if not metrics:
+        return []
+    lines = [heading, "", metrics_table(metrics, report.diff.has_baseline, base_label), ""]
+    if report.diff.uses_noise_rule:
         lines += [f"_Repeated values are shown as mean ± std; {NOISE_RULE}._", ""]
-    return (lines, None)
+    return lines
 
 
 def _params_section(report: Report, budget: _Budget, base_label: str) -> list[str]:
@@ -494,22 +498,39 @@ def _facts_section(report: Report) -> list[str]:
 
 
 def _render(
-    report: Report, image_urls: Mapping[str, str], budget: _Budget, dropped: Sequence[str], where_full: str
+    report: Report,
+    image_urls: Mapping[str, str],
+    budget: _Budget,
+    dropped: Sequence[str],
+    where_full: str,
+    memo: dict[tuple[object, ...], list[str]],
 ) -> str:
+    """One rendering at one level of detail. ``memo`` keeps sections whose inputs did not change
+    between levels, so trimming a 10,000-metric report renders each big table once or twice."""
+
+    def section(key: tuple[object, ...], build: Callable[[], list[str]]) -> list[str]:
+        if key not in memo:
+            memo[key] = build()
+        return memo[key]
+
     base_label = report.facts.base_ref or "base"
     lines = [report.marker, f"## {md.text(report.title)}", "", _verdict_line(report), ""]
-    regressions = _regressions_section(report, budget.max_metric_rows)
+    regressions = section(
+        ("regressions", budget.max_metric_rows), lambda: _regressions_section(report, budget.max_metric_rows)
+    )
     if regressions:
         lines += [*regressions, ""]
-    lines += _pipeline_section(report, budget)
-    metric_lines, _ = _metrics_section(report, budget, base_label)
-    lines += metric_lines
-    lines += _params_section(report, budget, base_label)
+    lines += section(("pipeline", budget.step_table, budget.log_lines), lambda: _pipeline_section(report, budget))
+    metrics, heading = _select_metrics(report, budget)
+    lines += section(("metrics", heading, len(metrics)), lambda: _metrics_section(report, metrics, heading, base_label))
+    lines += section(
+        ("params", budget.params, budget.unchanged_params), lambda: _params_section(report, budget, base_label)
+    )
     if budget.plots:
-        lines += _plots_section(report, image_urls)
+        lines += section(("plots",), lambda: _plots_section(report, image_urls))
     if budget.data_changes:
-        lines += _data_section(report)
-    lines += _facts_section(report)
+        lines += section(("data",), lambda: _data_section(report))
+    lines += section(("facts",), lambda: _facts_section(report))
     for note in report.notes:
         lines += [f"> {md.cell(note)}", ""]
     if dropped:
@@ -527,23 +548,28 @@ def render_markdown(
     """Render the report; with ``limit``, drop detail section by section until it fits."""
     urls = image_urls or {}
     dropped: list[str] = []
+    memo: dict[tuple[object, ...], list[str]] = {}
     text = ""
     for label, budget in _LEVELS:
         if label:
             dropped.append(label)
-        text = _render(report, urls, budget, dropped, where_full)
+        text = _render(report, urls, budget, dropped, where_full, memo)
         if limit is None or len(text) <= limit:
             return text
-    # Still too long: many failed gates. Show whole rows only, as many as fit.
-    rows = max(1, len(report.diff.regressions))
+    assert limit is not None  # without a limit the first level returned
+    # Still too long: many failed gates. Show whole rows only, as many as fit: rows are about the
+    # same size (tables are padded), so estimate the count from the full text, then step down.
     last = _LEVELS[-1][1]
+    total = max(1, len(report.diff.regressions))
+    one = _render(report, urls, replace(last, max_metric_rows=1), dropped, where_full, memo)
+    per_row = max(1.0, (len(text) - len(one)) / max(1, total - 1))
+    rows = min(total, 1 + int((limit - len(one)) / per_row))
     while rows > 1:
-        rows //= 2
-        budget = _Budget(**{**last.__dict__, "max_metric_rows": rows})
-        text = _render(report, urls, budget, dropped, where_full)
-        if limit is None or len(text) <= limit:
+        text = _render(report, urls, replace(last, max_metric_rows=rows), dropped, where_full, memo)
+        if len(text) <= limit:
             return text
-    return text
+        rows = min(rows - 1, int(rows * 0.97))
+    return one
 
 
 def render_html(markdown_text: str, title: str) -> str:

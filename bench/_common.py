@@ -1,0 +1,42 @@
+"""Timing helpers shared by the benchmarks: median of repeated wall-clock runs, peer lookup."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+
+def median_seconds(action: Callable[[], object], repeat: int = 5) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def command_seconds(args: Sequence[str], cwd: Path | None = None, repeat: int = 5) -> float:
+    """Median wall time of a command; fails loudly if the command fails."""
+
+    def once() -> None:
+        subprocess.run(args, cwd=cwd, check=True, capture_output=True, env=os.environ.copy())
+
+    once()  # warm the page cache so both sides start alike
+    return median_seconds(once, repeat)
+
+
+def tool(name: str) -> str | None:
+    """A console script installed beside this Python, else on PATH."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else shutil.which(name)
+
+
+def row(label: str, seconds: float | None, note: str = "") -> str:
+    shown = "n/a" if seconds is None else f"{seconds:.3f} s"
+    return f"{label:<48} {shown:>10}  {note}"
