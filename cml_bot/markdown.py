@@ -68,6 +68,7 @@ def code_span(value: str) -> str:
     removed when the table is parsed, so the code shows the plain pipe.
     """
     value = _CONTROL.sub(" ", value).replace("\n", " ").replace("\r", " ").replace("|", "\\|")
+    value = value.replace("<!--", "<!-\u200b-")  # as in code_block: no second report marker
     longest = max((len(run) for run in re.findall(r"`+", value)), default=0)
     fence = "`" * (longest + 1)
     pad = " " if value.startswith("`") or value.endswith("`") or not value.strip() else ""

@@ -222,7 +222,9 @@ def test_code_block_fence_outlasts_backtick_runs() -> None:
 @example("`")
 @example(" ")
 @example("")
+@example("<!-- cml-bot report (id: default) -->")
 def test_code_span_stays_in_its_cell(value: str) -> None:
+    assert "<!--" not in md.code_span(value)
     parsed = _render_table([md.code_span(value), "z"])
     assert len(parsed.rows) == 2 and len(parsed.rows[1]) == 2, parsed.rows
     assert parsed.rows[1][1] == "z"
