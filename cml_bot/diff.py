@@ -207,7 +207,7 @@ def _compare(
     if b is None or h is None:
         return MetricChange(name, base, head, status, direction, failures=tuple(failures))
     delta = h - b
-    relative = delta / abs(b) if b != 0 and math.isfinite(b) else None
+    relative = delta / abs(b) if b != 0 and math.isfinite(b) and math.isfinite(delta) else None
     worsening = None
     improved = None
     if direction is not None and math.isfinite(delta):

@@ -193,6 +193,8 @@ def test_nan_unchanged_is_unchanged_and_relative_needs_a_finite_base() -> None:
     assert compare_metric("loss", NAN, NAN, True, None).status is Status.UNCHANGED
     assert compare_metric("loss", INF, INF, True, None).status is Status.UNCHANGED
     assert compare_metric("loss", INF, 1.0, True, None).relative is None
+    assert compare_metric("loss", 1.0, INF, True, None).relative is None  # not "+inf%"
+    assert compare_metric("loss", 1.0, NAN, True, None).relative is None  # not "nan%"
     assert compare_metric("loss", 0.0, 1.0, True, None).relative is None
     change = compare_metric("loss", 2.0, 1.0, True, None)
     assert (change.delta, change.relative, change.improved, change.status) == (-1.0, -0.5, True, Status.CHANGED)
