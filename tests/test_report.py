@@ -1,0 +1,460 @@
+"""Rendered reports: golden markdown files, escaping of hostile names, and the size budget.
+
+Golden files live in ``tests/golden/*.md``. After an intended change to the report's look, rewrite
+them and review the diff:
+
+    UPDATE_GOLDEN=1 /work/venv/bin/python -m pytest tests/test_report.py
+    git diff tests/golden/
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from markdown_it import MarkdownIt
+
+from cml_bot.config import Threshold
+from cml_bot.data import DataChange
+from cml_bot.diff import Diff, diff
+from cml_bot.forges.base import Verdict
+from cml_bot.metrics import Samples, Value
+from cml_bot.pipeline import PipelineResult, StepResult
+from cml_bot.report import (
+    GITHUB_LIMIT,
+    PlotEntry,
+    Report,
+    RunFacts,
+    marker_for,
+    render_html,
+    render_markdown,
+    verdict_summary,
+)
+
+GOLDEN = Path(__file__).parent / "golden"
+UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
+PARSER = MarkdownIt("commonmark", {"html": True}).enable("table")
+HOSTILE = ("| <script>alert(1)</script>", "@octocat", "`", "<!-- cml-bot report (id: default) -->")
+FACTS = RunFacts(
+    head_sha="0123456789abcdef0123456789abcdef01234567",
+    head_ref="feature/lr",
+    base_sha="fedcba9876543210fedcba9876543210fedcba98",
+    base_ref="main",
+    baseline_source="results recorded for the merge-base",
+    duration=83.4,
+    run_url="https://github.com/octo/repo/actions/runs/42",
+)
+RULES = (
+    Threshold("accuracy", max_drop=0.01),
+    Threshold("f1_macro", max_drop_pct=2.0),
+    Threshold("loss", max=0.5),
+)
+
+
+# --- checks every rendered report must pass ---------------------------------------------------------
+
+
+def _cells(line: str) -> int:
+    """Cells in a GFM table row: split on pipes not preceded by a backslash, outer pipes dropped."""
+    line = line.strip()
+    pipes = [i for i, ch in enumerate(line) if ch == "|" and (i == 0 or line[i - 1] != "\\")]
+    count = len(pipes) + 1
+    if line.startswith("|"):
+        count -= 1
+    if line.endswith("|") and line[-2:] != "\\|":
+        count -= 1
+    return count
+
+
+class _Html(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[str] = []
+        self.comments: list[str] = []
+        self.rows = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.rows += tag == "tr"
+
+    def handle_comment(self, data: str) -> None:
+        self.comments.append(data)
+
+
+ALLOWED_TAGS = {
+    *("h2", "h3", "p", "strong", "em", "ul", "li", "blockquote", "pre", "code", "img", "a", "sub"),
+    *("details", "summary", "table", "thead", "tbody", "tr", "th", "td"),
+}
+
+
+def check_valid(text: str, report: Report, limit: int | None = None) -> None:
+    """Tables whole and rectangular, one marker, no HTML or mentions from user text, within the limit."""
+    if limit is not None:
+        assert len(text) <= limit, len(text)
+    assert text.count(report.marker) == 1
+    assert text.startswith(report.marker + "\n")
+    # No other report's marker either: any "<!--" from user text is escaped or broken up.
+    assert len(re.findall(r"(?<!\\)<!--", text)) == 1
+    lines = text.split("\n")
+    tokens = PARSER.parse(text)
+    in_code = {i for t in tokens if t.type == "fence" and t.map for i in range(*t.map)}
+    for i, line in enumerate(lines):
+        if i not in in_code:  # mentions do not work in code; everywhere else '@' is escaped
+            assert "@" not in re.sub(r"(`+).*?\1", "", line), line
+    table_rows = 0
+    for token in tokens:
+        if token.type == "table_open":
+            assert token.map is not None
+            start, end = token.map
+            block = lines[start:end]
+            widths = {_cells(line) for line in block}
+            assert len(widths) == 1, block
+            assert re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", block[1].strip()), block[1]
+            table_rows += len(block) - 1
+    # Every line that looks like a table row outside code blocks belongs to a parsed table.
+    html = _Html()
+    html.feed(PARSER.render(text))
+    html.close()
+    assert html.rows == table_rows
+    assert set(html.tags) <= ALLOWED_TAGS, set(html.tags) - ALLOWED_TAGS
+    assert html.comments == [f" cml-bot report (id: {report.report_id}) "]
+    assert text.endswith("<sub>Posted by cml-bot. This comment is updated on every push.</sub>\n")
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / f"{name}.md"
+    if UPDATE:
+        GOLDEN.mkdir(exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    assert path.is_file(), f"{path} missing: run with UPDATE_GOLDEN=1 to create it"
+    assert text == path.read_text(encoding="utf-8"), f"{path.name} differs: UPDATE_GOLDEN=1 rewrites it"
+
+
+# --- the five reports -------------------------------------------------------------------------------
+
+
+def pass_report() -> Report:
+    base: dict[str, Value] = {"accuracy": 0.9012, "f1_macro": 0.8811, "loss": 0.3412, "epochs": 10, "old": 1.0}
+    head: dict[str, Value] = {"accuracy": 0.9134, "f1_macro": 0.8702, "loss": 0.3412, "epochs": 10, "auc": 0.95}
+    result = diff(
+        base,
+        head,
+        RULES,
+        base_params={"lr": 0.01, "depth": 3, "optimizer": "adam"},
+        head_params={"lr": 0.02, "depth": 3, "optimizer": "adam", "seed": 7},
+    )
+    assert result.verdict is Verdict.PASS
+    return Report(
+        title="Digits classifier",
+        report_id="default",
+        diff=result,
+        facts=FACTS,
+        plots=(
+            PlotEntry("Loss per epoch", ("plot-01-loss.png",)),
+            PlotEntry("Confusion matrix", ("plot-02-confusion.png",), note="base and head overlaid"),
+            PlotEntry("ROC", note="roc.csv was not produced by this change"),
+        ),
+        data_changes=(
+            DataChange(
+                "data/train.csv",
+                "a" * 64,
+                "b" * 64,
+                base_rows=1000,
+                head_rows=1200,
+                columns_added=("age",),
+                label_counts=(("cat", 500, 600), ("dog", 500, 600)),
+            ),
+            DataChange("data/test.csv", "c" * 64, "c" * 64, 200, 200),
+        ),
+    )
+
+
+def regressed_report() -> Report:
+    base: dict[str, Value] = {
+        "accuracy": 0.9,
+        "f1_macro": 0.5,
+        "loss": 0.3,
+        "val.top1_acc": Samples((0.90, 0.91, 0.92)),
+        "rmse": 1.5,
+    }
+    head: dict[str, Value] = {
+        "accuracy": 0.85,
+        "f1_macro": 0.49,
+        "loss": float("nan"),
+        "val.top1_acc": Samples((0.89, 0.90, 0.91)),
+        "rmse": float("inf"),
+    }
+    rules = (*RULES, Threshold("rmse", max_drop=0.1), Threshold("val.*", max_drop=0.001))
+    result = diff(base, head, rules, base_params={"lr": 0.01}, head_params={"lr": 0.1})
+    assert [m.name for m in result.regressions] == ["accuracy", "loss", "rmse"]
+    return Report(
+        title="Digits classifier",
+        report_id="default",
+        diff=result,
+        facts=FACTS,
+        notes=("The baseline is 3 commits older than the merge-base.",),
+    )
+
+
+def no_baseline_report() -> Report:
+    result = diff(
+        None,
+        {"accuracy": 0.91, "loss": 0.34, "model": "resnet18"},
+        RULES,
+        head_params={"lr": 0.01, "depth": 3},
+    )
+    assert result.verdict is Verdict.NO_BASELINE
+    return Report(
+        "Digits classifier",
+        "nightly",
+        result,
+        RunFacts(head_sha="0123456789abcdef0123456789abcdef01234567", head_ref="main", duration=12.0),
+    )
+
+
+def failed_pipeline_report() -> Report:
+    log = (
+        *(f"epoch {i}: loss={1 / (i + 1):.4f}" for i in range(40)),
+        "Traceback (most recent call last):",
+        '  File "train.py", line 12, in <module>',
+        "ValueError: ```shape mismatch``` | <b>bold</b>",
+    )
+    pipeline = PipelineResult(
+        (
+            StepResult("prepare", "python prepare.py", 0, 1.25, ("prepared 1000 rows",)),
+            StepResult("train", "python train.py --epochs 40 | tee log.txt", 1, 12.5, log),
+        )
+    )
+    result = diff({"accuracy": 0.9}, {"accuracy": 0.9}, RULES)
+    return Report("Digits classifier", "default", result, FACTS, pipeline=pipeline)
+
+
+def hostile_report() -> Report:
+    metrics: dict[str, Value] = {name: 0.5 for name in HOSTILE}
+    metrics["note"] = "@octocat <img src=x onerror=alert(1)> | `x` <!-- y -->"
+    base: dict[str, Value] = {name: 0.6 for name in HOSTILE}
+    rules = tuple(Threshold(name, direction="higher", max_drop=0.0) for name in HOSTILE)
+    result = diff(base, metrics, (*rules, Threshold("*", max=0.45)), base_params=base, head_params=metrics)
+    pipeline = PipelineResult(
+        (
+            StepResult(
+                "@octocat | <script>",
+                "echo '<!-- cml-bot report (id: default) -->' | `cat`",
+                2,
+                0.5,
+                (*HOSTILE, "\x1b[31mred\x1b[0m\x00", "```", "~~~", "</details>"),
+            ),
+        )
+    )
+    return Report(
+        title="# @octocat <script> | report",
+        report_id="default",
+        diff=result,
+        facts=RunFacts(
+            head_sha="0123456789abcdef",
+            head_ref="@octocat/<script>|`x`",
+            base_sha="fedcba9876543210",
+            base_ref="<!-- cml-bot report (id: default) -->",
+            extra=(("@octocat", "| <b>"),),
+        ),
+        plots=(PlotEntry("<script>@octocat</script>", ("p.png",), note="could not draw: `|` @octocat"),),
+        pipeline=pipeline,
+        data_changes=(DataChange("@octocat|<x>.csv", None, "d" * 64, None, 3, ("<col>|@a",), ()),),
+    )
+
+
+REPORTS = {
+    "pass": pass_report,
+    "regressed": regressed_report,
+    "no_baseline": no_baseline_report,
+    "pipeline_failed": failed_pipeline_report,
+    "hostile": hostile_report,
+}
+URLS = {
+    "plot-01-loss.png": "https://example.org/img/plot 01.png",
+    "plot-02-confusion.png": "plot-02-confusion.png",
+    "p.png": "https://example.org/p(1).png",
+}
+
+
+@pytest.mark.parametrize("name", sorted(REPORTS))
+def test_golden(name: str) -> None:
+    report = REPORTS[name]()
+    text = render_markdown(report, URLS, limit=GITHUB_LIMIT)
+    check_valid(text, report, GITHUB_LIMIT)
+    check_golden(name, text)
+    assert text == render_markdown(report, URLS)  # small reports drop nothing
+
+
+def test_verdict_lines() -> None:
+    assert verdict_summary(pass_report()).startswith("pass: 4 metrics compared, 1 better, 1 worse")
+    assert verdict_summary(regressed_report()) == "regressed: accuracy, loss, rmse"
+    assert verdict_summary(no_baseline_report()) == "no baseline: 3 metrics reported"
+    assert verdict_summary(failed_pipeline_report()) == "pipeline failed: step 'train' exited with 1"
+    assert pass_report().verdict is Verdict.PASS
+    assert regressed_report().verdict is Verdict.REGRESSED
+    assert no_baseline_report().verdict is Verdict.NO_BASELINE
+    assert failed_pipeline_report().verdict is Verdict.FAILED
+
+
+def test_verdict_is_the_first_line_after_the_title() -> None:
+    for name, build in REPORTS.items():
+        lines = render_markdown(build(), URLS).split("\n")
+        assert lines[0].startswith("<!-- cml-bot report (id: ")
+        assert lines[1].startswith("## ")
+        head = {"pass": "✓ **Pass**", "regressed": "✗ **Regressed**", "no_baseline": "○ **No baseline**"}
+        assert lines[3].startswith(head.get(name, "✗ **Pipeline failed**")), (name, lines[3])
+
+
+def test_timed_out_step() -> None:
+    pipeline = PipelineResult((StepResult("train", "sleep 99", None, 30.0, ("...",), timed_out=True),))
+    report = Report("T", "default", diff(None, {}), pipeline=pipeline)
+    assert verdict_summary(report) == "pipeline failed: step 'train' timed out"
+    text = render_markdown(report)
+    assert "**Step train timed out after 30.0 s.**" in text
+    check_valid(text, report)
+
+
+def test_log_tail_is_cut_to_the_last_lines() -> None:
+    text = render_markdown(failed_pipeline_report())
+    assert "epoch 12: loss" not in text and "epoch 13: loss" in text  # 43 lines, the last 30 shown
+    assert "Last 30 lines of the log" in text
+
+
+def test_hostile_text_is_inert() -> None:
+    report = hostile_report()
+    text = render_markdown(report, URLS)
+    html = PARSER.render(text)
+    assert "<script" not in html and "<img src=x" not in html and "<b>" not in html
+    assert "onerror" not in html.replace("onerror=alert(1)&gt;", "")
+    assert "&#64;octocat" in text
+    # Every hostile metric name is still readable, as it is, in the first column of the metrics table.
+    assert len(report.diff.regressions) == len(HOSTILE) + 1  # + note: a text value under a max bound
+    first_cells = _first_cells(html)
+    for name in (*HOSTILE, "note"):
+        assert name in first_cells, (name, first_cells)
+
+
+def _first_cells(html: str) -> list[str]:
+    class Rows(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__(convert_charrefs=True)
+            self.cells: list[str] = []
+            self.column = -1
+            self.depth = 0
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag == "tr":
+                self.column = -1
+            elif tag == "td":
+                self.column += 1
+                if self.column == 0:
+                    self.cells.append("")
+                    self.depth = 1
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag == "td":
+                self.depth = 0
+
+        def handle_data(self, data: str) -> None:
+            if self.depth:
+                self.cells[-1] += data
+
+    rows = Rows()
+    rows.feed(html)
+    rows.close()
+    return [cell.strip() for cell in rows.cells]
+
+
+@pytest.mark.parametrize("report_id", ["default", "nightly-1", "a.b_c"])
+def test_marker_once_for_any_id(report_id: str) -> None:
+    for build in REPORTS.values():
+        report = build()
+        report = Report(report.title, report_id, report.diff, report.facts, report.plots, report.pipeline)
+        text = render_markdown(report, URLS)
+        assert report.marker == marker_for(report_id) == f"<!-- cml-bot report (id: {report_id}) -->"
+        assert text.count(report.marker) == 1
+
+
+# --- size budget ------------------------------------------------------------------------------------
+
+
+def _big_diff(count: int, regressed_every: int, name: str = "group{g}.metric_{i}_acc") -> Diff:
+    base: dict[str, Value] = {name.format(g=i // 100, i=i): 0.5 + (i % 100) / 1000 for i in range(count)}
+    head: dict[str, Value] = {}
+    for i, (key, value) in enumerate(base.items()):
+        assert isinstance(value, float)
+        if i % regressed_every == 0:
+            head[key] = value - 0.05
+        elif i % 3 == 0:
+            head[key] = value + 0.001
+        else:
+            head[key] = value
+    base_params: dict[str, Value] = {f"param_{i}": i for i in range(2000)}
+    head_params: dict[str, Value] = {f"param_{i}": i + (i % 7 == 0) for i in range(2000)}
+    return diff(base, head, [Threshold("*", max_drop=0.01)], base_params, head_params)
+
+
+def _big_report(result: Diff) -> Report:
+    steps = tuple(StepResult(f"step {i}", f"python step{i}.py", 0, 1.0, ("ok",)) for i in range(50))
+    return Report(
+        "Big",
+        "default",
+        result,
+        FACTS,
+        plots=tuple(PlotEntry(f"plot {i}", (f"p{i}.png",)) for i in range(100)),
+        pipeline=PipelineResult(steps),
+        data_changes=tuple(DataChange(f"data/{i}.csv", "a" * 64, "b" * 64, 1, 2) for i in range(200)),
+    )
+
+
+def test_ten_thousand_metrics_fit_and_say_what_was_dropped() -> None:
+    report = _big_report(_big_diff(10_000, regressed_every=50))
+    assert len(render_markdown(report)) > GITHUB_LIMIT
+    text = render_markdown(report, {f"p{i}.png": f"https://x/p{i}.png" for i in range(100)}, limit=GITHUB_LIMIT)
+    check_valid(text, report, GITHUB_LIMIT)
+    assert "_To fit the size limit this comment leaves out: " in text
+    assert "The full report is in the job summary and artifacts." in text
+    # Every failed gate is still listed, each with its whole table row.
+    for change in report.diff.regressions:
+        assert f"- {change.name.replace('_', chr(92) + '_')}: dropped by" in text
+    assert text.count("✗ regressed") == len(report.diff.regressions) == 200
+
+
+def test_thousands_of_failed_gates_are_cut_by_whole_rows() -> None:
+    report = _big_report(_big_diff(10_000, regressed_every=1))
+    text = render_markdown(report, limit=GITHUB_LIMIT, where_full="See the artifacts.")
+    check_valid(text, report, GITHUB_LIMIT)
+    shown = text.count("✗ regressed")
+    assert 0 < shown < 10_000
+    assert f"showing {shown} of 10000 rows" in text
+    assert f"- … and {10_000 - shown} more failed gates, listed in the full report" in text
+    assert "See the artifacts." in text
+    assert len(text) > GITHUB_LIMIT // 2  # it keeps as much as fits, not a token few rows
+
+
+def test_hostile_names_at_scale_still_fit() -> None:
+    name = "| <script> @octocat ` {g} {i} " + "|@`<" * 40
+    report = _big_report(_big_diff(10_000, regressed_every=7, name=name))
+    text = render_markdown(report, limit=GITHUB_LIMIT)
+    check_valid(text, report, GITHUB_LIMIT)
+
+
+def test_detail_goes_first_when_a_little_over() -> None:
+    report = pass_report()
+    full = render_markdown(report, URLS)
+    text = render_markdown(report, URLS, limit=len(full) - 1)
+    check_valid(text, report, len(full) - 1)
+    assert "leaves out: unchanged params" in text
+    assert "### Metrics" in text and "### Plots" in text  # the rest is kept
+
+
+def test_html_preview() -> None:
+    report = hostile_report()
+    page = render_html(render_markdown(report, URLS), report.title)
+    assert page.startswith("<!doctype html>")
+    assert "<title># &#64;octocat &lt;script&gt; | report</title>" in page
+    assert "<script" not in page
