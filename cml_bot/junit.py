@@ -8,8 +8,9 @@ from xml.etree import ElementTree as ET
 
 from cml_bot.report import Report
 
-# Characters XML 1.0 cannot carry at all, even escaped; log lines may contain them.
-_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+# Characters XML 1.0 cannot carry at all, even escaped; log lines and names may contain them
+# (lone surrogates come from JSON escapes such as "\ud800" in a metrics file).
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def junit_xml(report: Report) -> str:
@@ -20,13 +21,17 @@ def junit_xml(report: Report) -> str:
     if report.pipeline is not None:
         for step in report.pipeline.steps:
             case = ET.SubElement(
-                suite, "testcase", classname="cml-bot.pipeline", name=step.name, time=f"{step.duration:.3f}"
+                suite,
+                "testcase",
+                classname="cml-bot.pipeline",
+                name=_XML_INVALID.sub("?", step.name),
+                time=f"{step.duration:.3f}",
             )
             cases += 1
             if not step.ok:
                 failures += 1
                 how = "timed out" if step.timed_out else f"exited with {step.returncode}"
-                failure = ET.SubElement(case, "failure", message=f"step {step.name} {how}")
+                failure = ET.SubElement(case, "failure", message=_XML_INVALID.sub("?", f"step {step.name} {how}"))
                 failure.text = _XML_INVALID.sub("?", "\n".join(step.log_tail))
     for metric in report.diff.metrics:
         if not metric.gated:
