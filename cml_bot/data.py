@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import yaml
 
 from cml_bot.config import Config, DataFile, Step, parse_config
-from cml_bot.errors import CmlBotError, ConfigError, DataError
+from cml_bot.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     import requests
@@ -102,26 +102,45 @@ def make_fetcher(
     session: requests.Session | None = None,
     *,
     fsspec_open: Callable[[str], Any] | None = None,
-) -> Fetcher:
-    """The real fetcher: HTTP(S) through ``session`` (created on first use), local files, fsspec."""
-    state: dict[str, requests.Session] = {}
-    lock = threading.Lock()
+) -> SourceFetcher:
+    """The real fetcher: HTTP(S) through ``session`` (made on first use), local files, fsspec.
 
-    def http_session() -> requests.Session:
-        with lock:
-            if "s" not in state:
-                state["s"] = session if session is not None else _new_session()
-            return state["s"]
+    Plain paths are relative to ``root``. ``fsspec_open(url)`` returns a binary file object.
+    """
+    return SourceFetcher(root, session, fsspec_open)
 
-    def fetch(url: str, offset: int) -> Download:
+
+class SourceFetcher:
+    """See :func:`make_fetcher`. ``close()`` closes the HTTP session if this fetcher made it."""
+
+    def __init__(
+        self, root: Path, session: requests.Session | None, fsspec_open: Callable[[str], Any] | None
+    ) -> None:
+        self.root = root
+        self.session = session
+        self.own_session = session is None
+        self.fsspec_open = fsspec_open
+        self.lock = threading.Lock()
+
+    def http_session(self) -> requests.Session:
+        with self.lock:
+            if self.session is None:
+                self.session = _new_session()
+            return self.session
+
+    def __call__(self, url: str, offset: int) -> Download:
         scheme = _scheme(url)
         if scheme in ("http", "https"):
-            return _fetch_http(http_session(), url, offset)
+            return _fetch_http(self.http_session(), url, offset)
         if scheme in ("", "file"):
-            return _fetch_local(_local_source(root, url), offset)
-        return _fetch_fsspec(url, offset, fsspec_open)
+            return _fetch_local(_local_source(self.root, url), offset)
+        return _fetch_fsspec(url, offset, self.fsspec_open)
 
-    return fetch
+    def close(self) -> None:
+        with self.lock:
+            if self.own_session and self.session is not None:
+                self.session.close()
+                self.session = None
 
 
 def _scheme(url: str) -> str:
@@ -358,7 +377,12 @@ def pull(
                 progress(f"[{done[0]}/{total}] {item.path}: {item.action} {_size(item.size)}")
 
     if pending:
-        fetcher = fetch if fetch is not None else make_fetcher(root)
+        own: SourceFetcher | None = None
+        fetcher: Fetcher
+        if fetch is None:
+            own = fetcher = make_fetcher(root)
+        else:
+            fetcher = fetch
         by_sha: dict[str, list[DataFile]] = {}
         for f in pending:
             by_sha.setdefault(f.sha256, []).append(f)
@@ -382,6 +406,8 @@ def pull(
                         raise
         finally:
             lock_handle.close()
+            if own is not None:
+                own.close()
             state.save()
     elif state.dirty:
         state.save()
@@ -1093,14 +1119,13 @@ def _parquet_table(content: bytes, label_column: str | None) -> _Table | None:
 
 
 __all__ = [
-    "CmlBotError",
     "DataChange",
-    "DataError",
     "Download",
     "Fetcher",
     "PullResult",
     "PulledFile",
     "RetryableError",
+    "SourceFetcher",
     "add_file",
     "blob_path",
     "data_changes",
