@@ -74,7 +74,8 @@ def run_pipeline(
 ) -> PipelineResult:
     """Run ``steps`` in order in ``cwd``; stop at the first one that fails.
 
-    ``env`` adds or overrides variables on top of the current environment. ``echo`` receives
+    ``env`` is the steps' whole environment (None: inherit ours), so a caller can leave tokens
+    out of it. ``echo`` receives
     ``"$ <command>"`` before each step, then each output line (without its newline) as it arrives;
     it is called from a reader thread, one call at a time. ``clock`` only measures durations; the
     timeout (``step.timeout``, else ``default_timeout``) is enforced in real time.
@@ -111,7 +112,7 @@ def run_step(
     if echo is not None:
         echo(f"$ {step.run}")
     log.info("step %s: %s", step.name, step.run)
-    full_env = None if env is None else {**os.environ, **env}
+    full_env = None if env is None else dict(env)
     start = clock()
     try:
         proc = subprocess.Popen(

@@ -136,12 +136,20 @@ def test_unknown_command_fails_with_the_shell_message(tmp_path: Path) -> None:
     assert "no-such-command-cml-bot" in result.steps[0].log_tail[-1]
 
 
-def test_env_is_added_to_the_current_environment(tmp_path: Path) -> None:
-    result = run_pipeline([Step("env", 'echo "$CML_TEST_VAR"; command -v sh')], tmp_path,
-                          env={"CML_TEST_VAR": "hello"})
-    assert result.steps[0].log_tail[0] == "hello"
-    assert result.steps[0].log_tail[1].endswith("/sh")
-    assert "CML_TEST_VAR" not in os.environ
+def test_env_replaces_the_environment_so_tokens_can_be_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GITHUB_TOKEN", "secret-token")
+    env = {k: v for k, v in os.environ.items() if k != "GITHUB_TOKEN"}
+    env["CML_TEST_VAR"] = "hello"
+    command = 'echo "$CML_TEST_VAR"; echo "token=${GITHUB_TOKEN:-}"; command -v sh'
+
+    result = run_pipeline([Step("env", command)], tmp_path, env=env)
+
+    assert result.steps[0].log_tail[:2] == ("hello", "token=")
+    assert result.steps[0].log_tail[2].endswith("/sh")
+    inherited = run_pipeline([Step("env", 'echo "token=$GITHUB_TOKEN"')], tmp_path)
+    assert inherited.steps[0].log_tail == ("token=secret-token",)
 
 
 def test_progress_bars_invalid_utf8_and_missing_final_newline(tmp_path: Path) -> None:
