@@ -29,6 +29,8 @@ id: nightly-1
 baseline:
   branch: develop
   file: results/baseline.json
+  data_branch: ml-results
+  trend: 0
 data:
   files:
     - path: data/train.csv
@@ -92,6 +94,8 @@ def test_every_key_is_parsed(tmp_path: Path) -> None:
         report_id="nightly-1",
         baseline_branch="develop",
         baseline_file="results/baseline.json",
+        data_branch="ml-results",
+        trend=0,
         data=DataConfig(
             files=(DataFile("data/train.csv", "https://example.org/train.csv", SHA),),
             cache=".cache/data",
@@ -121,6 +125,7 @@ def test_empty_file_gives_defaults(tmp_path: Path) -> None:
     config = load_config(tmp_path)
     assert config == Config(root=tmp_path.resolve())
     assert (config.title, config.report_id, config.baseline_branch) == ("cml-bot report", "default", "main")
+    assert (config.data_branch, config.trend) == ("cml-bot-data", 10)
 
 
 def test_data_shorthand_list_and_numeric_id() -> None:
@@ -143,6 +148,10 @@ def test_data_shorthand_list_and_numeric_id() -> None:
         ({"baseline": "main"}, "baseline", "expected a mapping, got str 'main'"),
         ({"baseline": {"brnch": "x"}}, "baseline.brnch", "unknown key; expected one of branch, file"),
         ({"baseline": {"branch": 1}}, "baseline.branch", "expected a non-empty string, got int 1"),
+        ({"baseline": {"data_branch": ""}}, "baseline.data_branch", "expected a non-empty string"),
+        ({"baseline": {"trend": 101}}, "baseline.trend", "a whole number of commits from 0 to 100, got int 101"),
+        ({"baseline": {"trend": 2.5}}, "baseline.trend", "a whole number of commits from 0 to 100"),
+        ({"baseline": {"trend": True}}, "baseline.trend", "a whole number of commits from 0 to 100"),
         ({"data": {"file": []}}, "data.file", "unknown key"),
         ({"data": {"files": {"a": 1}}}, "data.files", "expected a list, got a mapping"),
         (
