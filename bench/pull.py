@@ -151,7 +151,7 @@ def main() -> int:
             "import sys; from pathlib import Path; from cml_bot.config import load_config; "
             "from cml_bot.data import pull; "
             "r = pull(load_config(Path(sys.argv[1]))); "
-            "assert r.count('up-to-date') == len(r.files), r.summary()"
+            "assert r.count('up-to-date') == len(r.files), r.summary"
         )
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
         copy_dst = base / "copy"

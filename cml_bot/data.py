@@ -309,6 +309,7 @@ class PullResult:
     def bytes_downloaded(self) -> int:
         return sum(f.size for f in self.files if f.action == "downloaded")
 
+    @property
     def summary(self) -> str:
         counts = ", ".join(
             f"{n} {a}" for a in ("downloaded", "cached", "verified", "up-to-date") if (n := self.count(a))
@@ -413,7 +414,7 @@ def pull(
         state.save()
     ordered = tuple(results[f.path] for f in files)
     result = PullResult(files=ordered, cache=cache, seconds=time.monotonic() - started)
-    log.info("pull: %s", result.summary())
+    log.info("pull: %s", result.summary)
     return result
 
 

@@ -170,7 +170,7 @@ def test_cold_pull_over_http_places_hardlinks_to_verified_read_only_blobs(
     assert (repo / ".cml-bot" / "data-state.json").is_file()
     assert (repo / ".cml-bot" / ".gitignore").read_text() == "*\n"
     assert not list(cache.rglob("*.part"))
-    assert "6 data files (6 downloaded)" in result.summary()
+    assert "6 data files (6 downloaded)" in result.summary
 
 
 def test_warm_pull_is_a_stat_check_without_hashing_or_network(
