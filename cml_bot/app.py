@@ -30,6 +30,7 @@ from cml_bot.junit import junit_xml
 from cml_bot.metrics import read_all
 from cml_bot.report import PlotEntry, Report, RunFacts, Shard, render_markdown, verdict_summary
 from cml_bot.results import LocalStore, RunResults, atomic_write, from_json, to_json
+from cml_bot.secrets import without_tokens
 
 if TYPE_CHECKING:
     from cml_bot.pipeline import PipelineResult
@@ -51,21 +52,27 @@ class ForgeFactory(Protocol):
         *,
         change_number: int | None = None,
         head_sha: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> Forge: ...
 
 
 def default_forge_factory(
-    context: CiContext, env: Mapping[str, str], *, change_number: int | None = None, head_sha: str | None = None
+    context: CiContext,
+    env: Mapping[str, str],
+    *,
+    change_number: int | None = None,
+    head_sha: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Forge:
     """The real adapters, imported only when needed (PyGithub and python-gitlab load slowly)."""
     if context.platform == "github":
         from cml_bot.forges.github import github_forge
 
-        return github_forge(context, env, change_number=change_number, head_sha=head_sha)
+        return github_forge(context, env, change_number=change_number, head_sha=head_sha, sleep=sleep)
     if context.platform == "gitlab":
         from cml_bot.forges.gitlab import gitlab_forge
 
-        return gitlab_forge(context, env, change_number=change_number, head_sha=head_sha)
+        return gitlab_forge(context, env, change_number=change_number, head_sha=head_sha, sleep=sleep)
     raise CmlBotError(f"no forge for platform {context.platform}")
 
 
@@ -83,6 +90,7 @@ class Effects:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     echo: Callable[[str], None] = lambda line: None  # live output of pull and pipeline
     clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep  # retry backoff of the forge adapters
     git_runner: Runner = run_git
     forge_factory: ForgeFactory = default_forge_factory
     store_factory: StoreFactory = default_store_factory
@@ -396,7 +404,10 @@ def pull_and_train(config: Config, effects: Effects) -> PipelineResult:
         data.pull(config, progress=effects.echo)
     elif config.dvc and data.is_dvc_repo(config.root):
         data.dvc_pull(config.root, effects.echo)
-    return pipeline.run_pipeline(config.pipeline, config.root, env=effects.env, echo=effects.echo, clock=effects.clock)
+    # The project's own commands never see cml-bot's write token.
+    return pipeline.run_pipeline(
+        config.pipeline, config.root, env=without_tokens(effects.env), echo=effects.echo, clock=effects.clock
+    )
 
 
 def _plot_notes(config: Config, head: RunResults) -> tuple[str, ...]:
@@ -438,7 +449,7 @@ def publish_report(
             notices.append("dry run: nothing posted")
         return replace(outcome, notices=tuple(notices))
 
-    forge = effects.forge_factory(context, effects.env)
+    forge = effects.forge_factory(context, effects.env, sleep=effects.sleep)
     try:
         urls = forge.upload_images(images)
         body = render_markdown(report, urls, limit=forge.comment_limit)
@@ -524,7 +535,9 @@ def publish_bundle(folder: Path, effects: Effects, expected_head_sha: str | None
         context = replace(context, platform=meta.platform)  # type: ignore[arg-type]
     if meta.repo and not context.repo:
         context = replace(context, repo=meta.repo)
-    forge = effects.forge_factory(context, effects.env, change_number=meta.change_number, head_sha=meta.head_sha)
+    forge = effects.forge_factory(
+        context, effects.env, change_number=meta.change_number, head_sha=meta.head_sha, sleep=effects.sleep
+    )
     verify = getattr(forge, "verify_change_head", None)
     if verify is not None and meta.head_sha:
         verify(meta.head_sha)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from cml_bot import __version__
+from cml_bot.secrets import TOKEN_VARIABLES, scrub
 
 if TYPE_CHECKING:
     from cml_bot.app import Outcome
@@ -22,8 +23,6 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_FAILED = 1  # pipeline failed, regression with --fail-on-regression, forge failure
 EXIT_USAGE = 2  # the user's input is wrong: config, files, arguments
-
-TOKEN_VARIABLES = ("CML_BOT_TOKEN", "GITHUB_TOKEN", "GITLAB_TOKEN", "CI_JOB_TOKEN", "INPUT_GITHUB-TOKEN")
 
 
 class Console:
@@ -156,22 +155,13 @@ def main(
     try:
         return commands[args.command](args, environ, console)
     except CmlBotError as exc:
-        console.warn(f"cml-bot: error: {_scrub(str(exc), environ)}")
+        console.warn(f"cml-bot: error: {scrub(str(exc), environ)}")
         if environ.get("GITHUB_ACTIONS") == "true":
-            console.say(f"::error title=cml-bot::{_workflow_escape(_scrub(str(exc), environ))}")
+            console.say(f"::error title=cml-bot::{_workflow_escape(scrub(str(exc), environ))}")
         return exc.exit_code
     except KeyboardInterrupt:
         console.warn("cml-bot: interrupted")
         return 130
-
-
-def _scrub(text: str, env: Mapping[str, str]) -> str:
-    """Belt and braces: no token value ever reaches the terminal, even inside a library's message."""
-    for name in TOKEN_VARIABLES:
-        value = env.get(name)
-        if value and len(value) >= 8:
-            text = text.replace(value, "***")
-    return text
 
 
 def _workflow_escape(text: str) -> str:
@@ -215,7 +205,7 @@ def _report(args: argparse.Namespace, env: Mapping[str, str], console: Console) 
 def _show(outcome: Outcome, env: Mapping[str, str], console: Console) -> None:
     console.say(f"cml-bot: {outcome.summary}")
     for notice in outcome.notices:
-        console.say(f"cml-bot: {_scrub(notice, env)}")
+        console.say(f"cml-bot: {scrub(notice, env)}")
     if outcome.destination == "shard":
         return
     report_file = outcome.report_dir / "report.md"
@@ -263,7 +253,7 @@ def _record(args: argparse.Namespace, env: Mapping[str, str], console: Console) 
     from cml_bot.app import Effects, Options, record
 
     outcome = record(Options(root=args.directory, config_path=args.config), Effects(env=env, echo=console.say))
-    console.say(f"cml-bot: {outcome.summary} in {_scrub(outcome.recorded or '?', env)}")
+    console.say(f"cml-bot: {outcome.summary} in {scrub(outcome.recorded or '?', env)}")
     return EXIT_OK
 
 
