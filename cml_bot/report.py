@@ -549,11 +549,13 @@ def render_markdown(
     urls = image_urls or {}
     dropped: list[str] = []
     memo: dict[tuple[object, ...], list[str]] = {}
-    text = ""
+    text = previous = ""
     for label, budget in _LEVELS:
-        if label:
+        body = _render(report, urls, budget, (), where_full, memo)
+        if label and body != previous:  # name only what this level really left out
             dropped.append(label)
-        text = _render(report, urls, budget, dropped, where_full, memo)
+        previous = body
+        text = _render(report, urls, budget, dropped, where_full, memo) if dropped else body
         if limit is None or len(text) <= limit:
             return text
     assert limit is not None  # without a limit the first level returned

@@ -458,3 +458,14 @@ def test_html_preview() -> None:
     assert page.startswith("<!doctype html>")
     assert "<title># &#64;octocat &lt;script&gt; | report</title>" in page
     assert "<script" not in page
+
+
+def test_dropped_note_names_only_sections_that_were_there() -> None:
+    base: dict[str, Value] = {f"metric_{i}": float(i) for i in range(3000)}
+    head = {**base, "metric_7": 8.0}
+    report = Report("Only metrics", "default", diff(base, head))
+    text = render_markdown(report, limit=GITHUB_LIMIT)
+    check_valid(text, report, GITHUB_LIMIT)
+    assert "_To fit the size limit this comment leaves out: unchanged metrics. The full report" in text
+    assert "### Metrics (2999 unchanged metrics hidden)" in text
+    assert "| metric\\_7 " in text
