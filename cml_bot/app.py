@@ -33,6 +33,7 @@ from cml_bot.results import LocalStore, RunResults, atomic_write, from_json, to_
 from cml_bot.secrets import without_tokens
 
 if TYPE_CHECKING:
+    from cml_bot.data import DataChange
     from cml_bot.pipeline import PipelineResult
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,13 @@ def default_forge_factory(
 
 def default_store_factory(config: Config, context: CiContext, env: Mapping[str, str]) -> ResultStore:
     """Results live in a local folder; on GitHub/GitLab, in the data branch when the adapter has one."""
+    if context.platform == "gitlab":
+        from cml_bot.forges.gitlab_store import gitlab_store
+
+        try:
+            return gitlab_store(context, env, config.data_branch)
+        except ReadOnlyTokenError as exc:
+            log.warning("Recorded results stay in %s: %s", RECORDS_DIR, exc)
     return LocalStore(config.root / RECORDS_DIR)
 
 
@@ -183,6 +191,7 @@ class Evaluation:
     pipeline: PipelineResult | None
     facts: RunFacts
     history: tuple[RunResults, ...] = ()  # recorded base-branch commits for the trend, oldest first
+    data_changes: tuple[DataChange, ...] = ()
 
 
 def evaluate(options: Options, effects: Effects) -> Evaluation:
@@ -220,7 +229,12 @@ def evaluate(options: Options, effects: Effects) -> Evaluation:
         duration=effects.clock() - started,
         run_url=context.job_url or context.run_url,
     )
-    return Evaluation(config, context, head, baseline, pipeline_result, facts, tuple(history))
+    changes: tuple[DataChange, ...] = ()
+    if config.data.files or config.dvc:
+        from cml_bot.datachanges import collect_data_changes
+
+        changes = collect_data_changes(config, git, baseline.sha)
+    return Evaluation(config, context, head, baseline, pipeline_result, facts, tuple(history), changes)
 
 
 def run(options: Options, effects: Effects) -> Outcome:
@@ -249,6 +263,7 @@ def build_report(evaluation: Evaluation) -> tuple[Report, tuple[Image, ...]]:
         facts=evaluation.facts,
         plots=plot_entries,
         pipeline=evaluation.pipeline,
+        data_changes=evaluation.data_changes,
         notes=_plot_notes(config, head),
     )
     return report, images

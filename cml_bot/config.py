@@ -206,7 +206,8 @@ def _load_yaml(path: Path, shown: str) -> object:
     except OSError as exc:
         raise ConfigError(f"{shown}: cannot read ({exc.strerror})") from None
     try:
-        return yaml.safe_load(text)
+        # libyaml's loader when present: ~7x faster on large configs (warm pulls start by reading this).
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

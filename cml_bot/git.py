@@ -65,6 +65,11 @@ class Git:
         result = self._run("show", f"{revision}:{path}")
         return result.stdout if result.returncode == 0 else None
 
+    def files(self, revision: str | None) -> list[str]:
+        """Tracked file paths at ``revision``, or in the index when None."""
+        out = self._out("ls-files") if revision is None else self._out("ls-tree", "-r", "--name-only", revision)
+        return out.splitlines() if out else []
+
     def is_shallow(self) -> bool:
         return self._out("rev-parse", "--is-shallow-repository") == "true"
 

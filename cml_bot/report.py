@@ -465,7 +465,7 @@ def _data_section(report: Report) -> list[str]:
             [md.cell(change.path), state, md.code_span(sha[:12]), rows_text, " ".join(columns) or "—", labels or "—"]
         )
     table = tabulate(
-        rows, headers=["Data", "State", "sha256", "Rows", "Columns", "Labels"], tablefmt="github", disable_numparse=True
+        rows, headers=["Data", "State", "Hash", "Rows", "Columns", "Labels"], tablefmt="github", disable_numparse=True
     )
     changed = sum(1 for c in changes if c.changed)
     return [_details(f"Data: {changed} of {len(changes)} files changed", table, open_=changed > 0), ""]
