@@ -111,6 +111,46 @@ def github_forge(
     )
 
 
+def github_client(api_url: str, token: str, timeout: int = 15) -> github.Github:
+    """PyGithub pointed at ``api_url``; it never retries nor sleeps on its own (:func:`call_github` does)."""
+    # No throttling between requests: a report is a dozen calls; secondary limits are retried.
+    return github.Github(
+        base_url=api_url.rstrip("/"),
+        auth=github.Auth.Token(token),
+        retry=None,
+        per_page=100,
+        timeout=timeout,
+        seconds_between_requests=None,
+        seconds_between_writes=None,
+        lazy=True,
+    )
+
+
+def call_github(what: str, fn: Callable[[], T], sleep: Callable[[float], None], *, retry: bool = True) -> T:
+    """Run ``fn`` (one request), retrying transient failures through ``sleep``; map errors to
+    :class:`GitHubApiError` / :class:`ReadOnlyTokenError` (shared by the forge and the results store)."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return fn()
+        except GithubException as exc:
+            delay = GitHubForge._transient_delay(exc, attempt)
+            if delay is None or not retry or attempt >= MAX_ATTEMPTS:
+                raise GitHubForge._error(what, exc, delay) from None
+            logger.info("GitHub %s: %s, retrying in %.0f s", what, _describe(exc), delay)
+        except _TRANSIENT_EXCEPTIONS as exc:
+            if not retry or attempt >= MAX_ATTEMPTS:
+                raise GitHubApiError(
+                    f"GitHub {what}: connection failed ({type(exc).__name__}) after {attempt} attempt(s)",
+                    None,
+                    _backoff(attempt),
+                ) from None
+            delay = _backoff(attempt)
+            logger.info("GitHub %s: connection failed (%s), retrying in %.0f s", what, type(exc).__name__, delay)
+        sleep(delay)
+
+
 @dataclass
 class _Comment:
     id: int
@@ -142,18 +182,7 @@ class GitHubForge:
     def __post_init__(self) -> None:
         self.api_url = self.api_url.rstrip("/")
         self.server_url = self.server_url.rstrip("/")
-        # retry=None: PyGithub must not retry (nor sleep) on its own; _call does, through self.sleep.
-        # No throttling between requests: a report is a dozen calls; secondary limits are retried.
-        self._gh = github.Github(
-            base_url=self.api_url,
-            auth=github.Auth.Token(self.token),
-            retry=None,
-            per_page=100,
-            timeout=self.timeout,
-            seconds_between_requests=None,
-            seconds_between_writes=None,
-            lazy=True,
-        )
+        self._gh = github_client(self.api_url, self.token, self.timeout)
         self._number_known = self.change_number is not None
 
     @property
@@ -187,26 +216,7 @@ class GitHubForge:
 
     def _call(self, what: str, fn: Callable[[], T], *, retry: bool = True) -> T:
         """Run ``fn``, retrying transient failures; map errors to ForgeError / ReadOnlyTokenError."""
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return fn()
-            except GithubException as exc:
-                delay = self._transient_delay(exc, attempt)
-                if delay is None or not retry or attempt >= MAX_ATTEMPTS:
-                    raise self._error(what, exc, delay) from None
-                logger.info("GitHub %s: %s, retrying in %.0f s", what, _describe(exc), delay)
-            except _TRANSIENT_EXCEPTIONS as exc:
-                if not retry or attempt >= MAX_ATTEMPTS:
-                    raise GitHubApiError(
-                        f"GitHub {what}: connection failed ({type(exc).__name__}) after {attempt} attempt(s)",
-                        None,
-                        _backoff(attempt),
-                    ) from None
-                delay = _backoff(attempt)
-                logger.info("GitHub %s: connection failed (%s), retrying in %.0f s", what, type(exc).__name__, delay)
-            self.sleep(delay)
+        return call_github(what, fn, self.sleep, retry=retry)
 
     @staticmethod
     def _transient_delay(exc: GithubException, attempt: int) -> float | None:
