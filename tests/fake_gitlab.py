@@ -6,13 +6,23 @@ paginated note lists (``X-Page``, ``X-Per-Page``, ``X-Next-Page``, ``X-Prev-Page
 uploads parsed from the request, ``PRIVATE-TOKEN`` versus ``JOB-TOKEN`` authentication (a job token
 gets 403 on notes, uploads and statuses) and GitLab's 5,000-notes limit.
 
+It also keeps a small git repository (branches, commits, files) for the data branch cml-bot records
+results in: the repository tree listing (paginated like notes; 404 for a missing ref or path), the
+files API (raw and JSON with base64 content and ``last_commit_id``), branches, and the Commits API
+with ``create``/``update`` actions, ``start_branch`` and ``last_commit_id``, giving GitLab's 400
+messages for a file that already exists, a branch that does not exist, and a stale file. Each
+commit applies to the branch's current head under the server lock, as GitLab does.
+
 Faults are planned with :meth:`FakeGitLab.fail`: a status answer (5xx, 429 + Retry-After) before or
 after the request took effect, or a dropped connection (socket closed without an answer), again
-before or after the effect, which is what makes a client post duplicates.
+before or after the effect, which is what makes a client post duplicates. A fault may carry a
+``barrier``: matching requests wait there (outside the lock) until every party has arrived, which
+makes concurrent clients race deterministically.
 """
 
 from __future__ import annotations
 
+import base64
 import email.parser
 import email.policy
 import hashlib
@@ -24,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 FaultKind = Literal["status", "status_after", "drop", "drop_after", "pass"]
 
@@ -50,6 +60,7 @@ class Fault:
     message: str = "Bad Gateway"
     times: int = 1
     action: Callable[[FakeGitLab], object] | None = None
+    barrier: threading.Barrier | None = None  # matching requests wait here, outside the lock
 
 
 @dataclass(frozen=True)
@@ -69,10 +80,36 @@ class User:
         return {"id": self.id, "username": self.username, "name": self.username, "state": "active"}
 
 
+@dataclass(frozen=True)
+class Commit:
+    id: str
+    parent_ids: tuple[str, ...]
+    message: str
+    files: dict[str, bytes]  # the whole tree at this commit: path -> content
+    last_commit: dict[str, str]  # path -> id of the commit that last changed it
+    created_at: str
+
+    def as_json(self) -> dict[str, Any]:
+        title = self.message.splitlines()[0] if self.message else ""
+        return {
+            "id": self.id,
+            "short_id": self.id[:8],
+            "title": title,
+            "message": self.message,
+            "parent_ids": list(self.parent_ids),
+            "author_name": "project_42_bot_cml",
+            "created_at": self.created_at,
+            "committed_date": self.created_at,
+        }
+
+
 @dataclass
 class Project:
     id: int
     path: str  # "group/name"
+    default_branch: str = "main"
+    branches: dict[str, str] = field(default_factory=dict)  # name -> head commit id
+    commits: dict[str, Commit] = field(default_factory=dict)
     merge_requests: dict[int, dict[str, Any]] = field(default_factory=dict)
     notes: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # MR iid -> notes
     uploads: list[dict[str, Any]] = field(default_factory=list)
@@ -106,6 +143,11 @@ class FakeGitLab:
         self._clock = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._commit_to(
+            self.project.default_branch,
+            "Initial commit",
+            {"README.md": b"# ml-project\n", ".gitlab-ci.yml": b"include: cml-bot.yml\n"},
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -187,6 +229,29 @@ class FakeGitLab:
         with self._lock:
             return list(self.project.statuses)
 
+    def branch_files(self, branch: str) -> dict[str, bytes]:
+        """The files at the head of ``branch`` ({} if it does not exist)."""
+        with self._lock:
+            head = self.project.branches.get(branch)
+            return dict(self.project.commits[head].files) if head else {}
+
+    def branch_history(self, branch: str) -> list[Commit]:
+        """The commits of ``branch``, newest first (first parents)."""
+        with self._lock:
+            found = []
+            sha = self.project.branches.get(branch)
+            while sha:
+                commit = self.project.commits[sha]
+                found.append(commit)
+                sha = commit.parent_ids[0] if commit.parent_ids else None
+            return found
+
+    def write_files(self, branch: str, files: dict[str, bytes], message: str = "set-up") -> Commit:
+        """Commit ``files`` to ``branch`` (created from the default branch if missing), as a test set-up."""
+        with self._lock:
+            start = None if branch in self.project.branches else self.project.default_branch
+            return self._commit_to(branch, message, files, start=start)
+
     def fail(self, method: str, path: str, kind: FaultKind = "status", **kwargs: Any) -> Fault:
         fault = Fault(method.upper(), path, kind, **kwargs)
         with self._lock:
@@ -232,6 +297,23 @@ class FakeGitLab:
         }
         self.project.notes.setdefault(iid, []).append(note)
         return note
+
+    def _commit_to(self, branch: str, message: str, changes: dict[str, bytes], *, start: str | None = None) -> Commit:
+        """A commit on ``branch``'s head, or on ``start``'s head creating ``branch``."""
+        project = self.project
+        parent_id = project.branches.get(start or branch)
+        parent = project.commits[parent_id] if parent_id else None
+        number = len(project.commits) + 1  # own counter: note ids and note times stay as they were
+        sha = hashlib.sha1(f"{parent_id}:{number}:{message}".encode()).hexdigest()
+        files = dict(parent.files) if parent else {}
+        files.update(changes)
+        last_commit = dict(parent.last_commit) if parent else {}
+        last_commit.update(dict.fromkeys(changes, sha))
+        when = (_EPOCH + timedelta(hours=1, seconds=number)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        commit = Commit(sha, (parent_id,) if parent_id else (), message, files, last_commit, when)
+        project.commits[sha] = commit
+        project.branches[branch] = sha
+        return commit
 
     def _take_fault(self, method: str, path: str) -> Fault | None:
         for fault in self.faults:
@@ -285,6 +367,8 @@ class _Handler(BaseHTTPRequestHandler):
             fault = fake._take_fault(method, path)
             if fault is not None and fault.action is not None:
                 fault.action(fake)
+        if fault is not None and fault.barrier is not None:
+            fault.barrier.wait(timeout=10)
         if fault is not None and fault.kind == "drop":
             self.close_connection = True
             return
@@ -321,9 +405,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(fault.status, {"message": fault.message}, headers)
 
     def _send(self, status: int, body: Any, headers: dict[str, str]) -> None:
-        data = b"" if body is None else json.dumps(body).encode()
+        raw_file = isinstance(body, bytes)
+        data = body if raw_file else b"" if body is None else json.dumps(body).encode()
         self.send_response(status)
-        if body is not None:
+        if raw_file:
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+        elif body is not None:
             self.send_header("Content-Type", "application/json")
         for key, value in headers.items():
             self.send_header(key, value)
@@ -352,7 +439,12 @@ class _Handler(BaseHTTPRequestHandler):
         if rest == "" and method == "GET":
             return _Reply(200, {
                 "id": project.id, "path_with_namespace": project.path, "web_url": fake.web_url,
+                "default_branch": project.default_branch,
             })
+        if rest.startswith("/repository/") and not rest.startswith("/repository/commits/"):
+            reply = self._repository(method, rest, query, raw, auth)
+            if reply is not None:
+                return reply
         if (m := re.fullmatch(r"/merge_requests/(\d+)", rest)) and method == "GET":
             return _Reply(200, project.merge_requests[self._merge_request(int(m.group(1)))])
         if m := re.fullmatch(r"/merge_requests/(\d+)/notes", rest):
@@ -430,6 +522,12 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Reply(400, {"error": "order_by does not have a valid value"})
         reverse = query.get("sort", "desc") == "desc"  # GitLab's default: newest first
         notes.sort(key=lambda n: (n[order_by], n["id"]), reverse=reverse)
+        base = f"{self.server_fake.api_url}/projects/{self.server_fake.project.id}/merge_requests/{iid}/notes"
+        return self._paginated(notes, query, base)
+
+    def _paginated(self, items: list[Any], query: dict[str, str], base: str) -> _Reply:
+        """One page of ``items`` with GitLab's offset-pagination headers (default 20 per page, at most 100)."""
+        notes = items
         try:
             page = max(1, int(query.get("page", "1")))
             per_page = min(100, max(1, int(query.get("per_page", "20"))))
@@ -438,7 +536,6 @@ class _Handler(BaseHTTPRequestHandler):
         total = len(notes)
         pages = max(1, -(-total // per_page))
         chunk = notes[(page - 1) * per_page : page * per_page]
-        base = f"{self.server_fake.api_url}/projects/{self.server_fake.project.id}/merge_requests/{iid}/notes"
 
         def link(p: int) -> str:
             rest = {k: v for k, v in query.items() if k not in ("page", "per_page")}
@@ -462,6 +559,133 @@ class _Handler(BaseHTTPRequestHandler):
             "Link": ", ".join(links),
         }
         return _Reply(200, chunk, headers)
+
+    # -- repository: tree, files, branches, commits -----------------------------------------------
+
+    def _repository(self, method: str, rest: str, query: dict[str, str], raw: bytes, auth: str) -> _Reply | None:
+        self._forbid_job(auth)
+        fake = self.server_fake
+        project = fake.project
+        if rest == "/repository/tree" and method == "GET":
+            return self._tree(self._resolve(query.get("ref"), "404 Tree Not Found"), query)
+        if m := re.fullmatch(r"/repository/files/([^/]+)(/raw)?", rest):
+            if method != "GET":
+                return None
+            commit = self._resolve(query.get("ref") or None, "404 Commit Not Found", required=True)
+            file_path = unquote(m.group(1))
+            if file_path not in commit.files:
+                raise _Reply(404, {"message": "404 File Not Found"})
+            content = commit.files[file_path]
+            if m.group(2):
+                return _Reply(200, content)
+            return _Reply(200, {
+                "file_name": file_path.rsplit("/", 1)[-1],
+                "file_path": file_path,
+                "size": len(content),
+                "encoding": "base64",
+                "content": base64.b64encode(content).decode("ascii"),
+                "content_sha256": hashlib.sha256(content).hexdigest(),
+                "ref": query["ref"],
+                "blob_id": _blob_id(content),
+                "commit_id": commit.id,
+                "last_commit_id": commit.last_commit[file_path],
+            })
+        if (m := re.fullmatch(r"/repository/branches/([^/]+)", rest)) and method == "GET":
+            name = unquote(m.group(1))
+            if name not in project.branches:
+                raise _Reply(404, {"message": "404 Branch Not Found"})
+            return _Reply(200, {
+                "name": name,
+                "commit": project.commits[project.branches[name]].as_json(),
+                "default": name == project.default_branch,
+                "protected": name == project.default_branch,
+                "merged": False,
+            })
+        if rest == "/repository/commits" and method == "POST":
+            return self._create_commit(self._json(raw))
+        return None
+
+    def _resolve(self, ref: str | None, missing: str, *, required: bool = False) -> Commit:
+        project = self.server_fake.project
+        if ref is None:
+            if required:
+                raise _Reply(400, {"error": "ref is missing"})
+            ref = project.default_branch
+        sha = project.branches.get(ref) or (ref if ref in project.commits else None)
+        if sha is None:
+            raise _Reply(404, {"message": missing})
+        return project.commits[sha]
+
+    def _tree(self, commit: Commit, query: dict[str, str]) -> _Reply:
+        """Direct children of ``path``: folders first, then files, each by name (GitLab's order)."""
+        folder = query.get("path", "").strip("/")
+        prefix = f"{folder}/" if folder else ""
+        folders: set[str] = set()
+        files: list[str] = []
+        for path in commit.files:
+            if not path.startswith(prefix):
+                continue
+            name, _, deeper = path[len(prefix):].partition("/")
+            if deeper:
+                folders.add(name)
+            else:
+                files.append(name)
+        if folder and not folders and not files:
+            raise _Reply(404, {"message": "404 Tree Not Found"})
+        entries = [
+            {"id": hashlib.sha1(f"tree:{prefix}{n}".encode()).hexdigest(), "name": n, "type": "tree",
+             "path": f"{prefix}{n}", "mode": "040000"}
+            for n in sorted(folders)
+        ] + [
+            {"id": _blob_id(commit.files[f"{prefix}{n}"]), "name": n, "type": "blob",
+             "path": f"{prefix}{n}", "mode": "100644"}
+            for n in sorted(files)
+        ]
+        base = f"{self.server_fake.api_url}/projects/{self.server_fake.project.id}/repository/tree"
+        return self._paginated(entries, query, base)
+
+    def _create_commit(self, data: dict[str, Any]) -> _Reply:
+        """POST /repository/commits: GitLab's checks and 400 messages, then one commit on the branch head."""
+        fake = self.server_fake
+        project = fake.project
+        branch, message, actions = data.get("branch"), data.get("commit_message"), data.get("actions")
+        if not isinstance(branch, str) or not branch:
+            raise _Reply(400, {"error": "branch is missing"})
+        if not isinstance(message, str) or not message:
+            raise _Reply(400, {"error": "commit_message is missing"})
+        if not isinstance(actions, list) or not actions:
+            raise _Reply(400, {"error": "actions is missing"})
+        start = data.get("start_branch") or branch
+        if start not in project.branches:
+            raise _Reply(400, {"message": "You can only create or edit files when you are on a branch"})
+        if start != branch and branch in project.branches:
+            raise _Reply(400, {
+                "message": f"Something went wrong when we tried to create '{branch}' for you: Branch already exists"
+            })
+        base = project.commits[project.branches[start]]
+        changes: dict[str, bytes] = {}
+        for action in actions:
+            if not isinstance(action, dict) or action.get("action") not in ("create", "update"):
+                raise _Reply(400, {"error": "actions[0][action] does not have a valid value"})
+            path, content = action.get("file_path"), action.get("content")
+            if not isinstance(path, str) or not path or not isinstance(content, str):
+                raise _Reply(400, {"error": "actions[0][file_path] is missing"})
+            encoded = content.encode("utf-8")
+            if action.get("encoding") == "base64":
+                encoded = base64.b64decode(content)
+            if action["action"] == "create" and path in base.files:
+                raise _Reply(400, {"message": "A file with this name already exists"})
+            if action["action"] == "update":
+                if path not in base.files:
+                    raise _Reply(400, {"message": "A file with this name doesn't exist"})
+                last = action.get("last_commit_id")
+                if last and last != base.last_commit[path]:
+                    raise _Reply(400, {
+                        "message": "You are attempting to update a file that has changed since you started editing it."
+                    })
+            changes[path] = encoded
+        commit = fake._commit_to(branch, message, changes, start=start if start != branch else None)
+        return _Reply(201, commit.as_json())
 
     def _upload(self, raw: bytes) -> _Reply:
         content_type = self.headers.get("Content-Type", "")
@@ -514,3 +738,7 @@ class _Handler(BaseHTTPRequestHandler):
         }
         fake.project.statuses.append(record)
         return _Reply(201, record)
+
+
+def _blob_id(content: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()

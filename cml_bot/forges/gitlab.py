@@ -487,8 +487,10 @@ class GitLabForge:
                     f"{status} {message}", status, retry_after, applied=status != 429 and status != 403
                 ) from None
             raise self._failure(verb, path, status, message) from None
-        except gitlab.exceptions.GitlabError as exc:  # redirects, parsing
+        except gitlab.exceptions.GitlabError as exc:  # redirects, parsing, 401 (GitlabAuthenticationError)
             message = self._redact(_one_line(exc.error_message))
+            if exc.response_code in (401, 403):
+                raise self._failure(verb, path, exc.response_code, message) from None
             raise GitLabHttpError(f"GitLab {verb.upper()} {path}: {message}", exc.response_code) from None
 
     def _failure(self, verb: str, path: str, status: int | None, message: str) -> ForgeError:
