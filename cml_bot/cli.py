@@ -109,6 +109,11 @@ def _report_options(command: argparse.ArgumentParser, pipeline: bool) -> None:
         "--bundle-dir", type=Path, help="where to save the report when the token is read-only (default: cml-bot-bundle)"
     )
     command.add_argument("--junit", type=Path, help="write the gates as JUnit XML to this file")
+    command.add_argument(
+        "--fail-if-not-posted",
+        action="store_true",
+        help="exit 1 when the token cannot write (fork PRs, CI_JOB_TOKEN) and the report was only saved as a bundle",
+    )
     if not pipeline:
         return
     command.add_argument(
@@ -196,6 +201,8 @@ def _report(args: argparse.Namespace, env: Mapping[str, str], console: Console) 
     outcome = merge(args.shards, options, effects) if args.command == "merge" else run(options, effects)
     _show(outcome, env, console)
     if outcome.verdict.value == "failed":
+        return EXIT_FAILED
+    if outcome.bundle_dir is not None and args.fail_if_not_posted:
         return EXIT_FAILED
     if outcome.verdict.value == "regressed" and args.fail_on_regression:
         return EXIT_FAILED

@@ -120,6 +120,11 @@ def test_job_token_only_saves_the_report_as_an_artifact_and_exits_0(fake: FakeGi
     assert fake.requests == []  # nothing attempted with the job token
     assert fake.job_token not in out + err
 
+    # Asked to, the same run fails the job instead.
+    code, out, err = cli(["report", "--fail-if-not-posted"], repo, env)
+    assert code == 1, out + err
+    assert JOB_TOKEN_MESSAGE in out + err
+
 
 def test_a_saved_bundle_is_published_later_with_a_real_token(fake: FakeGitLab, repo: GitRepo) -> None:
     base, head = merge_request_repo(repo)
