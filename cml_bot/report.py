@@ -287,7 +287,7 @@ _LEVELS: tuple[tuple[str, _Budget], ...] = (
 def _regressions_section(report: Report, max_rows: int | None) -> list[str]:
     if report.shards:
         items = [
-            f"- {md.cell(shard.name)}: "
+            f"- {md.text(shard.name)}: "
             + (
                 f"step {md.cell(shard.failed_step)} failed"
                 if shard.failed_step
@@ -302,7 +302,8 @@ def _regressions_section(report: Report, max_rows: int | None) -> list[str]:
         return []
     shown = regressions if max_rows is None else regressions[:max_rows]
     lines = ["**Failed gates**", ""]
-    lines += [f"- {md.cell(m.name)}: {md.cell('; '.join(m.failures))}" for m in shown]
+    # md.text: a name such as "1. x" or "# x" must not open a list or heading inside the item
+    lines += [f"- {md.text(m.name)}: {md.cell('; '.join(m.failures))}" for m in shown]
     if len(shown) < len(regressions):
         lines.append(f"- … and {len(regressions) - len(shown)} more failed gates, listed in the full report")
     return lines
@@ -532,7 +533,7 @@ def _render(
         lines += section(("data",), lambda: _data_section(report))
     lines += section(("facts",), lambda: _facts_section(report))
     for note in report.notes:
-        lines += [f"> {md.cell(note)}", ""]
+        lines += [f"> {md.text(note)}", ""]
     if dropped:
         lines += [f"_To fit the size limit this comment leaves out: {', '.join(dropped)}. {where_full}_", ""]
     lines.append("<sub>Posted by cml-bot. This comment is updated on every push.</sub>")

@@ -15,6 +15,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
 from cml_bot.config import Threshold
@@ -37,6 +39,8 @@ from cml_bot.report import (
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 PARSER = MarkdownIt("commonmark", {"html": True}).enable("table")
+# Keeps entities and escapes as their own tokens, so a raw "@" in text is told from "&#64;".
+RAW_PARSER = MarkdownIt("commonmark", {"html": True}).enable("table").disable("text_join")
 HOSTILE = ("| <script>alert(1)</script>", "@octocat", "`", "<!-- cml-bot report (id: default) -->")
 FACTS = RunFacts(
     head_sha="0123456789abcdef0123456789abcdef01234567",
@@ -100,10 +104,10 @@ def check_valid(text: str, report: Report, limit: int | None = None) -> None:
     assert len(re.findall(r"(?<!\\)<!--", text)) == 1
     lines = text.split("\n")
     tokens = PARSER.parse(text)
-    in_code = {i for t in tokens if t.type == "fence" and t.map for i in range(*t.map)}
-    for i, line in enumerate(lines):
-        if i not in in_code:  # mentions do not work in code; everywhere else '@' is escaped
-            assert "@" not in re.sub(r"(`+).*?\1", "", line), line
+    # Mentions do not work in code; everywhere else '@' is written as an entity.
+    for token in RAW_PARSER.parse(text):
+        for child in token.children or []:
+            assert child.type != "text" or "@" not in child.content, child.content
     table_rows = 0
     for token in tokens:
         if token.type == "table_open":
@@ -469,3 +473,36 @@ def test_dropped_note_names_only_sections_that_were_there() -> None:
     assert "_To fit the size limit this comment leaves out: unchanged metrics. The full report" in text
     assert "### Metrics (2999 unchanged metrics hidden)" in text
     assert "| metric\\_7 " in text
+
+
+_TEXT = st.lists(
+    st.one_of(st.sampled_from([*HOSTILE, "|", "\\", "\n", "#", "- ", "1. ", "```", "<", "&#64;"]), st.text(max_size=5)),
+    max_size=6,
+).map("".join)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    names=st.lists(_TEXT, min_size=1, max_size=6, unique=True),
+    values=st.lists(st.one_of(st.floats(), _TEXT), min_size=6, max_size=6),
+    words=st.lists(_TEXT, min_size=6, max_size=6),
+    report_id=st.from_regex(r"[A-Za-z0-9_.-]{1,64}", fullmatch=True),
+)
+def test_any_user_text_keeps_the_report_valid(
+    names: list[str], values: list[float | str], words: list[str], report_id: str
+) -> None:
+    base: dict[str, Value] = {name: 0.5 for name in names}
+    head: dict[str, Value] = dict(zip(names, values, strict=False))
+    result = diff(base, head, [Threshold("*", direction="higher", max_drop=0.0)], base, head)
+    step = StepResult(words[0], words[1], 1, 1.0, tuple(words))
+    report = Report(
+        words[2],
+        report_id,
+        result,
+        RunFacts(
+            head_sha="a" * 40, head_ref=words[3], base_sha="b" * 40, base_ref=words[4], extra=((words[5], words[0]),)
+        ),
+        plots=(PlotEntry(f"plot {words[5]}", ("p.png",), note=words[1]),),  # titles are never blank
+        pipeline=PipelineResult((step,)),
+    )
+    check_valid(render_markdown(report, {"p.png": "https://x/p.png"}), report)
