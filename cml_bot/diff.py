@@ -196,15 +196,24 @@ def _compare(
     name: str, base: Value | None, head: Value | None, has_baseline: bool, rule: Threshold | None
 ) -> MetricChange:
     direction = (rule.direction if rule else None) or guess_direction(name)
+    has_drop_gate = rule is not None and (rule.max_drop is not None or rule.max_drop_pct is not None)
     if head is None:
-        return MetricChange(name, base, None, Status.REMOVED, direction)
+        # A gated metric that this change no longer produces cannot be said to pass.
+        gated = rule is not None and (has_drop_gate or rule.min is not None or rule.max is not None)
+        missing = ("is missing in this change",) if gated else ()
+        return MetricChange(name, base, None, Status.REMOVED, direction, failures=missing)
     failures = list(_bound_failures(head, rule))
+    if has_drop_gate and direction is None and rule is not None and rule.pattern == name:
+        # Named explicitly but with no way to tell better from worse: say so instead of ignoring it.
+        failures.append("has max_drop but no direction: set direction: higher or lower")
     if base is None:
         status = Status.NEW if has_baseline else Status.UNCHANGED
         return MetricChange(name, None, head, status, direction, failures=tuple(failures))
     status = Status.UNCHANGED if _same(base, head) else Status.CHANGED
     b, h = numeric(base), numeric(head)
     if b is None or h is None:
+        if has_drop_gate and b is not None and h is None:
+            failures.append("is not a number any more")
         return MetricChange(name, base, head, status, direction, failures=tuple(failures))
     delta = h - b
     relative = delta / abs(b) if b != 0 and math.isfinite(b) and math.isfinite(delta) else None

@@ -109,7 +109,14 @@ def test_numeric() -> None:
             ("dropped by 0.2 (allowed 0.1)", "dropped by 25.00% (allowed 10%)"),
         ),
         # no direction (unknown name, no rule direction): max_drop cannot apply
-        ("widgets", 10.0, 1.0, Threshold("widgets", max_drop=1.0), ()),
+        (
+            "widgets",
+            10.0,
+            1.0,
+            Threshold("widgets", max_drop=1.0),
+            ("has max_drop but no direction: set direction: higher or lower",),
+        ),
+        ("group.widgets", 10.0, 1.0, Threshold("*.widgets", max_drop=1.0), ()),  # a glob: no direction, no gate
         ("widgets", 10.0, 1.0, Threshold("widgets", direction="higher", max_drop=1.0), ("dropped by 9 (allowed 1)",)),
     ],
 )
@@ -232,9 +239,16 @@ def test_new_metric_is_still_checked_against_bounds() -> None:
     assert change.status is Status.NEW and change.failures == ("0.1 is below the minimum 0.5",)
 
 
-def test_removed_metric_has_no_failure() -> None:
+def test_removed_gated_metric_fails() -> None:
     change = compare_metric("accuracy", 0.9, None, True, Threshold("accuracy", min=0.5))
-    assert change.status is Status.REMOVED and change.failures == () and change.gated
+    assert change.status is Status.REMOVED and change.failures == ("is missing in this change",) and change.gated
+    ungated = compare_metric("accuracy", 0.9, None, True, None)
+    assert ungated.status is Status.REMOVED and ungated.failures == ()
+
+
+def test_number_turning_into_text_under_max_drop_fails() -> None:
+    change = compare_metric("accuracy", 0.9, "n/a", True, Threshold("accuracy", max_drop=0.01))
+    assert change.failures == ("is not a number any more",)
 
 
 def test_text_metric_under_max_drop_does_not_fail() -> None:
