@@ -151,6 +151,7 @@ class FakeGitHub:
         prefix: str = "",
     ) -> None:
         self.owner, self.name, self.repo_id, self.prefix = owner, name, repo_id, prefix.rstrip("/")
+        self.default_branch = "master"  # the contents API's ref when none is given
         self.accounts: dict[str, Account] = {}
         self.pulls: dict[int, dict[str, Any]] = {}
         self.comments: dict[int, dict[str, Any]] = {}  # id -> {issue, body, login, type}
@@ -228,6 +229,15 @@ class FakeGitHub:
         sha = self.refs.get(f"refs/heads/{ref_or_sha}", ref_or_sha)
         tree = self.trees[self.commits[sha]["tree"]]
         return {path: self.blobs[blob] for path, blob in tree.items()}
+
+    def add_commit(self, sha: str, parents: list[str], *, branch: str | None = None) -> str:
+        """Mirror a commit of the code's history (an empty tree), e.g. for the compare API;
+        ``branch`` then points at it."""
+        with self._lock:
+            self.commits[sha] = {"tree": self._store_tree({}), "parents": list(parents), "message": "code"}
+            if branch is not None:
+                self.refs[f"refs/heads/{branch}"] = sha
+            return sha
 
     def push_commit(self, branch: str, files: dict[str, bytes], message: str = "concurrent push") -> str:
         """Advance (or create) a branch by one commit adding ``files``, as another writer would."""
@@ -513,7 +523,9 @@ class _Route:
     def __post_init__(self) -> None:
         pattern = re.sub(
             r"\{(\w+)\}",
-            lambda m: f"(?P<{m.group(1)}>.+)" if m.group(1) in ("ref", "path") else f"(?P<{m.group(1)}>[^/]+)",
+            lambda m: (
+                f"(?P<{m.group(1)}>.+)" if m.group(1) in ("ref", "path", "basehead") else f"(?P<{m.group(1)}>[^/]+)"
+            ),
             self.template,
         )
         self.regex = re.compile(f"^{pattern}$")
@@ -791,6 +803,122 @@ def _get_commit(fake: FakeGitHub, account: Account, p: dict[str, str], q: dict[s
     if p["commit_sha"] not in fake.commits:
         raise _error(404, "Not Found")
     return _Result(200, _commit_json(fake, p["commit_sha"], example(R + "/git/commits/{commit_sha}", "GET", 200)))
+
+
+CONTENTS_LIMIT = 1024 * 1024  # the contents API's default media type returns files up to 1 MB
+
+
+def _commit_of(fake: FakeGitHub, name: str) -> str | None:
+    """A commit sha from a branch name or a (known) commit sha, as GitHub resolves refs."""
+    if f"refs/heads/{name}" in fake.refs:
+        return fake.refs[f"refs/heads/{name}"]
+    return name if name in fake.commits else None
+
+
+@route("GET", R + "/contents/{path}")
+def _get_content(fake: FakeGitHub, account: Account, p: dict[str, str], q: dict[str, str], b: Any) -> _Result:
+    commit = _commit_of(fake, q.get("ref") or fake.default_branch)
+    if commit is None:
+        raise _error(404, f"No commit found for the ref {q.get('ref') or fake.default_branch}")
+    tree = fake.trees[fake.commits[commit]["tree"]]
+    path = p["path"].strip("/")
+    if path not in tree:
+        if any(name.startswith(path + "/") for name in tree):
+            fake.violations.append(f"GET contents/{path}: directory listings are not implemented by the fake")
+        raise _error(404, "Not Found")
+    blob = tree[path]
+    data = fake.blobs[blob]
+    if len(data) > CONTENTS_LIMIT:
+        reply = _error(
+            403,
+            "This API returns blobs up to 1 MB in size. The requested blob is too large to fetch via the API, "
+            "but you can use the Git Data API to request blobs up to 100 MB in size.",
+        )
+        reply.body["errors"] = [{"resource": "Blob", "field": "data", "code": "too_large"}]
+        raise reply
+    out = example(R + "/contents/{path}", "GET", 200)
+    encoded = base64.b64encode(data).decode("ascii")
+    ref = q.get("ref") or fake.default_branch
+    out.update(
+        type="file",
+        encoding="base64",
+        size=len(data),
+        name=path.rsplit("/", 1)[-1],
+        path=path,
+        content="\n".join(encoded[i : i + 60] for i in range(0, len(encoded), 60)) + "\n",  # as GitHub wraps it
+        sha=blob,
+        url=fake.repo_api(f"/contents/{path}?ref={ref}"),
+        git_url=fake.repo_api(f"/git/blobs/{blob}"),
+        html_url=fake.html(f"/blob/{ref}/{path}"),
+        download_url=f"https://raw.githubusercontent.com/{fake.full_name}/{ref}/{path}",
+    )
+    out["_links"] = {"git": out["git_url"], "self": out["url"], "html": out["html_url"]}
+    return _Result(200, out)
+
+
+def _commit_summary(fake: FakeGitHub, sha: str, template: dict[str, Any]) -> dict[str, Any]:
+    """A commit in the compare API's shape (schema ``commit``), from the spec's example."""
+    commit = fake.commits[sha]
+    out = copy.deepcopy(template)
+    out.update(
+        sha=sha,
+        node_id=f"C_{sha[:8]}",
+        url=fake.repo_api(f"/commits/{sha}"),
+        html_url=fake.html(f"/commit/{sha}"),
+        comments_url=fake.repo_api(f"/commits/{sha}/comments"),
+        parents=[
+            {"sha": s, "url": fake.repo_api(f"/commits/{s}"), "html_url": fake.html(f"/commit/{s}")}
+            for s in commit["parents"]
+        ],
+    )
+    out["commit"] = dict(out["commit"], url=fake.repo_api(f"/git/commits/{sha}"), message=commit["message"])
+    out["commit"]["tree"] = {"sha": commit["tree"], "url": fake.repo_api(f"/git/trees/{commit['tree']}")}
+    return out
+
+
+@route("GET", R + "/compare/{basehead}")
+def _compare(fake: FakeGitHub, account: Account, p: dict[str, str], q: dict[str, str], b: Any) -> _Result:
+    base_name, dots, head_name = p["basehead"].partition("...")
+    if not dots:
+        raise _error(404, "Not Found")
+    base, head = _commit_of(fake, base_name), _commit_of(fake, head_name)
+    if base is None or head is None:
+        raise _error(404, "Not Found")
+    base_side = set(fake._ancestors(base))
+    head_side = set(fake._ancestors(head))
+    # Breadth-first from head: the first commit base also reaches is the (nearest) merge-base.
+    merge_base, queue, seen = None, [head], set()
+    while queue and merge_base is None:
+        current = queue.pop(0)
+        if current in seen:
+            continue
+        seen.add(current)
+        if current in base_side:
+            merge_base = current
+        queue.extend(fake.commits.get(current, {}).get("parents", []))
+    if merge_base is None:
+        raise _error(404, f"No common ancestor between {base_name} and {head_name}.")
+    ahead = [sha for sha in head_side if sha not in base_side]
+    behind = [sha for sha in base_side if sha not in head_side]
+    status = "identical" if base == head else "ahead" if not behind else "behind" if not ahead else "diverged"
+    out = example(R + "/compare/{basehead}", "GET", 200)
+    template = out["base_commit"]
+    out.update(
+        url=fake.repo_api(f"/compare/{p['basehead']}"),
+        html_url=fake.html(f"/compare/{p['basehead']}"),
+        permalink_url=fake.html(f"/compare/{fake.owner}:{base}...{fake.owner}:{head}"),
+        diff_url=fake.html(f"/compare/{p['basehead']}.diff"),
+        patch_url=fake.html(f"/compare/{p['basehead']}.patch"),
+        base_commit=_commit_summary(fake, base, template),
+        merge_base_commit=_commit_summary(fake, merge_base, template),
+        status=status,
+        ahead_by=len(ahead),
+        behind_by=len(behind),
+        total_commits=len(ahead),
+        commits=[_commit_summary(fake, sha, template) for sha in sorted(ahead)],
+        files=[],
+    )
+    return _Result(200, out)
 
 
 TOKEN = "ghp_FAKE0SECRET0TOKEN0do0not0leak0123456"
