@@ -22,7 +22,7 @@ from cml_bot.bundle import Bundle, BundleMeta, read_bundle, write_bundle
 from cml_bot.config import Config, load_config
 from cml_bot.context import CiContext, detect
 from cml_bot.diff import Diff, diff, numeric
-from cml_bot.errors import CmlBotError, InputError, ReadOnlyTokenError
+from cml_bot.errors import CmlBotError, ForgeError, InputError, ReadOnlyTokenError
 from cml_bot.forges.base import CommentMode, Forge, Image, Publication, Verdict
 from cml_bot.forges.local import LocalForge, prepare_folder
 from cml_bot.git import Git, Runner, run_git
@@ -86,6 +86,14 @@ def default_store_factory(config: Config, context: CiContext, env: Mapping[str, 
             return gitlab_store(context, env, config.data_branch)
         except ReadOnlyTokenError as exc:
             log.warning("Recorded results stay in %s: %s", RECORDS_DIR, exc)
+    if context.platform == "github":
+        from cml_bot.forges.github import github_token
+
+        if github_token(env) and context.repo:
+            from cml_bot.forges.github_store import github_store
+
+            return github_store(context, env, config.data_branch)
+        log.warning("Recorded results stay in %s: no GitHub token (CML_BOT_TOKEN or GITHUB_TOKEN)", RECORDS_DIR)
     return LocalStore(config.root / RECORDS_DIR)
 
 
@@ -192,6 +200,8 @@ class Evaluation:
     facts: RunFacts
     history: tuple[RunResults, ...] = ()  # recorded base-branch commits for the trend, oldest first
     data_changes: tuple[DataChange, ...] = ()
+    store: ResultStore | None = None  # where this run's results are recorded, made once per run
+    notes: tuple[str, ...] = ()  # for the reader of the report
 
 
 def evaluate(options: Options, effects: Effects) -> Evaluation:
@@ -209,17 +219,29 @@ def evaluate(options: Options, effects: Effects) -> Evaluation:
     head = collect_results(config, head_sha, missing_ok=pipeline_result is not None and not pipeline_result.ok)
 
     store = effects.store_factory(config, context, effects.env)
-    baseline = resolve_baseline(
-        config,
-        git,
-        store,
-        head_sha,
-        branch=context.base_ref,
-        given_sha=context.base_sha,
-        base_rev=options.base_rev,
-        explicit_file=options.baseline_file,
-    )
-    history = trend_history(git, store, baseline.sha, config.trend) if baseline.sha else []
+    given_sha = context.base_sha or _github_merge_base(options, effects, context, git)
+    notes: list[str] = []
+
+    def find_baseline(source: ResultStore) -> Baseline:
+        return resolve_baseline(
+            config,
+            git,
+            source,
+            head_sha,
+            branch=context.base_ref,
+            given_sha=given_sha,
+            base_rev=options.base_rev,
+            explicit_file=options.baseline_file,
+        )
+
+    try:
+        baseline = find_baseline(store)
+        history = trend_history(git, store, baseline.sha, config.trend) if baseline.sha else []
+    except ForgeError as exc:
+        # The recorded results could not be read: report without them rather than fail the review.
+        log.warning("recorded results unavailable: %s", exc)
+        notes.append(f"Recorded results could not be read ({exc}); compared without them.")
+        baseline, history = find_baseline(_NoRecords()), []
     facts = RunFacts(
         head_sha=head_sha,
         head_ref=head_ref,
@@ -234,7 +256,36 @@ def evaluate(options: Options, effects: Effects) -> Evaluation:
         from cml_bot.datachanges import collect_data_changes
 
         changes = collect_data_changes(config, git, baseline.sha)
-    return Evaluation(config, context, head, baseline, pipeline_result, facts, tuple(history), changes)
+    return Evaluation(
+        config, context, head, baseline, pipeline_result, facts, tuple(history), changes, store, tuple(notes)
+    )
+
+
+class _NoRecords:
+    """A store with nothing in it, for when the real one cannot be read."""
+
+    def recorded(self) -> set[str]:
+        return set()
+
+    def load(self, sha: str) -> RunResults | None:
+        return None
+
+    def save(self, results: RunResults) -> str:
+        raise ForgeError("recorded results are unavailable in this run")
+
+
+def _github_merge_base(options: Options, effects: Effects, context: CiContext, git: Git) -> str | None:
+    """On a GitHub pull request whose clone cannot tell the merge-base (shallow, or the base branch
+    not fetched), GitHub's compare API does; None otherwise (local git decides)."""
+    if context.platform != "github" or not context.is_change or not context.base_ref or not context.head_sha:
+        return None
+    if options.base_rev or options.baseline_file is not None:
+        return None
+    if git.branch_ref(context.base_ref) is not None and not git.is_shallow():
+        return None
+    from cml_bot.forges.github_store import github_merge_base
+
+    return github_merge_base(context, effects.env, context.base_ref, context.head_sha, sleep=effects.sleep)
 
 
 def run(options: Options, effects: Effects) -> Outcome:
@@ -264,7 +315,7 @@ def build_report(evaluation: Evaluation) -> tuple[Report, tuple[Image, ...]]:
         plots=plot_entries,
         pipeline=evaluation.pipeline,
         data_changes=evaluation.data_changes,
-        notes=_plot_notes(config, head),
+        notes=(*evaluation.notes, *_plot_notes(config, head)),
     )
     return report, images
 
@@ -400,7 +451,8 @@ def record(options: Options, effects: Effects) -> Outcome:
         raise InputError("record: this directory has no commit to record results for")
     if not evaluation.head.metrics:
         raise InputError("record: no metrics found; run the pipeline first or check `metrics:` in the config")
-    where = effects.store_factory(evaluation.config, evaluation.context, effects.env).save(evaluation.head)
+    assert evaluation.store is not None
+    where = evaluation.store.save(evaluation.head)
     report, _ = build_report(evaluation)
     return Outcome(
         report=report,
@@ -448,7 +500,8 @@ def publish_report(
 
     recorded = None
     if _should_record(options, context, config, head):
-        recorded = effects.store_factory(config, context, effects.env).save(head)
+        store = evaluation.store or effects.store_factory(config, context, effects.env)
+        recorded = store.save(head)
         notices.append(f"recorded this commit's results for later comparisons: {recorded}")
 
     outcome = Outcome(
