@@ -7,7 +7,6 @@ repo). Nothing here prints or exits: the CLI shows the :class:`Outcome`.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cml_bot.baseline import Baseline, ResultStore, resolve_baseline, trend_history
-from cml_bot.bundle import Bundle, BundleMeta, read_bundle, write_bundle
+from cml_bot.bundle import SavedRun, load_run, save_run
 from cml_bot.config import Config, load_config
 from cml_bot.context import CiContext, detect
 from cml_bot.diff import Diff, diff, numeric
@@ -29,7 +28,7 @@ from cml_bot.git import Git, Runner, run_git
 from cml_bot.junit import junit_xml
 from cml_bot.metrics import read_all
 from cml_bot.report import PlotEntry, Report, RunFacts, Shard, render_markdown, verdict_summary
-from cml_bot.results import LocalStore, RunResults, atomic_write, from_json, to_json
+from cml_bot.results import LocalStore, RunResults, atomic_write
 from cml_bot.secrets import without_tokens
 
 if TYPE_CHECKING:
@@ -127,6 +126,8 @@ class Options:
     junit: Path | None = None
     record: bool | None = None  # None: record when running on the baseline branch outside a PR
     shard: str | None = None  # a matrix job: save a shard bundle for `cml-bot merge` instead of posting
+    may_bundle: bool = True  # on a read-only token, save a bundle (False: fail, as `publish` must)
+    verify_head: str | None = None  # refuse to post unless the PR/MR head is this commit
 
 
 @dataclass(frozen=True)
@@ -353,8 +354,46 @@ def render_trend_plot(evaluation: Evaluation, result: Diff) -> tuple[PlotEntry, 
 
 # --- matrix fan-in: shards and merge --------------------------------------------------------------
 
-SHARD_FILE = "shard.json"
 SHARD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]{0,63}$")
+
+
+def saved_run(evaluation: Evaluation, mode: CommentMode, shard: str | None = None) -> SavedRun:
+    """The evaluation as data, for a bundle or a shard (no rendered text: see cml_bot.bundle)."""
+    context, baseline, facts = evaluation.context, evaluation.baseline, evaluation.facts
+    return SavedRun(
+        platform=context.platform,
+        repo=context.repo,
+        change_number=context.change_number,
+        head_sha=facts.head_sha,
+        head_ref=facts.head_ref,
+        run_url=facts.run_url,
+        mode=mode.value,
+        shard=shard,
+        head=evaluation.head,
+        base=baseline.results,
+        baseline_sha=baseline.sha,
+        baseline_ref=baseline.ref,
+        baseline_source=baseline.source,
+        pipeline=evaluation.pipeline,
+        data_changes=evaluation.data_changes,
+        history=evaluation.history,
+        duration=facts.duration,
+    )
+
+
+def evaluation_from(run: SavedRun, config: Config, context: CiContext) -> Evaluation:
+    """Rebuild an evaluation from saved data, to be judged with ``config`` (the trusted side's)."""
+    baseline = Baseline(run.base, run.baseline_sha, run.baseline_ref, run.baseline_source)
+    facts = RunFacts(
+        head_sha=run.head_sha,
+        head_ref=run.head_ref,
+        base_sha=run.baseline_sha,
+        base_ref=run.baseline_ref,
+        baseline_source=run.baseline_source,
+        duration=run.duration,
+        run_url=run.run_url,
+    )
+    return Evaluation(config, context, run.head, baseline, run.pipeline, facts, run.history, run.data_changes)
 
 
 def save_shard(options: Options, evaluation: Evaluation) -> Outcome:
@@ -363,18 +402,7 @@ def save_shard(options: Options, evaluation: Evaluation) -> Outcome:
     if not SHARD_NAME.match(name):
         raise InputError(f"--shard {name!r}: use letters, digits, '.', '_', '=', '-' (at most 64)")
     folder = (options.bundle_dir or evaluation.config.root / DEFAULT_SHARDS_DIR) / name
-    baseline = evaluation.baseline
-    failed = evaluation.pipeline.failed_step if evaluation.pipeline is not None else None
-    document = {
-        "version": 1,
-        "shard": name,
-        "head": json.loads(to_json(evaluation.head)),
-        "base": json.loads(to_json(baseline.results)) if baseline.results else None,
-        "baseline": {"sha": baseline.sha, "ref": baseline.ref, "source": baseline.source},
-        "failed_step": failed.name if failed else None,
-    }
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write(folder / SHARD_FILE, json.dumps(document).encode("utf-8"))
+    save_run(folder, saved_run(evaluation, options.mode, shard=name))
     report, _ = build_report(evaluation)
     return Outcome(
         report=report,
@@ -386,25 +414,6 @@ def save_shard(options: Options, evaluation: Evaluation) -> Outcome:
     )
 
 
-def _load_shard(folder: Path) -> tuple[str, RunResults, RunResults | None, Baseline, str | None]:
-    path = folder / SHARD_FILE
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-        name = document["shard"]
-        head = from_json(json.dumps(document["head"]), str(path))
-        base = from_json(json.dumps(document["base"]), str(path)) if document["base"] else None
-        info = document["baseline"]
-        baseline = Baseline(base, info.get("sha"), info.get("ref"), str(info.get("source")))
-        failed = document.get("failed_step")
-    except FileNotFoundError:
-        raise InputError(f"{folder}: not a shard folder (no {SHARD_FILE})") from None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise InputError(f"{path}: unreadable shard ({exc})") from None
-    if not isinstance(name, str) or not SHARD_NAME.match(name):
-        raise InputError(f"{path}: bad shard name")
-    return name, head, base, baseline, failed if isinstance(failed, str) else None
-
-
 def merge(folders: Sequence[Path], options: Options, effects: Effects) -> Outcome:
     """One report comparing every shard of a matrix with the baseline, posted once."""
     if not folders:
@@ -412,35 +421,32 @@ def merge(folders: Sequence[Path], options: Options, effects: Effects) -> Outcom
     config = load_config(options.root, options.config_path)
     context = detect(effects.env, effects.event)
     shards: list[Shard] = []
-    seen: set[str] = set()
-    first: tuple[RunResults, Baseline] | None = None
+    runs: list[SavedRun] = []
     for folder in folders:
-        name, head, base, baseline, failed = _load_shard(folder)
-        if name in seen:
-            raise InputError(f"{folder}: shard {name} appears twice")
-        seen.add(name)
+        run = load_run(folder)
+        if not run.shard or not SHARD_NAME.match(run.shard):
+            raise InputError(f"{folder}: not a shard (saved without --shard)")
+        if run.shard in {r.shard for r in runs}:
+            raise InputError(f"{folder}: shard {run.shard} appears twice")
+        runs.append(run)
+        base = run.base
         result = diff(
-            base.metrics if base else None, head.metrics, config.thresholds, base.params if base else None, head.params
+            base.metrics if base else None,
+            run.head.metrics,
+            config.thresholds,
+            base.params if base else None,
+            run.head.params,
         )
-        shards.append(Shard(name, result, failed))
-        first = first or (head, baseline)
-    assert first is not None
-    head, baseline = first
+        failed = run.pipeline.failed_step if run.pipeline is not None else None
+        shards.append(Shard(run.shard, result, failed.name if failed else None))
+    evaluation = evaluation_from(runs[0], config, context)
     report = Report(
         title=config.title,
         report_id=config.report_id,
         diff=shards[0].diff,
-        facts=RunFacts(
-            head_sha=head.sha,
-            head_ref=context.head_ref,
-            base_sha=baseline.sha,
-            base_ref=baseline.ref,
-            baseline_source=baseline.source,
-            run_url=context.run_url,
-        ),
+        facts=replace(evaluation.facts, head_ref=context.head_ref or evaluation.facts.head_ref, duration=None),
         shards=tuple(shards),
     )
-    evaluation = Evaluation(config, context, head, baseline, None, report.facts)
     return publish_report(replace(options, record=False), effects, evaluation, report, ())
 
 
@@ -518,13 +524,20 @@ def publish_report(
         return replace(outcome, notices=tuple(notices))
 
     forge = effects.forge_factory(context, effects.env, sleep=effects.sleep)
+    if options.verify_head is not None:
+        verify = getattr(forge, "verify_change_head", None)
+        if verify is None:
+            raise CmlBotError(f"{context.platform}: cannot check which commit the merge request is at")
+        verify(options.verify_head)
     try:
         urls = forge.upload_images(images)
         body = render_markdown(report, urls, limit=forge.comment_limit)
         publication = forge.upsert_comment(body, report.marker, options.mode)
     except ReadOnlyTokenError as exc:
+        if not options.may_bundle:
+            raise
         bundle_dir = options.bundle_dir or config.root / DEFAULT_BUNDLE_DIR
-        _save_bundle(bundle_dir, context, report, images, options.mode, forge.comment_limit, summary)
+        save_run(bundle_dir, saved_run(evaluation, options.mode))
         notices.append(f"{exc}")
         notices.append(f"report saved for a trusted workflow to post: cml-bot publish --bundle {bundle_dir}")
         _write_summary(effects.env, render_markdown(report, {}, limit=SUMMARY_LIMIT))
@@ -548,32 +561,6 @@ def _should_record(options: Options, context: CiContext, config: Config, head: R
     return branch == config.baseline_branch
 
 
-def _save_bundle(
-    folder: Path,
-    context: CiContext,
-    report: Report,
-    images: tuple[Image, ...],
-    mode: CommentMode,
-    limit: int,
-    summary: str,
-) -> None:
-    # Image URLs are longer than bare names: keep room for them when trimming to the forge's limit.
-    margin = 300 * len(images)
-    body = render_markdown(report, {image.name: image.name for image in images}, limit=max(limit - margin, 1000))
-    meta = BundleMeta(
-        platform=context.platform,
-        repo=context.repo,
-        change_number=context.change_number,
-        head_sha=context.head_sha,
-        marker=report.marker,
-        mode=mode.value,
-        verdict=report.verdict.value,
-        description=summary,
-        target_url=context.run_url,
-    )
-    write_bundle(folder, Bundle(meta=meta, report=body, images=images))
-
-
 def _write_summary(env: Mapping[str, str], body: str) -> None:
     path = env.get("GITHUB_STEP_SUMMARY")
     if not path:
@@ -588,36 +575,40 @@ def _write_summary(env: Mapping[str, str], body: str) -> None:
 # --- publishing a saved bundle --------------------------------------------------------------------
 
 
-def publish_bundle(folder: Path, effects: Effects, expected_head_sha: str | None = None) -> Outcome:
-    """Post a bundle written by a run whose token could not write (fork PRs)."""
-    bundle = read_bundle(folder)
-    meta = bundle.meta
-    if meta.platform not in ("github", "gitlab"):
-        raise InputError(f"{folder}: bundle for platform {meta.platform!r} cannot be published")
-    if expected_head_sha and meta.head_sha != expected_head_sha:
+def publish_bundle(folder: Path, options: Options, effects: Effects, expected_head_sha: str | None = None) -> Outcome:
+    """Report a bundle saved by a run whose token could not write (fork PRs), with this checkout's
+    config and thresholds: the bundle's data is re-rendered and escaped here, never posted as is."""
+    run = load_run(folder)
+    if run.shard:
+        raise InputError(f"{folder}: this is a matrix shard; post shards with `cml-bot merge`")
+    if run.platform not in ("github", "gitlab"):
+        raise InputError(f"{folder}: bundle for platform {run.platform!r} cannot be published")
+    if not run.head_sha:
+        raise InputError(f"{folder}: bundle names no commit; refusing to post")
+    if expected_head_sha and run.head_sha != expected_head_sha:
         raise InputError(
-            f"{folder}: bundle is for commit {str(meta.head_sha)[:10]}, not {expected_head_sha[:10]}; refusing to post"
+            f"{folder}: bundle is for commit {str(run.head_sha)[:10]}, not {expected_head_sha[:10]}; refusing to post"
         )
-    context = detect(effects.env, effects.event)
-    if context.platform != meta.platform:
-        context = replace(context, platform=meta.platform)  # type: ignore[arg-type]
-    if meta.repo and not context.repo:
-        context = replace(context, repo=meta.repo)
-    forge = effects.forge_factory(
-        context, effects.env, change_number=meta.change_number, head_sha=meta.head_sha, sleep=effects.sleep
+    try:
+        mode = CommentMode(run.mode)
+    except ValueError:
+        raise InputError(f"{folder}: bundle has an unknown comment mode {run.mode!r}") from None
+    config = load_config(options.root, options.config_path)
+    here = detect(effects.env, effects.event)
+    context = CiContext(
+        platform=run.platform,  # type: ignore[arg-type]  # checked above
+        repo=here.repo or run.repo,
+        api_url=here.api_url,
+        server_url=here.server_url,
+        change_number=run.change_number,
+        head_sha=run.head_sha,
+        head_ref=run.head_ref,
+        base_ref=run.baseline_ref,
+        run_url=run.run_url,
     )
-    verify = getattr(forge, "verify_change_head", None)
-    if verify is not None and meta.head_sha:
-        verify(meta.head_sha)
-    urls = forge.upload_images(bundle.images)
-    publication = forge.upsert_comment(bundle.body_with(urls), meta.marker, CommentMode(meta.mode))
-    forge.set_status(Verdict(meta.verdict), meta.description, meta.target_url)
-    report = Report(title="", report_id="bundle", diff=diff({}, {}))
-    return Outcome(
-        report=report,
-        verdict=Verdict(meta.verdict),
-        summary=meta.description,
-        report_dir=folder,
-        destination=meta.platform,
-        publication=publication,
+    evaluation = evaluation_from(run, config, context)
+    report, images = build_report(evaluation)
+    publish_options = replace(
+        options, mode=mode, record=False, dry_run=False, may_bundle=False, verify_head=run.head_sha
     )
+    return publish_report(publish_options, effects, evaluation, report, images)

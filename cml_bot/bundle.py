@@ -1,86 +1,229 @@
-"""A report saved for posting later: the fork-PR and CI_JOB_TOKEN path.
+"""A run's results saved to a folder, to be reported later by trusted code.
 
-When the token cannot write (a pull request from a fork gets a read-only token), the run saves the
-rendered report and its images to a folder; a trusted workflow (``workflow_run`` on GitHub) uploads
-that folder's artifact and runs ``cml-bot publish --bundle DIR`` with a write token.
+Two uses, one format (``run.json``):
+
+- the fork-PR / CI_JOB_TOKEN path: the token cannot write, so the run saves its evaluation; a
+  trusted workflow (``workflow_run`` on GitHub) runs ``cml-bot publish --bundle DIR`` with a write
+  token;
+- matrix fan-in: each job saves a shard (``--shard NAME``); ``cml-bot merge`` reports them together.
+
+A bundle from a fork is untrusted input. It therefore carries data, never markdown or images: the
+publishing side renders the report and the plots itself, with its own (base branch) config and
+thresholds, escaping every value like any other run.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from cml_bot.data import DataChange
 from cml_bot.errors import InputError
-from cml_bot.forges.base import CommentMode, Image, Verdict
-from cml_bot.results import atomic_write
+from cml_bot.pipeline import PipelineResult, StepResult
+from cml_bot.results import RunResults, atomic_write, from_json, to_json
 
-BUNDLE_VERSION = 1
-_IMAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
+RUN_FILE = "run.json"
+FORMAT_VERSION = 2
+MAX_BYTES = 512 * 1024 * 1024
 
 
 @dataclass(frozen=True)
-class BundleMeta:
-    platform: str
+class SavedRun:
+    platform: str  # "github" | "gitlab" | "local"
     repo: str | None
     change_number: int | None
     head_sha: str | None
-    marker: str
-    mode: str
-    verdict: str
-    description: str
-    target_url: str | None
-    version: int = BUNDLE_VERSION
+    head_ref: str | None
+    run_url: str | None
+    mode: str  # CommentMode value
+    shard: str | None  # set for matrix shards
+    head: RunResults
+    base: RunResults | None
+    baseline_sha: str | None
+    baseline_ref: str | None
+    baseline_source: str
+    pipeline: PipelineResult | None
+    data_changes: tuple[DataChange, ...] = ()
+    history: tuple[RunResults, ...] = ()  # recorded base-branch commits for the trend
+    duration: float | None = None
 
 
-@dataclass(frozen=True)
-class Bundle:
-    meta: BundleMeta
-    report: str  # markdown with images referenced by bare file name
-    images: tuple[Image, ...]
+def save_run(folder: Path, run: SavedRun) -> None:
+    document = {
+        "version": FORMAT_VERSION,
+        "platform": run.platform,
+        "repo": run.repo,
+        "change_number": run.change_number,
+        "head_sha": run.head_sha,
+        "head_ref": run.head_ref,
+        "run_url": run.run_url,
+        "mode": run.mode,
+        "shard": run.shard,
+        "head": json.loads(to_json(run.head)),
+        "base": json.loads(to_json(run.base)) if run.base is not None else None,
+        "baseline": {"sha": run.baseline_sha, "ref": run.baseline_ref, "source": run.baseline_source},
+        "pipeline": None
+        if run.pipeline is None
+        else [
+            {
+                "name": s.name,
+                "command": s.command,
+                "returncode": s.returncode,
+                "duration": s.duration,
+                "log_tail": list(s.log_tail),
+                "timed_out": s.timed_out,
+            }
+            for s in run.pipeline.steps
+        ],
+        "data_changes": [
+            {
+                "path": c.path,
+                "base_sha256": c.base_sha256,
+                "head_sha256": c.head_sha256,
+                "base_rows": c.base_rows,
+                "head_rows": c.head_rows,
+                "columns_added": list(c.columns_added),
+                "columns_removed": list(c.columns_removed),
+                "label_counts": [list(item) for item in c.label_counts],
+            }
+            for c in run.data_changes
+        ],
+        "history": [json.loads(to_json(RunResults(sha=h.sha, metrics=h.metrics))) for h in run.history],
+        "duration": run.duration,
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(folder / RUN_FILE, json.dumps(document).encode("utf-8"))
 
-    def body_with(self, urls: Mapping[str, str]) -> str:
-        """The report with each ``](name)`` image link replaced by its uploaded URL."""
-        body = self.report
-        for name, url in urls.items():
-            body = body.replace(f"]({name})", f"]({url})")
-        return body
+
+class _Reader:
+    """Typed access to an untrusted document; any mismatch is an InputError naming the file."""
+
+    def __init__(self, shown: str) -> None:
+        self.shown = shown
+
+    def fail(self, what: str) -> InputError:
+        return InputError(f"{self.shown}: not a valid cml-bot bundle ({what})")
+
+    def opt_str(self, value: object, what: str, limit: int = 10_000) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str) or len(value) > limit:
+            raise self.fail(what)
+        return value
+
+    def text(self, value: object, what: str, limit: int = 10_000) -> str:
+        checked = self.opt_str(value, what, limit)
+        if checked is None:
+            raise self.fail(what)
+        return checked
+
+    def opt_int(self, value: object, what: str) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(what)
+        return value
+
+    def opt_float(self, value: object, what: str) -> float | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(what)
+        return float(value)
+
+    def results(self, value: object, what: str) -> RunResults:
+        if not isinstance(value, dict):
+            raise self.fail(what)
+        return from_json(json.dumps(value), f"{self.shown} ({what})")
+
+    def strings(self, value: object, what: str) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise self.fail(what)
+        return tuple(self.text(item, what) for item in value)
 
 
-def write_bundle(folder: Path, bundle: Bundle) -> None:
-    (folder / "images").mkdir(parents=True, exist_ok=True)
-    for image in bundle.images:
-        atomic_write(folder / "images" / image.name, image.data)
-    atomic_write(folder / "report.md", bundle.report.encode("utf-8"))
-    # meta.json last: its presence marks a complete bundle.
-    atomic_write(folder / "meta.json", json.dumps(asdict(bundle.meta), indent=1).encode("utf-8"))
-
-
-def read_bundle(folder: Path) -> Bundle:
-    meta_path = folder / "meta.json"
-    if not meta_path.is_file():
-        raise InputError(f"{folder}: not a cml-bot bundle (no meta.json)")
+def load_run(folder: Path) -> SavedRun:
+    path = folder / RUN_FILE
+    shown = str(path)
     try:
-        raw = json.loads(meta_path.read_text(encoding="utf-8"))
-        if raw.get("version") != BUNDLE_VERSION:
-            raise ValueError(f"unsupported bundle version {raw.get('version')!r}")
-        meta = BundleMeta(**raw)
-        CommentMode(meta.mode)
-        Verdict(meta.verdict)
-        if not isinstance(meta.marker, str) or not meta.marker.startswith("<!-- cml-bot report"):
-            raise ValueError("bad marker")
-        if meta.change_number is not None and not isinstance(meta.change_number, int):
-            raise ValueError("bad change_number")
-        report = (folder / "report.md").read_text(encoding="utf-8")
-    except (OSError, ValueError, TypeError, AttributeError) as exc:
-        raise InputError(f"{meta_path}: unreadable bundle ({exc})") from None
-    images = []
-    image_dir = folder / "images"
-    if image_dir.is_dir():
-        for path in sorted(image_dir.iterdir()):
-            if not _IMAGE_NAME.match(path.name) or not path.is_file() or path.is_symlink():
-                raise InputError(f"{path}: unexpected file in bundle")
-            images.append(Image(path.name, path.read_bytes()))
-    return Bundle(meta=meta, report=report, images=tuple(images))
+        if path.stat().st_size > MAX_BYTES:
+            raise InputError(f"{shown}: bundle larger than {MAX_BYTES // (1024 * 1024)} MB")
+        document = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise InputError(f"{folder}: not a cml-bot bundle or shard folder (no {RUN_FILE})") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise InputError(f"{shown}: unreadable ({exc})") from None
+    r = _Reader(shown)
+    if not isinstance(document, dict) or document.get("version") != FORMAT_VERSION:
+        raise r.fail(f"version must be {FORMAT_VERSION}")
+    baseline = document.get("baseline")
+    if not isinstance(baseline, dict):
+        raise r.fail("baseline")
+    steps = document.get("pipeline")
+    pipeline = None
+    if steps is not None:
+        if not isinstance(steps, list):
+            raise r.fail("pipeline")
+        pipeline = PipelineResult(tuple(_step(r, step) for step in steps))
+    changes = document.get("data_changes") or []
+    history = document.get("history") or []
+    if not isinstance(changes, list) or not isinstance(history, list):
+        raise r.fail("data_changes/history")
+    base = document.get("base")
+    return SavedRun(
+        platform=r.text(document.get("platform"), "platform", 20),
+        repo=r.opt_str(document.get("repo"), "repo", 300),
+        change_number=r.opt_int(document.get("change_number"), "change_number"),
+        head_sha=r.opt_str(document.get("head_sha"), "head_sha", 64),
+        head_ref=r.opt_str(document.get("head_ref"), "head_ref", 1000),
+        run_url=r.opt_str(document.get("run_url"), "run_url", 2000),
+        mode=r.text(document.get("mode"), "mode", 20),
+        shard=r.opt_str(document.get("shard"), "shard", 64),
+        head=r.results(document.get("head"), "head"),
+        base=None if base is None else r.results(base, "base"),
+        baseline_sha=r.opt_str(baseline.get("sha"), "baseline.sha", 64),
+        baseline_ref=r.opt_str(baseline.get("ref"), "baseline.ref", 1000),
+        baseline_source=r.text(baseline.get("source"), "baseline.source"),
+        pipeline=pipeline,
+        data_changes=tuple(_change(r, change) for change in changes),
+        history=tuple(r.results(item, "history") for item in history),
+        duration=r.opt_float(document.get("duration"), "duration"),
+    )
+
+
+def _step(r: _Reader, step: Any) -> StepResult:
+    if not isinstance(step, dict):
+        raise r.fail("pipeline step")
+    return StepResult(
+        name=r.text(step.get("name"), "step name", 200),
+        command=r.text(step.get("command"), "step command"),
+        returncode=r.opt_int(step.get("returncode"), "step returncode"),
+        duration=r.opt_float(step.get("duration"), "step duration") or 0.0,
+        log_tail=r.strings(step.get("log_tail", []), "step log")[-50:],
+        timed_out=step.get("timed_out") is True,
+    )
+
+
+def _change(r: _Reader, change: Any) -> DataChange:
+    if not isinstance(change, dict):
+        raise r.fail("data change")
+    labels = change.get("label_counts") or []
+    if not isinstance(labels, list):
+        raise r.fail("label counts")
+    counts = []
+    for item in labels:
+        if not isinstance(item, list) or len(item) != 3:
+            raise r.fail("label count")
+        counts.append((r.text(item[0], "label"), r.opt_int(item[1], "count") or 0, r.opt_int(item[2], "count") or 0))
+    return DataChange(
+        path=r.text(change.get("path"), "data path", 1000),
+        base_sha256=r.opt_str(change.get("base_sha256"), "hash", 128),
+        head_sha256=r.opt_str(change.get("head_sha256"), "hash", 128),
+        base_rows=r.opt_int(change.get("base_rows"), "rows"),
+        head_rows=r.opt_int(change.get("head_rows"), "rows"),
+        columns_added=r.strings(change.get("columns_added", []), "columns"),
+        columns_removed=r.strings(change.get("columns_removed", []), "columns"),
+        label_counts=tuple(counts),
+    )

@@ -77,8 +77,13 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--url", required=True, help="where CI downloads it from (https, http, file, s3, gs)")
     _common(add)
 
-    publish = sub.add_parser("publish", help="post a report bundle saved by a run with a read-only token")
+    publish = sub.add_parser(
+        "publish",
+        help="post a bundle saved by a run with a read-only token (rendered here, with this checkout's config)",
+    )
     publish.add_argument("--bundle", type=Path, required=True, help="the bundle folder")
+    publish.add_argument("--out", type=Path, help="report folder (default: cml-bot-report in the repo)")
+    _common(publish)
     publish.add_argument(
         "--head-sha", help="refuse unless the bundle is for this commit (pass github.event.workflow_run.head_sha)"
     )
@@ -178,11 +183,7 @@ def _report(args: argparse.Namespace, env: Mapping[str, str], console: Console) 
     from cml_bot.app import Effects, Options, merge, run
     from cml_bot.forges.base import CommentMode
 
-    in_actions = env.get("GITHUB_ACTIONS") == "true"
-    if in_actions:
-        for name in TOKEN_VARIABLES:
-            if env.get(name):
-                console.say(f"::add-mask::{env[name]}")
+    _mask_tokens(env, console)
     options = Options(
         root=args.directory,
         run_pipeline=args.command == "run",
@@ -291,15 +292,18 @@ def _data(args: argparse.Namespace, env: Mapping[str, str], console: Console) ->
 
 
 def _publish(args: argparse.Namespace, env: Mapping[str, str], console: Console) -> int:
-    from cml_bot.app import Effects, publish_bundle
+    from cml_bot.app import Effects, Options, publish_bundle
 
+    _mask_tokens(env, console)
+    options = Options(root=args.directory, config_path=args.config, report_dir=args.out)
+    outcome = publish_bundle(args.bundle, options, Effects(env=env, echo=console.say), expected_head_sha=args.head_sha)
+    _show(outcome, env, console)
+    return EXIT_OK
+
+
+def _mask_tokens(env: Mapping[str, str], console: Console) -> None:
+    """Ask the Actions runner to mask every token value in the log (the runner consumes this line)."""
     if env.get("GITHUB_ACTIONS") == "true":
         for name in TOKEN_VARIABLES:
             if env.get(name):
                 console.say(f"::add-mask::{env[name]}")
-    outcome = publish_bundle(args.bundle, Effects(env=env, echo=console.say), expected_head_sha=args.head_sha)
-    console.say(f"cml-bot: {outcome.summary}")
-    if outcome.publication is not None and outcome.publication.comment_url:
-        action = "posted" if outcome.publication.created else "updated"
-        console.say(f"cml-bot: comment {action}: {outcome.publication.comment_url}")
-    return EXIT_OK

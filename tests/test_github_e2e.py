@@ -139,15 +139,18 @@ def test_fork_pull_request_saves_a_bundle_then_publish_posts_it(
     assert "Resource not accessible by integration" in out + err
     assert fake_github.comments_on(2) == [] and fake_github.statuses == []
     assert len(fake_github.requests("POST")) == 1  # one refused write, no retries
-    meta = json.loads((bundle / "meta.json").read_text(encoding="utf-8"))
-    assert (meta["platform"], meta["repo"], meta["change_number"], meta["head_sha"]) == (
+    saved = json.loads((bundle / "run.json").read_text(encoding="utf-8"))
+    assert (saved["platform"], saved["repo"], saved["change_number"], saved["head_sha"]) == (
         "github",
         "Codertocat/Hello-World",
         2,
         HEAD_SHA,
     )
-    images = sorted(p.name for p in (bundle / "images").iterdir())
-    assert images and all(f"]({name})" in (bundle / "report.md").read_text(encoding="utf-8") for name in images)
+    # Data only: no markdown and no images travel from the untrusted run to the trusted one.
+    assert sorted(p.name for p in bundle.iterdir()) == ["run.json"]
+    # A fork controls its bundle: make its metric names hostile; the trusted side must escape them.
+    saved["head"]["metrics"]["<img src=x onerror=alert(1)> @octocat"] = 1.0
+    (bundle / "run.json").write_text(json.dumps(saved), encoding="utf-8")
 
     # The trusted workflow_run job: a write token, the artifact downloaded, the head sha checked.
     trusted = {
@@ -160,14 +163,18 @@ def test_fork_pull_request_saves_a_bundle_then_publish_posts_it(
         "GITHUB_TOKEN": TOKEN,
         "PATH": "/usr/bin:/bin",
     }
-    code, out, err = cli(["publish", "--bundle", str(bundle), "--head-sha", HEAD_SHA], trusted)
+    code, out, err = cli(["publish", "--bundle", str(bundle), "--head-sha", HEAD_SHA], trusted, repo)
 
     assert code == 0, out + err
     [comment] = fake_github.comments_on(2)
     assert comment["body"].count(MARKER) == 1
+    assert not re.search(r"(?<!\\)<img", comment["body"]) and "@octocat" not in comment["body"]
+    assert "\\<img src=x onerror=alert(1)\\> &#64;octocat" in comment["body"]
     assets = fake_github.refs["refs/heads/cml-bot-assets"]
-    for name in images:
-        assert f"](https://github.com/Codertocat/Hello-World/raw/{assets}/pr-2/ec26c3e/{name})" in comment["body"]
+    images = re.findall(
+        rf"\]\(https://github.com/Codertocat/Hello-World/raw/{assets}/pr-2/ec26c3e/([\w.-]+\.png)\)", comment["body"]
+    )
+    assert images  # the plots were drawn again from the bundle's data by the trusted side
     assert [(s["sha"], s["state"]) for s in fake_github.statuses] == [(HEAD_SHA, "success")]
     assert "comment posted" in out
     leaks = out.replace(f"::add-mask::{TOKEN}", "") + err + everything_written(repo.root, tmp_path)
@@ -193,7 +200,7 @@ def test_publish_refuses_a_bundle_for_another_head(fake_github: FakeGitHub, repo
         "GITHUB_TOKEN": TOKEN,
     }
 
-    code, out, err = cli(["publish", "--bundle", str(bundle)], env)
+    code, out, err = cli(["publish", "--bundle", str(bundle)], env, repo)
 
     assert code == 1
     assert "PR #2 head is bbbbbbbbbbbb, not ec26c3e57ca3" in err

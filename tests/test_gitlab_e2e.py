@@ -59,9 +59,7 @@ def pipeline_env(fake: FakeGitLab, base: str, head: str, **overrides: str | None
     return env
 
 
-def test_first_post_then_update_in_merge_request_pipelines(
-    fake: FakeGitLab, repo: GitRepo, tmp_path: Path
-) -> None:
+def test_first_post_then_update_in_merge_request_pipelines(fake: FakeGitLab, repo: GitRepo, tmp_path: Path) -> None:
     base, head = merge_request_repo(repo)
     env = pipeline_env(fake, base, head)
     junit = tmp_path / "cml-bot-junit.xml"
@@ -114,9 +112,9 @@ def test_job_token_only_saves_the_report_as_an_artifact_and_exits_0(fake: FakeGi
     assert sum(line.count("CI_JOB_TOKEN cannot post") for line in (out + err).splitlines()) == 1
     assert (repo.root / "cml-bot-report" / "report.md").is_file()
     bundle = repo.root / "cml-bot-bundle"
-    meta = json.loads((bundle / "meta.json").read_text(encoding="utf-8"))
-    assert (meta["platform"], meta["change_number"], meta["head_sha"]) == ("gitlab", MR_IID, head)
-    assert (bundle / "report.md").read_text(encoding="utf-8").count(MARKER) == 1
+    saved = json.loads((bundle / "run.json").read_text(encoding="utf-8"))
+    assert (saved["platform"], saved["change_number"], saved["head_sha"]) == ("gitlab", MR_IID, head)
+    assert saved["head"]["metrics"] and saved["base"]["metrics"]  # data to render later, not markdown
     assert fake.requests == []  # nothing attempted with the job token
     assert fake.job_token not in out + err
 
@@ -134,7 +132,11 @@ def test_a_saved_bundle_is_published_later_with_a_real_token(fake: FakeGitLab, r
     trusted = {**pipeline_env(fake, base, head), "CI_MERGE_REQUEST_IID": ""}
 
     out, err = io.StringIO(), io.StringIO()
-    code = main(["publish", "--bundle", str(bundle), "--head-sha", head], env=trusted, console=Console(out, err))
+    code = main(
+        ["publish", "--bundle", str(bundle), "--head-sha", head, "-C", str(repo.root)],
+        env=trusted,
+        console=Console(out, err),
+    )
 
     assert code == 0, out.getvalue() + err.getvalue()
     (note,) = fake.marked_notes(MR_IID, MARKER)

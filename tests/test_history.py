@@ -75,7 +75,7 @@ def test_shards_merge_into_one_table(repo: GitRepo, tmp_path: Path) -> None:
         code, out, err = _cli(["report", "--shard", name, "--bundle-dir", str(shard_root)], repo.root)
         assert code == 0, err
         assert f"shard {name}:" in out
-        assert json.loads((shard_root / name / "shard.json").read_text())["shard"] == name
+        assert json.loads((shard_root / name / "run.json").read_text())["shard"] == name
 
     code, out, err = _cli(
         ["merge", str(shard_root / "lr-0.1"), str(shard_root / "lr-1.0"), "--dry-run", "--fail-on-regression"],
@@ -96,4 +96,4 @@ def test_merge_rejects_non_shard_folder(repo: GitRepo, tmp_path: Path) -> None:
     repo.commit()
     code, _, err = _cli(["merge", str(tmp_path), "--dry-run"], repo.root)
     assert code == 2
-    assert "not a shard folder" in err
+    assert "not a cml-bot bundle or shard folder" in err
