@@ -76,13 +76,15 @@ def default_forge_factory(
     raise CmlBotError(f"no forge for platform {context.platform}")
 
 
-def default_store_factory(config: Config, context: CiContext, env: Mapping[str, str]) -> ResultStore:
+def default_store_factory(
+    config: Config, context: CiContext, env: Mapping[str, str], *, sleep: Callable[[float], None] = time.sleep
+) -> ResultStore:
     """Results live in a local folder; on GitHub/GitLab, in the data branch when the adapter has one."""
     if context.platform == "gitlab":
         from cml_bot.forges.gitlab_store import gitlab_store
 
         try:
-            return gitlab_store(context, env, config.data_branch)
+            return gitlab_store(context, env, config.data_branch, sleep=sleep)
         except ReadOnlyTokenError as exc:
             log.warning("Recorded results stay in %s: %s", RECORDS_DIR, exc)
     if context.platform == "github":
@@ -91,13 +93,15 @@ def default_store_factory(config: Config, context: CiContext, env: Mapping[str, 
         if github_token(env) and context.repo:
             from cml_bot.forges.github_store import github_store
 
-            return github_store(context, env, config.data_branch)
+            return github_store(context, env, config.data_branch, sleep=sleep)
         log.warning("Recorded results stay in %s: no GitHub token (CML_BOT_TOKEN or GITHUB_TOKEN)", RECORDS_DIR)
     return LocalStore(config.root / RECORDS_DIR)
 
 
 class StoreFactory(Protocol):
-    def __call__(self, config: Config, context: CiContext, env: Mapping[str, str]) -> ResultStore: ...
+    def __call__(
+        self, config: Config, context: CiContext, env: Mapping[str, str], *, sleep: Callable[[float], None] = ...
+    ) -> ResultStore: ...
 
 
 @dataclass(frozen=True)
@@ -219,7 +223,7 @@ def evaluate(options: Options, effects: Effects) -> Evaluation:
         pipeline_result = pull_and_train(config, effects)
     head = collect_results(config, head_sha, missing_ok=pipeline_result is not None and not pipeline_result.ok)
 
-    store = effects.store_factory(config, context, effects.env)
+    store = effects.store_factory(config, context, effects.env, sleep=effects.sleep)
     given_sha = context.base_sha or _github_merge_base(options, effects, context, git)
     notes: list[str] = []
 
@@ -506,7 +510,7 @@ def publish_report(
 
     recorded = None
     if _should_record(options, context, config, head):
-        store = evaluation.store or effects.store_factory(config, context, effects.env)
+        store = evaluation.store or effects.store_factory(config, context, effects.env, sleep=effects.sleep)
         recorded = store.save(head)
         notices.append(f"recorded this commit's results for later comparisons: {recorded}")
 
