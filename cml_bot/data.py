@@ -38,7 +38,6 @@ import os
 import re
 import shutil
 import stat
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -53,6 +52,7 @@ import yaml
 
 from cml_bot.config import Config, DataFile, Step, parse_config
 from cml_bot.errors import ConfigError, DataError
+from cml_bot.results import atomic_write
 
 if TYPE_CHECKING:
     import requests
@@ -113,9 +113,7 @@ def make_fetcher(
 class SourceFetcher:
     """See :func:`make_fetcher`. ``close()`` closes the HTTP session if this fetcher made it."""
 
-    def __init__(
-        self, root: Path, session: requests.Session | None, fsspec_open: Callable[[str], Any] | None
-    ) -> None:
+    def __init__(self, root: Path, session: requests.Session | None, fsspec_open: Callable[[str], Any] | None) -> None:
         self.root = root
         self.session = session
         self.own_session = session is None
@@ -518,14 +516,15 @@ class _State:
             st = target.lstat()
         except OSError:
             return False
-        return (entry.get("size"), entry.get("mtime_ns"), entry.get("ino")) == (
-            st.st_size, st.st_mtime_ns, st.st_ino
-        )
+        return (entry.get("size"), entry.get("mtime_ns"), entry.get("ino")) == (st.st_size, st.st_mtime_ns, st.st_ino)
 
     def record(self, path: str, sha256: str, target: Path) -> None:
         st = target.lstat()
         self.entries[path] = {
-            "sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino,
+            "sha256": sha256,
+            "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "ino": st.st_ino,
         }
         self.dirty = True
 
@@ -535,22 +534,10 @@ class _State:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         ignore = self.path.parent / ".gitignore"
         if not ignore.exists():
-            _write_atomic(ignore, b"*\n")
+            atomic_write(ignore, b"*\n")
         body = json.dumps({"version": 1, "files": self.entries}, indent=1, sort_keys=True).encode()
-        _write_atomic(self.path, body)
+        atomic_write(self.path, body)
         self.dirty = False
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def hash_file(path: Path) -> tuple[str, int]:
@@ -664,8 +651,7 @@ class _Worker:
                 restarted = True
                 continue
             raise DataError(
-                f"{f.path}: sha256 mismatch for {redact(f.url)}: expected {f.sha256}, got {digest}"
-                " (nothing was placed)"
+                f"{f.path}: sha256 mismatch for {redact(f.url)}: expected {f.sha256}, got {digest} (nothing was placed)"
             )
         os.chmod(part, 0o444)
         os.replace(part, blob)
@@ -828,7 +814,7 @@ def add_file(config_root: Path, path: str, url: str, config_file: Path) -> DataF
         raise DataError(f"{config_file}: could not add the entry ({exc})") from None
     if entry not in parsed.data.files:  # pragma: no cover - a bug in set_data_entry
         raise DataError(f"{config_file}: could not add the entry for {relative}")
-    _write_atomic(config_file, new_text.encode("utf-8"))
+    atomic_write(config_file, new_text.encode("utf-8"))
     return entry
 
 
@@ -860,9 +846,7 @@ def set_data_entry(text: str, entry: DataFile, shown: str = "cml-bot.yaml") -> s
         data = {"files": data or []}
     if not isinstance(data, dict):
         raise ConfigError(f"{shown} at data: expected a mapping")
-    files = [
-        f for f in (data.get("files") or []) if not (isinstance(f, dict) and f.get("path") == entry.path)
-    ]
+    files = [f for f in (data.get("files") or []) if not (isinstance(f, dict) and f.get("path") == entry.path)]
     files.append({"path": entry.path, "url": entry.url, "sha256": entry.sha256})
     data["files"] = files
     section = yaml.safe_dump({"data": data}, sort_keys=False, default_flow_style=False, width=1 << 20)
@@ -896,7 +880,7 @@ def _edit_block_sequence(text: str, node: yaml.Node, entry: DataFile) -> str | N
         path = next((v for k, v in item.value if k.value == "path"), None)
         if isinstance(path, yaml.ScalarNode) and _same_path(path.value, entry.path):
             start = item.start_mark.index - (item.start_mark.column - dash_col)
-            return text[:start] + block.lstrip(" ") + text[_content_end(item):]
+            return text[:start] + block.lstrip(" ") + text[_content_end(item) :]
     end = _content_end(items[-1])
     newline = text.find("\n", end)  # after a trailing comment on the last item's line
     if newline < 0:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tabulate import tabulate
 
@@ -236,52 +236,26 @@ class _Budget:
     max_metric_rows: int | None = None
 
 
-_LEVELS: tuple[tuple[str, _Budget], ...] = (
-    ("", _Budget()),
-    ("unchanged params", _Budget(unchanged_params=False)),
-    ("pipeline step timings", _Budget(unchanged_params=False, step_table=False, log_lines=10)),
-    ("data changes", _Budget(unchanged_params=False, step_table=False, log_lines=10, data_changes=False)),
-    (
-        "unchanged metrics",
-        _Budget(unchanged_params=False, step_table=False, log_lines=10, data_changes=False, unchanged_metrics=False),
-    ),
-    (
-        "plots",
-        _Budget(
-            unchanged_params=False,
-            step_table=False,
-            log_lines=10,
-            data_changes=False,
-            unchanged_metrics=False,
-            plots=False,
-        ),
-    ),
-    (
-        "params",
-        _Budget(
-            unchanged_params=False,
-            step_table=False,
-            log_lines=5,
-            data_changes=False,
-            unchanged_metrics=False,
-            plots=False,
-            params=False,
-        ),
-    ),
-    (
-        "metrics that passed",
-        _Budget(
-            unchanged_params=False,
-            step_table=False,
-            log_lines=5,
-            data_changes=False,
-            unchanged_metrics=False,
-            plots=False,
-            params=False,
-            changed_metrics=False,
-        ),
-    ),
-)
+def _levels() -> tuple[tuple[str, _Budget], ...]:
+    """Each level drops one more section (named for the reader) on top of the previous level."""
+    steps: tuple[tuple[str, dict[str, Any]], ...] = (
+        ("", {}),
+        ("unchanged params", {"unchanged_params": False}),
+        ("pipeline step timings", {"step_table": False, "log_lines": 10}),
+        ("data changes", {"data_changes": False}),
+        ("unchanged metrics", {"unchanged_metrics": False}),
+        ("plots", {"plots": False}),
+        ("params", {"params": False, "log_lines": 5}),
+        ("metrics that passed", {"changed_metrics": False}),
+    )
+    levels, budget = [], _Budget()
+    for label, changes in steps:
+        budget = replace(budget, **changes)
+        levels.append((label, budget))
+    return tuple(levels)
+
+
+_LEVELS = _levels()
 
 
 def _regressions_section(report: Report, max_rows: int | None) -> list[str]:

@@ -302,15 +302,10 @@ class GitLabForge:
             if not isinstance(chunk, list):
                 raise ForgeError(f"GitLab GET {self._notes_path(iid)}: expected a list of notes")
             notes.extend(note for note in (_parse_note(item) for item in chunk) if note is not None)
-            following = response.headers.get("X-Next-Page")
-            if following is None:  # header missing (not just empty): a full page means there may be more
-                if len(chunk) < _PER_PAGE:
-                    break
-                page += 1
-                continue
-            if not following.strip().isdigit() or int(following) <= page:
+            following = next_page(response.headers, page, len(chunk))
+            if following is None:
                 break
-            page = int(following)
+            page = following
         unique = {note.id: note for note in notes}
         return sorted(unique.values(), key=lambda note: note.order)
 
@@ -349,9 +344,7 @@ class GitLabForge:
     def _settle(self, iid: int, body: str, marker: str, created: _Note) -> Publication:
         """Race rule: if concurrent runs created several notes, keep the oldest and delete the others."""
         same = [
-            note
-            for note in self._marked(self._list_notes(iid), marker, None)
-            if note.author_id == created.author_id
+            note for note in self._marked(self._list_notes(iid), marker, None) if note.author_id == created.author_id
         ]
         if len(same) <= 1:
             return Publication(self._note_url(iid, created.id), True)
@@ -521,7 +514,12 @@ class GitLabForge:
         delay = min(max(delay, 0.0), _MAX_WAIT)
         log.warning(
             "GitLab %s %s failed (%s); retrying in %.0f s (attempt %d of %d)",
-            verb, path, failure.what, delay, attempt + 1, _MAX_ATTEMPTS,
+            verb,
+            path,
+            failure.what,
+            delay,
+            attempt + 1,
+            _MAX_ATTEMPTS,
         )
         self._sleep(delay)
 
@@ -577,3 +575,16 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def next_page(headers: Mapping[str, str], page: int, count: int) -> int | None:
+    """The page after ``page`` from GitLab's ``X-Next-Page`` header, or None on the last page.
+
+    Without the header (not just empty: some proxies drop it), a full page means there may be more.
+    """
+    following = headers.get("X-Next-Page")
+    if following is None:
+        return page + 1 if count >= _PER_PAGE else None
+    if not following.strip().isdigit() or int(following) <= page:
+        return None
+    return int(following)

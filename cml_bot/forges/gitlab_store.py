@@ -36,7 +36,14 @@ from urllib.parse import quote
 
 from cml_bot.context import CiContext
 from cml_bot.errors import ForgeError, InputError, ReadOnlyTokenError
-from cml_bot.forges.gitlab import GitLabForge, GitLabHttpError, _Transient, gitlab_forge, token_from_env
+from cml_bot.forges.gitlab import (
+    GitLabForge,
+    GitLabHttpError,
+    _Transient,
+    gitlab_forge,
+    next_page,
+    token_from_env,
+)
 from cml_bot.results import RunResults, from_json, to_json
 
 __all__ = ["RECORDS_FOLDER", "GitLabStore", "gitlab_store"]
@@ -149,15 +156,10 @@ class GitLabStore:
                     match = _RECORD_NAME.fullmatch(str(item.get("name", "")))
                     if match:
                         found.add(match.group(1))
-            following = response.headers.get("X-Next-Page")
-            if following is None:  # header missing (not just empty): a full page means there may be more
-                if len(chunk) < _PER_PAGE:
-                    break
-                page += 1
-                continue
-            if not following.strip().isdigit() or int(following) <= page:
+            following = next_page(response.headers, page, len(chunk))
+            if following is None:
                 break
-            page = int(following)
+            page = following
         return found
 
     def load(self, sha: str) -> RunResults | None:
