@@ -13,6 +13,7 @@ main's moving tip. In order:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -24,6 +25,7 @@ from cml_bot.metrics import Value, combine, parse_values, read_values
 from cml_bot.results import RunResults
 
 ANCESTOR_SEARCH_LIMIT = 200
+_HEX = re.compile(r"^[0-9a-fA-F]{7,40}$")
 
 
 class ResultStore(Protocol):
@@ -56,8 +58,15 @@ def find_base_commit(
     if base_rev:
         sha = git.rev(base_rev)
         if sha is None:
-            raise InputError(f"--base {base_rev}: no such commit in this repository")
-        return sha, f"commit {base_rev} given with --base"
+            raise InputError(f"--base {base_rev}: no such commit or branch in this repository")
+        if _HEX.match(base_rev):
+            return sha, f"commit {base_rev} given with --base"
+        # A branch name: where this change left it, never the branch's moving tip.
+        head = head_sha or git.rev("HEAD")
+        merge_base = git.merge_base(head, sha) if head else None
+        if merge_base is None or merge_base == head:
+            return sha, f"{base_rev} given with --base"
+        return merge_base, f"the merge-base with {base_rev} (given with --base)"
     if given_sha:
         return given_sha, f"the merge-base with {branch} reported by the CI"
     branch_sha = git.branch_ref(branch)

@@ -109,7 +109,11 @@ def _report_options(command: argparse.ArgumentParser, pipeline: bool) -> None:
     command.add_argument(
         "--baseline", type=Path, help="a metrics file to compare against instead of the base branch's results"
     )
-    command.add_argument("--base", help="the base commit or branch (default: merge-base with baseline.branch)")
+    command.add_argument(
+        "--base",
+        help="compare with this commit (a sha), or with the merge-base of this branch "
+        "(default: the merge-base with baseline.branch)",
+    )
     command.add_argument(
         "--bundle-dir", type=Path, help="where to save the report when the token is read-only (default: cml-bot-bundle)"
     )

@@ -176,3 +176,21 @@ def test_concurrent_records_keep_each_other(tmp_path: Path) -> None:
         thread.join()
     assert [store.load(sha).metrics["m"] for sha in shas] == list(range(20))  # type: ignore[union-attr]
     assert not list((tmp_path / "records").glob(".*tmp"))
+
+
+def test_base_branch_name_means_its_merge_base_and_a_sha_means_that_commit(repo: GitRepo) -> None:
+    base = _project(repo, 0.80)
+    repo.git("checkout", "--quiet", "-b", "feature")
+    repo.write("metrics.json", {"accuracy": 0.85})
+    repo.commit("feature")
+    repo.git("checkout", "--quiet", "main")
+    tip = _project(repo, 0.95)
+    repo.git("checkout", "--quiet", "feature")
+
+    by_branch = run(Options(root=repo.root, dry_run=True, base_rev="main"), Effects(env={}))
+    assert by_branch.report.facts.base_sha == base
+    assert by_branch.report.diff.metrics[0].base == 0.80
+
+    by_sha = run(Options(root=repo.root, dry_run=True, base_rev=tip[:12]), Effects(env={}))
+    assert by_sha.report.facts.base_sha == tip
+    assert by_sha.report.diff.metrics[0].base == 0.95
