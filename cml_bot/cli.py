@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -28,12 +29,27 @@ EXIT_USAGE = 2  # the user's input is wrong: config, files, arguments
 class Console:
     """Where output goes; tests pass their own streams."""
 
-    def __init__(self, out: TextIO | None = None, err: TextIO | None = None) -> None:
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None, interactive: bool | None = None) -> None:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
+        # A terminal gets one progress line redrawn in place; CI logs get plain lines.
+        self.interactive = self.out.isatty() and not os.environ.get("CI") if interactive is None else interactive
+        self._progress_shown = False
 
     def say(self, line: str) -> None:
+        if self._progress_shown:
+            self.out.write("\n")
+            self._progress_shown = False
         print(line, file=self.out, flush=True)
+
+    def progress(self, line: str) -> None:
+        if not self.interactive:
+            self.say(line)
+            return
+        width = shutil.get_terminal_size().columns - 1
+        self.out.write("\r" + line[:width].ljust(width))
+        self.out.flush()
+        self._progress_shown = True
 
     def warn(self, line: str) -> None:
         print(line, file=self.err, flush=True)
@@ -202,7 +218,7 @@ def _report(args: argparse.Namespace, env: Mapping[str, str], console: Console) 
         record=getattr(args, "record", None),
         shard=getattr(args, "shard", None),
     )
-    effects = Effects(env=env, echo=console.say)
+    effects = Effects(env=env, echo=console.say, progress=console.progress)
     outcome = merge(args.shards, options, effects) if args.command == "merge" else run(options, effects)
     _show(outcome, env, console)
     if outcome.verdict.value == "failed":
@@ -275,7 +291,7 @@ def _pull(args: argparse.Namespace, env: Mapping[str, str], console: Console) ->
 
     config = load_config(args.directory, args.config)
     if config.data.files:
-        result = data.pull(config, progress=console.say)
+        result = data.pull(config, progress=console.progress)
         console.say(f"cml-bot: {result.summary}")
     elif data.is_dvc_repo(config.root):
         data.dvc_pull(config.root, console.say)
