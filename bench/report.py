@@ -1,0 +1,237 @@
+"""Benchmark: `cml-bot report` end to end against the DVC chain on the same repository.
+
+The repository (a temp folder, real git, `dvc init`): 50 metrics, 20 params and 5 plots (four of
+200 points, one of 1,000,000 points), a base commit on main and a head commit on a branch, with a
+dvc.yaml declaring the metrics, params and plots so DVC diffs the very same files.
+
+Measured (wall clock, median of --repeat runs after one warm-up run, each a new process):
+- `cml-bot report --base main`: collect, diff against main, render (plots included), post the
+  sticky comment to a local fake GitHub (tests/fake_github.py, served from this process) and set
+  the commit status. The warm-up run posts the comment and uploads the images; the timed runs
+  update it (the steady state of a PR). The first post is timed once too.
+- the peer chain: `dvc metrics diff main` + `dvc params diff main` + `dvc plots diff main`,
+  each timed alone (median of --repeat), summed.
+
+Targets: cml-bot at least 3x faster than the DVC chain, and under 1.5 s on 2 cores.
+
+Run: /work/venv/bin/python bench/report.py [--repeat 5] [--points 1000000] [--keep]
+     add --profile to write a pyinstrument profile of one in-process run (pip install pyinstrument)
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(HERE))
+
+from _common import median_seconds, row, tool  # noqa: E402
+from fake_github import HEAD_SHA, TOKEN, FakeGitHub, github_env  # noqa: E402
+
+METRICS, PARAMS, SMALL_PLOTS = 50, 20, 4
+TARGET_RATIO, TARGET_SECONDS = 3.0, 1.5
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Bench",
+    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
+    "GIT_COMMITTER_NAME": "Bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+def git(repo: Path, *args: str) -> str:
+    env = {**os.environ, **GIT_ENV}
+    return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True).stdout
+
+
+def write_results(repo: Path, seed: int, points: int) -> None:
+    """metrics.json (50 metrics, nested), params.yaml (20 params) and the 5 plot files."""
+    rng = random.Random(seed)
+    metrics: dict[str, dict[str, float]] = {}
+    for i in range(METRICS):
+        group = ("train", "val", "test", "calib", "ood")[i % 5]
+        metrics.setdefault(group, {})[f"metric_{i:02d}"] = round(rng.uniform(0.5, 0.99), 4)
+    (repo / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
+    lines = [f"param_{i:02d}: {rng.choice([0.1, 0.01, 32, 64, 'adam', 'sgd', True])}" for i in range(PARAMS)]
+    (repo / "params.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    plots = repo / "plots"
+    plots.mkdir(exist_ok=True)
+    for p in range(SMALL_PLOTS):
+        rows = ["epoch,loss,accuracy"] + [
+            f"{e},{1 / (e + 1) + rng.random() / 50:.5f},{1 - 1 / (e + 2):.5f}" for e in range(200)
+        ]
+        (plots / f"curve_{p}.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    with (plots / "big.csv").open("w", encoding="utf-8") as handle:
+        handle.write("step,loss\n")
+        handle.writelines(f"{s},{math.exp(-s / points) + rng.random() * 0.01:.5f}\n" for s in range(points))
+
+
+CML_BOT_YAML = """\
+title: Benchmark model
+thresholds:
+  "val.*": {max_drop: 0.05}
+"""
+
+
+def dvc_yaml() -> str:
+    plots = [f"  - plots/curve_{p}.csv:\n      x: epoch\n      y: [loss, accuracy]" for p in range(SMALL_PLOTS)]
+    plots.append("  - plots/big.csv:\n      x: step\n      y: loss")
+    return "metrics:\n  - metrics.json\nparams:\n  - params.yaml\nplots:\n" + "\n".join(plots) + "\n"
+
+
+def make_repo(repo: Path, dvc: str | None, points: int) -> None:
+    repo.mkdir(parents=True)
+    git(repo, "init", "--quiet", "--initial-branch=main")
+    if dvc:
+        subprocess.run([dvc, "init", "-q"], cwd=repo, check=True, env={**os.environ, **GIT_ENV})
+        subprocess.run([dvc, "config", "core.analytics", "false"], cwd=repo, check=True)
+    (repo / "cml-bot.yaml").write_text(CML_BOT_YAML, encoding="utf-8")
+    (repo / "dvc.yaml").write_text(dvc_yaml(), encoding="utf-8")
+    (repo / ".gitignore").write_text("cml-bot-report/\ndvc_plots/\n", encoding="utf-8")
+    write_results(repo, 1, points)
+    git(repo, "add", "-A")
+    git(repo, "commit", "--quiet", "-m", "base")
+    git(repo, "checkout", "--quiet", "-b", "changes")
+    write_results(repo, 2, points)
+    git(repo, "add", "-A")
+    git(repo, "commit", "--quiet", "-m", "head")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--points", type=int, default=1_000_000, help="points of the big plot")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--profile", action="store_true", help="profile one in-process run with pyinstrument")
+    args = parser.parse_args()
+
+    cml_bot = tool("cml-bot")
+    if cml_bot is None:
+        print("cml-bot is not installed: pip install -e .", file=sys.stderr)
+        return 1
+    dvc = tool("dvc")
+    base = Path(tempfile.mkdtemp(prefix="cml-bot-bench-report-"))
+    fake = FakeGitHub()
+    fake.add_token(TOKEN, "cml-bot-user")
+    fake.add_pull(2, HEAD_SHA)
+    fake.start()
+    try:
+        repo = base / "repo"
+        started = time.perf_counter()
+        make_repo(repo, dvc, args.points)
+        size = (repo / "plots" / "big.csv").stat().st_size
+        print(
+            f"repo: {METRICS} metrics, {PARAMS} params, {SMALL_PLOTS + 1} plots (one of {args.points:,} points, "
+            f"{size / 1e6:.1f} MB) in {time.perf_counter() - started:.1f} s; "
+            f"{os.cpu_count()} cores, Python {sys.version.split()[0]}"
+        )
+        env = {
+            **os.environ,
+            **GIT_ENV,
+            **github_env(
+                fake,
+                GITHUB_STEP_SUMMARY=str(base / "summary.md"),
+                GITHUB_OUTPUT=str(base / "output"),
+            ),
+        }
+        command = [cml_bot, "report", "--base", "main", "-C", str(repo)]
+
+        def report() -> None:
+            result = subprocess.run(command, env=env, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise SystemExit(f"cml-bot failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+
+        first = median_seconds(report, repeat=1)  # posts the comment and uploads the images
+        requests_first = len(fake.log)
+        ours = median_seconds(report, repeat=args.repeat)  # updates it in place
+        per_update = (len(fake.log) - requests_first) / args.repeat
+        comments = fake.comments_on(2)
+        assert len(comments) == 1, f"expected one comment, found {len(comments)}"
+        body = comments[0]["body"]
+        images = body.count("![")
+        print(
+            f"cml-bot: one comment of {len(body):,} characters with {images} image(s); "
+            f"{requests_first} HTTP requests for the first post, {per_update:.0f} per update"
+        )
+
+        peer: dict[str, float] = {}
+        if dvc:
+            dvc_env = {**os.environ, **GIT_ENV, "DVC_NO_ANALYTICS": "1"}
+            chain = {
+                "dvc metrics diff main": [dvc, "metrics", "diff", "main"],
+                "dvc params diff main": [dvc, "params", "diff", "main"],
+                "dvc plots diff main": [dvc, "plots", "diff", "main", "-o", str(base / "dvc_plots")],
+            }
+            for label, cmd in chain.items():
+
+                def once(cmd: list[str] = cmd) -> None:
+                    subprocess.run(cmd, cwd=repo, env=dvc_env, check=True, capture_output=True)
+
+                once()  # warm up (DVC builds its index and caches on the first call)
+                peer[label] = median_seconds(once, repeat=args.repeat)
+        else:
+            print("dvc not installed: no peer chain (pip install dvc)")
+
+        print()
+        print(row("cml-bot report, first post (1 run)", first))
+        print(
+            row(
+                f"cml-bot report, update (median of {args.repeat})",
+                ours,
+                f"target < {TARGET_SECONDS} s: {'met' if ours < TARGET_SECONDS else 'MISSED'}",
+            )
+        )
+        for label, seconds in peer.items():
+            print(row(f"{label} (median of {args.repeat})", seconds))
+        ok = ours < TARGET_SECONDS
+        if peer:
+            total = sum(peer.values())
+            print(row("DVC chain total", total))
+            ratio = total / ours
+            print(
+                f"ratio DVC chain / cml-bot: {ratio:.1f}x (first post: {total / first:.1f}x); "
+                f"target >= {TARGET_RATIO:.0f}x: {'met' if ratio >= TARGET_RATIO else 'MISSED'}"
+            )
+            ok = ok and ratio >= TARGET_RATIO
+        if args.profile:
+            profile(repo, env, base)
+        return 0 if ok else 1
+    finally:
+        fake.stop()
+        if args.keep:
+            print(f"kept {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def profile(repo: Path, env: dict[str, str], base: Path) -> None:
+    """One in-process run under pyinstrument; the text profile goes to stdout."""
+    from pyinstrument import Profiler
+
+    from cml_bot.cli import Console, main
+
+    profiler = Profiler(interval=0.001)
+    out = io.StringIO()
+    profiler.start()
+    code = main(["report", "--base", "main", "-C", str(repo)], env=env, console=Console(out, out))
+    profiler.stop()
+    print(f"\nin-process run under pyinstrument (exit {code}):")
+    print(profiler.output_text(unicode=False, color=False, show_all=False))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

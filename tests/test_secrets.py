@@ -1,0 +1,189 @@
+"""Tokens never leak: through GitHub and GitLab runs of ``cml_bot.cli.main``, their failure paths and
+a pipeline that prints its environment, no token appears in stdout, stderr (GitHub's
+``::add-mask::`` line aside), the report, the preview, the job summary, GITHUB_OUTPUT, the bundle,
+the pipeline log tail, or anything posted to the forge.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from conftest import GitRepo
+from fake_github import FakeGitHub, fake_github, github_env
+from fake_gitlab import FakeGitLab
+from gitlab_fixtures import MR_IID, ci_env, fake
+
+from cml_bot.cli import Console, main
+from cml_bot.forges import github as github_forge_module
+
+__all__ = ["fake", "fake_github"]  # fixtures
+
+GH_TOKEN = "ghp_FAKE0SECRET0TOKEN0do0not0leak0123456"  # the fake's write token (fake_github.TOKEN)
+CML_TOKEN = "ghp_CMLBOT0SECRET0second0token0zz98765"
+OTHER = "glpat-OTHER0SECRET0never0printed0aa11"
+CONFIG = """\
+title: Secrets
+pipeline:
+  - name: print the environment
+    run: env; echo "token=[$GITHUB_TOKEN][$CML_BOT_TOKEN][$GITLAB_TOKEN][$CI_JOB_TOKEN]"
+metrics: [metrics.json]
+plots:
+  - {path: log.csv, x: epoch, y: [loss]}
+"""
+
+
+def project(repo: GitRepo, config: str = CONFIG) -> tuple[str, str]:
+    repo.write("cml-bot.yaml", config)
+    repo.write("metrics.json", {"accuracy": 0.8})
+    repo.write("log.csv", "epoch,loss\n1,0.9\n2,0.5\n")
+    base = repo.commit("main")
+    repo.git("checkout", "--quiet", "-b", "feature")
+    repo.write("metrics.json", {"accuracy": 0.85})
+    return base, repo.commit("change")
+
+
+def cli(args: list[str], env: dict[str, str], repo: GitRepo) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main([*args, "-C", str(repo.root)], env=env, console=Console(out, err))
+    return code, out.getvalue(), err.getvalue()
+
+
+def written(*roots: Path) -> str:
+    """Every file under the folders (repo outside .git, report, bundle, summary, outputs)."""
+    texts = []
+    for root in roots:
+        for path in [root] if root.is_file() else sorted(root.rglob("*")):
+            if path.is_file() and ".git" not in path.parts:
+                texts.append(path.read_bytes().decode("utf-8", "replace"))
+    return "\n".join(texts)
+
+
+def assert_no_token(tokens: list[str], out: str, err: str, *texts: str) -> None:
+    visible = "\n".join(line for line in out.splitlines() if not line.startswith("::add-mask::"))
+    for token in tokens:
+        assert token not in visible, "token in stdout"
+        assert token not in err, "token in stderr"
+        for text in texts:
+            assert token not in text
+
+
+def github_posted(fake: FakeGitHub) -> str:
+    parts = [c["body"] for c in fake.comments_on(2)]
+    parts += [str(s) for s in fake.statuses]
+    parts += [data.decode("utf-8", "replace") for data in fake.blobs.values()]
+    parts += [str(c) for c in fake.commits.values()]
+    return "\n".join(parts)
+
+
+def actions_env(fake: FakeGitHub, tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = github_env(
+        fake,
+        GITHUB_OUTPUT=str(tmp_path / "output"),
+        GITHUB_STEP_SUMMARY=str(tmp_path / "summary.md"),
+        PATH="/usr/bin:/bin",
+        GITLAB_TOKEN=OTHER,
+    )
+    env.update(extra)
+    return env
+
+
+def test_github_run_with_a_pipeline_that_prints_env(fake_github: FakeGitHub, repo: GitRepo, tmp_path: Path) -> None:
+    project(repo)
+    fake_github.add_token(CML_TOKEN, "cml-bot-user")
+    env = actions_env(fake_github, tmp_path, CML_BOT_TOKEN=CML_TOKEN)
+
+    code, out, err = cli(["run", "--base", "main", "--bundle-dir", str(tmp_path / "bundle")], env, repo)
+
+    assert code == 0, out + err
+    assert "token=[][][][]" in out  # the step ran, without any token in its environment
+    report = (repo.root / "cml-bot-report" / "report.md").read_text(encoding="utf-8")
+    assert "print the environment" in report and "PATH=" in out
+    assert len(fake_github.comments_on(2)) == 1
+    assert f"::add-mask::{CML_TOKEN}" in out and f"::add-mask::{GH_TOKEN}" in out
+    tokens = [GH_TOKEN, CML_TOKEN, OTHER]
+    assert_no_token(tokens, out, err, written(repo.root, tmp_path), github_posted(fake_github))
+
+
+def test_github_read_only_token_bundle(fake_github: FakeGitHub, repo: GitRepo, tmp_path: Path) -> None:
+    project(repo)
+    read_only = "ghs_READONLY0fork0token0secret00000111"
+    fake_github.add_token(read_only, "github-actions[bot]", type="Bot", can_write=False, can_read_user=False)
+    env = actions_env(fake_github, tmp_path, GITHUB_TOKEN=read_only)
+
+    code, out, err = cli(["run", "--base", "main", "--bundle-dir", str(tmp_path / "bundle")], env, repo)
+
+    assert code == 0, out + err
+    assert any((tmp_path / "bundle").iterdir()) and "403" in out + err, out + err
+    assert_no_token([read_only, OTHER], out, err, written(repo.root, tmp_path))
+
+
+@pytest.mark.parametrize("status", [500, 422])
+def test_github_failure_that_echoes_the_token(
+    fake_github: FakeGitHub, repo: GitRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, status: int
+) -> None:
+    """A server error message quoting the token (a proxy echoing headers): 500 until retries run out,
+    or a 422 at once; the one-line error must not show it."""
+    monkeypatch.setattr(github_forge_module, "BACKOFF_BASE", 0.0)  # the CLI sleeps for real: no waiting
+    project(repo)
+    fake_github.fail("POST", r"/issues/2/comments$", status=status, message=f"bad auth token {GH_TOKEN}", times=10)
+    env = actions_env(fake_github, tmp_path)
+
+    code, out, err = cli(["report", "--base", "main"], env, repo)
+
+    assert code == 1, out + err
+    assert err.startswith("cml-bot: error: GitHub POST") and err.count("\n") == 1, err
+    assert "***" in err and "::error title=cml-bot::" in out
+    assert len(fake_github.requests("POST", r"/issues/2/comments$")) == (5 if status == 500 else 1)
+    assert_no_token([GH_TOKEN, OTHER], out, err, written(repo.root, tmp_path), github_posted(fake_github))
+
+
+def test_config_error_quoting_the_token(fake_github: FakeGitHub, repo: GitRepo, tmp_path: Path) -> None:
+    project(repo, CONFIG + f"thresholds:\n  accuracy: {{max_drop: '{GH_TOKEN}'}}\n")
+    env = actions_env(fake_github, tmp_path)
+
+    code, out, err = cli(["run", "--base", "main"], env, repo)
+
+    assert code == 2 and err.count("\n") == 1 and "max_drop" in err, out + err
+    outputs = [p for p in tmp_path.iterdir() if p.is_file()]  # (the config itself holds the token)
+    assert_no_token([GH_TOKEN, OTHER], out, err, written(*outputs))
+    assert fake_github.log == []
+
+
+def test_gitlab_run_with_a_pipeline_that_prints_env(fake: FakeGitLab, repo: GitRepo, tmp_path: Path) -> None:
+    base, head = project(repo)
+    fake.add_merge_request(MR_IID, sha=head)
+    env = ci_env(fake, CI_COMMIT_SHA=head, CI_MERGE_REQUEST_DIFF_BASE_SHA=base)
+    env.update(PATH="/usr/bin:/bin", GITLAB_TOKEN=OTHER, GITHUB_TOKEN=GH_TOKEN)
+
+    code, out, err = cli(["run"], env, repo)
+
+    assert code == 0, out + err
+    assert "token=[][][][]" in out
+    notes = fake.marked_notes(MR_IID, "<!-- cml-bot report (id: default) -->")
+    assert len(notes) == 1
+    posted = "\n".join([n["body"] for n in fake.notes(MR_IID)] + [str(s) for s in fake.statuses])
+    tokens = [fake.token, fake.job_token, OTHER, GH_TOKEN]
+    assert_no_token(tokens, out, err, written(repo.root, tmp_path), posted)
+
+
+def test_gitlab_job_token_only_and_a_refused_note(fake: FakeGitLab, repo: GitRepo, tmp_path: Path) -> None:
+    base, head = project(repo)
+    fake.add_merge_request(MR_IID, sha=head)
+    env = ci_env(fake, CI_COMMIT_SHA=head, CI_MERGE_REQUEST_DIFF_BASE_SHA=base, CML_BOT_TOKEN=None)
+    env.update(PATH="/usr/bin:/bin")
+
+    code, out, err = cli(["run"], env, repo)  # job token only: the report goes to a bundle
+
+    assert code == 0, out + err
+    assert any((repo.root / "cml-bot-bundle").iterdir()), out + err
+    assert_no_token([fake.job_token], out, err, written(repo.root, tmp_path))
+
+    env = ci_env(fake, CI_COMMIT_SHA=head, CI_MERGE_REQUEST_DIFF_BASE_SHA=base)
+    env["PATH"] = "/usr/bin:/bin"
+    fake.fail("POST", rf"/merge_requests/{MR_IID}/notes$", status=403, message=f"token {fake.token} refused")
+    code, out, err = cli(["report"], env, repo)
+
+    assert code in (0, 1), out + err
+    assert_no_token([fake.token, fake.job_token], out, err, written(repo.root, tmp_path))
