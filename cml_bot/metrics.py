@@ -139,6 +139,8 @@ def read_all(root: Path, paths: Sequence[str], *, missing_ok: bool = False) -> d
                 logger.info("%s: not found, skipped", shown)
                 continue
             raise _error(shown, "file not found")
+        if not path.resolve().is_relative_to(root.resolve()):  # a symlink committed by a PR
+            raise _error(shown, "points outside the repository (symlink); refusing to read it")
         files.append((shown, read_values(path, shown)))
     return combine(files)
 
