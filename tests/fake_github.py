@@ -524,7 +524,7 @@ class _Route:
         pattern = re.sub(
             r"\{(\w+)\}",
             lambda m: (
-                f"(?P<{m.group(1)}>.+)" if m.group(1) in ("ref", "path", "basehead") else f"(?P<{m.group(1)}>[^/]+)"
+                f"(?P<{m.group(1)}>.+)" if m.group(1) in ("ref", "path", "basehead", "branch") else f"(?P<{m.group(1)}>[^/]+)"
             ),
             self.template,
         )
@@ -583,6 +583,14 @@ def _create_comment(fake: FakeGitHub, account: Account, p: dict[str, str], q: di
     cid = fake.add_comment(issue, b["body"], account.login, account.type)
     body = fake._comment_json(cid, example(R + "/issues/{issue_number}/comments", "POST", 201))
     return _Result(201, body, {"Location": body["url"]})
+
+
+@route("GET", R + "/issues/comments/{comment_id}")
+def _get_comment(fake: FakeGitHub, account: Account, p: dict[str, str], q: dict[str, str], b: Any) -> _Result:
+    cid = int(p["comment_id"])
+    if cid not in fake.comments:
+        raise _error(404, "Not Found")
+    return _Result(200, fake._comment_json(cid, example(R + "/issues/comments/{comment_id}", "GET", 200)))
 
 
 @route("PATCH", R + "/issues/comments/{comment_id}")
@@ -854,6 +862,86 @@ def _get_content(fake: FakeGitHub, account: Account, p: dict[str, str], q: dict[
     )
     out["_links"] = {"git": out["git_url"], "self": out["url"], "html": out["html_url"]}
     return _Result(200, out)
+
+
+@route("GET", R + "/branches/{branch}")
+def _get_branch(fake: FakeGitHub, account: Account, p: dict[str, str], q: dict[str, str], b: Any) -> _Result:
+    ref = f"refs/heads/{p['branch']}"
+    if ref not in fake.refs:
+        raise _error(404, "Branch not found")
+    out = example(R + "/branches/{branch}", "GET", 200)
+    out.update(name=p["branch"], protected=False)
+    out["commit"] = _commit_summary(fake, fake.refs[ref], out["commit"])
+    out["_links"] = {"self": fake.repo_api(f"/branches/{p['branch']}"), "html": fake.html(f"/tree/{p['branch']}")}
+    out["protection_url"] = fake.repo_api(f"/branches/{p['branch']}/protection")
+    return _Result(200, out)
+
+
+def _file_commit(fake: FakeGitHub, commit: str, path: str | None, template: dict[str, Any]) -> dict[str, Any]:
+    """The contents API's answer to a write (schema ``file-commit``)."""
+    out = copy.deepcopy(template)
+    tree = fake.commits[commit]["tree"]
+    if path is None:
+        out["content"] = None
+    else:
+        blob = fake.trees[tree][path]
+        out["content"].update(
+            name=path.rsplit("/", 1)[-1],
+            path=path,
+            sha=blob,
+            size=len(fake.blobs[blob]),
+            url=fake.repo_api(f"/contents/{path}"),
+            git_url=fake.repo_api(f"/git/blobs/{blob}"),
+        )
+    out["commit"].update(
+        sha=commit,
+        url=fake.repo_api(f"/git/commits/{commit}"),
+        html_url=fake.html(f"/commit/{commit}"),
+        message=fake.commits[commit]["message"],
+        tree={"sha": tree, "url": fake.repo_api(f"/git/trees/{tree}")},
+        parents=[{"sha": s, "url": fake.repo_api(f"/git/commits/{s}")} for s in fake.commits[commit]["parents"]],
+    )
+    return out
+
+
+def _write_content(fake: FakeGitHub, p: dict[str, str], b: Any, data: bytes | None) -> tuple[str, bool]:
+    """Commit one file change on a branch's tip as GitHub's contents API does: (commit, created)."""
+    branch = b.get("branch") or fake.default_branch
+    ref = f"refs/heads/{branch}"
+    if ref not in fake.refs:
+        raise _error(404, f"Branch {branch} not found")
+    path = p["path"].strip("/")
+    entries = dict(fake.trees[fake.commits[fake.refs[ref]]["tree"]])
+    current = entries.get(path)
+    if current is not None and "sha" not in b:
+        raise _error(422, 'Invalid request.\n\n"sha" wasn\'t supplied.')
+    if "sha" in b and b["sha"] != current:
+        if current is None and data is None:
+            raise _error(404, "Not Found")
+        raise _error(409, f"{path} does not match {b['sha']}")
+    if data is None:
+        del entries[path]
+    else:
+        blob = git_sha("blob", data)
+        fake.blobs[blob] = data
+        entries[path] = blob
+    commit = fake._store_commit(fake._store_tree(entries), [fake.refs[ref]], b["message"])
+    fake.refs[ref] = commit
+    return commit, current is None
+
+
+@route("PUT", R + "/contents/{path}")
+def _put_content(fake: FakeGitHub, account: Account, p: dict[str, str], q: dict[str, str], b: Any) -> _Result:
+    commit, created = _write_content(fake, p, b, base64.b64decode(b["content"]))
+    status = 201 if created else 200
+    out = _file_commit(fake, commit, p["path"].strip("/"), example(R + "/contents/{path}", "PUT", status))
+    return _Result(status, out)
+
+
+@route("DELETE", R + "/contents/{path}")
+def _delete_content(fake: FakeGitHub, account: Account, p: dict[str, str], q: dict[str, str], b: Any) -> _Result:
+    commit, _ = _write_content(fake, p, b, None)
+    return _Result(200, _file_commit(fake, commit, None, example(R + "/contents/{path}", "DELETE", 200)))
 
 
 def _commit_summary(fake: FakeGitHub, sha: str, template: dict[str, Any]) -> dict[str, Any]:
