@@ -511,6 +511,7 @@ class _Result:
 
 
 Handler = Callable[[FakeGitHub, Account, dict[str, str], dict[str, str], Any], _Result]
+_SLASHED = ("ref", "path", "basehead", "branch")  # path parameters that may contain '/'
 
 
 @dataclass
@@ -523,9 +524,7 @@ class _Route:
     def __post_init__(self) -> None:
         pattern = re.sub(
             r"\{(\w+)\}",
-            lambda m: (
-                f"(?P<{m.group(1)}>.+)" if m.group(1) in ("ref", "path", "basehead", "branch") else f"(?P<{m.group(1)}>[^/]+)"
-            ),
+            lambda m: f"(?P<{m.group(1)}>.+)" if m.group(1) in _SLASHED else f"(?P<{m.group(1)}>[^/]+)",
             self.template,
         )
         self.regex = re.compile(f"^{pattern}$")
