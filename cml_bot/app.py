@@ -170,8 +170,8 @@ def render_plots(
         return (), ()
     from cml_bot import plots  # matplotlib and pandas load only when there is something to draw
 
-    entries: list[PlotEntry] = []
-    images: list[Image] = []
+    entries: list[PlotEntry | None] = []
+    jobs: list[tuple[int, str, plots.PlotJob]] = []  # (entry index, title, job)
     for number, spec in enumerate(config.plots, start=1):
         title = spec.title or spec.path
         head_data = head.files.get(spec.path)
@@ -180,15 +180,17 @@ def render_plots(
             continue
         base_data = base.files.get(spec.path) if base is not None else None
         name = f"plot-{number:02d}-{plots.safe_name(title)}"
-        try:
-            rendered = plots.render_plot(spec, head_data, base_data, name, base_label=base_label)
-        except InputError as exc:
-            entries.append(PlotEntry(title, note=f"could not draw: {exc}"))
+        jobs.append((len(entries), title, plots.PlotJob(spec, head_data, base_data, name, base_label)))
+        entries.append(None)
+    images: list[Image] = []
+    for (index, title, job), rendered in zip(jobs, plots.render_all([j for _, _, j in jobs]), strict=True):
+        if isinstance(rendered, str):
+            entries[index] = PlotEntry(title, note=f"could not draw: {rendered}")
             continue
         images.extend(rendered)
-        note = None if base is None or base_data is not None else f"not in {base_label}: this change only"
-        entries.append(PlotEntry(title, tuple(image.name for image in rendered), note))
-    return tuple(entries), tuple(images)
+        note = None if base is None or job.base is not None else f"not in {base_label}: this change only"
+        entries[index] = PlotEntry(title, tuple(image.name for image in rendered), note)
+    return tuple(entry for entry in entries if entry is not None), tuple(images)
 
 
 # --- the run ------------------------------------------------------------------------------------

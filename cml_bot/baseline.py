@@ -14,6 +14,7 @@ main's moving tip. In order:
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -140,23 +141,29 @@ def resolve_baseline(
 
 
 def committed_results(config: Config, git: Git, sha: str) -> RunResults | None:
-    """Metrics, params and plot files as committed at ``sha``; None if no metrics file is there."""
-    metric_files = _files_at(git, sha, config.metrics)
+    """Metrics, params and plot files as committed at ``sha``; None if no metrics file is there.
+    All files come from one ``git cat-file --batch`` (plot data can be large)."""
+    contents = git.show_many(
+        sha, list(dict.fromkeys([*config.metrics, *config.params, *(p.path for p in config.plots)]))
+    )
+    folders = [f"{path}/metrics.json" for path in config.metrics if contents.get(path) is None]  # dvclive
+    contents.update(git.show_many(sha, folders))
+    metric_files = _parsed(config.metrics, contents)
     if not metric_files:
         return None
-    param_files = _files_at(git, sha, config.params)
-    files = {spec.path: data for spec in config.plots if (data := git.show(sha, spec.path)) is not None}
-    return RunResults(sha=sha, metrics=combine(metric_files), params=combine(param_files), files=files)
+    files = {spec.path: data for spec in config.plots if (data := contents.get(spec.path)) is not None}
+    return RunResults(
+        sha=sha, metrics=combine(metric_files), params=combine(_parsed(config.params, contents)), files=files
+    )
 
 
-def _files_at(git: Git, sha: str, paths: tuple[str, ...]) -> list[tuple[str, dict[str, Value]]]:
+def _parsed(paths: Sequence[str], contents: Mapping[str, bytes | None]) -> list[tuple[str, dict[str, Value]]]:
     found = []
     for path in paths:
-        data = git.show(sha, path)
-        name = path
-        if data is not None and data.startswith(b"tree "):  # a dvclive folder
+        name, data = path, contents.get(path)
+        if data is None:  # a dvclive output folder
             name = f"{path}/metrics.json"
-            data = git.show(sha, name)
+            data = contents.get(name)
         if data is not None:
             found.append((path, parse_values(data, name)))
     return found

@@ -13,12 +13,12 @@ from pathlib import Path
 
 from cml_bot.errors import CmlBotError
 
-Runner = Callable[[Sequence[str], Path], "subprocess.CompletedProcess[bytes]"]
+Runner = Callable[[Sequence[str], Path, bytes | None], "subprocess.CompletedProcess[bytes]"]
 
 
-def run_git(args: Sequence[str], cwd: Path) -> subprocess.CompletedProcess[bytes]:
+def run_git(args: Sequence[str], cwd: Path, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     try:
-        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=False)
+        return subprocess.run(["git", *args], cwd=cwd, input=stdin, capture_output=True, check=False)
     except FileNotFoundError:
         raise CmlBotError("git is not installed or not on PATH") from None
 
@@ -29,7 +29,7 @@ class Git:
     runner: Runner = run_git
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[bytes]:
-        return self.runner(args, self.root)
+        return self.runner(args, self.root, None)
 
     def _out(self, *args: str) -> str | None:
         result = self._run(*args)
@@ -69,6 +69,32 @@ class Git:
         """Tracked file paths at ``revision``, or in the index when None."""
         out = self._out("ls-files") if revision is None else self._out("ls-tree", "-r", "--name-only", revision)
         return out.splitlines() if out else []
+
+    def show_many(self, revision: str, paths: Sequence[str]) -> dict[str, bytes | None]:
+        """The contents of several files at ``revision`` from one ``git cat-file --batch``."""
+        if not paths:
+            return {}
+        request = "".join(f"{revision}:{path}\n" for path in paths).encode("utf-8")
+        result = self.runner(["cat-file", "--batch"], self.root, request)
+        found: dict[str, bytes | None] = {}
+        out, offset = result.stdout, 0
+        for path in paths:
+            end = out.find(b"\n", offset)
+            if end < 0:
+                found[path] = None
+                continue
+            header = out[offset:end].split()
+            offset = end + 1
+            if len(header) == 3 and header[1] == b"blob":
+                size = int(header[2])
+                found[path] = out[offset : offset + size]
+                offset += size + 1
+            elif len(header) == 3:  # a tree or another object: skip its body
+                offset += int(header[2]) + 1
+                found[path] = None
+            else:  # "<name> missing"
+                found[path] = None
+        return found
 
     def is_shallow(self) -> bool:
         return self._out("rev-parse", "--is-shallow-repository") == "true"
