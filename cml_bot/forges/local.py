@@ -14,6 +14,7 @@ from cml_bot.results import atomic_write
 
 REPORT_FILE = "report.md"
 PREVIEW_FILE = "index.html"
+PREVIEW_LIMIT = 2_000_000  # characters of markdown rendered into the HTML preview
 
 
 class LocalForge:
@@ -35,6 +36,12 @@ class LocalForge:
         report = self.folder / REPORT_FILE
         created = not report.exists()
         atomic_write(report, body.encode("utf-8"))
+        if len(body) > PREVIEW_LIMIT:
+            # Rendering megabytes of tables takes tens of seconds and no browser shows them well.
+            body = (
+                f"{marker}\n_The report is {len(body):,} characters, too large to preview here: "
+                f"open {REPORT_FILE} instead._\n"
+            )
         atomic_write(self.folder / PREVIEW_FILE, render_html(body, self.title).encode("utf-8"))
         return Publication(comment_url=str(report), created=created)
 
