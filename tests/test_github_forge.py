@@ -327,39 +327,78 @@ def test_images_go_to_an_orphan_assets_branch_with_pinned_urls(fake_github: Fake
     assert fake_github.requests("POST", "/git/refs$") == [("POST", "/repos/Codertocat/Hello-World/git/refs", 201)]
 
 
-def test_images_append_to_the_branch_and_skip_identical_blobs(fake_github: FakeGitHub, sleeps: Sleeps) -> None:
+def test_images_append_to_the_branch_one_request_per_new_image(fake_github: FakeGitHub, sleeps: Sleeps) -> None:
     forge = make_forge(fake_github, sleeps)
     first = forge.upload_images([Image("a.png", PNG_A)])
     first_commit = fake_github.refs["refs/heads/cml-bot-assets"]
+    served = len(fake_github.log)
     again = forge.upload_images([Image("a.png", PNG_A)])
-    assert again == first  # already there: no blob, no commit
-    assert len(fake_github.requests("POST", "/git/blobs")) == 1
-    assert len(fake_github.requests("POST", "/git/commits")) == 1
+    assert again == first  # already there, and the branch is not read twice in one run
+    assert len(fake_github.log) == served
 
     environ = github_env(fake_github)
     other = github_forge(detect(environ), environ, head_sha="f" * 40, change_number=2, sleep=sleeps)
     urls = other.upload_images([Image("a.png", PNG_A), Image("b.png", PNG_B)])
     head = fake_github.refs["refs/heads/cml-bot-assets"]
-    assert fake_github.commits[head]["parents"] == [first_commit]
-    assert set(fake_github.commit_files(head)) == {"pr-2/ec26c3e/a.png", "pr-2/fffffff/a.png", "pr-2/fffffff/b.png"}
-    assert len(fake_github.requests("POST", "/git/blobs")) == 2  # only b.png: a.png's blob is reused
-    assert urls["b.png"].endswith(f"/raw/{head}/pr-2/fffffff/b.png")
-    assert fake_github.requests("PATCH", "/git/refs/heads/cml-bot-assets$")
-    assert git_sha("blob", PNG_B) in fake_github.blobs
+    assert [(m, re.sub(r"\?.*", "", path)) for m, path, _ in fake_github.log[served:]] == [
+        ("GET", "/repos/Codertocat/Hello-World/branches/cml-bot-assets"),
+        ("GET", f"/repos/Codertocat/Hello-World/git/trees/{fake_github.commits[first_commit]['tree']}"),
+        ("PUT", "/repos/Codertocat/Hello-World/contents/pr-2/fffffff/a.png"),
+        ("PUT", "/repos/Codertocat/Hello-World/contents/pr-2/fffffff/b.png"),
+    ]
+    middle = fake_github.commits[head]["parents"][0]
+    assert fake_github.commits[middle]["parents"] == [first_commit]
+    assert fake_github.commit_files(head) == {
+        "pr-2/ec26c3e/a.png": PNG_A,
+        "pr-2/fffffff/a.png": PNG_A,
+        "pr-2/fffffff/b.png": PNG_B,
+    }
+    assert urls == {  # each pinned to a commit holding it
+        "a.png": f"https://github.com/Codertocat/Hello-World/raw/{middle}/pr-2/fffffff/a.png",
+        "b.png": f"https://github.com/Codertocat/Hello-World/raw/{head}/pr-2/fffffff/b.png",
+    }
 
 
-def test_non_fast_forward_is_retried_on_the_new_tip(fake_github: FakeGitHub, sleeps: Sleeps) -> None:
+def test_a_concurrent_push_elsewhere_on_the_branch_does_not_conflict(fake_github: FakeGitHub, sleeps: Sleeps) -> None:
     fake_github.push_commit("cml-bot-assets", {"pr-1/abcdef0/x.png": b"x"})
 
     def concurrent_push(fake: FakeGitHub) -> None:
         fake.push_commit("cml-bot-assets", {"pr-3/1234567/y.png": b"y"})
 
-    fake_github.fail("PATCH", "/git/refs/", "before", callback=concurrent_push)
+    fake_github.fail("PUT", "/contents/", "before", callback=concurrent_push)
     urls = make_forge(fake_github, sleeps).upload_images([Image("a.png", PNG_A)])
-    statuses = [status for _, _, status in fake_github.requests("PATCH", "/git/refs/")]
-    assert statuses == [422, 200]
+    assert [status for _, _, status in fake_github.requests("PUT")] == [201]
     head = fake_github.refs["refs/heads/cml-bot-assets"]
     assert set(fake_github.commit_files(head)) == {"pr-1/abcdef0/x.png", "pr-3/1234567/y.png", "pr-2/ec26c3e/a.png"}
+    assert urls["a.png"].endswith(f"/raw/{head}/pr-2/ec26c3e/a.png")
+
+
+@pytest.mark.parametrize("same_bytes", [True, False])
+def test_a_concurrent_run_writing_the_same_image_is_read_again(
+    fake_github: FakeGitHub, sleeps: Sleeps, same_bytes: bool
+) -> None:
+    fake_github.push_commit("cml-bot-assets", {"pr-1/abcdef0/x.png": b"x"})
+
+    def other_run(fake: FakeGitHub) -> None:  # a rerun of the same commit got there first
+        fake.push_commit("cml-bot-assets", {"pr-2/ec26c3e/a.png": PNG_A if same_bytes else PNG_B})
+
+    fake_github.fail("PUT", "/contents/", "before", callback=other_run)
+    urls = make_forge(fake_github, sleeps).upload_images([Image("a.png", PNG_A)])
+    head = fake_github.refs["refs/heads/cml-bot-assets"]
+    assert fake_github.commit_files(head)["pr-2/ec26c3e/a.png"] == PNG_A
+    assert urls["a.png"].endswith(f"/raw/{head}/pr-2/ec26c3e/a.png")
+    # 422: the file exists and no sha was given; read again, then nothing to do or an update with its sha
+    assert [status for _, _, status in fake_github.requests("PUT")] == ([422] if same_bytes else [422, 200])
+    assert len(fake_github.requests("GET", "/branches/")) == 2
+
+
+def test_drop_after_a_put_is_not_written_twice(fake_github: FakeGitHub, sleeps: Sleeps) -> None:
+    fake_github.push_commit("cml-bot-assets", {"pr-1/abcdef0/x.png": b"x"})
+    fake_github.fail("PUT", "/contents/", "drop-after")  # stored, but the answer was lost
+    urls = make_forge(fake_github, sleeps).upload_images([Image("a.png", PNG_A)])
+    head = fake_github.refs["refs/heads/cml-bot-assets"]
+    assert [status for _, _, status in fake_github.requests("PUT")] == ["drop", 422]
+    assert fake_github.commits[fake_github.commits[head]["parents"][0]]["parents"] == []  # one commit added
     assert urls["a.png"].endswith(f"/raw/{head}/pr-2/ec26c3e/a.png")
 
 

@@ -161,6 +161,15 @@ class _Comment:
     url: str
 
 
+@dataclass(frozen=True)
+class _Branch:
+    """A branch tip: its commit, its tree and every file in it (path -> blob sha)."""
+
+    commit: str
+    tree: str
+    files: Mapping[str, str]
+
+
 @dataclass
 class GitHubForge:
     """The :class:`~cml_bot.forges.base.Forge` for GitHub pull requests."""
@@ -178,6 +187,8 @@ class GitHubForge:
     _login: str | None = field(init=False, default=None, repr=False)
     _login_known: bool = field(init=False, default=False, repr=False)
     _number_known: bool = field(init=False, default=False, repr=False)
+    _assets: _Branch | None = field(init=False, default=None, repr=False)
+    _assets_known: bool = field(init=False, default=False, repr=False)
 
     def __post_init__(self) -> None:
         self.api_url = self.api_url.rstrip("/")
@@ -420,18 +431,136 @@ class GitHubForge:
         quoted = urllib.parse.quote(path)
         return f"{self.server_url}/{self.repo}/raw/{commit}/{quoted}"
 
-    def _ref_path(self, kind: str) -> str:
-        # PyGithub does not encode '/' in refs; GitHub accepts both spellings.
-        return f"{self._repo_path}/git/{kind}/heads/{urllib.parse.quote(self.assets_branch)}"
-
-    def _read_ref(self) -> str | None:
+    def _assets_tip(self, *, refresh: bool = False) -> _Branch | None:
+        """The assets branch's tip and files, read once per run (branch, then its recursive tree);
+        None when the branch does not exist yet. Writes of this run keep it current."""
+        if self._assets_known and not refresh:
+            return self._assets
+        branch = urllib.parse.quote(self.assets_branch)
         try:
-            data = self._request("GET", self._ref_path("ref"))
+            data = self._request("GET", f"{self._repo_path}/branches/{branch}")
         except GitHubApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return str(data["object"]["sha"])
+            if exc.status != 404:
+                raise
+            tip = None
+        else:
+            commit = str(data["commit"]["sha"])
+            tree_sha = str(data["commit"]["commit"]["tree"]["sha"])
+            tree = self._request("GET", f"{self._repo_path}/git/trees/{tree_sha}", parameters={"recursive": 1})
+            if tree.get("truncated"):
+                logger.warning("GitHub: the tree of %s is truncated; some files may be uploaded again", branch)
+            files = {str(e["path"]): str(e["sha"]) for e in tree.get("tree", []) if e.get("type") == "blob"}
+            tip = _Branch(commit, tree_sha, files)
+        self._assets, self._assets_known = tip, True
+        return tip
+
+    def _write_assets(self, files: Mapping[str, bytes], message: str, remove: Sequence[str] = ()) -> dict[str, str]:
+        """Put ``files`` (path -> bytes) on the assets branch and delete the paths in ``remove``;
+        returns path -> a commit of the branch that holds it (for pinned URLs).
+
+        Files already there with the same bytes cost nothing. On an existing branch each changed
+        file is one contents API request (one commit, made on the branch tip by GitHub itself);
+        a missing branch is created as an orphan through the Git Data API. When another writer got
+        in between (409/422), the branch is read again and only what is still missing is written.
+        """
+        shas = {path: git_blob_sha(data) for path, data in files.items()}
+        pinned: dict[str, str] = {}
+        for attempt in range(1, MAX_REF_ATTEMPTS + 1):
+            tip = self._assets_tip(refresh=attempt > 1)
+            if tip is None:
+                commit = self._create_assets_branch(files, shas, message)
+                if commit is not None:
+                    return {path: commit for path in files}
+                continue
+            for path in files:
+                if tip.files.get(path) == shas[path]:
+                    pinned.setdefault(path, tip.commit)
+            try:
+                for path in files:
+                    if path not in pinned:
+                        pinned[path] = self._put_file(path, files[path], shas[path], tip.files.get(path), message)
+                for path in remove:
+                    if path in tip.files:
+                        self._delete_file(path, tip.files[path], message)
+            except GitHubApiError as exc:
+                if exc.status not in (409, 422):
+                    raise
+                logger.info("GitHub: %s changed meanwhile (attempt %d), reading it again", self.assets_branch, attempt)
+                continue
+            return pinned
+        raise ForgeError(
+            f"GitHub: could not update branch {self.assets_branch} after {MAX_REF_ATTEMPTS} attempts (it kept moving)"
+        )
+
+    def _contents_path(self, path: str) -> str:
+        return f"{self._repo_path}/contents/{urllib.parse.quote(path)}"
+
+    def _put_file(self, path: str, data: bytes, sha: str, current: str | None, message: str) -> str:
+        body: dict[str, Any] = {
+            "message": message,
+            "content": base64.b64encode(data).decode("ascii"),
+            "branch": self.assets_branch,
+        }
+        if current is not None:
+            body["sha"] = current
+        answer = self._request("PUT", self._contents_path(path), body=body)
+        if answer.get("content", {}).get("sha") != sha:
+            raise ForgeError(f"GitHub: {path} was stored as {answer.get('content', {}).get('sha')}, not {sha}")
+        return self._moved(answer, path, sha)
+
+    def _delete_file(self, path: str, current: str, message: str) -> None:
+        body = {"message": message, "sha": current, "branch": self.assets_branch}
+        try:
+            answer = self._request("DELETE", self._contents_path(path), body=body)
+        except GitHubApiError as exc:
+            if exc.status != 404:  # already gone
+                raise
+            return
+        self._moved(answer, path, None)
+
+    def _moved(self, answer: Any, path: str, sha: str | None) -> str:
+        """Keep the cached tip current after a contents API write; returns the new commit."""
+        commit = str(answer["commit"]["sha"])
+        tip = self._assets
+        if tip is not None:
+            files = dict(tip.files)
+            if sha is None:
+                files.pop(path, None)
+            else:
+                files[path] = sha
+            self._assets = _Branch(commit, str(answer["commit"]["tree"]["sha"]), files)
+        return commit
+
+    def _create_assets_branch(self, files: Mapping[str, bytes], shas: Mapping[str, str], message: str) -> str | None:
+        """Create the assets branch as an orphan commit holding ``files``; None when another run
+        created it first (GitHub answers 422: the caller reads the branch and writes on top)."""
+        for blob_sha, data in {shas[path]: data for path, data in files.items()}.items():
+            content = base64.b64encode(data).decode("ascii")
+            blob = self._request(
+                "POST", f"{self._repo_path}/git/blobs", body={"content": content, "encoding": "base64"}
+            )
+            if blob.get("sha") != blob_sha:
+                raise ForgeError(f"GitHub: blob {blob.get('sha')} uploaded for {blob_sha}")
+        entries = [{"path": p, "mode": "100644", "type": "blob", "sha": shas[p]} for p in files]
+        tree = str(self._request("POST", f"{self._repo_path}/git/trees", body={"tree": entries})["sha"])
+        commit = self._request(
+            "POST", f"{self._repo_path}/git/commits", body={"message": message, "tree": tree, "parents": []}
+        )
+        commit_sha = str(commit["sha"])
+        try:
+            self._request(
+                "POST",
+                f"{self._repo_path}/git/refs",
+                body={"ref": f"refs/heads/{self.assets_branch}", "sha": commit_sha},
+            )
+        except GitHubApiError as exc:
+            if exc.status != 422:
+                raise
+            logger.info("GitHub: %s was created meanwhile by another run", self.assets_branch)
+            return None
+        logger.info("GitHub: created the orphan branch %s", self.assets_branch)
+        self._assets, self._assets_known = _Branch(commit_sha, tree, dict(shas)), True
+        return commit_sha
 
     def upload_images(self, images: Sequence[Image]) -> Mapping[str, str]:
         if not images:
@@ -440,70 +569,12 @@ class GitHubForge:
             if len(image.data) > MAX_IMAGE_BYTES:
                 raise ForgeError(f"GitHub: image {image.name} is {len(image.data)} bytes, over {MAX_IMAGE_BYTES}")
         folder = self._folder()
-        wanted = {f"{folder}/{image.name}": image.data for image in images}
-        names = {f"{folder}/{image.name}": image.name for image in images}
-        shas = {path: git_blob_sha(data) for path, data in wanted.items()}
-        uploaded: set[str] = set()
-        for attempt in range(1, MAX_REF_ATTEMPTS + 1):
-            head = self._read_ref()
-            existing: dict[str, str] = {}
-            base_tree: str | None = None
-            if head is not None:
-                base_tree = str(self._request("GET", f"{self._repo_path}/git/commits/{head}")["tree"]["sha"])
-                tree = self._request("GET", f"{self._repo_path}/git/trees/{base_tree}", parameters={"recursive": 1})
-                existing = {str(e["path"]): str(e["sha"]) for e in tree.get("tree", []) if e.get("type") == "blob"}
-            missing = [path for path in wanted if existing.get(path) != shas[path]]
-            if head is not None and not missing:
-                logger.info("GitHub: all %d image(s) already on %s", len(wanted), self.assets_branch)
-                return {names[p]: self._raw_url(head, p) for p in wanted}
-            known_blobs = set(existing.values()) | uploaded
-            for path in missing:
-                if shas[path] in known_blobs:
-                    continue
-                content = base64.b64encode(wanted[path]).decode("ascii")
-                blob = self._request(
-                    "POST", f"{self._repo_path}/git/blobs", body={"content": content, "encoding": "base64"}
-                )
-                if blob.get("sha") != shas[path]:
-                    raise ForgeError(f"GitHub: blob for {path} is {blob.get('sha')}, not {shas[path]}")
-                uploaded.add(shas[path])
-                known_blobs.add(shas[path])
-            tree_body: dict[str, Any] = {
-                "tree": [{"path": p, "mode": "100644", "type": "blob", "sha": shas[p]} for p in missing]
-            }
-            if base_tree is not None:
-                tree_body["base_tree"] = base_tree
-            new_tree = self._request("POST", f"{self._repo_path}/git/trees", body=tree_body)
-            commit = self._request(
-                "POST",
-                f"{self._repo_path}/git/commits",
-                body={
-                    "message": f"cml-bot: {len(missing)} image(s) for {folder}",
-                    "tree": new_tree["sha"],
-                    "parents": [head] if head is not None else [],
-                },
-            )
-            commit_sha = str(commit["sha"])
-            try:
-                if head is None:
-                    self._request(
-                        "POST",
-                        f"{self._repo_path}/git/refs",
-                        body={"ref": f"refs/heads/{self.assets_branch}", "sha": commit_sha},
-                    )
-                    logger.info("GitHub: created the orphan branch %s", self.assets_branch)
-                else:
-                    self._request("PATCH", self._ref_path("refs"), body={"sha": commit_sha, "force": False})
-            except GitHubApiError as exc:
-                if exc.status != 422:
-                    raise
-                logger.info("GitHub: %s moved meanwhile (attempt %d), committing again", self.assets_branch, attempt)
-                continue
-            logger.info("GitHub: committed %d image(s) to %s at %s", len(missing), self.assets_branch, commit_sha[:7])
-            return {names[p]: self._raw_url(commit_sha, p) for p in wanted}
-        raise ForgeError(
-            f"GitHub: could not update branch {self.assets_branch} after {MAX_REF_ATTEMPTS} attempts (it kept moving)"
-        )
+        files = {f"{folder}/{image.name}": image.data for image in images}
+        pinned = self._write_assets(files, f"cml-bot: images for {folder}")
+        logger.info("GitHub: %d image(s) on %s", len(files), self.assets_branch)
+        return {
+            image.name: self._raw_url(pinned[f"{folder}/{image.name}"], f"{folder}/{image.name}") for image in images
+        }
 
     # -- status ----------------------------------------------------------------------------
 
