@@ -156,10 +156,14 @@ def collect_results(config: Config, sha: str | None, missing_ok: bool) -> RunRes
     metrics = read_all(config.root, config.metrics, missing_ok=missing_ok)
     params = read_all(config.root, config.params, missing_ok=True)
     files = {}
+    root = config.root.resolve()
     for spec in config.plots:
         path = config.root / spec.path
-        if path.is_file():
-            files[spec.path] = path.read_bytes()
+        if not path.is_file():
+            continue
+        if not path.resolve().is_relative_to(root):  # a symlink committed by a PR
+            raise InputError(f"{spec.path}: points outside the repository (symlink); refusing to read it")
+        files[spec.path] = path.read_bytes()
     return RunResults(sha=sha, metrics=metrics, params=params, files=files)
 
 
