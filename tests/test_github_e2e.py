@@ -90,12 +90,18 @@ def test_first_post_then_update_in_place(fake_github: FakeGitHub, repo: GitRepo,
     body = comment["body"]
     assert body.count(MARKER) == 1 and "0.85" in body
     assert comment["login"] == "cml-bot-user"
-    # the plot lives on the assets branch, linked by a commit-pinned raw URL
+    # the plot lives on the assets branch, linked by a commit-pinned raw URL; beside it, the hint
+    # naming the comment for the next run
     assets = fake_github.refs["refs/heads/cml-bot-assets"]
     files = fake_github.commit_files(assets)
-    assert files and all(path.startswith("pr-2/ec26c3e/") for path in files)
-    for path in files:
-        assert f"](https://github.com/Codertocat/Hello-World/raw/{assets}/{path})" in body
+    plots = {path for path in files if path.startswith("pr-2/ec26c3e/")}
+    [hint] = set(files) - plots
+    assert plots and re.fullmatch(rf"pr-2/\.comment-[0-9a-f]{{12}}-{comment['id']}", hint)
+    for path in plots:
+        [pinned] = re.findall(
+            rf"\]\(https://github.com/Codertocat/Hello-World/raw/(\w{{40}})/{re.escape(path)}\)", body
+        )
+        assert fake_github.commit_files(pinned)[path] == files[path]
     url = f"https://github.com/Codertocat/Hello-World/pull/2#issuecomment-{comment['id']}"
     assert f"comment posted: {url}" in out
     assert f"::add-mask::{TOKEN}" in out  # the only place the token may appear: the mask command
@@ -109,6 +115,7 @@ def test_first_post_then_update_in_place(fake_github: FakeGitHub, repo: GitRepo,
 
     repo.write("metrics.json", {"accuracy": 0.70})
     repo.commit("feature: a worse model")
+    first_run = len(fake_github.log)
     code, out, err = cli(["report", "--base", "main", "--fail-on-regression"], env, repo)
 
     assert code == 1, out + err
@@ -120,7 +127,15 @@ def test_first_post_then_update_in_place(fake_github: FakeGitHub, repo: GitRepo,
     assert len(fake_github.requests("POST", r"/issues/2/comments$")) == 1
     # same head sha and an identical plot: nothing uploaded again, the pinned URLs still hold
     assert fake_github.refs["refs/heads/cml-bot-assets"] == assets
-    assert len(fake_github.requests("POST", "/git/blobs")) == len(files)
+    assert len(fake_github.requests("POST", "/git/blobs")) == len(plots)
+    # the comment was found through the hint: fetched by id, no listing, no GET /user
+    second = [
+        (method, path) for method, path, _ in fake_github.log[first_run:] if "/comments" in path or path == "/user"
+    ]
+    assert second == [
+        ("GET", f"/repos/Codertocat/Hello-World/issues/comments/{comment['id']}"),
+        ("PATCH", f"/repos/Codertocat/Hello-World/issues/comments/{comment['id']}"),
+    ]
     leaks = out.replace(f"::add-mask::{TOKEN}", "") + err + everything_written(repo.root, tmp_path)
     assert TOKEN not in leaks
 
@@ -170,11 +185,11 @@ def test_fork_pull_request_saves_a_bundle_then_publish_posts_it(
     assert comment["body"].count(MARKER) == 1
     assert not re.search(r"(?<!\\)<img", comment["body"]) and "@octocat" not in comment["body"]
     assert "\\<img src=x onerror=alert(1)\\> &#64;octocat" in comment["body"]
-    assets = fake_github.refs["refs/heads/cml-bot-assets"]
     images = re.findall(
-        rf"\]\(https://github.com/Codertocat/Hello-World/raw/{assets}/pr-2/ec26c3e/([\w.-]+\.png)\)", comment["body"]
+        r"\]\(https://github.com/Codertocat/Hello-World/raw/(\w{40})/(pr-2/ec26c3e/[\w.-]+\.png)\)", comment["body"]
     )
     assert images  # the plots were drawn again from the bundle's data by the trusted side
+    assert all(path in fake_github.commit_files(commit) for commit, path in images)
     assert [(s["sha"], s["state"]) for s in fake_github.statuses] == [(HEAD_SHA, "success")]
     assert "comment posted" in out
     leaks = out.replace(f"::add-mask::{TOKEN}", "") + err + everything_written(repo.root, tmp_path)

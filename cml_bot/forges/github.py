@@ -21,9 +21,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import re
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -47,6 +48,8 @@ MAX_REF_ATTEMPTS = 5
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 60.0
 MAX_IMAGE_BYTES = 25 * 1024 * 1024  # plots are small; a bundle from a fork is untrusted input
+HINT_NAME = ".comment-"  # pr-<n>/.comment-<marker key>-<comment id> on the assets branch
+_DIGITS = re.compile(r"[0-9]{1,20}")
 
 _STATES = {
     Verdict.PASS: "success",
@@ -305,9 +308,11 @@ class GitHubForge:
             )
         return self._login
 
-    def _is_mine(self, comment: _Comment, marker: str) -> bool:
+    def _is_mine(self, comment: _Comment, marker: str, ours: Collection[int] = ()) -> bool:
         if marker not in comment.body:
             return False
+        if comment.id in ours:  # posted by this run: no need to ask who we are
+            return True
         login = self._me()
         if login is not None:
             return comment.login == login
@@ -333,8 +338,8 @@ class GitHubForge:
         comments = self._call(f"GET {self._repo_path}/issues/{number}/comments", fetch)
         return sorted(comments, key=lambda c: c.id)
 
-    def _mine(self, number: int, marker: str) -> list[_Comment]:
-        return [c for c in self._list_comments(number) if self._is_mine(c, marker)]
+    def _mine(self, number: int, marker: str, ours: Collection[int] = ()) -> list[_Comment]:
+        return [c for c in self._list_comments(number) if self._is_mine(c, marker, ours)]
 
     def _edit(self, comment: _Comment, body: str) -> None:
         if comment.body == body:
@@ -362,14 +367,7 @@ class GitHubForge:
                 data = self._request(
                     "POST", f"{self._repo_path}/issues/{number}/comments", body={"body": body}, retry=False
                 )
-                return _Comment(
-                    id=int(data["id"]),
-                    body=str(data.get("body") or ""),
-                    login=str(data.get("user", {}).get("login", "")),
-                    user_type=str(data.get("user", {}).get("type", "")),
-                    html_url=str(data["html_url"]),
-                    url=str(data["url"]),
-                )
+                return _comment_from(data)
             except GitHubApiError as exc:
                 if exc.delay is None or attempt >= MAX_ATTEMPTS:
                     raise
@@ -391,6 +389,11 @@ class GitHubForge:
             logger.info("GitHub: no pull request for %s; the report goes to the job summary only", self.head_sha[:7])
             return Publication(None, False)
         mode = CommentMode(mode)
+        if mode is CommentMode.UPDATE:
+            hinted = self._hinted(number, marker)
+            if hinted is not None and self._edit_hinted(hinted, body):
+                logger.info("GitHub: updated comment %d on PR #%d (named on %s)", hinted.id, number, self.assets_branch)
+                return Publication(hinted.html_url, False)
         mine = self._mine(number, marker)
         if mode is CommentMode.UPDATE and mine:
             keep = mine[0]
@@ -398,6 +401,7 @@ class GitHubForge:
             for extra in mine[1:]:
                 self._delete(extra)
             logger.info("GitHub: updated comment %d on PR #%d", keep.id, number)
+            self._remember(number, marker, keep)
             return Publication(keep.html_url, False)
         if mode is CommentMode.RECREATE:
             for old in mine:
@@ -406,19 +410,112 @@ class GitHubForge:
         logger.info("GitHub: posted comment %d on PR #%d", created.id, number)
         if mode is CommentMode.NEW:
             return Publication(created.html_url, True)
-        return self._settle_race(number, marker, created)
+        survivor = self._settle_race(number, marker, created)
+        self._remember(number, marker, survivor)
+        return Publication(survivor.html_url, survivor.id == created.id)
 
-    def _settle_race(self, number: int, marker: str, created: _Comment) -> Publication:
-        """Two runs may both have created a comment: keep the oldest with the newest body."""
-        mine = self._mine(number, marker)
+    def _settle_race(self, number: int, marker: str, created: _Comment) -> _Comment:
+        """Two runs may both have created a comment: keep the oldest with the newest body.
+
+        Every run lists after posting, so the later poster sees the earlier one's comment and all
+        runs agree on the survivor (the oldest). Returns it.
+        """
+        mine = self._mine(number, marker, ours={created.id})
         if len(mine) <= 1:
-            return Publication(created.html_url, True)
+            return mine[0] if mine else created
         keep, newest = mine[0], mine[-1]
         logger.info("GitHub: %d comments carry the marker on PR #%d; keeping %d", len(mine), number, keep.id)
         self._edit(keep, newest.body)
         for extra in mine[1:]:
             self._delete(extra)
-        return Publication(keep.html_url, keep.id == created.id)
+        return keep
+
+    # -- where the comment is: a hint on the assets branch ---------------------------------
+
+    def _hint_prefix(self, number: int, marker: str) -> str:
+        key = hashlib.sha1(marker.encode("utf-8"), usedforsecurity=False).hexdigest()[:12]
+        return f"pr-{number}/{HINT_NAME}{key}-"
+
+    def _hints(self, number: int, marker: str) -> dict[str, str]:
+        """The hint files for this PR and marker on the assets branch (path -> blob sha)."""
+        tip = self._assets_tip()
+        if tip is None:
+            return {}
+        prefix = self._hint_prefix(number, marker)
+        return {
+            path: blob
+            for path, blob in tip.files.items()
+            if path.startswith(prefix) and _DIGITS.fullmatch(path[len(prefix) :])
+        }
+
+    def _hinted(self, number: int, marker: str) -> _Comment | None:
+        """The comment the assets branch names, when it still is this report's comment on this PR."""
+        try:
+            hints = self._hints(number, marker)
+        except ForgeError as exc:
+            logger.info("GitHub: %s unreadable (%s); looking through the comments", self.assets_branch, exc)
+            return None
+        if len(hints) != 1:
+            if hints:
+                logger.info("GitHub: %d hints for one comment on %s; ignored", len(hints), self.assets_branch)
+            return None
+        [(path, blob)] = hints.items()
+        cid = int(path.rsplit("-", 1)[1])
+        try:
+            data = self._request("GET", f"{self._repo_path}/issues/comments/{cid}")
+        except ReadOnlyTokenError:
+            return None
+        except GitHubApiError as exc:
+            if exc.status not in (404, 410):
+                raise
+            logger.info(
+                "GitHub: comment %d (named on %s) is gone; looking through the comments", cid, self.assets_branch
+            )
+            return None
+        comment = _comment_from(data)
+        if not (
+            str(data.get("issue_url", "")).endswith(f"/issues/{number}")
+            and marker in (line.strip() for line in comment.body.splitlines())
+            and blob == git_blob_sha(_hint_content(cid, comment.login))
+        ):
+            logger.info(
+                "GitHub: comment %d (named on %s) is not this report's; looking through the comments",
+                cid,
+                self.assets_branch,
+            )
+            return None
+        return comment
+
+    def _edit_hinted(self, comment: _Comment, body: str) -> bool:
+        """Edit the hinted comment; False when it vanished or may not be edited (the scan decides)."""
+        try:
+            self._edit(comment, body)
+        except ReadOnlyTokenError:
+            return False
+        except GitHubApiError as exc:
+            if exc.status not in (404, 410):
+                raise
+            return False
+        return True
+
+    def _remember(self, number: int, marker: str, comment: _Comment) -> None:
+        """Name ``comment`` on the assets branch (only when that changes), for the next run's fast path.
+
+        Best effort: the comment is posted already, and a missing or wrong hint only costs the next
+        run a full look through the comments.
+        """
+        content = _hint_content(comment.id, comment.login)
+        path = f"{self._hint_prefix(number, marker)}{comment.id}"
+        try:
+            hints = self._hints(number, marker)
+            if hints == {path: git_blob_sha(content)}:
+                return
+            stale = [other for other in hints if other != path]
+            self._write_assets({path: content}, f"cml-bot: the report on PR #{number} is comment {comment.id}", stale)
+        except ForgeError as exc:
+            logger.info("GitHub: could not name comment %d on %s: %s", comment.id, self.assets_branch, exc)
+            return
+        logger.info("GitHub: named comment %d on %s", comment.id, self.assets_branch)
 
     # -- images ----------------------------------------------------------------------------
 
@@ -591,6 +688,23 @@ class GitHubForge:
             body["target_url"] = target_url
         self._request("POST", f"{self._repo_path}/statuses/{self.head_sha}", body=body)
         logger.info("GitHub: status %s on %s", body["state"], self.head_sha[:7])
+
+
+def _comment_from(data: Any) -> _Comment:
+    user = data.get("user") or {}
+    return _Comment(
+        id=int(data["id"]),
+        body=str(data.get("body") or ""),
+        login=str(user.get("login", "")),
+        user_type=str(user.get("type", "")),
+        html_url=str(data["html_url"]),
+        url=str(data["url"]),
+    )
+
+
+def _hint_content(comment_id: int, login: str) -> bytes:
+    """What a hint file holds: the comment and its author (checked through the blob sha)."""
+    return f"cml-bot comment {comment_id} by {login}\n".encode()
 
 
 def _message(exc: GithubException) -> str:
