@@ -209,6 +209,188 @@ def test_github_enterprise_api_prefix(sleeps: Sleeps) -> None:
     assert fake.violations == []
 
 
+# -- the hint: the assets branch names the comment -----------------------------------------
+
+
+def hints(fake: FakeGitHub) -> dict[str, bytes]:
+    ref = "refs/heads/cml-bot-assets"
+    if ref not in fake.refs:
+        return {}
+    return {path: data for path, data in fake.commit_files("cml-bot-assets").items() if "/.comment-" in path}
+
+
+def hint_path(fake: FakeGitHub) -> str:
+    [path] = hints(fake)
+    return path
+
+
+def comment_requests(fake: FakeGitHub, since: int) -> list[tuple[str, str]]:
+    return [(m, path) for m, path, _ in fake.log[since:] if "/comments" in path or path == "/user"]
+
+
+def test_first_post_names_the_comment_on_the_assets_branch(fake_github: FakeGitHub, sleeps: Sleeps) -> None:
+    make_forge(fake_github, sleeps).upsert_comment(body("first"), MARKER, CommentMode.UPDATE)
+    [comment] = fake_github.comments_on(2)
+    assert hints(fake_github) == {hint_path(fake_github): f"cml-bot comment {comment['id']} by cml-bot-user\n".encode()}
+    assert re.fullmatch(rf"pr-2/\.comment-[0-9a-f]{{12}}-{comment['id']}", hint_path(fake_github))
+    assert not fake_github.requests("GET", "^/user$")  # our own new comment needs no "who am I"
+
+
+def test_update_uses_the_hint_two_requests_among_300_comments(fake_github: FakeGitHub, sleeps: Sleeps) -> None:
+    make_forge(fake_github, sleeps).upsert_comment(body("first"), MARKER, CommentMode.UPDATE)
+    [ours] = fake_github.comments_on(2)
+    for i in range(300):
+        fake_github.add_comment(2, f"chatter {i}", login=f"user{i % 7}")
+    assets = fake_github.refs["refs/heads/cml-bot-assets"]
+    start = len(fake_github.log)
+    publication = make_forge(fake_github, sleeps).upsert_comment(body("second"), MARKER, CommentMode.UPDATE)
+    assert publication == Publication(
+        f"https://github.com/Codertocat/Hello-World/pull/2#issuecomment-{ours['id']}", False
+    )
+    assert fake_github.comments[ours["id"]]["body"] == body("second")
+    # read the branch (once), fetch the comment by id, edit it: no listing, no GET /user, no hint write
+    assert [(m, re.sub(r"\?.*", "", path)) for m, path, _ in fake_github.log[start:]] == [
+        ("GET", "/repos/Codertocat/Hello-World/branches/cml-bot-assets"),
+        ("GET", f"/repos/Codertocat/Hello-World/git/trees/{fake_github.commits[assets]['tree']}"),
+        ("GET", f"/repos/Codertocat/Hello-World/issues/comments/{ours['id']}"),
+        ("PATCH", f"/repos/Codertocat/Hello-World/issues/comments/{ours['id']}"),
+    ]
+    assert fake_github.refs["refs/heads/cml-bot-assets"] == assets
+
+
+def test_hint_shares_the_branch_read_with_the_images(fake_github: FakeGitHub, sleeps: Sleeps) -> None:
+    make_forge(fake_github, sleeps).upsert_comment(body("first"), MARKER, CommentMode.UPDATE)
+    start = len(fake_github.log)
+    forge = make_forge(fake_github, sleeps)
+    forge.upload_images([Image("a.png", PNG_A)])
+    forge.upsert_comment(body("second"), MARKER, CommentMode.UPDATE)
+    assert [m for m, _, _ in fake_github.log[start:]] == ["GET", "GET", "PUT", "GET", "PATCH"]
+    assert set(fake_github.commit_files("cml-bot-assets")) == {"pr-2/ec26c3e/a.png", hint_path(fake_github)}
+
+
+def stale_hint(fake: FakeGitHub, comment_id: int, login: str = "cml-bot-user") -> str:
+    """A hint for comment ``comment_id``, written as a run of ``login`` would have (replacing any)."""
+    path = re.sub(r"-\d+$", f"-{comment_id}", hint_path(fake))
+    files = {p: d for p, d in fake.commit_files("cml-bot-assets").items() if "/.comment-" not in p}
+    files[path] = f"cml-bot comment {comment_id} by {login}\n".encode()
+    tree = fake._store_tree({p: git_sha("blob", d) for p, d in files.items()})
+    for data in files.values():
+        fake.blobs[git_sha("blob", data)] = data
+    fake.refs["refs/heads/cml-bot-assets"] = fake._store_commit(tree, [], "rewritten")
+    return path
+
+
+def assert_scan_then_one_comment(fake: FakeGitHub, start: int, survivor: int, text: str) -> None:
+    assert [(c["id"], c["body"]) for c in mine(fake) if c["login"] == "cml-bot-user"] == [(survivor, body(text))]
+    assert any(re.search(r"/issues/2/comments\?", path) for _, path, _ in fake.log[start:])  # the listing decided
+    assert hint_path(fake).endswith(f"-{survivor}")  # and the hint names the survivor again
+    assert hints(fake)[hint_path(fake)] == f"cml-bot comment {survivor} by cml-bot-user\n".encode()
+
+
+def test_hint_to_a_deleted_comment_falls_back_to_the_scan(fake_github: FakeGitHub, sleeps: Sleeps) -> None:
+    make_forge(fake_github, sleeps).upsert_comment(body("first"), MARKER, CommentMode.UPDATE)
+    [first] = fake_github.comments_on(2)
+    del fake_github.comments[first["id"]]  # someone deleted our comment
+    start = len(fake_github.log)
+    publication = make_forge(fake_github, sleeps).upsert_comment(body("second"), MARKER, CommentMode.UPDATE)
+    [second] = fake_github.comments_on(2)
+    assert publication.created is True
+    assert fake_github.requests("GET", f"/issues/comments/{first['id']}$") == [
+        ("GET", f"/repos/Codertocat/Hello-World/issues/comments/{first['id']}", 404)
+    ]
+    assert_scan_then_one_comment(fake_github, start, second["id"], "second")
+
+
+def test_hint_to_someone_elses_comment_without_the_marker_is_ignored(fake_github: FakeGitHub, sleeps: Sleeps) -> None:
+    make_forge(fake_github, sleeps).upsert_comment(body("first"), MARKER, CommentMode.UPDATE)
+    [ours] = fake_github.comments_on(2)
+    theirs = fake_github.add_comment(2, "LGTM", login="octocat")
+    stale_hint(fake_github, theirs, login="octocat")
+    start = len(fake_github.log)
+    make_forge(fake_github, sleeps).upsert_comment(body("second"), MARKER, CommentMode.UPDATE)
+    assert fake_github.comments[theirs]["body"] == "LGTM"
+    assert not fake_github.requests("PATCH", f"/issues/comments/{theirs}$")
+    assert_scan_then_one_comment(fake_github, start, ours["id"], "second")
+
+
+@pytest.mark.parametrize("case", ["quoted marker", "other author than recorded", "other pull request", "two hints"])
+def test_hint_that_does_not_check_out_is_ignored(fake_github: FakeGitHub, sleeps: Sleeps, case: str) -> None:
+    make_forge(fake_github, sleeps).upsert_comment(body("first"), MARKER, CommentMode.UPDATE)
+    [ours] = fake_github.comments_on(2)
+    if case == "quoted marker":  # the marker, but not as its own line
+        target = fake_github.add_comment(2, f"> {MARKER}\nwhy?", login="octocat")
+        stale_hint(fake_github, target, login="octocat")
+    elif case == "other author than recorded":  # a human pasted our report; the hint says we wrote it
+        target = fake_github.add_comment(2, body("pasted"), login="octocat")
+        stale_hint(fake_github, target)
+    elif case == "other pull request":
+        fake_github.add_pull(3, "b" * 40)
+        target = fake_github.add_comment(3, body("on PR 3"), login="cml-bot-user")
+        stale_hint(fake_github, target)
+    else:
+        target = ours["id"]
+        fake_github.push_commit("cml-bot-assets", {re.sub(r"-\d+$", "-1", hint_path(fake_github)): b"x"})
+    before = fake_github.comments[target]["body"]
+    start = len(fake_github.log)
+    make_forge(fake_github, sleeps).upsert_comment(body("second"), MARKER, CommentMode.UPDATE)
+    assert fake_github.comments[target]["body"] == (body("second") if case == "two hints" else before)
+    if case != "two hints":  # never even tried: GitHub lets maintainers edit anyone's comment
+        assert not fake_github.requests("PATCH", f"/issues/comments/{target}$")
+    assert_scan_then_one_comment(fake_github, start, ours["id"], "second")
+
+
+def test_recreate_moves_the_hint_to_the_new_comment(fake_github: FakeGitHub, sleeps: Sleeps) -> None:
+    forge = make_forge(fake_github, sleeps)
+    forge.upsert_comment(body("old"), MARKER, CommentMode.UPDATE)
+    new = make_forge(fake_github, sleeps).upsert_comment(body("new"), MARKER, CommentMode.RECREATE)
+    [comment] = fake_github.comments_on(2)
+    assert new.created is True and comment["body"] == body("new")
+    assert hint_path(fake_github).endswith(f"-{comment['id']}")  # the old hint was deleted, not left beside
+    make_forge(fake_github, sleeps).upsert_comment(body("newer"), MARKER, CommentMode.UPDATE)
+    assert [c["body"] for c in fake_github.comments_on(2)] == [body("newer")]
+
+
+def test_racing_first_posts_end_with_one_comment_and_the_hint_on_it(fake_github: FakeGitHub, sleeps: Sleeps) -> None:
+    def other_run(fake: FakeGitHub) -> None:  # a whole run between our listing and our POST
+        make_forge(fake, Sleeps()).upsert_comment(body("other run"), MARKER, CommentMode.UPDATE)
+
+    fake_github.fail("POST", "/issues/2/comments$", "before", callback=other_run)
+    publication = make_forge(fake_github, sleeps).upsert_comment(body("ours"), MARKER, CommentMode.UPDATE)
+    [survivor] = mine(fake_github)
+    assert survivor["body"] == body("ours") and publication.created is False
+    assert hint_path(fake_github).endswith(f"-{survivor['id']}")
+    start = len(fake_github.log)
+    make_forge(fake_github, sleeps).upsert_comment(body("next"), MARKER, CommentMode.UPDATE)
+    assert comment_requests(fake_github, start) == [
+        ("GET", f"/repos/Codertocat/Hello-World/issues/comments/{survivor['id']}"),
+        ("PATCH", f"/repos/Codertocat/Hello-World/issues/comments/{survivor['id']}"),
+    ]
+
+
+def test_racing_hint_writes_agree(fake_github: FakeGitHub, sleeps: Sleeps) -> None:
+    def other_run(fake: FakeGitHub) -> None:  # finds our new comment by the scan and names it first
+        make_forge(fake, Sleeps()).upsert_comment(body("other run"), MARKER, CommentMode.UPDATE)
+
+    make_forge(fake_github, sleeps).upload_images([Image("a.png", PNG_A)])  # the branch exists
+    fake_github.fail("PUT", "/contents/pr-2/", "before", callback=other_run)
+    forge = make_forge(fake_github, sleeps)
+    forge.upload_images([Image("a.png", PNG_A)])
+    forge.upsert_comment(body("ours"), MARKER, CommentMode.UPDATE)
+    [survivor] = mine(fake_github)
+    assert survivor["body"] == body("other run")
+    assert hint_path(fake_github).endswith(f"-{survivor['id']}")
+    assert [status for _, _, status in fake_github.requests("PUT")] == [201, 422]  # theirs, then ours: same
+
+
+def test_a_hint_that_cannot_be_written_does_not_fail_the_post(fake_github: FakeGitHub, sleeps: Sleeps) -> None:
+    fake_github.fail("POST", "/git/blobs$", status=403, message="Resource not accessible by integration")
+    publication = make_forge(fake_github, sleeps).upsert_comment(body("x"), MARKER, CommentMode.UPDATE)
+    assert publication.created is True and len(mine(fake_github)) == 1
+    assert hints(fake_github) == {}
+    make_forge(fake_github, sleeps).upsert_comment(body("y"), MARKER, CommentMode.UPDATE)  # scans, then names it
+    assert [c["body"] for c in mine(fake_github)] == [body("y")] and len(hints(fake_github)) == 1
+
+
 # -- faults --------------------------------------------------------------------------------
 
 
