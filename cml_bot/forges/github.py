@@ -8,12 +8,31 @@ secondary rate limits) with backoff through the injected ``sleep``, turns a perm
 Which comment is ours: a comment that contains the marker line AND was written by the token's user.
 The user comes from ``GET /user``; installation tokens (``GITHUB_TOKEN``, GitHub Apps) may not read
 it (403), and then a comment counts as ours when its author is a bot (``type == "Bot"`` or a login
-ending in ``[bot]``, e.g. ``github-actions[bot]``).
+ending in ``[bot]``, e.g. ``github-actions[bot]``). Finding it means listing every page of comments
+(a duplicate may hide on any page), and a new comment is followed by a second listing: of two runs
+that both posted, the later one sees both, and every run keeps the oldest (the race rule).
 
-Images are committed through the Git Data API to a dedicated branch (``cml-bot-assets``, created
-orphan on first use) under ``pr-<number>/<short head sha>/<name>`` and linked by commit-pinned
-``{server}/{owner}/{repo}/raw/{commit}/{path}`` URLs, which render for anyone who can read the
-repository and never change after posting.
+So that an update does not list hundreds of comments, the assets branch names the comment: an
+empty-looking file ``pr-<number>/.comment-<marker key>-<comment id>`` holding
+``cml-bot comment <id> by <login>`` (the key is 12 hex digits of the marker's sha1). The file list
+comes with the branch read the images need anyway. An update fetches that comment by id and edits
+it when it is on this PR, carries the marker as a line of its own, and its author is the login the
+file records (compared through the blob sha the listing gives, no extra read). Anything else (no
+file, several, a 404, a mismatch, a refused edit) falls back to the full listing, after which the
+file is rewritten to name the comment kept; it is written only when it changes (first post,
+recreate, a fallback) and a failure to write it never fails the run. ``GET /user`` is skipped on
+this path: only tokens that may write the repository's contents can write that file, the author it
+records came from GitHub's answer to our own post, and such a writer could edit the comment directly
+anyway; the worst a forged file can do is have us edit a comment on this PR that already carries our
+marker line. What the fast path cannot see: a duplicate left by a run that died between posting and
+its second listing while another run was posting too; the next fallback listing collapses it.
+
+Images go to a dedicated branch (``cml-bot-assets``): created as an orphan commit through the Git
+Data API on first use, then one contents API ``PUT`` per new or changed file (GitHub commits it on
+the tip itself, so there is no ref to fast-forward), under ``pr-<number>/<short head sha>/<name>``,
+linked by commit-pinned ``{server}/{owner}/{repo}/raw/{commit}/{path}`` URLs, which render for
+anyone who can read the repository and never change after posting. The branch (tip and recursive
+file list) is read once per run and kept current by this run's own writes.
 """
 
 from __future__ import annotations
