@@ -12,8 +12,8 @@ ending in ``[bot]``, e.g. ``github-actions[bot]``). Finding it means listing eve
 (a duplicate may hide on any page), and a new comment is followed by a second listing: of two runs
 that both posted, the later one sees both, and every run keeps the oldest (the race rule).
 
-So that an update does not list hundreds of comments, the assets branch names the comment: an
-empty-looking file ``pr-<number>/.comment-<marker key>-<comment id>`` holding
+So that an update does not list hundreds of comments, the assets branch names the comment: a
+small file ``pr-<number>/.comment-<marker key>-<comment id>`` holding
 ``cml-bot comment <id> by <login>`` (the key is 12 hex digits of the marker's sha1). The file list
 comes with the branch read the images need anyway. An update fetches that comment by id and edits
 it when it is on this PR, carries the marker as a line of its own, and its author is the login the
