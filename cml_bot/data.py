@@ -231,17 +231,7 @@ def _fetch_local(path: Path, offset: int) -> Download:
         handle = path.open("rb")
     except OSError as exc:
         raise DataError(f"{path}: cannot read source ({exc.strerror})") from None
-    if offset:
-        handle.seek(offset)
-
-    def chunks() -> Iterator[bytes]:
-        try:
-            while block := handle.read(CHUNK):
-                yield block
-        except OSError as exc:
-            raise DataError(f"{path}: cannot read source ({exc.strerror})") from None
-
-    return Download(offset=offset, chunks=chunks(), close=handle.close)
+    return _stream(handle, offset, lambda exc: DataError(f"{path}: cannot read source ({exc.strerror})"))
 
 
 def _fetch_fsspec(url: str, offset: int, opener: Callable[[str], Any] | None) -> Download:
@@ -262,6 +252,11 @@ def _fetch_fsspec(url: str, offset: int, opener: Callable[[str], Any] | None) ->
         raise DataError(f"{redact(url)}: {scheme}:// sources need {_extra_hint(scheme)}") from None
     except (OSError, ValueError) as exc:
         raise DataError(f"{redact(url)}: cannot open ({exc})") from None
+    return _stream(handle, offset, lambda exc: RetryableError(f"{redact(url)}: {exc}"))
+
+
+def _stream(handle: Any, offset: int, failure: Callable[[OSError], Exception]) -> Download:
+    """A Download reading an open file-like object from ``offset``; read errors become ``failure``."""
     if offset:
         handle.seek(offset)
 
@@ -270,7 +265,7 @@ def _fetch_fsspec(url: str, offset: int, opener: Callable[[str], Any] | None) ->
             while block := handle.read(CHUNK):
                 yield block
         except OSError as exc:
-            raise RetryableError(f"{redact(url)}: {exc}") from None
+            raise failure(exc) from None
 
     return Download(offset=offset, chunks=chunks(), close=handle.close)
 
