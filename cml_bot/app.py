@@ -308,15 +308,16 @@ def run(options: Options, effects: Effects) -> Outcome:
     return publish_report(options, effects, evaluation, report, images)
 
 
-def build_report(evaluation: Evaluation) -> tuple[Report, tuple[Image, ...]]:
+def build_report(evaluation: Evaluation, draw: bool = True) -> tuple[Report, tuple[Image, ...]]:
+    """The report and its images; ``draw=False`` skips the plots (for a verdict alone)."""
     config, head, baseline = evaluation.config, evaluation.head, evaluation.baseline
     base = baseline.results
     result = diff(
         base.metrics if base else None, head.metrics, config.thresholds, base.params if base else None, head.params
     )
     base_label = baseline.ref or config.baseline_branch
-    plot_entries, images = render_plots(config, head, base, base_label)
-    trend_entry, trend_image = render_trend_plot(evaluation, result)
+    plot_entries, images = render_plots(config, head, base, base_label) if draw else ((), ())
+    trend_entry, trend_image = render_trend_plot(evaluation, result) if draw else (PlotEntry(""), None)
     if trend_image is not None:
         plot_entries, images = (*plot_entries, trend_entry), (*images, trend_image)
     report = Report(
@@ -414,7 +415,7 @@ def save_shard(options: Options, evaluation: Evaluation) -> Outcome:
         raise InputError(f"--shard {name!r}: use letters, digits, '.', '_', '=', '-' (at most 64)")
     folder = (options.bundle_dir or evaluation.config.root / DEFAULT_SHARDS_DIR) / name
     save_run(folder, saved_run(evaluation, options.mode, shard=name))
-    report, _ = build_report(evaluation)
+    report, _ = build_report(evaluation, draw=False)
     return Outcome(
         report=report,
         verdict=report.verdict,
@@ -470,7 +471,7 @@ def record(options: Options, effects: Effects) -> Outcome:
         raise InputError("record: no metrics found; run the pipeline first or check `metrics:` in the config")
     assert evaluation.store is not None
     where = evaluation.store.save(evaluation.head)
-    report, _ = build_report(evaluation)
+    report, _ = build_report(evaluation, draw=False)
     return Outcome(
         report=report,
         verdict=report.verdict,
