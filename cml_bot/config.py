@@ -209,10 +209,15 @@ def _load_yaml(path: Path, shown: str) -> object:
         # libyaml's loader when present: ~7x faster on large configs (warm pulls start by reading this).
         return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{shown}:{where}: {problem}") from None
+        raise ConfigError(f"{shown}:{yaml_error(exc)}") from None
+
+
+def yaml_error(exc: yaml.YAMLError) -> str:
+    """PyYAML's multi-line message as ``" line L, column C: problem"`` for a one-line error."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or "invalid YAML"
+    return f"{where}: {problem}"
 
 
 def parse_config(raw: object, root: Path, file: str = CONFIG_FILE) -> Config:

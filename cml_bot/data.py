@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import yaml
 
-from cml_bot.config import Config, DataFile, Step, parse_config
+from cml_bot.config import Config, DataFile, Step, parse_config, yaml_error
 from cml_bot.errors import ConfigError, DataError
 from cml_bot.results import atomic_write
 
@@ -818,7 +818,7 @@ def set_data_entry(text: str, entry: DataFile, shown: str = "cml-bot.yaml") -> s
     try:
         root_node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{shown}: invalid YAML, cannot add a data entry ({exc})") from None
+        raise ConfigError(f"{shown}:{yaml_error(exc)} (cannot add a data entry)") from None
     if root_node is None:
         return _append_block(text, entry)
     if not isinstance(root_node, yaml.MappingNode) or root_node.flow_style:
