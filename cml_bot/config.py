@@ -189,7 +189,33 @@ def load_config(root: Path, config_path: Path | None = None) -> Config:
         config = _merge_dvc(config, _load_yaml(dvc_path, DVC_FILE))
     if is_dvc and not config.dvc:
         config = _replace(config, dvc=True)
+    if any((root / spec.path).is_dir() for spec in config.plots):
+        config = _replace(config, plots=expand_plot_folders(root, config.plots))
     return config
+
+
+PLOT_FILE_SUFFIXES = (".csv", ".tsv", ".json", ".yaml", ".yml", ".png", ".jpg", ".jpeg", ".gif", ".svg")
+
+
+def expand_plot_folders(root: Path, plots: tuple[PlotSpec, ...]) -> tuple[PlotSpec, ...]:
+    """A plot naming a folder (dvclive's ``plots/metrics``) stands for each data file in it, with
+    the folder's options; files already plotted on their own are not drawn twice."""
+    explicit = {spec.path for spec in plots if not (root / spec.path).is_dir()}
+    expanded: list[PlotSpec] = []
+    for spec in plots:
+        folder = root / spec.path
+        if not folder.is_dir():
+            expanded.append(spec)
+            continue
+        for file in sorted(folder.rglob("*")):
+            relative = file.relative_to(root).as_posix()
+            if file.is_file() and file.suffix.lower() in PLOT_FILE_SUFFIXES and relative not in explicit:
+                explicit.add(relative)
+                is_image = file.suffix.lower() in (".png", ".jpg", ".jpeg", ".gif", ".svg")
+                template = "image" if is_image else spec.template
+                title = f"{spec.title}: {file.stem}" if spec.title else relative
+                expanded.append(PlotSpec(path=relative, x=spec.x, y=spec.y, template=template, title=title))
+    return tuple(expanded)
 
 
 def _replace(config: Config, **changes: Any) -> Config:

@@ -219,9 +219,11 @@ def _compare(
     relative = delta / abs(b) if b != 0 and math.isfinite(b) and math.isfinite(delta) else None
     worsening = None
     improved = None
-    if direction is not None and math.isfinite(delta):
-        worsening = -delta if direction == "higher" else delta
-        improved = None if worsening == 0 else worsening < 0
+    # Leaving Infinity is judged (loss inf -> 0.3 is better); reaching it is left to the gates.
+    if direction is not None and not math.isnan(delta) and math.isfinite(h):
+        signed = -delta if direction == "higher" else delta
+        improved = None if signed == 0 else signed < 0
+        worsening = signed if math.isfinite(signed) else None  # gates treat Infinity on their own
     within_noise = False
     noise = _noise(base, head)
     if noise is not None and worsening is not None and abs(worsening) <= noise:

@@ -414,3 +414,20 @@ def test_dvc_yaml_errors_name_dvc_yaml(tmp_path: Path, dvc_yaml: str, where: str
     _write(tmp_path, "dvc.yaml", dvc_yaml)
     with pytest.raises(ConfigError, match=rf"^dvc\.yaml at {re.escape(where)}: expected "):
         load_config(tmp_path)
+
+
+def test_a_plot_folder_stands_for_its_files(tmp_path: Path) -> None:
+    folder = tmp_path / "dvclive" / "plots" / "metrics"
+    folder.mkdir(parents=True)
+    for name in ("loss.tsv", "acc.tsv", "notes.txt"):
+        (folder / name).write_text("step\tvalue\n0\t1\n", encoding="utf-8")
+    (tmp_path / "dvc.yaml").write_text(
+        "plots:\n  - dvclive/plots/metrics/acc.tsv:\n      y: value\n"
+        "stages:\n  train:\n    cmd: python train.py\n    plots:\n      - dvclive/plots/metrics:\n          x: step\n",
+        encoding="utf-8",
+    )
+    config = load_config(tmp_path)
+    assert [(p.path, p.x, p.y) for p in config.plots] == [
+        ("dvclive/plots/metrics/acc.tsv", None, ("value",)),  # named on its own: kept once, as declared
+        ("dvclive/plots/metrics/loss.tsv", "step", ()),  # from the folder, with the folder's options
+    ]

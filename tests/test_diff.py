@@ -336,3 +336,10 @@ def test_params_diff() -> None:
     result = diff({"a": 1.0}, {"a": 1.0}, base_params=base, head_params=head)
     assert len(result.params) == 6
     assert diff(None, {"a": 1.0}, head_params={"lr": 1}).params == (ParamChange("lr", None, 1, Status.UNCHANGED),)
+
+
+def test_leaving_infinity_is_better_and_reaching_it_is_worse() -> None:
+    recovered = compare_metric("loss", math.inf, 0.3, True, None)
+    assert recovered.improved is True and recovered.failures == ()
+    blew_up = compare_metric("loss", 0.3, math.inf, True, Threshold("loss", max_drop=0.1))
+    assert blew_up.improved is None and blew_up.failures == ("became Infinity",)
