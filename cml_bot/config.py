@@ -194,7 +194,8 @@ def load_config(root: Path, config_path: Path | None = None) -> Config:
     return config
 
 
-PLOT_FILE_SUFFIXES = (".csv", ".tsv", ".json", ".yaml", ".yml", ".png", ".jpg", ".jpeg", ".gif", ".svg")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg")  # plotted with the image template
+PLOT_FILE_SUFFIXES = (".csv", ".tsv", ".json", ".yaml", ".yml", *IMAGE_SUFFIXES)
 
 
 def expand_plot_folders(root: Path, plots: tuple[PlotSpec, ...]) -> tuple[PlotSpec, ...]:
@@ -211,8 +212,7 @@ def expand_plot_folders(root: Path, plots: tuple[PlotSpec, ...]) -> tuple[PlotSp
             relative = file.relative_to(root).as_posix()
             if file.is_file() and file.suffix.lower() in PLOT_FILE_SUFFIXES and relative not in explicit:
                 explicit.add(relative)
-                is_image = file.suffix.lower() in (".png", ".jpg", ".jpeg", ".gif", ".svg")
-                template = "image" if is_image else spec.template
+                template = "image" if file.suffix.lower() in IMAGE_SUFFIXES else spec.template
                 title = f"{spec.title}: {file.stem}" if spec.title else relative
                 expanded.append(PlotSpec(path=relative, x=spec.x, y=spec.y, template=template, title=title))
     return tuple(expanded)
@@ -363,7 +363,7 @@ def _parse_plot(r: _Reader, item: object, where: str) -> PlotSpec:
     if "path" not in entry:
         raise r.fail(_join(where, "path"), "the plot's data or image file")
     path = r.relative_path(entry["path"], _join(where, "path"))
-    is_image = path.lower().endswith((".png", ".jpg", ".jpeg", ".gif", ".svg"))
+    is_image = path.lower().endswith(IMAGE_SUFFIXES)
     default_template = "image" if is_image else "linear"
     template = entry.get("template", default_template)
     if template not in PLOT_TEMPLATES:

@@ -32,12 +32,6 @@ class DataError(CmlBotError):
     """Pinned data could not be pulled or verified."""
 
 
-class PipelineError(CmlBotError):
-    """A pipeline step failed; the report is still produced and posted."""
-
-    exit_code = 1
-
-
 class ForgeError(CmlBotError):
     """GitHub or GitLab refused or failed a request after retries."""
 

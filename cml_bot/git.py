@@ -37,13 +37,6 @@ class Git:
             return None
         return result.stdout.decode("utf-8", "replace").strip()
 
-    def is_repo(self) -> bool:
-        return self._out("rev-parse", "--git-dir") is not None
-
-    def toplevel(self) -> Path | None:
-        out = self._out("rev-parse", "--show-toplevel")
-        return Path(out) if out else None
-
     def rev(self, revision: str) -> str | None:
         """The full commit sha of ``revision``, or None if it does not resolve."""
         return self._out("rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}") or None

@@ -77,7 +77,6 @@ CONFUSION_PAIR_FIGSIZE = (10.0, 4.5)
 DPI = 100
 HEAD_COLOR = "#1f77b4"
 BASE_COLOR = "#8c8c8c"
-IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "gif", "svg", "webp")
 
 # The style every plot is drawn with, on top of matplotlib's built-in defaults (so neither a
 # user's matplotlibrc nor another caller's rcParams change the bytes).
