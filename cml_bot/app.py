@@ -22,11 +22,12 @@ from cml_bot.config import Config, load_config
 from cml_bot.context import CiContext, detect
 from cml_bot.diff import Diff, diff, numeric
 from cml_bot.errors import CmlBotError, ForgeError, InputError, ReadOnlyTokenError
-from cml_bot.forges.base import CommentMode, Forge, Image, Publication, Verdict
+from cml_bot.forges.base import CommentMode, Forge, Publication
 from cml_bot.forges.local import LocalForge, prepare_folder
 from cml_bot.git import Git, Runner, run_git
 from cml_bot.junit import junit_xml
 from cml_bot.metrics import read_all
+from cml_bot.model import Image, Verdict
 from cml_bot.report import PlotEntry, Report, RunFacts, Shard, render_markdown, verdict_summary
 from cml_bot.results import LocalStore, RunResults, atomic_write
 from cml_bot.secrets import without_tokens
@@ -265,7 +266,7 @@ def evaluate(options: Options, effects: Effects) -> Evaluation:
     )
     changes: tuple[DataChange, ...] = ()
     if config.data.files or config.dvc:
-        from cml_bot.datachanges import collect_data_changes
+        from cml_bot.data import collect_data_changes
 
         changes = collect_data_changes(config, git, baseline.sha)
     return Evaluation(

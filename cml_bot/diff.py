@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from cml_bot.config import Threshold
-from cml_bot.forges.base import Verdict
 from cml_bot.metrics import Samples, Value
+from cml_bot.model import Verdict
 
 NOISE_RULE = "a change counts only when it exceeds 2 × the standard error of the difference of the means"
 

@@ -20,8 +20,8 @@ from tabulate import tabulate
 
 from cml_bot import markdown as md
 from cml_bot.diff import NOISE_RULE, Diff, MetricChange, ParamChange, Status
-from cml_bot.forges.base import Verdict
 from cml_bot.metrics import Value, format_value
+from cml_bot.model import Verdict
 
 if TYPE_CHECKING:
     from cml_bot.data import DataChange

@@ -1,6 +1,6 @@
 """A fake GitHub REST API for tests: stateful, spec-checked, with fault injection.
 
-Every request is validated against ``../shared/contracts/github/openapi-subset.json`` with
+Every request is validated against ``tests/contracts/github/openapi-subset.json`` with
 openapi-core; a request that does not match is answered 400 and recorded in
 :attr:`FakeGitHub.violations` (the ``fake_github`` fixture asserts there are none at teardown).
 Responses start from the spec's own response examples, with ids, urls and bodies overwritten from
@@ -36,9 +36,9 @@ from openapi_core import OpenAPI
 from openapi_core.datatypes import RequestParameters
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-SPEC_PATH = SHARED / "contracts" / "github" / "openapi-subset.json"
-EVENTS = SHARED / "contracts" / "github" / "events"
+CONTRACTS = Path(__file__).resolve().parent / "contracts"
+SPEC_PATH = CONTRACTS / "github" / "openapi-subset.json"
+EVENTS = CONTRACTS / "github" / "events"
 
 _SPEC: dict[str, Any] | None = None
 _OPENAPI: OpenAPI | None = None

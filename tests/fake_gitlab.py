@@ -1,6 +1,6 @@
 """A small stateful GitLab REST server on 127.0.0.1 for driving the real python-gitlab client.
 
-It answers the endpoints cml-bot uses the way ``../shared/contracts/gitlab/README.md`` describes:
+It answers the endpoints cml-bot uses the way ``tests/contracts/gitlab/README.md`` describes:
 paginated note lists (``X-Page``, ``X-Per-Page``, ``X-Next-Page``, ``X-Prev-Page``, ``X-Total``,
 ``X-Total-Pages`` and ``Link``), 201 bodies for created notes, uploads and statuses, multipart
 uploads parsed from the request, ``PRIVATE-TOKEN`` versus ``JOB-TOKEN`` authentication (a job token

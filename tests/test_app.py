@@ -11,7 +11,7 @@ from conftest import GitRepo
 
 from cml_bot.app import RECORDS_DIR, Effects, Options, run
 from cml_bot.cli import Console, main
-from cml_bot.forges.base import Verdict
+from cml_bot.model import Verdict
 from cml_bot.results import LocalStore, RunResults
 
 CONFIG = """\

@@ -1,4 +1,4 @@
-"""CI context from the environment and real GitHub webhook payloads (../shared/contracts)."""
+"""CI context from the environment and real GitHub webhook payloads (tests/contracts)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from cml_bot.context import CiContext, detect, gitlab_context, load_event
 from cml_bot.errors import ConfigError
 
-EVENTS = Path(__file__).resolve().parents[1].parent / "shared" / "contracts" / "github" / "events"
+EVENTS = Path(__file__).resolve().parent / "contracts" / "github" / "events"
 PR_HEAD = "ec26c3e57ca3a959ca5aad62de7213c562f8c821"
 
 

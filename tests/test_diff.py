@@ -20,8 +20,8 @@ from cml_bot.diff import (
     numeric,
     rule_for,
 )
-from cml_bot.forges.base import Verdict
 from cml_bot.metrics import Samples, Value
+from cml_bot.model import Verdict
 
 NAN = math.nan
 INF = math.inf

@@ -13,8 +13,9 @@ from fake_github import EVENTS, HEAD_SHA, TOKEN, FakeGitHub, fake_github, git_sh
 
 from cml_bot.context import detect
 from cml_bot.errors import ForgeError, ReadOnlyTokenError
-from cml_bot.forges.base import CommentMode, Image, Publication, Verdict
+from cml_bot.forges.base import CommentMode, Publication
 from cml_bot.forges.github import GitHubForge, github_forge
+from cml_bot.model import Image, Verdict
 
 __all__ = ["fake_github"]  # the fixture, imported for pytest
 

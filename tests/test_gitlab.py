@@ -11,7 +11,7 @@ from gitlab_fixtures import HEAD_SHA, MARKER, MR_IID, ci_env, fake, make_forge, 
 
 from cml_bot.context import gitlab_context
 from cml_bot.errors import ForgeError, ReadOnlyTokenError
-from cml_bot.forges.base import CommentMode, Image, Verdict
+from cml_bot.forges.base import CommentMode
 from cml_bot.forges.gitlab import (
     COMMENT_LIMIT,
     JOB_TOKEN_MESSAGE,
@@ -20,6 +20,7 @@ from cml_bot.forges.gitlab import (
     gitlab_forge,
     token_from_env,
 )
+from cml_bot.model import Image, Verdict
 
 __all__ = ["fake", "make_forge", "sleeps"]  # fixtures, re-exported for pytest
 

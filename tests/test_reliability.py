@@ -37,9 +37,9 @@ from cml_bot.config import Config, Threshold
 from cml_bot.context import CiContext
 from cml_bot.diff import diff
 from cml_bot.errors import ForgeError
-from cml_bot.forges.base import Image
 from cml_bot.forges.gitlab import COMMENT_LIMIT as GITLAB_LIMIT
 from cml_bot.metrics import Value
+from cml_bot.model import Image
 from cml_bot.report import PlotEntry, Report, RunFacts, render_markdown
 from cml_bot.results import LocalStore
 

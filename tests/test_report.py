@@ -22,8 +22,8 @@ from markdown_it import MarkdownIt
 from cml_bot.config import Threshold
 from cml_bot.data import DataChange
 from cml_bot.diff import Diff, diff
-from cml_bot.forges.base import Verdict
 from cml_bot.metrics import Samples, Value
+from cml_bot.model import Verdict
 from cml_bot.pipeline import PipelineResult, StepResult
 from cml_bot.report import (
     GITHUB_LIMIT,

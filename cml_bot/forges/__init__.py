@@ -1,5 +1,5 @@
 """Where a report goes: GitHub, GitLab or a local folder, behind the :class:`Forge` protocol."""
 
-from cml_bot.forges.base import CommentMode, Forge, Image, Publication
+from cml_bot.forges.base import CommentMode, Forge, Publication
 
-__all__ = ["CommentMode", "Forge", "Image", "Publication"]
+__all__ = ["CommentMode", "Forge", "Publication"]

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from cml_bot.model import Image, Verdict
+
 
 class CommentMode(str, enum.Enum):
     """How to treat an earlier comment carrying the same marker."""
@@ -19,23 +21,6 @@ class CommentMode(str, enum.Enum):
     UPDATE = "update"  # edit it in place (default); create one if none exists
     NEW = "new"  # always add a new comment
     RECREATE = "recreate"  # delete the old one(s), then add a new comment at the bottom
-
-
-class Verdict(str, enum.Enum):
-    """The one-word outcome of a run, shown at the top of the report and as a status."""
-
-    PASS = "pass"
-    REGRESSED = "regressed"
-    NO_BASELINE = "no-baseline"
-    FAILED = "failed"  # a pipeline step failed; metrics may be missing
-
-
-@dataclass(frozen=True)
-class Image:
-    """A rendered plot or user image. ``name`` is a plain file name, unique within one report."""
-
-    name: str
-    data: bytes
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,8 @@ from github.GithubException import GithubException
 
 from cml_bot.context import CiContext
 from cml_bot.errors import ForgeError, ReadOnlyTokenError
-from cml_bot.forges.base import CommentMode, Image, Publication, Verdict
+from cml_bot.forges.base import CommentMode, Publication
+from cml_bot.model import Image, Verdict
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,8 @@ import requests
 
 from cml_bot.context import CiContext
 from cml_bot.errors import ForgeError, ReadOnlyTokenError
-from cml_bot.forges.base import CommentMode, Image, Publication, Verdict
+from cml_bot.forges.base import CommentMode, Publication
+from cml_bot.model import Image, Verdict
 
 __all__ = [
     "COMMENT_LIMIT",

@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from cml_bot.forges.base import CommentMode, Image, Publication, Verdict
+from cml_bot.forges.base import CommentMode, Publication
+from cml_bot.model import Image, Verdict
 from cml_bot.report import render_html
 from cml_bot.results import atomic_write
 
