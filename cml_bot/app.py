@@ -1,8 +1,9 @@
-"""One run of cml-bot: pull -> train -> collect -> diff against the baseline -> render -> publish.
+"""One run of cml-bot: pull -> train -> collect -> diff against the baseline -> render -> deliver.
 
-Everything external arrives in :class:`Effects` (environment, clock, output, git, forge factory), so
-tests drive the real code with fakes only at the boundary (a fake GitHub/GitLab server, a temp git
-repo). Nothing here prints or exits: the CLI shows the :class:`Outcome`.
+Platform-agnostic: everything external arrives in :class:`Effects` (environment, clock, output,
+git, the forge connector), and what a run does is decided by the pure :func:`cml_bot.plan.plan`.
+Tests drive the real code with fakes only at the boundary (fake GitHub/GitLab servers, temp git
+repositories). Nothing here prints or exits: the CLI shows the :class:`Outcome`.
 """
 
 from __future__ import annotations
@@ -21,19 +22,21 @@ from cml_bot.bundle import SavedRun, load_run, save_run
 from cml_bot.config import Config, load_config
 from cml_bot.context import CiContext, detect
 from cml_bot.diff import Diff, diff, numeric
-from cml_bot.errors import CmlBotError, ForgeError, InputError, ReadOnlyTokenError
-from cml_bot.forges.base import CommentMode, Forge, Publication
-from cml_bot.forges.local import LocalForge, prepare_folder
+from cml_bot.errors import ForgeError, InputError, ReadOnlyTokenError
+from cml_bot.forges.sticky import CommentMode, Publication
 from cml_bot.git import Git, Runner, run_git
 from cml_bot.junit import junit_xml
 from cml_bot.metrics import read_all
 from cml_bot.model import Image, Verdict
+from cml_bot.plan import Access, access_for, plan
+from cml_bot.plan import Request as Asked
 from cml_bot.report import PlotEntry, Report, RunFacts, Shard, render_markdown, verdict_summary
 from cml_bot.results import LocalStore, RunResults, atomic_write
-from cml_bot.secrets import without_tokens
+from cml_bot.secrets import Secrets, without_tokens
 
 if TYPE_CHECKING:
     from cml_bot.data import DataChange
+    from cml_bot.forges.base import Forge
     from cml_bot.pipeline import PipelineResult
 
 log = logging.getLogger(__name__)
@@ -46,57 +49,7 @@ SUMMARY_LIMIT = 1_000_000  # GITHUB_STEP_SUMMARY takes 1 MiB; leave room for mul
 
 
 class ForgeFactory(Protocol):
-    def __call__(
-        self,
-        context: CiContext,
-        env: Mapping[str, str],
-        *,
-        change_number: int | None = None,
-        head_sha: str | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> Forge: ...
-
-
-def default_forge_factory(
-    context: CiContext,
-    env: Mapping[str, str],
-    *,
-    change_number: int | None = None,
-    head_sha: str | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-) -> Forge:
-    """The real adapters, imported only when needed (PyGithub and python-gitlab load slowly)."""
-    if context.platform == "github":
-        from cml_bot.forges.github import github_forge
-
-        return github_forge(context, env, change_number=change_number, head_sha=head_sha, sleep=sleep)
-    if context.platform == "gitlab":
-        from cml_bot.forges.gitlab import gitlab_forge
-
-        return gitlab_forge(context, env, change_number=change_number, head_sha=head_sha, sleep=sleep)
-    raise CmlBotError(f"no forge for platform {context.platform}")
-
-
-def default_store_factory(
-    config: Config, context: CiContext, env: Mapping[str, str], *, sleep: Callable[[float], None] = time.sleep
-) -> ResultStore:
-    """Results live in a local folder; on GitHub/GitLab, in the data branch when the adapter has one."""
-    if context.platform == "gitlab":
-        from cml_bot.forges.gitlab_store import gitlab_store
-
-        try:
-            return gitlab_store(context, env, config.data_branch, sleep=sleep)
-        except ReadOnlyTokenError as exc:
-            log.warning("Recorded results stay in %s: %s", RECORDS_DIR, exc)
-    if context.platform == "github":
-        from cml_bot.forges.github import github_token
-
-        if github_token(env) and context.repo:
-            from cml_bot.forges.github_store import github_store
-
-            return github_store(context, env, config.data_branch, sleep=sleep)
-        log.warning("Recorded results stay in %s: no GitHub token (CML_BOT_TOKEN or GITHUB_TOKEN)", RECORDS_DIR)
-    return LocalStore(config.root / RECORDS_DIR)
+    def __call__(self, context: CiContext, env: Mapping[str, str], *, sleep: Callable[[float], None]) -> Forge: ...
 
 
 class StoreFactory(Protocol):
@@ -105,15 +58,47 @@ class StoreFactory(Protocol):
     ) -> ResultStore: ...
 
 
+def connect_forge(context: CiContext, env: Mapping[str, str], *, sleep: Callable[[float], None]) -> Forge:
+    """The real drivers, imported only when a run talks to a forge."""
+    from cml_bot.forges import connect
+
+    return connect(context, env, sleep=sleep)
+
+
+def token_kind(context: CiContext, env: Mapping[str, str]) -> str:
+    """ "write", "read" (GitLab's job token) or "none": what the configured token is meant for."""
+    if context.platform == "github":
+        from cml_bot.forges.github import github_token
+
+        return "write" if github_token(env) else "none"
+    if context.platform == "gitlab":
+        from cml_bot.forges.gitlab import token_from_env
+
+        kind = token_from_env(env)[1]
+        return {"private": "write", "job": "read"}.get(kind, "none")
+    return "none"
+
+
+def default_store_factory(
+    config: Config, context: CiContext, env: Mapping[str, str], *, sleep: Callable[[float], None] = time.sleep
+) -> ResultStore:
+    """Results live in the forge's data branch when a token can read it, else in a local folder."""
+    if context.platform in ("github", "gitlab") and token_kind(context, env) != "none":
+        return connect_forge(context, env, sleep=sleep).result_store(config.data_branch)
+    if context.platform != "local":
+        log.warning("Recorded results stay in %s: no token to read the %s data branch", RECORDS_DIR, context.platform)
+    return LocalStore(config.root / RECORDS_DIR)
+
+
 @dataclass(frozen=True)
 class Effects:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     echo: Callable[[str], None] = lambda line: None  # live output of the pipeline and of dvc
     progress: Callable[[str], None] = lambda line: None  # one line per pulled file (redrawn on a terminal)
     clock: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], None] = time.sleep  # retry backoff of the forge adapters
+    sleep: Callable[[float], None] = time.sleep  # retry backoff of the forge client
     git_runner: Runner = run_git
-    forge_factory: ForgeFactory = default_forge_factory
+    forge_factory: ForgeFactory = connect_forge
     store_factory: StoreFactory = default_store_factory
     event: Mapping[str, Any] | None = None  # GitHub event payload; None: read GITHUB_EVENT_PATH
 
@@ -124,6 +109,7 @@ class Options:
     run_pipeline: bool = False  # `run`: pull data and run the pipeline first
     config_path: Path | None = None
     dry_run: bool = False
+    post: bool = True  # False (`--no-post`): save a bundle for `cml-bot publish` in a step with the token
     report_dir: Path | None = None
     bundle_dir: Path | None = None
     mode: CommentMode = CommentMode.UPDATE
@@ -132,8 +118,6 @@ class Options:
     junit: Path | None = None
     record: bool | None = None  # None: record when running on the baseline branch outside a PR
     shard: str | None = None  # a matrix job: save a shard bundle for `cml-bot merge` instead of posting
-    may_bundle: bool = True  # on a read-only token, save a bundle (False: fail, as `publish` must)
-    verify_head: str | None = None  # refuse to post unless the PR/MR head is this commit
 
 
 @dataclass(frozen=True)
@@ -142,7 +126,7 @@ class Outcome:
     verdict: Verdict
     summary: str
     report_dir: Path
-    destination: str  # "github" | "gitlab" | "local"
+    destination: str  # "github" | "gitlab" | "local" | "shard" | "store"
     publication: Publication | None = None
     bundle_dir: Path | None = None
     notices: tuple[str, ...] = ()  # what the user should know, one line each
@@ -198,7 +182,7 @@ def render_plots(
     return tuple(entry for entry in entries if entry is not None), tuple(images)
 
 
-# --- the run ------------------------------------------------------------------------------------
+# --- the evaluation -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -230,9 +214,22 @@ def evaluate(options: Options, effects: Effects) -> Evaluation:
     if options.run_pipeline:
         pipeline_result = pull_and_train(config, effects)
     head = collect_results(config, head_sha, missing_ok=pipeline_result is not None and not pipeline_result.ok)
+    return _judge(options, effects, config, context, git, head, pipeline_result, started, head_ref)
 
+
+def _judge(
+    options: Options,
+    effects: Effects,
+    config: Config,
+    context: CiContext,
+    git: Git,
+    head: RunResults,
+    pipeline_result: PipelineResult | None,
+    started: float,
+    head_ref: str | None,
+) -> Evaluation:
+    """Find the baseline (records, history, data changes) for ``head`` with this side's config."""
     store = effects.store_factory(config, context, effects.env, sleep=effects.sleep)
-    given_sha = context.base_sha or _github_merge_base(options, effects, context, git)
     notes: list[str] = []
 
     def find_baseline(source: ResultStore) -> Baseline:
@@ -240,9 +237,9 @@ def evaluate(options: Options, effects: Effects) -> Evaluation:
             config,
             git,
             source,
-            head_sha,
+            head.sha,
             branch=context.base_ref,
-            given_sha=given_sha,
+            given_sha=_given_merge_base(options, effects, context, git, head.sha, config.baseline_branch),
             base_rev=options.base_rev,
             explicit_file=options.baseline_file,
         )
@@ -256,7 +253,7 @@ def evaluate(options: Options, effects: Effects) -> Evaluation:
         notes.append(f"Recorded results could not be read ({exc}); compared without them.")
         baseline, history = find_baseline(_NoRecords()), []
     facts = RunFacts(
-        head_sha=head_sha,
+        head_sha=head.sha,
         head_ref=head_ref,
         base_sha=baseline.sha,
         base_ref=baseline.ref,
@@ -287,18 +284,22 @@ class _NoRecords:
         raise ForgeError("recorded results are unavailable in this run")
 
 
-def _github_merge_base(options: Options, effects: Effects, context: CiContext, git: Git) -> str | None:
-    """On a GitHub pull request whose clone cannot tell the merge-base (shallow, or the base branch
-    not fetched), GitHub's compare API does; None otherwise (local git decides)."""
-    if context.platform != "github" or not context.is_change or not context.base_ref or not context.head_sha:
+def _given_merge_base(
+    options: Options, effects: Effects, context: CiContext, git: Git, head_sha: str | None, default_branch: str
+) -> str | None:
+    """The merge-base when local git cannot tell (a shallow clone, the base branch not fetched, or
+    the head commit not here at all, as when publishing a fork's bundle): the CI's own (GitLab's
+    CI_MERGE_REQUEST_DIFF_BASE_SHA), else the forge's answer. None: local git decides."""
+    if not context.is_change or not head_sha or options.base_rev or options.baseline_file is not None:
         return None
-    if options.base_rev or options.baseline_file is not None:
+    base_ref = context.base_ref or default_branch
+    if git.branch_ref(base_ref) is not None and git.rev(head_sha) is not None and not git.is_shallow():
         return None
-    if git.branch_ref(context.base_ref) is not None and not git.is_shallow():
+    if context.base_sha:
+        return context.base_sha
+    if token_kind(context, effects.env) == "none":
         return None
-    from cml_bot.forges.github_store import github_merge_base
-
-    return github_merge_base(context, effects.env, context.base_ref, context.head_sha, sleep=effects.sleep)
+    return effects.forge_factory(context, effects.env, sleep=effects.sleep).merge_base(base_ref, head_sha)
 
 
 def run(options: Options, effects: Effects) -> Outcome:
@@ -306,7 +307,7 @@ def run(options: Options, effects: Effects) -> Outcome:
     if options.shard:
         return save_shard(options, evaluation)
     report, images = build_report(evaluation)
-    return publish_report(options, effects, evaluation, report, images)
+    return deliver(options, effects, evaluation, report, images)
 
 
 def build_report(evaluation: Evaluation, draw: bool = True) -> tuple[Report, tuple[Image, ...]]:
@@ -365,12 +366,152 @@ def render_trend_plot(evaluation: Evaluation, result: Diff) -> tuple[PlotEntry, 
     return PlotEntry(title, (image.name,), note), image
 
 
+def _plot_notes(config: Config, head: RunResults) -> tuple[str, ...]:
+    if config.metrics or head.metrics:
+        return ()
+    return ("No metrics files are configured: add `metrics:` to cml-bot.yaml or dvc.yaml.",)
+
+
+def pull_and_train(config: Config, effects: Effects) -> PipelineResult:
+    from cml_bot import data, pipeline
+
+    if config.data.files:
+        data.pull(config, progress=effects.progress)
+    elif config.dvc and data.is_dvc_repo(config.root):
+        data.dvc_pull(config.root, effects.echo)
+    # The project's own commands never see cml-bot's write token.
+    return pipeline.run_pipeline(
+        config.pipeline, config.root, env=without_tokens(effects.env), echo=effects.echo, clock=effects.clock
+    )
+
+
+# --- delivering: the report folder, records, the forge, bundles -----------------------------------
+
+
+def deliver(
+    options: Options,
+    effects: Effects,
+    evaluation: Evaluation,
+    report: Report,
+    images: tuple[Image, ...],
+    *,
+    publishing: bool = False,
+) -> Outcome:
+    """Write the report folder (always), then do what :func:`plan` decides: record, post or save."""
+    from cml_bot.forges.local import ReportFolder
+
+    config, context, head = evaluation.config, evaluation.context, evaluation.head
+    secrets = Secrets.from_env(effects.env)
+    folder = ReportFolder(options.report_dir or config.root / DEFAULT_REPORT_DIR, config.title)
+    folder.prepare()
+    folder.write_report(secrets.scrub(render_markdown(report, folder.write_images(images))))
+    if options.junit is not None:
+        atomic_write(options.junit, secrets.scrub(junit_xml(report)).encode("utf-8"))
+
+    branch = context.head_ref if context.platform != "local" else Git(config.root, effects.git_runner).current_branch()
+    access = access_for(context, token_kind(context, effects.env)) if context.platform != "local" else Access(False)
+    asked = Asked(dry_run=options.dry_run, post=options.post, record=options.record, publishing=publishing)
+    decided = plan(context, asked, access, branch, config.baseline_branch)
+    if decided.record and not (head.sha and head.metrics):
+        decided = replace(decided, record=False)
+    outcome = Outcome(report, report.verdict, verdict_summary(report), folder.folder, "local")
+    notices: list[str] = []
+    if decided.record:
+        store = evaluation.store or effects.store_factory(config, context, effects.env, sleep=effects.sleep)
+        recorded = store.save(head)
+        outcome = replace(outcome, recorded=recorded)
+        notices.append(f"recorded this commit's results for later comparisons: {recorded}")
+    if decided.post:
+        try:
+            publication, urls, posted_notes = post(
+                effects, context, report, images, options.mode, secrets, verify=publishing
+            )
+        except ReadOnlyTokenError as exc:
+            if publishing:
+                raise
+            decided = replace(decided, save_bundle=True, why_not_posted=str(exc))
+        else:
+            notices.extend(posted_notes)
+            _write_summary(effects.env, secrets.scrub(render_markdown(report, urls, limit=SUMMARY_LIMIT)))
+            return replace(outcome, destination=context.platform, publication=publication, notices=tuple(notices))
+    if decided.why_not_posted:
+        notices.append(decided.why_not_posted)
+    if decided.save_bundle:
+        bundle_dir = options.bundle_dir or config.root / DEFAULT_BUNDLE_DIR
+        save_run(bundle_dir, saved_run(evaluation, shard=None))
+        notices.append(f"report saved for a trusted step to post: cml-bot publish --bundle {bundle_dir}")
+        outcome = replace(outcome, destination=context.platform, bundle_dir=bundle_dir)
+    if context.platform != "local":
+        _write_summary(effects.env, secrets.scrub(render_markdown(report, {}, limit=SUMMARY_LIMIT)))
+    return replace(outcome, notices=tuple(notices))
+
+
+def post(
+    effects: Effects,
+    context: CiContext,
+    report: Report,
+    images: Sequence[Image],
+    mode: CommentMode,
+    secrets: Secrets,
+    *,
+    verify: bool,
+) -> tuple[Publication, Mapping[str, str], list[str]]:
+    """Post the report on the forge: images, the sticky comment, the status. With ``verify``, the
+    pull/merge request's head must be the report's commit, asked from the forge now. Returns the
+    publication, the images' URLs and notes for the user."""
+    from cml_bot.forges.sticky import upsert
+
+    forge = effects.forge_factory(context, effects.env, sleep=effects.sleep)
+    notes: list[str] = []
+    change = forge.change()
+    if verify:
+        sha = report.facts.head_sha or ""
+        if change is None:
+            if context.is_change:
+                raise ForgeError(f"{forge.name}: no open pull/merge request has {sha[:12]} as its head; not posting")
+        else:
+            forge.verify_head(change, sha)
+    try:
+        urls = forge.upload_images(change, images)
+    except ReadOnlyTokenError as exc:
+        urls = {}
+        notes.append(f"plots not posted: {exc}")
+    publication = Publication(None, False)
+    if change is not None:
+        body = secrets.scrub(
+            render_markdown(
+                report, urls, limit=forge.comment_limit, where_full=f"The full report is in {forge.full_report_hint}."
+            )
+        )
+        publication = upsert(forge.thread(change), body, report.marker, mode)
+    else:
+        notes.append(
+            f"no open pull/merge request has this commit as its head: the report is in {forge.full_report_hint}"
+        )
+    try:
+        forge.set_status(report.verdict, verdict_summary(report), context.run_url)
+    except ReadOnlyTokenError as exc:
+        notes.append(f"commit status not set: {exc}")
+    return publication, urls, notes
+
+
+def _write_summary(env: Mapping[str, str], body: str) -> None:
+    path = env.get("GITHUB_STEP_SUMMARY")
+    if not path:
+        return
+    data = body.encode("utf-8")
+    if len(data) > 1024 * 1024:
+        data = b"cml-bot: the report is larger than the job summary allows; see the report artifact.\n"
+    with open(path, "ab") as handle:
+        handle.write(data)
+
+
 # --- matrix fan-in: shards and merge --------------------------------------------------------------
 
 SHARD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]{0,63}$")
 
 
-def saved_run(evaluation: Evaluation, mode: CommentMode, shard: str | None = None) -> SavedRun:
+def saved_run(evaluation: Evaluation, shard: str | None) -> SavedRun:
     """The evaluation as data, for a bundle or a shard (no rendered text: see cml_bot.bundle)."""
     context, baseline, facts = evaluation.context, evaluation.baseline, evaluation.facts
     return SavedRun(
@@ -380,7 +521,7 @@ def saved_run(evaluation: Evaluation, mode: CommentMode, shard: str | None = Non
         head_sha=facts.head_sha,
         head_ref=facts.head_ref,
         run_url=facts.run_url,
-        mode=mode.value,
+        mode=CommentMode.UPDATE.value,
         shard=shard,
         head=evaluation.head,
         base=baseline.results,
@@ -394,28 +535,13 @@ def saved_run(evaluation: Evaluation, mode: CommentMode, shard: str | None = Non
     )
 
 
-def evaluation_from(run: SavedRun, config: Config, context: CiContext) -> Evaluation:
-    """Rebuild an evaluation from saved data, to be judged with ``config`` (the trusted side's)."""
-    baseline = Baseline(run.base, run.baseline_sha, run.baseline_ref, run.baseline_source)
-    facts = RunFacts(
-        head_sha=run.head_sha,
-        head_ref=run.head_ref,
-        base_sha=run.baseline_sha,
-        base_ref=run.baseline_ref,
-        baseline_source=run.baseline_source,
-        duration=run.duration,
-        run_url=run.run_url,
-    )
-    return Evaluation(config, context, run.head, baseline, run.pipeline, facts, run.history, run.data_changes)
-
-
 def save_shard(options: Options, evaluation: Evaluation) -> Outcome:
     """Write this job's results and baseline for ``cml-bot merge``; post nothing."""
     name = options.shard or ""
     if not SHARD_NAME.match(name):
         raise InputError(f"--shard {name!r}: use letters, digits, '.', '_', '=', '-' (at most 64)")
     folder = (options.bundle_dir or evaluation.config.root / DEFAULT_SHARDS_DIR) / name
-    save_run(folder, saved_run(evaluation, options.mode, shard=name))
+    save_run(folder, saved_run(evaluation, shard=name))
     report, _ = build_report(evaluation, draw=False)
     return Outcome(
         report=report,
@@ -436,31 +562,41 @@ def merge(folders: Sequence[Path], options: Options, effects: Effects) -> Outcom
     shards: list[Shard] = []
     runs: list[SavedRun] = []
     for folder in folders:
-        run = load_run(folder)
-        if not run.shard or not SHARD_NAME.match(run.shard):
+        saved = load_run(folder)
+        if not saved.shard or not SHARD_NAME.match(saved.shard):
             raise InputError(f"{folder}: not a shard (saved without --shard)")
-        if run.shard in {r.shard for r in runs}:
-            raise InputError(f"{folder}: shard {run.shard} appears twice")
-        runs.append(run)
-        base = run.base
+        if saved.shard in {r.shard for r in runs}:
+            raise InputError(f"{folder}: shard {saved.shard} appears twice")
+        runs.append(saved)
+        base = saved.base
         result = diff(
             base.metrics if base else None,
-            run.head.metrics,
+            saved.head.metrics,
             config.thresholds,
             base.params if base else None,
-            run.head.params,
+            saved.head.params,
         )
-        failed = run.pipeline.failed_step if run.pipeline is not None else None
-        shards.append(Shard(run.shard, result, failed.name if failed else None))
-    evaluation = evaluation_from(runs[0], config, context)
+        failed = saved.pipeline.failed_step if saved.pipeline is not None else None
+        shards.append(Shard(saved.shard, result, failed.name if failed else None))
+    first = runs[0]
+    baseline = Baseline(first.base, first.baseline_sha, first.baseline_ref, first.baseline_source)
+    facts = RunFacts(
+        head_sha=context.head_sha or first.head_sha,
+        head_ref=context.head_ref or first.head_ref,
+        base_sha=first.baseline_sha,
+        base_ref=first.baseline_ref,
+        baseline_source=first.baseline_source,
+        run_url=context.job_url or context.run_url,
+    )
+    evaluation = Evaluation(config, context, first.head, baseline, first.pipeline, facts)
     report = Report(
         title=config.title,
         report_id=config.report_id,
         diff=shards[0].diff,
-        facts=replace(evaluation.facts, head_ref=context.head_ref or evaluation.facts.head_ref, duration=None),
+        facts=facts,
         shards=tuple(shards),
     )
-    return publish_report(replace(options, record=False), effects, evaluation, report, ())
+    return deliver(replace(options, record=False), effects, evaluation, report, ())
 
 
 def record(options: Options, effects: Effects) -> Outcome:
@@ -483,145 +619,65 @@ def record(options: Options, effects: Effects) -> Outcome:
     )
 
 
-def pull_and_train(config: Config, effects: Effects) -> PipelineResult:
-    from cml_bot import data, pipeline
-
-    if config.data.files:
-        data.pull(config, progress=effects.progress)
-    elif config.dvc and data.is_dvc_repo(config.root):
-        data.dvc_pull(config.root, effects.echo)
-    # The project's own commands never see cml-bot's write token.
-    return pipeline.run_pipeline(
-        config.pipeline, config.root, env=without_tokens(effects.env), echo=effects.echo, clock=effects.clock
-    )
+# --- publishing a saved bundle: data judged by trusted code ---------------------------------------
 
 
-def _plot_notes(config: Config, head: RunResults) -> tuple[str, ...]:
-    if config.metrics or head.metrics:
-        return ()
-    return ("No metrics files are configured: add `metrics:` to cml-bot.yaml or dvc.yaml.",)
+def publish_bundle(folder: Path, options: Options, effects: Effects, head_sha: str | None) -> Outcome:
+    """Report a bundle saved by a step or job that could not post (a fork's pull request, or the
+    Action's training step, which never holds the token).
 
-
-def publish_report(
-    options: Options, effects: Effects, evaluation: Evaluation, report: Report, images: tuple[Image, ...]
-) -> Outcome:
-    config, context, head = evaluation.config, evaluation.context, evaluation.head
-    report_dir = options.report_dir or config.root / DEFAULT_REPORT_DIR
-    prepare_folder(report_dir)
-    local = LocalForge(report_dir, config.title)
-    local_urls = local.upload_images(images)
-    full = render_markdown(report, local_urls)
-    local.upsert_comment(full, report.marker, options.mode)
-    notices: list[str] = []
-    summary = verdict_summary(report)
-    if options.junit is not None:
-        atomic_write(options.junit, junit_xml(report).encode("utf-8"))
-
-    recorded = None
-    if _should_record(options, context, config, head):
-        store = evaluation.store or effects.store_factory(config, context, effects.env, sleep=effects.sleep)
-        recorded = store.save(head)
-        notices.append(f"recorded this commit's results for later comparisons: {recorded}")
-
-    outcome = Outcome(
-        report=report,
-        verdict=report.verdict,
-        summary=summary,
-        report_dir=report_dir,
-        destination="local",
-        recorded=recorded,
-    )
-    if options.dry_run or context.platform == "local":
-        if context.platform != "local":
-            notices.append("dry run: nothing posted")
-        return replace(outcome, notices=tuple(notices))
-
-    forge = effects.forge_factory(context, effects.env, sleep=effects.sleep)
-    if options.verify_head is not None:
-        verify = getattr(forge, "verify_change_head", None)
-        if verify is None:
-            raise CmlBotError(f"{context.platform}: cannot check which commit the merge request is at")
-        verify(options.verify_head)
-    try:
-        urls = forge.upload_images(images)
-        body = render_markdown(report, urls, limit=forge.comment_limit)
-        publication = forge.upsert_comment(body, report.marker, options.mode)
-    except ReadOnlyTokenError as exc:
-        if not options.may_bundle:
-            raise
-        bundle_dir = options.bundle_dir or config.root / DEFAULT_BUNDLE_DIR
-        save_run(bundle_dir, saved_run(evaluation, options.mode))
-        notices.append(f"{exc}")
-        notices.append(f"report saved for a trusted workflow to post: cml-bot publish --bundle {bundle_dir}")
-        _write_summary(effects.env, render_markdown(report, {}, limit=SUMMARY_LIMIT))
-        return replace(outcome, destination=context.platform, bundle_dir=bundle_dir, notices=tuple(notices))
-    try:
-        forge.set_status(report.verdict, summary, context.run_url)
-    except ReadOnlyTokenError as exc:
-        notices.append(f"commit status not set: {exc}")
-    if publication.comment_url is None:
-        notices.append("no pull request for this commit: the report is in the job summary only")
-    _write_summary(effects.env, render_markdown(report, urls, limit=SUMMARY_LIMIT))
-    return replace(outcome, destination=context.platform, publication=publication, notices=tuple(notices))
-
-
-def _should_record(options: Options, context: CiContext, config: Config, head: RunResults) -> bool:
-    if options.record is not None:
-        return options.record
-    if context.is_change or not head.sha or not head.metrics:
-        return False
-    branch = context.head_ref if context.platform != "local" else Git(config.root).current_branch()
-    return branch == config.baseline_branch
-
-
-def _write_summary(env: Mapping[str, str], body: str) -> None:
-    path = env.get("GITHUB_STEP_SUMMARY")
-    if not path:
-        return
-    data = body.encode("utf-8")
-    if len(data) > 1024 * 1024:
-        data = b"cml-bot: the report is larger than the job summary allows; see the report artifact.\n"
-    with open(path, "ab") as handle:
-        handle.write(data)
-
-
-# --- publishing a saved bundle --------------------------------------------------------------------
-
-
-def publish_bundle(folder: Path, options: Options, effects: Effects, expected_head_sha: str | None = None) -> Outcome:
-    """Report a bundle saved by a run whose token could not write (fork PRs), with this checkout's
-    config and thresholds: the bundle's data is re-rendered and escaped here, never posted as is."""
-    run = load_run(folder)
-    if run.shard:
+    The bundle is untrusted data: from it come only this commit's results (metrics, params, plot
+    data, the pipeline's outcome and logs, data changes). Everything that judges them comes from
+    this side: the config and thresholds of this checkout, the baseline (its own records and git),
+    the run URL, platform, host and repository (the environment), the comment mode (the command
+    line). It posts only on the pull/merge request whose head the forge says is ``head_sha``.
+    """
+    context = detect(effects.env, effects.event)
+    if context.platform != "local" and not head_sha:
+        raise InputError("publish: --head-sha is required in CI (the commit the bundle must be for)")
+    saved = load_run(folder)
+    if saved.shard:
         raise InputError(f"{folder}: this is a matrix shard; post shards with `cml-bot merge`")
-    if run.platform not in ("github", "gitlab"):
-        raise InputError(f"{folder}: bundle for platform {run.platform!r} cannot be published")
-    if not run.head_sha:
+    if not saved.head_sha:
         raise InputError(f"{folder}: bundle names no commit; refusing to post")
-    if expected_head_sha and run.head_sha != expected_head_sha:
-        raise InputError(
-            f"{folder}: bundle is for commit {str(run.head_sha)[:10]}, not {expected_head_sha[:10]}; refusing to post"
-        )
-    try:
-        mode = CommentMode(run.mode)
-    except ValueError:
-        raise InputError(f"{folder}: bundle has an unknown comment mode {run.mode!r}") from None
+    if head_sha and saved.head_sha != head_sha:
+        raise InputError(f"{folder}: bundle is for commit {saved.head_sha[:10]}, not {head_sha[:10]}; refusing to post")
+    sha = head_sha or saved.head_sha
     config = load_config(options.root, options.config_path)
-    here = detect(effects.env, effects.event)
-    context = CiContext(
-        platform=run.platform,  # type: ignore[arg-type]  # checked above
-        repo=here.repo or run.repo,
-        api_url=here.api_url,
-        server_url=here.server_url,
-        change_number=run.change_number,
-        head_sha=run.head_sha,
-        head_ref=run.head_ref,
-        base_ref=run.baseline_ref,
-        run_url=run.run_url,
+    git = Git(config.root, effects.git_runner)
+    trusted = replace(
+        context, head_sha=sha, change_number=context.change_number if head_sha == context.head_sha else None
     )
-    evaluation = evaluation_from(run, config, context)
+    head = replace(saved.head, sha=sha)
+    evaluation = _judge(
+        replace(options, record=None),
+        effects,
+        config,
+        trusted,
+        git,
+        head,
+        saved.pipeline,
+        effects.clock(),
+        context.head_ref or saved.head_ref,
+    )
+    evaluation = replace(evaluation, data_changes=saved.data_changes)
     report, images = build_report(evaluation)
-    publish_options = replace(
-        options, mode=mode, record=False, dry_run=False, may_bundle=False, verify_head=run.head_sha
-    )
-    return publish_report(publish_options, effects, evaluation, report, images)
+    return deliver(options, effects, evaluation, report, images, publishing=True)
+
+
+__all__ = [
+    "DEFAULT_BUNDLE_DIR",
+    "DEFAULT_REPORT_DIR",
+    "RECORDS_DIR",
+    "Effects",
+    "Evaluation",
+    "Options",
+    "Outcome",
+    "build_report",
+    "deliver",
+    "evaluate",
+    "merge",
+    "publish_bundle",
+    "record",
+    "run",
+]

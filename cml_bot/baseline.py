@@ -29,11 +29,15 @@ ANCESTOR_SEARCH_LIMIT = 200
 _HEX = re.compile(r"^[0-9a-fA-F]{7,40}$")
 
 
+PROBE_LIMIT = 30  # commits asked for one by one when the store cannot list (GitLab's job token)
+
+
 class ResultStore(Protocol):
     """Recorded results by commit: a local folder, or a data branch on GitHub/GitLab."""
 
-    def recorded(self) -> set[str]:
-        """The commits that have results (one listing)."""
+    def recorded(self) -> set[str] | None:
+        """The commits that have results (one listing); None when the store cannot list, and
+        :meth:`load` is to be asked for each wanted commit instead."""
         ...
 
     def load(self, sha: str) -> RunResults | None: ...
@@ -109,11 +113,12 @@ def resolve_baseline(
     sha, how = find_base_commit(git, head_sha, branch, given_sha, base_rev)
     if sha is not None:
         available = store.recorded()
-        recorded = store.load(sha) if sha in available else None
+        recorded = store.load(sha) if available is None or sha in available else None
         if recorded is not None:
             return Baseline(recorded, sha, branch, f"recorded results of {how} ({sha[:10]})")
-        for distance, ancestor in enumerate(git.ancestors(sha, ANCESTOR_SEARCH_LIMIT)[1:], start=1):
-            recorded = store.load(ancestor) if ancestor in available else None
+        limit = ANCESTOR_SEARCH_LIMIT if available is not None else PROBE_LIMIT
+        for distance, ancestor in enumerate(git.ancestors(sha, limit)[1:], start=1):
+            recorded = store.load(ancestor) if available is None or ancestor in available else None
             if recorded is not None:
                 plural = "s" if distance > 1 else ""
                 return Baseline(
@@ -175,8 +180,8 @@ def trend_history(git: Git, store: ResultStore, sha: str | None, count: int) -> 
         return []
     available = store.recorded()
     found = []
-    for ancestor in git.ancestors(sha, ANCESTOR_SEARCH_LIMIT):
-        if ancestor in available:
+    for ancestor in git.ancestors(sha, ANCESTOR_SEARCH_LIMIT if available is not None else PROBE_LIMIT):
+        if available is None or ancestor in available:
             results = store.load(ancestor)
             if results is not None:
                 found.append(results)

@@ -7,10 +7,12 @@ Heavy modules (matplotlib, pandas, PyGithub, python-gitlab) are imported inside 
 from __future__ import annotations
 
 import argparse
+import contextvars
 import logging
 import os
 import shutil
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -95,25 +97,30 @@ def _parser() -> argparse.ArgumentParser:
 
     publish = sub.add_parser(
         "publish",
-        help="post a bundle saved by a run with a read-only token (rendered here, with this checkout's config)",
+        help="judge and post a bundle saved by a step or job that could not post (fork PRs, --no-post)",
+        description="Post the results saved in a bundle. The bundle is data: the baseline, config, thresholds, "
+        "run URL, repository and comment mode come from this side; it posts only on the pull/merge request "
+        "whose head the forge says is --head-sha.",
     )
     publish.add_argument("--bundle", type=Path, required=True, help="the bundle folder")
-    publish.add_argument("--out", type=Path, help="report folder (default: cml-bot-report in the repo)")
-    _common(publish)
     publish.add_argument(
-        "--head-sha", help="refuse unless the bundle is for this commit (pass github.event.workflow_run.head_sha)"
+        "--head-sha",
+        help="the commit the bundle must be for (required in CI; e.g. github.event.workflow_run.head_sha)",
     )
+    _publishing_options(publish)
     return parser
 
 
 def _common(command: argparse.ArgumentParser) -> None:
     command.add_argument("-C", "--directory", type=Path, default=Path("."), help="the repo (default: .)")
     command.add_argument("--config", type=Path, help="config file (default: cml-bot.yaml in the repo)")
+    # Also after the command (CML_BOT_ARGS=--verbose); SUPPRESS keeps the top-level value otherwise.
+    command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log details")
 
 
-def _report_options(command: argparse.ArgumentParser, pipeline: bool) -> None:
+def _publishing_options(command: argparse.ArgumentParser) -> None:
+    """Options of every command that may post a report."""
     _common(command)
-    command.add_argument("--dry-run", action="store_true", help="write the report locally; post nothing")
     command.add_argument("--out", type=Path, help="report folder (default: cml-bot-report in the repo)")
     command.add_argument(
         "--mode",
@@ -122,6 +129,19 @@ def _report_options(command: argparse.ArgumentParser, pipeline: bool) -> None:
         help="update the sticky comment in place (default), add a new one, or delete and re-add it",
     )
     command.add_argument("--fail-on-regression", action="store_true", help="exit 1 when a threshold fails")
+    command.add_argument("--junit", type=Path, help="write the gates as JUnit XML to this file")
+
+
+def _report_options(command: argparse.ArgumentParser, pipeline: bool) -> None:
+    _publishing_options(command)
+    command.add_argument("--dry-run", action="store_true", help="write the report locally; post nothing")
+    command.add_argument(
+        "--no-post",
+        dest="post",
+        action="store_false",
+        help="post nothing; save a bundle for `cml-bot publish` in a later step that holds the token "
+        "(so the training never runs next to the token)",
+    )
     command.add_argument(
         "--baseline", type=Path, help="a metrics file to compare against instead of the base branch's results"
     )
@@ -133,7 +153,6 @@ def _report_options(command: argparse.ArgumentParser, pipeline: bool) -> None:
     command.add_argument(
         "--bundle-dir", type=Path, help="where to save the report when the token is read-only (default: cml-bot-bundle)"
     )
-    command.add_argument("--junit", type=Path, help="write the gates as JUnit XML to this file")
     command.add_argument(
         "--fail-if-not-posted",
         action="store_true",
@@ -157,10 +176,19 @@ def _report_options(command: argparse.ArgumentParser, pipeline: bool) -> None:
     record.add_argument("--no-record", dest="record", action="store_false")
 
 
+# How the forge client waits between retries; main() sets it (tests pass a no-op).
+_SLEEP: contextvars.ContextVar[Callable[[float], None]] = contextvars.ContextVar("sleep", default=time.sleep)
+
+
 def main(
-    argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = None, console: Console | None = None
+    argv: Sequence[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    console: Console | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> int:
     """Entry point; returns the exit code (the console script exits with it)."""
+    _SLEEP.set(sleep)
     console = console or Console()
     environ = dict(os.environ if env is None else env)
     try:
@@ -209,6 +237,7 @@ def _report(args: argparse.Namespace, env: Mapping[str, str], console: Console) 
         run_pipeline=args.command == "run",
         config_path=args.config,
         dry_run=args.dry_run,
+        post=args.post,
         report_dir=args.out,
         bundle_dir=args.bundle_dir,
         mode=CommentMode(args.mode),
@@ -218,7 +247,7 @@ def _report(args: argparse.Namespace, env: Mapping[str, str], console: Console) 
         record=getattr(args, "record", None),
         shard=getattr(args, "shard", None),
     )
-    effects = Effects(env=env, echo=console.say, progress=console.progress)
+    effects = Effects(env=env, echo=console.say, progress=console.progress, sleep=_SLEEP.get())
     outcome = merge(args.shards, options, effects) if args.command == "merge" else run(options, effects)
     _show(outcome, env, console)
     if outcome.verdict.value == "failed":
@@ -280,7 +309,9 @@ def _demo(args: argparse.Namespace, env: Mapping[str, str], console: Console) ->
 def _record(args: argparse.Namespace, env: Mapping[str, str], console: Console) -> int:
     from cml_bot.app import Effects, Options, record
 
-    outcome = record(Options(root=args.directory, config_path=args.config), Effects(env=env, echo=console.say))
+    outcome = record(
+        Options(root=args.directory, config_path=args.config), Effects(env=env, echo=console.say, sleep=_SLEEP.get())
+    )
     console.say(f"cml-bot: {outcome.summary} in {scrub(outcome.recorded or '?', env)}")
     return EXIT_OK
 
@@ -313,11 +344,20 @@ def _data(args: argparse.Namespace, env: Mapping[str, str], console: Console) ->
 
 def _publish(args: argparse.Namespace, env: Mapping[str, str], console: Console) -> int:
     from cml_bot.app import Effects, Options, publish_bundle
+    from cml_bot.forges.base import CommentMode
 
     _mask_tokens(env, console)
-    options = Options(root=args.directory, config_path=args.config, report_dir=args.out)
-    outcome = publish_bundle(args.bundle, options, Effects(env=env, echo=console.say), expected_head_sha=args.head_sha)
+    options = Options(
+        root=args.directory, config_path=args.config, report_dir=args.out, mode=CommentMode(args.mode), junit=args.junit
+    )
+    outcome = publish_bundle(
+        args.bundle, options, Effects(env=env, echo=console.say, sleep=_SLEEP.get()), head_sha=args.head_sha
+    )
     _show(outcome, env, console)
+    if outcome.verdict.value == "failed":
+        return EXIT_FAILED
+    if outcome.verdict.value == "regressed" and args.fail_on_regression:
+        return EXIT_FAILED
     return EXIT_OK
 
 

@@ -34,10 +34,13 @@ class CiContext:
     job_url: str | None = None
     is_fork: bool = False
     default_branch: str | None = None
+    checked_out_sha: str | None = None  # the commit in the workspace: a merge commit on PR events
+    pipeline_id: int | None = None  # GitLab: the running pipeline (where the status belongs)
+    change_event: bool = False  # about a pull request whose number the event does not give (forks)
 
     @property
     def is_change(self) -> bool:
-        return self.change_number is not None
+        return self.change_number is not None or self.change_event
 
 
 def detect(env: Mapping[str, str], event: Mapping[str, Any] | None = None) -> CiContext:
@@ -76,6 +79,9 @@ def github_context(env: Mapping[str, str], event: Mapping[str, Any]) -> CiContex
         "default_branch": _str(_dig(event, "repository", "default_branch")),
     }
     pull = event.get("pull_request")
+    triggering = event.get("workflow_run")
+    if event_name == "workflow_run" and isinstance(triggering, Mapping):
+        return _workflow_run_context(common, repo, triggering)
     if isinstance(pull, Mapping):
         head_repo = _str(_dig(pull, "head", "repo", "full_name"))
         return CiContext(
@@ -85,14 +91,39 @@ def github_context(env: Mapping[str, str], event: Mapping[str, Any]) -> CiContex
             head_ref=_str(_dig(pull, "head", "ref")),
             base_ref=_str(_dig(pull, "base", "ref")),
             is_fork=head_repo is not None and repo is not None and head_repo != repo,
+            checked_out_sha=env.get("GITHUB_SHA") or None,  # refs/pull/N/merge, unless checked out otherwise
         )
     ref = env.get("GITHUB_REF", "")
     head_ref = ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else env.get("GITHUB_REF_NAME")
-    return CiContext(**common, head_sha=env.get("GITHUB_SHA") or _str(event.get("after")), head_ref=head_ref)
+    sha = env.get("GITHUB_SHA") or _str(event.get("after"))
+    return CiContext(**common, head_sha=sha, head_ref=head_ref, checked_out_sha=sha)
+
+
+def _workflow_run_context(common: dict[str, Any], repo: str | None, run: Mapping[str, Any]) -> CiContext:
+    """A ``workflow_run`` job (the trusted publish workflow): the commit and branch are those of the
+    run that triggered it, as GitHub reports them (never what a bundle says). A fork's pull request
+    is not listed in ``pull_requests``; the forge finds it by its head commit."""
+    head_sha = _str(run.get("head_sha"))
+    pulls = [p for p in run.get("pull_requests") or [] if isinstance(p, Mapping)]
+    number = next((_int(p.get("number")) for p in pulls if _dig(p, "head", "sha") == head_sha), None)
+    head_repo = _str(_dig(run, "head_repository", "full_name"))
+    base_ref = next((_str(_dig(p, "base", "ref")) for p in pulls), None)
+    return CiContext(
+        **{**common, "run_url": _str(run.get("html_url")) or common["run_url"]},
+        change_number=number,
+        change_event=run.get("event") in ("pull_request", "pull_request_target"),
+        head_sha=head_sha,
+        head_ref=_str(run.get("head_branch")),
+        base_ref=base_ref,
+        is_fork=head_repo is not None and repo is not None and head_repo != repo,
+    )
 
 
 def gitlab_context(env: Mapping[str, str]) -> CiContext:
+    """In merged-results pipelines ``CI_COMMIT_SHA`` is a temporary merge commit; the merge
+    request's head is ``CI_MERGE_REQUEST_SOURCE_BRANCH_SHA`` (set only there)."""
     iid = _int(env.get("CI_MERGE_REQUEST_IID"))
+    commit = env.get("CI_COMMIT_SHA") or None
     source_project = env.get("CI_MERGE_REQUEST_SOURCE_PROJECT_ID")
     project = env.get("CI_PROJECT_ID")
     return CiContext(
@@ -101,7 +132,7 @@ def gitlab_context(env: Mapping[str, str]) -> CiContext:
         api_url=(env.get("CI_API_V4_URL") or "").rstrip("/") or None,
         server_url=env.get("CI_SERVER_URL"),
         change_number=iid,
-        head_sha=env.get("CI_COMMIT_SHA"),
+        head_sha=env.get("CI_MERGE_REQUEST_SOURCE_BRANCH_SHA") or commit,
         head_ref=env.get("CI_MERGE_REQUEST_SOURCE_BRANCH_NAME") or env.get("CI_COMMIT_REF_NAME"),
         base_ref=env.get("CI_MERGE_REQUEST_TARGET_BRANCH_NAME"),
         base_sha=env.get("CI_MERGE_REQUEST_DIFF_BASE_SHA") or None,
@@ -110,6 +141,8 @@ def gitlab_context(env: Mapping[str, str]) -> CiContext:
         job_url=env.get("CI_JOB_URL"),
         is_fork=bool(source_project and project and source_project != project),
         default_branch=env.get("CI_DEFAULT_BRANCH"),
+        checked_out_sha=commit,
+        pipeline_id=_int(env.get("CI_PIPELINE_ID")),
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 # Never shown, never written, never passed to the project's own commands.
 TOKEN_VARIABLES = (
@@ -26,3 +26,25 @@ def scrub(text: str, env: Mapping[str, str]) -> str:
 
 def without_tokens(env: Mapping[str, str]) -> dict[str, str]:
     return {key: value for key, value in env.items() if key not in TOKEN_VARIABLES}
+
+
+class Secrets:
+    """The secret values of this run, to be replaced in any text before it is shown or written.
+
+    Minimal form (forge tokens by value); the trust-boundary work extends it with every secret-marked
+    variable and the encoded forms of each value.
+    """
+
+    def __init__(self, values: frozenset[str]) -> None:
+        self.values = values
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], extra: Iterable[str] = ()) -> Secrets:
+        found = {env[name] for name in TOKEN_VARIABLES if env.get(name)}
+        found.update(value for value in extra if value)
+        return cls(frozenset(value for value in found if len(value) >= 8))
+
+    def scrub(self, text: str) -> str:
+        for value in sorted(self.values, key=len, reverse=True):
+            text = text.replace(value, "***")
+        return text

@@ -8,7 +8,10 @@ import pytest
 from fake_gitlab import FakeGitLab
 
 from cml_bot.context import gitlab_context
-from cml_bot.forges.gitlab import GitLabForge, gitlab_forge
+from cml_bot.forges.base import Change
+from cml_bot.forges.gitlab import GitLab, gitlab_forge
+from cml_bot.forges.sticky import CommentMode, Publication, upsert
+from cml_bot.model import Image
 
 MR_IID = 3
 HEAD_SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -61,11 +64,11 @@ def sleeps() -> list[float]:
 
 
 @pytest.fixture
-def make_forge(fake: FakeGitLab, sleeps: list[float]) -> Iterator[Callable[..., GitLabForge]]:
+def make_forge(fake: FakeGitLab, sleeps: list[float]) -> Iterator[Callable[..., GitLab]]:
     """Build forges through the real factory from CI variables; closes their sessions afterwards."""
-    made: list[GitLabForge] = []
+    made: list[GitLab] = []
 
-    def make(**overrides: str | None) -> GitLabForge:
+    def make(**overrides: str | None) -> GitLab:
         env = ci_env(fake, **overrides)
         forge = gitlab_forge(gitlab_context(env), env, sleep=sleeps.append)
         made.append(forge)
@@ -74,3 +77,15 @@ def make_forge(fake: FakeGitLab, sleeps: list[float]) -> Iterator[Callable[..., 
     yield make
     for forge in made:
         forge.close()
+
+
+def post(forge: GitLab, text: str, marker: str, mode: CommentMode) -> Publication:
+    """What the app does with a report body: the sticky note on the commit's merge request."""
+    change = forge.change()
+    if change is None:
+        return Publication(None, False)
+    return upsert(forge.thread(change), text, marker, mode)
+
+
+def upload(forge: GitLab, images: list[Image], change: Change | None = None) -> dict[str, str]:
+    return dict(forge.upload_images(change or forge.change(), images))

@@ -50,6 +50,7 @@ def test_github_pull_request_reads_the_payload_file(name: str) -> None:
         run_url="https://github.com/Codertocat/Hello-World/actions/runs/77",
         is_fork=False,
         default_branch="master",
+        checked_out_sha="f" * 40,  # what actions/checkout checks out by default
     )
     assert context.is_change
 
@@ -134,7 +135,46 @@ def test_gitlab_merge_request() -> None:
         job_url="https://gitlab.example.com/g/p/-/jobs/2",
         is_fork=True,
         default_branch="main",
+        checked_out_sha="a" * 40,
     )
+
+
+def test_gitlab_merged_results_pipeline_reports_on_the_merge_request_head() -> None:
+    """CI_COMMIT_SHA is a temporary merge commit there; the head is the source branch's sha."""
+    env = {
+        "GITLAB_CI": "true",
+        "CI_PROJECT_ID": "10",
+        "CI_MERGE_REQUEST_IID": "5",
+        "CI_MERGE_REQUEST_EVENT_TYPE": "merged_result",
+        "CI_COMMIT_SHA": "e" * 40,
+        "CI_MERGE_REQUEST_SOURCE_BRANCH_SHA": "a" * 40,
+        "CI_MERGE_REQUEST_TARGET_BRANCH_SHA": "c" * 40,
+        "CI_PIPELINE_ID": "991",
+    }
+    context = detect(env)
+    assert (context.head_sha, context.checked_out_sha, context.pipeline_id) == ("a" * 40, "e" * 40, 991)
+
+
+def test_github_workflow_run_takes_the_triggering_run_from_the_payload() -> None:
+    """The trusted publish workflow: commit, branch and run link come from GitHub's event, and a
+    fork's pull request (absent from pull_requests) is still a change, found later by its head."""
+    run = {
+        "event": "pull_request",
+        "head_sha": "a" * 40,
+        "head_branch": "patch-1",
+        "html_url": "https://github.com/Codertocat/Hello-World/actions/runs/55",
+        "pull_requests": [],
+        "head_repository": {"full_name": "someone/Hello-World"},
+    }
+    context = detect(_github_env("workflow_run"), {"workflow_run": run})
+    assert (context.head_sha, context.head_ref, context.change_number) == ("a" * 40, "patch-1", None)
+    assert context.is_change and context.is_fork
+    assert context.run_url == "https://github.com/Codertocat/Hello-World/actions/runs/55"
+    same_repo = {**run, "pull_requests": [{"number": 4, "head": {"sha": "a" * 40}, "base": {"ref": "main"}}]}
+    context = detect(_github_env("workflow_run"), {"workflow_run": same_repo, "repository": {}})
+    assert (context.change_number, context.base_ref) == (4, "main")
+    pushed = {**run, "event": "push"}
+    assert not detect(_github_env("workflow_run"), {"workflow_run": pushed}).is_change
 
 
 def test_gitlab_branch_pipeline() -> None:

@@ -90,13 +90,11 @@ def test_first_post_then_update_in_place(fake_github: FakeGitHub, repo: GitRepo,
     body = comment["body"]
     assert body.count(MARKER) == 1 and "0.85" in body
     assert comment["login"] == "cml-bot-user"
-    # the plot lives on the assets branch, linked by a commit-pinned raw URL; beside it, the hint
-    # naming the comment for the next run
+    # the plot lives on the assets branch, linked by a commit-pinned raw URL
     assets = fake_github.refs["refs/heads/cml-bot-assets"]
     files = fake_github.commit_files(assets)
     plots = {path for path in files if path.startswith("pr-2/ec26c3e/")}
-    [hint] = set(files) - plots
-    assert plots and re.fullmatch(rf"pr-2/\.comment-[0-9a-f]{{12}}-{comment['id']}", hint)
+    assert plots and set(files) == plots
     for path in plots:
         [pinned] = re.findall(
             rf"\]\(https://github.com/Codertocat/Hello-World/raw/(\w{{40}})/{re.escape(path)}\)", body
@@ -128,19 +126,22 @@ def test_first_post_then_update_in_place(fake_github: FakeGitHub, repo: GitRepo,
     # same head sha and an identical plot: nothing uploaded again, the pinned URLs still hold
     assert fake_github.refs["refs/heads/cml-bot-assets"] == assets
     assert len(fake_github.requests("POST", "/git/blobs")) == len(plots)
-    # the comment was found through the hint: fetched by id, no listing, no GET /user
+    # who we are, one page of comments, one edit
     second = [
-        (method, path) for method, path, _ in fake_github.log[first_run:] if "/comments" in path or path == "/user"
+        (method, path.split("?")[0])
+        for method, path, _ in fake_github.log[first_run:]
+        if "/comments" in path or path == "/user"
     ]
     assert second == [
-        ("GET", f"/repos/Codertocat/Hello-World/issues/comments/{comment['id']}"),
+        ("GET", "/user"),
+        ("GET", "/repos/Codertocat/Hello-World/issues/2/comments"),
         ("PATCH", f"/repos/Codertocat/Hello-World/issues/comments/{comment['id']}"),
     ]
     leaks = out.replace(f"::add-mask::{TOKEN}", "") + err + everything_written(repo.root, tmp_path)
     assert TOKEN not in leaks
 
 
-def test_fork_pull_request_saves_a_bundle_then_publish_posts_it(
+def test_a_read_only_token_saves_a_bundle_then_publish_posts_it(
     fake_github: FakeGitHub, repo: GitRepo, tmp_path: Path
 ) -> None:
     pull_request_repo(repo)
@@ -153,7 +154,11 @@ def test_fork_pull_request_saves_a_bundle_then_publish_posts_it(
     assert code == 0, out + err
     assert "Resource not accessible by integration" in out + err
     assert fake_github.comments_on(2) == [] and fake_github.statuses == []
-    assert len(fake_github.requests("POST")) == 1  # one refused write, no retries
+    # the plots (assets branch) and the comment each refused once: no retries
+    assert [path for _, path, status in fake_github.requests("POST")] == [
+        "/repos/Codertocat/Hello-World/git/blobs",
+        "/repos/Codertocat/Hello-World/issues/2/comments",
+    ]
     saved = json.loads((bundle / "run.json").read_text(encoding="utf-8"))
     assert (saved["platform"], saved["repo"], saved["change_number"], saved["head_sha"]) == (
         "github",
@@ -207,18 +212,25 @@ def test_publish_refuses_a_bundle_for_another_head(fake_github: FakeGitHub, repo
     )
     assert code == 0, out + err
     fake_github.add_pull(2, "b" * 40)  # the PR moved on after the fork run
+    event = tmp_path / "workflow_run.json"
+    run = {"event": "pull_request", "head_sha": HEAD_SHA, "head_branch": "changes", "pull_requests": []}
+    event.write_text(json.dumps({"workflow_run": run}), encoding="utf-8")
     env = {
         "GITHUB_API_URL": fake_github.url,
         "GITHUB_REPOSITORY": fake_github.full_name,
         "GITHUB_ACTIONS": "true",
+        "GITHUB_EVENT_NAME": "workflow_run",
+        "GITHUB_EVENT_PATH": str(event),
         "GITHUB_SHA": "c" * 40,
         "GITHUB_TOKEN": TOKEN,
     }
 
     code, out, err = cli(["publish", "--bundle", str(bundle)], env, repo)
+    assert code == 2 and "--head-sha is required in CI" in err
 
+    code, out, err = cli(["publish", "--bundle", str(bundle), "--head-sha", HEAD_SHA], env, repo)
     assert code == 1
-    assert "PR #2 head is bbbbbbbbbbbb, not ec26c3e57ca3" in err
+    assert f"no open pull/merge request has {HEAD_SHA[:12]} as its head; not posting" in err
     assert fake_github.comments_on(2) == [] and fake_github.statuses == []
     assert TOKEN not in out.replace(f"::add-mask::{TOKEN}", "") + err
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -15,13 +16,8 @@ from fake_github import HEAD_SHA, TOKEN, FakeGitHub, fake_github, github_env
 from cml_bot.cli import Console, main
 from cml_bot.context import CiContext
 from cml_bot.errors import ForgeError, InputError, ReadOnlyTokenError
-from cml_bot.forges.github_store import (
-    DROPPED_FACT,
-    RECORD_LIMIT,
-    GitHubStore,
-    github_merge_base,
-    github_store,
-)
+from cml_bot.forges.github import GitHub, github_client, github_forge
+from cml_bot.forges.github_store import DROPPED_FACT, RECORD_LIMIT, GitHubStore
 from cml_bot.metrics import Samples
 from cml_bot.results import RunResults, to_json
 
@@ -42,9 +38,12 @@ class Sleeps(list[float]):
 
 
 def store_for(fake: FakeGitHub, token: str = TOKEN, sleep: Sleeps | None = None) -> GitHubStore:
-    return github_store(
-        context_for(fake), {"GITHUB_TOKEN": token}, BRANCH, sleep=sleep if sleep is not None else Sleeps()
-    )
+    client = github_client(context_for(fake), {"GITHUB_TOKEN": token}, sleep=sleep if sleep is not None else Sleeps())
+    return GitHubStore(client, fake.full_name, BRANCH, server_url=fake.server_url)
+
+
+def forge_for(fake: FakeGitHub, env: dict[str, str], sleep: Sleeps) -> GitHub:
+    return github_forge(dataclasses.replace(context_for(fake), head_sha=HEAD_SHA), env, sleep=sleep)
 
 
 def results(sha: str, accuracy: float = 0.8) -> RunResults:
@@ -182,7 +181,7 @@ def test_transient_faults_are_retried(fake_github: FakeGitHub) -> None:
 
     store.save(results(A))
 
-    assert 7.0 in sleeps and len(sleeps) == 4
+    assert any(7 <= waited <= 8 for waited in sleeps) and len(sleeps) == 4
     first = fake_github.refs[f"refs/heads/{BRANCH}"]
     assert fake_github.commits[first]["parents"] == []
     # The retried create answered 422 (it exists): the tip is our commit, so nothing is committed twice.
@@ -228,9 +227,9 @@ def test_oversized_records_leave_plot_files_out(fake_github: FakeGitHub) -> None
 
 def test_store_needs_a_token_and_a_repository(fake_github: FakeGitHub) -> None:
     with pytest.raises(ForgeError, match="no token"):
-        github_store(context_for(fake_github), {}, BRANCH)
+        github_client(context_for(fake_github), {})
     with pytest.raises(ForgeError, match="repository is unknown"):
-        github_store(CiContext(platform="github"), {"GITHUB_TOKEN": TOKEN}, BRANCH)
+        github_client(CiContext(platform="github"), {"GITHUB_TOKEN": TOKEN})
     assert TOKEN not in repr(store_for(fake_github))
 
 
@@ -247,13 +246,13 @@ def test_merge_base_from_the_compare_api(fake_github: FakeGitHub) -> None:
     env = {"GITHUB_TOKEN": TOKEN}
     fake_github.fail("GET", r"/compare/", status=502)
 
-    assert github_merge_base(context_for(fake_github), env, "release/1.x", head, sleep=sleeps) == fork_point
-    assert sleeps == [1.0]
+    forge = forge_for(fake_github, env, sleeps)
+    assert forge.merge_base("release/1.x", head) == fork_point
+    assert len(sleeps) == 1
     assert fake_github.requests("GET", r"/compare/release%2F1\.x\.\.\.5{40}")
 
-    assert github_merge_base(context_for(fake_github), env, "no-such-branch", head, sleep=sleeps) is None
-    assert github_merge_base(context_for(fake_github), {}, "release/1.x", head, sleep=sleeps) is None
-    assert len(fake_github.requests("GET", "/compare/")) == 3  # no request without a token
+    assert forge.merge_base("no-such-branch", head) is None
+    assert len(fake_github.requests("GET", "/compare/")) == 3
 
 
 # -- end to end: record on a push to main, then a pull request compares with it -----------------

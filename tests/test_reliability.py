@@ -4,7 +4,7 @@ property test of the whole render path.
 Fault injection: the fakes' own fault hook (``_take_fault``) is overridden to fail each request with
 probability ``rate`` from a seeded RNG: 5xx answers, connections dropped before the request takes
 effect, dropped after it took effect (the client never hears of a write that happened), and 403 or
-429 with Retry-After (secondary rate limits). Runs go through :func:`cml_bot.app.publish_report`
+429 with Retry-After (secondary rate limits). Runs go through :func:`cml_bot.app.deliver`
 with the real forge adapters and a no-op sleep. A run may give up with :class:`ForgeError` once
 retries run out; the invariant is checked after every run (see :func:`check_comment`).
 """
@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 from markdown_it.rules_block.table import escapedSplit
 
-from cml_bot.app import Effects, Evaluation, Options, build_report, evaluate, publish_report
+from cml_bot.app import Effects, Evaluation, Options, build_report, deliver, evaluate
 from cml_bot.config import Config, Threshold
 from cml_bot.context import CiContext
 from cml_bot.diff import diff
@@ -190,7 +190,7 @@ def test_github_200_flaky_runs_end_with_one_up_to_date_comment(
         effects = replace(base, env={**env, "GITHUB_STEP_SUMMARY": str(summary)})
         current = _with_run(evaluation, run)
         report, images = _report(current, run)
-        outcome = publish_report(options, effects, current, report, images)
+        outcome = deliver(options, effects, current, report, images)
         assert outcome.publication is not None and outcome.publication.comment_url
         body = summary.read_text(encoding="utf-8")  # the full report, as posted (it is under the limit)
         assert re.search(rf"^\| run +\| [^|]*\| {run} +\|", body, re.M) and body.count(MARKER) == 1
@@ -242,7 +242,7 @@ def test_gitlab_100_flaky_runs_end_with_one_up_to_date_note(
     def publish(run: int) -> str:
         current = _with_run(evaluation, run)
         report, images = _report(current, run)
-        outcome = publish_report(options, base, current, report, images)
+        outcome = deliver(options, base, current, report, images)
         assert outcome.publication is not None and outcome.publication.comment_url
         # the body this run posts: its report, the image linked by an upload holding this run's image
         [url] = [u["url"] for u in fake.uploads if u["data"] == images[0].data][-1:]

@@ -16,7 +16,6 @@ from fake_gitlab import FakeGitLab
 from gitlab_fixtures import MR_IID, ci_env, fake
 
 from cml_bot.cli import Console, main
-from cml_bot.forges import github as github_forge_module
 
 __all__ = ["fake", "fake_github"]  # fixtures
 
@@ -46,7 +45,7 @@ def project(repo: GitRepo, config: str = CONFIG) -> tuple[str, str]:
 
 def cli(args: list[str], env: dict[str, str], repo: GitRepo) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    code = main([*args, "-C", str(repo.root)], env=env, console=Console(out, err))
+    code = main([*args, "-C", str(repo.root)], env=env, console=Console(out, err), sleep=lambda _: None)
     return code, out.getvalue(), err.getvalue()
 
 
@@ -125,7 +124,6 @@ def test_github_failure_that_echoes_the_token(
 ) -> None:
     """A server error message quoting the token (a proxy echoing headers): 500 until retries run out,
     or a 422 at once; the one-line error must not show it."""
-    monkeypatch.setattr(github_forge_module, "BACKOFF_BASE", 0.0)  # the CLI sleeps for real: no waiting
     project(repo)
     fake_github.fail("POST", r"/issues/2/comments$", status=status, message=f"bad auth token {GH_TOKEN}", times=10)
     env = actions_env(fake_github, tmp_path)
@@ -135,7 +133,7 @@ def test_github_failure_that_echoes_the_token(
     assert code == 1, out + err
     assert err.startswith("cml-bot: error: GitHub POST") and err.count("\n") == 1, err
     assert "***" in err and "::error title=cml-bot::" in out
-    assert len(fake_github.requests("POST", r"/issues/2/comments$")) == (5 if status == 500 else 1)
+    assert len(fake_github.requests("POST", r"/issues/2/comments$")) == (6 if status == 500 else 1)
     assert_no_token([GH_TOKEN, OTHER], out, err, written(repo.root, tmp_path), github_posted(fake_github))
 
 

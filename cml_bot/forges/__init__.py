@@ -1,5 +1,31 @@
-"""Where a report goes: GitHub, GitLab or a local folder, behind the :class:`Forge` protocol."""
+"""Where a report is posted: a thin driver per forge behind :class:`~cml_bot.forges.base.Forge`,
+one HTTP client (:mod:`.http`) and one sticky-comment algorithm (:mod:`.sticky`).
 
-from cml_bot.forges.base import CommentMode, Forge, Publication
+:func:`connect` picks the driver for the CI context; the drivers (and PyGithub / python-gitlab,
+which load slowly) are imported only when a run posts.
+"""
 
-__all__ = ["CommentMode", "Forge", "Publication"]
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+from cml_bot.context import CiContext
+from cml_bot.errors import CmlBotError
+from cml_bot.forges.base import Change, Forge
+from cml_bot.forges.sticky import CommentMode, Publication
+
+__all__ = ["Change", "CommentMode", "Forge", "Publication", "connect"]
+
+
+def connect(context: CiContext, env: Mapping[str, str], *, sleep: Callable[[float], None] = time.sleep) -> Forge:
+    """The driver for the forge this run is on (GitHub Actions, GitLab CI)."""
+    if context.platform == "github":
+        from cml_bot.forges.github import github_forge
+
+        return github_forge(context, env, sleep=sleep)
+    if context.platform == "gitlab":
+        from cml_bot.forges.gitlab import gitlab_forge
+
+        return gitlab_forge(context, env, sleep=sleep)
+    raise CmlBotError(f"no forge to post to on platform {context.platform!r}")

@@ -1,52 +1,78 @@
-"""The small interface every destination of a report implements.
+"""The small interface every forge driver implements (GitHub, GitLab).
 
-The app renders a report once it knows where images live, so publishing is three steps:
-``upload_images`` (name -> URL to use in markdown), ``upsert_comment`` (the one sticky comment,
-found by its hidden marker) and ``set_status`` (the verdict as a commit status / check).
+A driver is thin: it knows its forge's endpoints, its token rules and its documented quirks, and
+sends every request through the shared :class:`~cml_bot.forges.http.JsonClient` (one retry policy).
+What to do with comments is decided once, in :mod:`cml_bot.forges.sticky`; what a run does, in
+:mod:`cml_bot.plan`; the app composes them. Publishing a report is:
+
+1. ``change()``: the pull/merge request this run reports on (the one whose head is the commit);
+2. ``verify_head(sha)`` when the report was computed elsewhere (a bundle): refuse unless the
+   request's head is still that commit;
+3. ``upload_images(change, images)``: image name -> URL usable in the comment;
+4. ``thread(change)``: the comments, for :func:`cml_bot.forges.sticky.upsert`;
+5. ``set_status(...)``: the verdict on the head commit.
+
+``result_store(branch)`` gives the recorded results of the base branch (a data branch on the forge),
+``merge_base(...)`` the merge-base when the clone is too shallow to tell.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from cml_bot.baseline import ResultStore
+from cml_bot.forges.sticky import CommentMode, Publication, Thread
 from cml_bot.model import Image, Verdict
 
-
-class CommentMode(str, enum.Enum):
-    """How to treat an earlier comment carrying the same marker."""
-
-    UPDATE = "update"  # edit it in place (default); create one if none exists
-    NEW = "new"  # always add a new comment
-    RECREATE = "recreate"  # delete the old one(s), then add a new comment at the bottom
+__all__ = ["Change", "CommentMode", "Forge", "Publication", "Thread"]
 
 
 @dataclass(frozen=True)
-class Publication:
-    """What publishing produced, for outputs and the CLI's closing line."""
+class Change:
+    """A pull request (GitHub) or merge request (GitLab): its number / iid and head commit."""
 
-    comment_url: str | None
-    created: bool  # True when a new comment was made, False when one was updated
+    number: int
+    head_sha: str | None = None  # as the forge reported it; None when not asked
 
 
 class Forge(Protocol):
-    """A destination for reports. Implementations: local folder, GitHub, GitLab."""
+    @property
+    def name(self) -> str:
+        """ "GitHub", "GitLab": how messages name the forge."""
+        ...
 
     @property
     def comment_limit(self) -> int:
-        """Largest comment body in characters the destination accepts."""
+        """Largest comment body in characters the forge accepts."""
         ...
 
-    def upload_images(self, images: Sequence[Image]) -> Mapping[str, str]:
-        """Store the images privately; return image name -> URL (or relative path) for markdown."""
+    @property
+    def full_report_hint(self) -> str:
+        """Where the untrimmed report is on this forge, for the footer of a trimmed comment."""
         ...
 
-    def upsert_comment(self, body: str, marker: str, mode: CommentMode) -> Publication:
-        """Post ``body`` as the one comment identified by ``marker`` (a line contained in ``body``)."""
+    def change(self) -> Change | None:
+        """The open pull/merge request whose head is this run's commit; None when there is none."""
         ...
+
+    def verify_head(self, change: Change, sha: str) -> None:
+        """Raise ForgeError unless ``change``'s head commit is ``sha`` (asked from the forge now)."""
+        ...
+
+    def upload_images(self, change: Change | None, images: Sequence[Image]) -> Mapping[str, str]:
+        """Store the images where the comment's readers (and only they) can see them; name -> URL."""
+        ...
+
+    def thread(self, change: Change) -> Thread: ...
 
     def set_status(self, verdict: Verdict, description: str, target_url: str | None) -> None:
-        """Record the verdict on the head commit (commit status or check run)."""
+        """Record the verdict on the head commit (a commit status named ``cml-bot``)."""
+        ...
+
+    def result_store(self, branch: str) -> ResultStore: ...
+
+    def merge_base(self, base_ref: str, head_sha: str) -> str | None:
+        """The merge-base of ``head_sha`` and branch ``base_ref`` from the forge; None if it cannot tell."""
         ...

@@ -7,15 +7,14 @@ commit -> recursive tree, cached per store) and read the merge-base's file throu
 
 Concurrency: the ref is only ever fast-forwarded (``force: false``). When another record landed in
 between, GitHub answers 422 and the commit is rebuilt on the new tip, so records of different
-commits made at the same time all land. Requests go through the GitHub adapter's client and retries
-(:func:`cml_bot.forges.github.call_github`); a token that may only read (fork pull requests) can
-still list and load, and :meth:`GitHubStore.save` raises :class:`ReadOnlyTokenError`.
+commits made at the same time all land (GitHub may also answer 409 for a ref that moved: the same).
+Requests go through the driver's :class:`~cml_bot.forges.http.JsonClient` (one retry policy); a
+token that may only read (fork pull requests) can still list and load, and :meth:`GitHubStore.save`
+raises :class:`ReadOnlyTokenError`.
 
 The contents API returns files of up to 1 MB, so a record is kept under that: plot files are left
 out, largest first, when metrics, params and files together would not fit (with a warning).
 
-:func:`github_merge_base` asks the compare API for the merge-base of a pull request when the local
-clone cannot tell (shallow, or the base branch not fetched).
 """
 
 from __future__ import annotations
@@ -24,20 +23,15 @@ import base64
 import binascii
 import logging
 import re
-import time
 import urllib.parse
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, replace
 
-import github
-
-from cml_bot.context import CiContext
 from cml_bot.errors import ForgeError, InputError, ReadOnlyTokenError
-from cml_bot.forges.github import GitHubApiError, call_github, git_blob_sha, github_client, github_token
+from cml_bot.forges.github import git_commit
+from cml_bot.forges.http import HttpError, JsonClient, Request
 from cml_bot.results import RunResults, from_json, to_json
 
-__all__ = ["RECORDS_FOLDER", "RECORD_LIMIT", "GitHubStore", "github_merge_base", "github_store"]
+__all__ = ["RECORDS_FOLDER", "RECORD_LIMIT", "GitHubStore"]
 
 log = logging.getLogger(__name__)
 
@@ -46,91 +40,10 @@ RECORD_LIMIT = 1_000_000  # bytes; the contents API returns files of up to 1 MB
 MAX_SAVE_ROUNDS = 10  # read tip -> commit -> fast-forward, again when a concurrent record moved the ref
 ROUND_PAUSE = 0.25  # seconds times the round number between rounds, so racing jobs spread out (capped)
 DROPPED_FACT = "cml-bot.files_left_out"
+_MOVED = frozenset({409, 422})  # "Update is not a fast forward" / a conflicting concurrent update
 
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _RECORD_PATH = re.compile(rf"{RECORDS_FOLDER}/([0-9a-f]{{40}}|[0-9a-f]{{64}})\.json")
-
-
-def github_store(
-    context: CiContext, env: Mapping[str, str], branch: str, *, sleep: Callable[[float], None] = time.sleep
-) -> GitHubStore:
-    """The results store in ``branch`` of the repository this job runs for."""
-    token = github_token(env)
-    if not token:
-        raise ForgeError("GitHub: no token for the data branch; set CML_BOT_TOKEN or GITHUB_TOKEN")
-    if not context.repo or "/" not in context.repo:
-        raise ForgeError("GitHub: the repository is unknown; set GITHUB_REPOSITORY (owner/name)")
-    if not branch.strip():
-        raise InputError("baseline.data_branch: empty branch name")
-    return GitHubStore(
-        repo=context.repo,
-        token=token,
-        branch=branch,
-        api_url=context.api_url or "https://api.github.com",
-        server_url=context.server_url or "https://github.com",
-        sleep=sleep,
-    )
-
-
-def github_merge_base(
-    context: CiContext,
-    env: Mapping[str, str],
-    base_ref: str,
-    head_sha: str,
-    *,
-    sleep: Callable[[float], None] = time.sleep,
-) -> str | None:
-    """The merge-base of ``head_sha`` and branch ``base_ref`` from GitHub's compare API.
-
-    None when GitHub cannot tell (no token or repository, an unknown branch or commit, or the
-    request failing after retries); the reason is logged and the caller falls back to local git.
-    """
-    token = github_token(env)
-    if not token or not context.repo or "/" not in context.repo:
-        log.info("GitHub: no token or repository; the merge-base comes from local git only")
-        return None
-    api = _Api(context.api_url or "https://api.github.com", token, sleep)
-    basehead = f"{urllib.parse.quote(base_ref, safe='')}...{urllib.parse.quote(head_sha, safe='')}"
-    try:
-        data = api.request("GET", f"/repos/{context.repo}/compare/{basehead}", parameters={"per_page": 1})
-    except ForgeError as exc:
-        log.warning("GitHub: no merge-base of %s and %s from the compare API: %s", base_ref, head_sha[:10], exc)
-        return None
-    sha = _dig(data, "merge_base_commit", "sha")
-    if not isinstance(sha, str) or not _SHA.fullmatch(sha):
-        log.warning("GitHub: the compare API gave no merge-base for %s...%s", base_ref, head_sha[:10])
-        return None
-    log.info("GitHub: merge-base of %s and %s is %s (compare API)", base_ref, head_sha[:10], sha[:10])
-    return sha
-
-
-@dataclass
-class _Api:
-    """JSON requests through PyGithub's requester with the adapter's retries and error mapping."""
-
-    api_url: str
-    token: str = field(repr=False)
-    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
-    _gh: github.Github | None = field(init=False, default=None, repr=False)
-
-    def request(
-        self,
-        verb: str,
-        path: str,
-        *,
-        parameters: dict[str, Any] | None = None,
-        body: dict[str, Any] | None = None,
-    ) -> Any:
-        if self._gh is None:
-            self._gh = github_client(self.api_url, self.token)
-        gh = self._gh
-        url = self.api_url.rstrip("/") + path
-
-        def send() -> Any:
-            _, data = gh.requester.requestJsonAndCheck(verb, url, parameters=parameters, input=body)
-            return data
-
-        return call_github(f"{verb} {path}", send, self.sleep)
 
 
 @dataclass(frozen=True)
@@ -142,20 +55,13 @@ class _Tip:
 class GitHubStore:
     """A :class:`~cml_bot.baseline.ResultStore` in a branch of a GitHub repository."""
 
-    def __init__(
-        self,
-        repo: str,
-        token: str,
-        branch: str,
-        *,
-        api_url: str = "https://api.github.com",
-        server_url: str = "https://github.com",
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
+    def __init__(self, client: JsonClient, repo: str, branch: str, *, server_url: str = "https://github.com") -> None:
+        if not branch.strip():
+            raise InputError("baseline.data_branch: empty branch name")
+        self.client = client
         self.repo = repo
         self.branch = branch
         self.server_url = server_url.rstrip("/")
-        self._api = _Api(api_url, token, sleep)
         self._listing: set[str] | None = None
         self._listed_at: str | None = None  # the commit the listing was read from
 
@@ -169,21 +75,16 @@ class GitHubStore:
     def _ref_path(self, kind: str) -> str:
         return f"{self._repo_path}/git/{kind}/heads/{urllib.parse.quote(self.branch)}"
 
-    def _record_path(self, sha: str) -> str:
-        return f"{RECORDS_FOLDER}/{sha}.json"
-
     # -- reading ---------------------------------------------------------------------------
 
     def _tip(self) -> _Tip | None:
         """The branch's commit and its tree, or None when the branch does not exist yet."""
-        try:
-            ref = self._api.request("GET", self._ref_path("ref"))
-        except GitHubApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        commit = str(_dig(ref, "object", "sha"))
-        data = self._api.request("GET", f"{self._repo_path}/git/commits/{commit}")
+        request = Request("GET", self._ref_path("ref"))
+        answer = self.client.send(request, accept=frozenset({404}))
+        if answer.status == 404:
+            return None
+        commit = str(_dig(self.client.decode(answer, request), "object", "sha"))
+        data = self.client.json(Request("GET", f"{self._repo_path}/git/commits/{commit}"))
         return _Tip(commit, str(_dig(data, "tree", "sha")))
 
     def recorded(self) -> set[str]:
@@ -194,9 +95,7 @@ class GitHubStore:
                 log.info("GitHub: no results recorded yet (no branch %s)", self.branch)
                 self._listing = set()
             else:
-                tree = self._api.request(
-                    "GET", f"{self._repo_path}/git/trees/{tip.tree}", parameters={"recursive": "1"}
-                )
+                tree = self.client.json(Request("GET", f"{self._repo_path}/git/trees/{tip.tree}", {"recursive": "1"}))
                 if isinstance(tree, dict) and tree.get("truncated"):
                     log.warning("GitHub: the tree of %s is truncated; some records may not be seen", self.branch)
                 entries = tree.get("tree", []) if isinstance(tree, dict) else []
@@ -215,22 +114,14 @@ class GitHubStore:
         """The results recorded for ``sha``, or None when there are none."""
         if not _SHA.fullmatch(sha):
             return None
-        path = self._record_path(sha)
+        path = f"{RECORDS_FOLDER}/{sha}.json"
         shown = f"{self.repo}@{self.branch}:{path}"
-        try:
-            data = self._api.request(
-                "GET",
-                f"{self._repo_path}/contents/{path}",
-                parameters={"ref": self._listed_at or self.branch},
-            )
-        except GitHubApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        except ReadOnlyTokenError as exc:  # GitHub answers 403 for files over 1 MB
-            if "too large" not in exc.message:
-                raise
-            data = {"type": "file", "encoding": "none"}
+        request = Request("GET", f"{self._repo_path}/contents/{path}", {"ref": self._listed_at or self.branch})
+        # 403 "too_large": over 100 MB; files of 1-100 MB come back with encoding "none".
+        answer = self.client.send(request, accept=frozenset({403, 404}))
+        if answer.status == 404:
+            return None
+        data = self.client.decode(answer, request) if answer.status != 403 else {"type": "file", "encoding": "none"}
         if not isinstance(data, dict) or data.get("type") != "file":
             return None
         if data.get("encoding") != "base64":
@@ -248,56 +139,46 @@ class GitHubStore:
         """Commit ``records/<sha>.json`` on the data branch; returns its commit-pinned URL."""
         if not results.sha or not _SHA.fullmatch(results.sha):
             raise InputError(f"cannot record results without a full commit sha (got {results.sha!r})")
+        try:
+            return self._save(results, results.sha)
+        except HttpError as exc:
+            if exc.status == 403:
+                raise ReadOnlyTokenError(f"{exc.message} (the token may not write branch {self.branch})") from None
+            raise
+
+    def _save(self, results: RunResults, sha: str) -> str:
         data = _fitting(results)
-        path = self._record_path(results.sha)
-        blob = git_blob_sha(data)
-        uploaded = False
+        path = f"{RECORDS_FOLDER}/{sha}.json"
         for attempt in range(1, MAX_SAVE_ROUNDS + 1):
             tip = self._tip()
-            if not uploaded:
-                content = base64.b64encode(data).decode("ascii")
-                answer = self._api.request(
-                    "POST", f"{self._repo_path}/git/blobs", body={"content": content, "encoding": "base64"}
-                )
-                if answer.get("sha") != blob:
-                    raise ForgeError(f"GitHub: blob for {path} is {answer.get('sha')}, not {blob}")
-                uploaded = True
-            tree_body: dict[str, Any] = {"tree": [{"path": path, "mode": "100644", "type": "blob", "sha": blob}]}
-            if tip is not None:
-                tree_body["base_tree"] = tip.tree
-            tree = self._api.request("POST", f"{self._repo_path}/git/trees", body=tree_body)
-            commit = self._api.request(
-                "POST",
-                f"{self._repo_path}/git/commits",
-                body={
-                    "message": f"cml-bot: results of {results.sha[:10]}",
-                    "tree": tree["sha"],
-                    "parents": [tip.commit] if tip is not None else [],
-                },
+            parent = (tip.commit, tip.tree) if tip is not None else None
+            commit_sha, _ = git_commit(
+                self.client, self._repo_path, {path: data}, f"cml-bot: results of {sha[:10]}", parent
             )
-            commit_sha = str(commit["sha"])
-            try:
-                if tip is None:
-                    self._api.request(
-                        "POST",
-                        f"{self._repo_path}/git/refs",
-                        body={"ref": f"refs/heads/{self.branch}", "sha": commit_sha},
-                    )
-                    log.info("GitHub: created the orphan branch %s", self.branch)
-                else:
-                    self._api.request("PATCH", self._ref_path("refs"), body={"sha": commit_sha, "force": False})
-            except GitHubApiError as exc:
-                if exc.status != 422:
-                    raise
+
+            if tip is None:
+                # Repeating it after a lost answer gets 422 "Reference already exists": read below.
+                move = Request(
+                    "POST",
+                    f"{self._repo_path}/git/refs",
+                    json={"ref": f"refs/heads/{self.branch}", "sha": commit_sha},
+                    repeatable=True,
+                )
+            else:
+                move = Request("PATCH", self._ref_path("refs"), json={"sha": commit_sha, "force": False})
+            answer = self.client.send(move, accept=_MOVED)
+            if answer.status in _MOVED:
                 now = self._tip()
                 if now is not None and now.commit == commit_sha:  # an earlier try went through after all
-                    return self._saved(results.sha, commit_sha, path)
+                    return self._saved(sha, commit_sha, path)
                 if now == tip:  # the branch did not move: not a race, a refusal
-                    raise
+                    raise HttpError(f"GitHub {move.describe()}: {self.client.describe(answer)}", answer.status, answer)
                 log.info("GitHub: %s moved meanwhile (attempt %d), committing again", self.branch, attempt)
-                self._api.sleep(min(ROUND_PAUSE * attempt, 2.0))
+                self.client.sleep(min(ROUND_PAUSE * attempt, 2.0))
                 continue
-            return self._saved(results.sha, commit_sha, path)
+            if tip is None:
+                log.info("GitHub: created the orphan branch %s", self.branch)
+            return self._saved(sha, commit_sha, path)
         raise ForgeError(
             f"GitHub: could not update branch {self.branch} after {MAX_SAVE_ROUNDS} attempts (it kept moving)"
         )

@@ -1,14 +1,27 @@
-"""GitLab merge requests: one sticky note, native uploads and a ``cml-bot`` commit status.
+"""GitLab merge requests: the sticky note, native uploads and a ``cml-bot`` commit status.
 
-Requests go through python-gitlab's ``Gitlab.http_request`` with its own retries turned off: this
-module retries transient failures itself (5xx, 429, dropped connections) with an injectable sleep,
-and never repeats a note creation blindly. After a create that may have gone through, it lists the
-notes again and adopts the note carrying the marker instead of posting a second one. The project
-is addressed by its numeric id (``CI_PROJECT_ID``), which avoids python-gitlab's double encoding of
-project paths in upload URLs.
+Requests go through the shared :class:`~cml_bot.forges.http.JsonClient`; python-gitlab's
+``Gitlab.http_request`` is the transport (base URL, ``PRIVATE-TOKEN`` / ``JOB-TOKEN`` headers, TLS)
+with its own retries and rate-limit sleeping turned off. The project is addressed by its numeric id
+(``CI_PROJECT_ID``), which avoids python-gitlab's double encoding of project paths.
 
-With only ``CI_JOB_TOKEN`` nothing is attempted: GitLab refuses notes and uploads to job tokens,
-so every write raises :class:`ReadOnlyTokenError` and the app saves the report as an artifact.
+Facts relied on (tests/contracts/gitlab/README.md has the sources):
+
+- Tokens: a project access token in ``CML_BOT_TOKEN`` (or ``GITLAB_TOKEN``) writes notes, uploads
+  and statuses. ``CI_JOB_TOKEN`` may not; it may read repository files of its own project, so
+  recorded baselines still load. ``GITLAB_TOKEN: $CI_JOB_TOKEN`` is recognised as the job token.
+- The head of a merge request is ``CI_MERGE_REQUEST_SOURCE_BRANCH_SHA`` in merged-results pipelines
+  (``CI_COMMIT_SHA`` is then a temporary merge commit): the context resolves it once.
+- Where a status goes (``Ci::CreateCommitStatusService``, docs "External commit statuses"): with
+  ``pipeline_id`` to that pipeline, which must be for the same sha; without it to the newest pipeline
+  of that sha and ``ref``, else into a new ``external`` pipeline. So the running pipeline's id is sent
+  when the status is for the commit it runs on, and the source branch as ``ref`` otherwise (a
+  merged-results pipeline runs on the merge commit, the status belongs on the head). A ``409`` there
+  means "retry the request" (docs: Commits API).
+- Uploads answer ``{url, markdown, ...}``; links are built from ``url``, never by hand. Uploaded
+  images carry a content hash in their file name, so an image already uploaded for this merge request
+  (named in one of our earlier notes) is linked again instead of uploaded again.
+- Notes: 1,000,000 characters; at most 5,000 per merge request.
 """
 
 from __future__ import annotations
@@ -16,36 +29,31 @@ from __future__ import annotations
 import hashlib
 import logging
 import mimetypes
+import re
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any, Literal
-from urllib.parse import quote
 
-import gitlab
-import gitlab.exceptions
 import requests
 
+from cml_bot.baseline import ResultStore
 from cml_bot.context import CiContext
 from cml_bot.errors import ForgeError, ReadOnlyTokenError
-from cml_bot.forges.base import CommentMode, Publication
+from cml_bot.forges.base import Change
+from cml_bot.forges.http import ConnectionFailure, HttpError, JsonClient, Request, Response, link_next
+from cml_bot.forges.sticky import Comment, EditRefused
 from cml_bot.model import Image, Verdict
-
-__all__ = [
-    "COMMENT_LIMIT",
-    "JOB_TOKEN_MESSAGE",
-    "STATUS_NAME",
-    "GitLabForge",
-    "GitLabHttpError",
-    "gitlab_forge",
-    "token_from_env",
-]
+from cml_bot.secrets import Secrets
 
 log = logging.getLogger(__name__)
 
 COMMENT_LIMIT = 1_000_000
 STATUS_NAME = "cml-bot"
+PER_PAGE = 100
+FULL_REPORT_HINT = "the `cml-bot-report` artifact of this job (`report.md`)"
 JOB_TOKEN_MESSAGE = (
     "CI_JOB_TOKEN cannot post merge request notes or uploads; set a project access token with api "
     "scope in the masked variable CML_BOT_TOKEN (report saved as a job artifact)"
@@ -55,537 +63,413 @@ NO_TOKEN_MESSAGE = (
     "(report saved as a job artifact)"
 )
 NOTES_LIMIT_TEXT = "Maximum number of comments exceeded"
-
-_TRANSIENT = frozenset({429, 500, 502, 503, 504, *range(520, 531)})
-_CONNECTION_ERRORS = (
-    requests.ConnectionError,
-    requests.exceptions.ChunkedEncodingError,
-    requests.exceptions.Timeout,
-)
-_MAX_ATTEMPTS = 5
-_MAX_WAIT = 60.0
-_PER_PAGE = 100
-_MAX_PAGES = 200  # 5,000 notes per MR at most: 50 pages
-_TIMEOUT = 30.0
+HINTS = {
+    401: "the token was rejected (expired or revoked?); check CML_BOT_TOKEN",
+    403: "the token lacks permission (it needs the api scope and at least the Developer role)",
+}
 
 TokenKind = Literal["private", "job", "none"]
 
 
-class GitLabHttpError(ForgeError):
-    """GitLab answered a request with an error status (after retries for transient ones)."""
-
-    def __init__(self, message: str, status: int | None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class _Transient(Exception):
-    """A request failed in a way worth retrying; ``applied`` says whether it may have taken effect."""
-
-    def __init__(self, what: str, status: int | None, wait: float | None, applied: bool) -> None:
-        super().__init__(what)
-        self.what = what
-        self.status = status
-        self.wait = wait
-        self.applied = applied
-
-
-@dataclass(frozen=True)
-class _Note:
-    id: int
-    body: str
-    author_id: int | None
-    created_at: str
-    system: bool
-
-    @property
-    def order(self) -> tuple[str, int]:
-        return (self.created_at, self.id)
-
-
 def token_from_env(env: Mapping[str, str]) -> tuple[str | None, TokenKind]:
-    """The token to use and its kind: CML_BOT_TOKEN, GITLAB_TOKEN (private), else CI_JOB_TOKEN."""
+    """The token to use and its kind: CML_BOT_TOKEN, GITLAB_TOKEN (a project/personal token, unless
+    it is the job token passed on), else CI_JOB_TOKEN."""
+    job = env.get("CI_JOB_TOKEN", "").strip()
     for name in ("CML_BOT_TOKEN", "GITLAB_TOKEN"):
         value = env.get(name, "").strip()
         if value:
-            return value, "private"
-    job = env.get("CI_JOB_TOKEN", "").strip()
+            return value, "job" if value == job else "private"
     if job:
         return job, "job"
     return None, "none"
+
+
+def gitlab_transport(
+    base_url: str, token: str | None, kind: TokenKind, timeout: float = 30.0
+) -> tuple[Callable[[Request], Response], Callable[[], None]]:
+    """python-gitlab's ``http_request``, sending exactly one request per call; error answers are
+    returned (with their headers) rather than raised, so the JsonClient decides. Also returns the
+    function that closes its connections."""
+    import gitlab
+    import gitlab.exceptions
+
+    client = gitlab.Gitlab(
+        base_url,
+        private_token=token if kind == "private" else None,
+        job_token=token if kind == "job" else None,
+        timeout=timeout,
+        retry_transient_errors=False,
+    )
+    last: dict[str, requests.Response] = {}
+
+    def remember(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+        last["response"] = response
+        return response
+
+    client.session.hooks["response"].append(remember)
+
+    def send(request: Request) -> Response:
+        last.clear()
+        try:
+            answer = client.http_request(
+                request.verb.lower(),
+                request.path,
+                query_data=dict(request.query),
+                post_data=request.json,
+                files=dict(request.files) if request.files else None,
+                obey_rate_limit=False,
+                retry_transient_errors=False,
+                max_retries=0,
+            )
+        except requests.exceptions.RequestException as exc:
+            raise ConnectionFailure(type(exc).__name__, sent=not isinstance(exc, requests.ConnectTimeout)) from None
+        except gitlab.exceptions.GitlabError as exc:
+            seen = last.get("response")
+            if seen is None:
+                raise ConnectionFailure(type(exc).__name__, sent=True) from None
+            answer = seen
+        headers = {str(k).lower(): str(v) for k, v in answer.headers.items()}
+        return Response(answer.status_code, headers, answer.content)
+
+    return send, client.session.close
+
+
+def api_root(context: CiContext, env: Mapping[str, str]) -> str:
+    api = (context.api_url or env.get("CI_API_V4_URL") or "").rstrip("/")
+    if api:
+        return api
+    return (context.server_url or env.get("CI_SERVER_URL") or "https://gitlab.com").rstrip("/") + "/api/v4"
 
 
 def gitlab_forge(
     context: CiContext,
     env: Mapping[str, str],
     *,
-    change_number: int | None = None,
-    head_sha: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
-) -> GitLabForge:
-    """Build the forge for the project and merge request named by ``context`` (GitLab CI variables)."""
+) -> GitLab:
     project = context.repo or env.get("CI_PROJECT_ID")
     if not project:
-        raise ForgeError("CI_PROJECT_ID is not set: cannot tell which GitLab project to post to")
+        raise ForgeError("GitLab: CI_PROJECT_ID is not set: cannot tell which project to post to")
     token, kind = token_from_env(env)
-    client = gitlab.Gitlab(
-        _base_url(context, env),
-        private_token=token if kind == "private" else None,
-        job_token=token if kind == "job" else None,
-        timeout=_TIMEOUT,
-        retry_transient_errors=False,
-    )
-    sha = head_sha or env.get("CI_MERGE_REQUEST_SOURCE_BRANCH_SHA") or context.head_sha
-    project_url = env.get("CI_MERGE_REQUEST_PROJECT_URL") or env.get("CI_PROJECT_URL")
-    return GitLabForge(
+    root = api_root(context, env)
+    secrets = Secrets.from_env(env, extra=[token] if token else [])
+    transport, closer = gitlab_transport(root.removesuffix("/api/v4"), token, kind)
+    client = JsonClient("GitLab", transport, root, redact=secrets.scrub, sleep=sleep, closer=closer, hints=HINTS)
+    return GitLab(
         client,
-        project,
-        change_number=change_number if change_number is not None else context.change_number,
-        head_sha=sha or None,
+        project=urllib.parse.quote(str(project), safe=""),
         token_kind=kind,
-        project_url=project_url or None,
-        sleep=sleep,
+        head_sha=context.head_sha,
+        head_ref=context.head_ref,
+        number=context.change_number,
+        pipeline_id=context.pipeline_id,
+        pipeline_sha=context.checked_out_sha,
+        project_url=(env.get("CI_MERGE_REQUEST_PROJECT_URL") or env.get("CI_PROJECT_URL") or "").rstrip("/") or None,
+        default_branch=context.default_branch,
     )
 
 
-def _base_url(context: CiContext, env: Mapping[str, str]) -> str:
-    api = (context.api_url or env.get("CI_API_V4_URL") or "").rstrip("/")
-    if api:
-        return api.removesuffix("/api/v4")
-    return (context.server_url or env.get("CI_SERVER_URL") or "https://gitlab.com").rstrip("/")
+@dataclass
+class GitLab:
+    """The :class:`~cml_bot.forges.base.Forge` for one GitLab project and commit."""
 
-
-class GitLabForge:
-    """The :class:`~cml_bot.forges.base.Forge` for one GitLab project and merge request."""
-
-    def __init__(
-        self,
-        client: gitlab.Gitlab,
-        project: str,
-        *,
-        change_number: int | None,
-        head_sha: str | None,
-        token_kind: TokenKind,
-        project_url: str | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self._gl = client
-        self._project = quote(str(project), safe="")
-        self._iid = change_number
-        self._iid_looked_up = change_number is not None
-        self._sha = head_sha
-        self._token_kind = token_kind
-        self._project_url = project_url.rstrip("/") if project_url else None
-        self._sleep = sleep
-        self._uploads: dict[str, str] = {}  # sha256 of the content -> upload url
-        self._user: int | None = None
-        self._user_looked_up = False
-        self._last_headers: Mapping[str, str] = {}
-        client.session.hooks["response"].append(self._remember_headers)
-
-    def __repr__(self) -> str:
-        return f"GitLabForge(project={self._project!r}, merge_request={self._iid!r})"
-
-    def close(self) -> None:
-        self._gl.session.close()
+    client: JsonClient = field(repr=False)
+    project: str  # percent-encoded id or path
+    token_kind: TokenKind
+    head_sha: str | None
+    head_ref: str | None = None  # the source branch
+    number: int | None = None  # the merge request iid of an MR pipeline
+    pipeline_id: int | None = None  # the running pipeline
+    pipeline_sha: str | None = None  # the commit it runs on (CI_COMMIT_SHA)
+    project_url: str | None = None
+    default_branch: str | None = None  # where a new data branch starts (asked from the API when unknown)
+    name: str = "GitLab"
+    comment_limit: int = COMMENT_LIMIT
+    full_report_hint: str = FULL_REPORT_HINT
+    _change: Change | None = field(init=False, default=None, repr=False)
+    _change_known: bool = field(init=False, default=False, repr=False)
+    _identity: str | None = field(init=False, default=None, repr=False)
+    _identity_known: bool = field(init=False, default=False, repr=False)
+    _uploaded: dict[str, str] = field(init=False, default_factory=dict, repr=False)  # sha256 -> url
 
     @property
-    def comment_limit(self) -> int:
-        return COMMENT_LIMIT
+    def _p(self) -> str:
+        return f"/projects/{self.project}"
 
-    # -- the Forge protocol ------------------------------------------------------------------------
+    def close(self) -> None:
+        self.client.close()
 
-    def upload_images(self, images: Sequence[Image]) -> Mapping[str, str]:
-        self._require_write()
-        urls: dict[str, str] = {}
-        if images and self._merge_request() is None:
-            log.info("No open merge request for commit %s: not uploading images", self._sha)
-            return urls
-        for image in images:
-            digest = hashlib.sha256(image.data).hexdigest()
-            url = self._uploads.get(digest)
-            if url is None:
-                mime = mimetypes.guess_type(image.name)[0] or "application/octet-stream"
-                path = f"/projects/{self._project}/uploads"
-                files = {"file": (image.name, image.data, mime)}
-                data = self._json(self._call("post", path, files=files), f"POST {path}")
-                found = data.get("url") if isinstance(data, dict) else None
-                if not isinstance(found, str) or not found:
-                    raise ForgeError(f"GitLab POST /projects/{self._project}/uploads: the answer has no url")
-                url = found
-                self._uploads[digest] = url
-                log.info("Uploaded %s to GitLab", image.name)
-            urls[image.name] = url
-        return urls
+    def require_write(self) -> None:
+        if self.token_kind == "job":
+            raise ReadOnlyTokenError(JOB_TOKEN_MESSAGE)
+        if self.token_kind == "none":
+            raise ReadOnlyTokenError(NO_TOKEN_MESSAGE)
 
-    def upsert_comment(self, body: str, marker: str, mode: CommentMode) -> Publication:
-        if not _has_marker(body, marker):
-            raise ValueError("the comment body must contain the marker line")
-        if len(body) > COMMENT_LIMIT:
-            raise ForgeError(
-                f"the report is {len(body):,} characters, over GitLab's limit of {COMMENT_LIMIT:,} per note"
+    # -- the merge request -------------------------------------------------------------------------
+
+    def change(self) -> Change | None:
+        if not self._change_known:
+            self._change_known = True
+            if self.number is not None:
+                self._change = Change(self.number)
+            elif self.head_sha:
+                self._change = self._request_headed_by(self.head_sha)
+            log.info(
+                "GitLab: commit %s is %s",
+                (self.head_sha or "?")[:10],
+                f"!{self._change.number}" if self._change else "the head of no open merge request",
             )
-        self._require_write()
-        iid = self._merge_request()
-        if iid is None:
-            log.info("No open merge request for commit %s: the report is not posted", self._sha)
-            return Publication(None, False)
-        me = self._user_id()
-        mode = CommentMode(mode)
-        existing = self._marked(self._list_notes(iid), marker, me)
-        if mode is CommentMode.UPDATE and existing:
-            target = existing[0]
-            if target.body != body:
-                self._update_note(iid, target.id, body)
-                log.info("Updated note %s on merge request !%s", target.id, iid)
-            else:
-                log.info("Note %s on merge request !%s is already up to date", target.id, iid)
-            return Publication(self._note_url(iid, target.id), False)
-        if mode is CommentMode.RECREATE:
-            for note in existing:
-                self._delete_note(iid, note.id)
-            existing = []
-        created = self._create_note(iid, body, marker, me, known={n.id for n in existing})
-        log.info("Created note %s on merge request !%s", created.id, iid)
-        if mode is CommentMode.NEW:
-            return Publication(self._note_url(iid, created.id), True)
-        return self._settle(iid, body, marker, created)
+        return self._change
 
-    def set_status(self, verdict: Verdict, description: str, target_url: str | None) -> None:
-        self._require_write()
-        if not self._sha:
-            raise ForgeError("no commit SHA (CI_COMMIT_SHA) to set the cml-bot status on")
-        state = "success" if Verdict(verdict) in (Verdict.PASS, Verdict.NO_BASELINE) else "failed"
-        data: dict[str, Any] = {
-            "state": state,
-            "name": STATUS_NAME,
-            "description": " ".join(description.split())[:255],
-        }
-        if target_url:
-            data["target_url"] = target_url
-        path = f"/projects/{self._project}/statuses/{quote(self._sha, safe='')}"
-        try:
-            self._call("post", path, json=data)
-        except GitLabHttpError as exc:
-            # A retried POST whose first attempt went through: GitLab refuses the same transition.
-            if exc.status == 400 and "Cannot transition status" in exc.message:
-                return
-            raise
-        log.info("Set the %s status to %s on %s", STATUS_NAME, state, self._sha[:12])
+    def _request_headed_by(self, sha: str) -> Change | None:
+        """The open MR whose head is ``sha``; one that only contains it (stacked MRs) is not it."""
+        found = self.client.json(
+            Request("GET", f"{self._p}/repository/commits/{urllib.parse.quote(sha, safe='')}/merge_requests")
+        )
+        headed = sorted(
+            int(item["iid"])
+            for item in (found if isinstance(found, list) else [])
+            if isinstance(item, dict)
+            and item.get("state") == "opened"
+            and isinstance(item.get("iid"), int)
+            and item.get("sha") == sha
+        )
+        return Change(headed[0], sha) if headed else None
 
-    def verify_change_head(self, expected_sha: str) -> None:
-        """Raise ForgeError unless the MR's head is ``expected_sha`` (a bundle posts on its own MR only)."""
-        iid = self._merge_request()
-        if iid is None:
-            raise ForgeError(f"GitLab: no merge request to check for commit {expected_sha[:12]}")
-        path = f"/projects/{self._project}/merge_requests/{iid}"
-        found = self._json(self._call("get", path), f"GET {path}")
+    def verify_head(self, change: Change, sha: str) -> None:
+        found = self.client.json(Request("GET", f"{self._p}/merge_requests/{change.number}"))
         actual = found.get("sha") if isinstance(found, dict) else None
-        if actual != expected_sha:
+        if actual != sha:
             raise ForgeError(
-                f"GitLab: merge request !{iid} head is {str(actual)[:12]}, not {expected_sha[:12]}; "
-                "refusing to post a bundle made for another commit"
+                f"GitLab: merge request !{change.number} head is {str(actual)[:12]}, not {sha[:12]}; "
+                "refusing to post a report made for another commit"
             )
 
     # -- notes -------------------------------------------------------------------------------------
 
-    def _notes_path(self, iid: int) -> str:
-        return f"/projects/{self._project}/merge_requests/{iid}/notes"
+    def thread(self, change: Change) -> GitLabThread:
+        self.require_write()
+        return GitLabThread(self, change.number)
 
-    def _list_notes(self, iid: int) -> list[_Note]:
-        """Every note of the merge request, following ``X-Next-Page`` across all pages."""
-        notes: list[_Note] = []
-        page = 1
-        for _ in range(_MAX_PAGES):
-            query = {"per_page": _PER_PAGE, "page": page, "sort": "asc", "order_by": "created_at"}
-            response = self._call("get", self._notes_path(iid), query=query)
-            chunk = self._json(response, f"GET {self._notes_path(iid)}")
-            if not isinstance(chunk, list):
-                raise ForgeError(f"GitLab GET {self._notes_path(iid)}: expected a list of notes")
-            notes.extend(note for note in (_parse_note(item) for item in chunk) if note is not None)
-            following = next_page(response.headers, page, len(chunk))
-            if following is None:
-                break
-            page = following
-        unique = {note.id: note for note in notes}
-        return sorted(unique.values(), key=lambda note: note.order)
-
-    def _marked(self, notes: Sequence[_Note], marker: str, me: int | None) -> list[_Note]:
-        return [
-            note
-            for note in notes
-            if not note.system and _has_marker(note.body, marker) and (me is None or note.author_id == me)
-        ]
-
-    def _create_note(self, iid: int, body: str, marker: str, me: int | None, known: set[int]) -> _Note:
-        """POST the note once; after a failure that may have gone through, look before posting again."""
-        path = self._notes_path(iid)
-        last = ""
-        for attempt in range(1, _MAX_ATTEMPTS + 1):
-            try:
-                response = self._send("post", path, json={"body": body})
-            except _Transient as failure:
-                last = failure.what
-                if attempt == _MAX_ATTEMPTS:
-                    break
-                self._wait(failure, attempt, "POST", path)
-                if failure.applied:
-                    fresh = [n for n in self._marked(self._list_notes(iid), marker, me) if n.id not in known]
-                    mine = [n for n in fresh if n.body == body] or fresh
-                    if mine:
-                        log.info("The note went through despite %s: not posting again", failure.what)
-                        return mine[-1]
-                continue
-            note = _parse_note(self._json(response, f"POST {path}"))
-            if note is None:
-                raise ForgeError(f"GitLab POST {path}: the answer is not a note")
-            return note
-        raise GitLabHttpError(f"GitLab POST {path}: {last} (gave up after {_MAX_ATTEMPTS} attempts)", None)
-
-    def _settle(self, iid: int, body: str, marker: str, created: _Note) -> Publication:
-        """Race rule: if concurrent runs created several notes, keep the oldest and delete the others."""
-        same = [
-            note for note in self._marked(self._list_notes(iid), marker, None) if note.author_id == created.author_id
-        ]
-        if len(same) <= 1:
-            return Publication(self._note_url(iid, created.id), True)
-        keep, *extra = same
-        for note in extra:
-            self._delete_note(iid, note.id)
-        log.info("Removed %d duplicate note(s) left by a concurrent run; kept note %s", len(extra), keep.id)
-        if keep.id == created.id:
-            return Publication(self._note_url(iid, keep.id), True)
-        if keep.body != body:
-            self._update_note(iid, keep.id, body)
-        return Publication(self._note_url(iid, keep.id), False)
-
-    def _update_note(self, iid: int, note_id: int, body: str) -> None:
-        self._call("put", f"{self._notes_path(iid)}/{note_id}", json={"body": body})
-
-    def _delete_note(self, iid: int, note_id: int) -> None:
-        try:
-            self._call("delete", f"{self._notes_path(iid)}/{note_id}")
-        except GitLabHttpError as exc:
-            if exc.status != 404:  # already gone (a concurrent run, or our retried DELETE)
-                raise
-
-    def _note_url(self, iid: int, note_id: int) -> str | None:
-        if self._project_url is None:
-            try:
-                data = self._json(self._call("get", f"/projects/{self._project}"), "GET project")
-            except ForgeError as exc:
-                log.debug("Cannot tell the project's web URL: %s", exc)
-                return None
-            web_url = data.get("web_url") if isinstance(data, dict) else None
-            if not isinstance(web_url, str) or not web_url:
-                return None
-            self._project_url = web_url.rstrip("/")
-        return f"{self._project_url}/-/merge_requests/{iid}#note_{note_id}"
-
-    # -- lookups -----------------------------------------------------------------------------------
-
-    def _merge_request(self) -> int | None:
-        """The MR iid; on a branch pipeline, the first open MR whose head is this commit."""
-        if self._iid_looked_up:
-            return self._iid
-        self._iid_looked_up = True
-        if not self._sha:
-            return None
-        path = f"/projects/{self._project}/repository/commits/{quote(self._sha, safe='')}/merge_requests"
-        found = self._json(self._call("get", path), f"GET {path}")
-        for item in found if isinstance(found, list) else []:
-            if isinstance(item, dict) and item.get("state") == "opened" and isinstance(item.get("iid"), int):
-                self._iid = int(item["iid"])
-                log.info("Commit %s belongs to merge request !%s", self._sha[:12], self._iid)
-                break
-        return self._iid
-
-    def _user_id(self) -> int | None:
-        """The token's user, to match only our own notes; None when ``/user`` is not allowed."""
-        if not self._user_looked_up:
-            self._user_looked_up = True
-            try:
-                data = self._json(self._call("get", "/user"), "GET /user")
-            except GitLabHttpError as exc:
-                if exc.status == 401:
-                    raise
-                log.debug("Cannot read the token's user (%s): matching notes by marker only", exc)
-                return None
+    def identity(self) -> str | None:
+        if not self._identity_known:
+            self._identity_known = True
+            answer = self.client.send(Request("GET", "/user"), accept=frozenset({401, 403}))
+            data = self.client.decode(answer, Request("GET", "/user")) if answer.ok else None
             user = data.get("id") if isinstance(data, dict) else None
-            self._user = user if isinstance(user, int) else None
-        return self._user
+            self._identity = str(user) if isinstance(user, int) else None
+            log.info("GitLab: our notes are those by user %s", self._identity or "(unknown until we post)")
+        return self._identity
 
-    # -- HTTP --------------------------------------------------------------------------------------
+    def note_url(self, iid: int, note_id: str) -> str | None:
+        if self.project_url is None:
+            answer = self.client.send(Request("GET", self._p), accept=frozenset({403, 404}))
+            data = self.client.decode(answer, Request("GET", self._p)) if answer.ok else None
+            web_url = data.get("web_url") if isinstance(data, dict) else None
+            if not isinstance(web_url, str) or not web_url.startswith(("https://", "http://")):
+                return None
+            self.project_url = web_url.rstrip("/")
+        return f"{self.project_url}/-/merge_requests/{iid}#note_{note_id}"
 
-    def _require_write(self) -> None:
-        if self._token_kind == "job":
-            raise ReadOnlyTokenError(JOB_TOKEN_MESSAGE)
-        if self._token_kind == "none":
-            raise ReadOnlyTokenError(NO_TOKEN_MESSAGE)
+    # -- images ------------------------------------------------------------------------------------
 
-    def _remember_headers(self, response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
-        self._last_headers = response.headers
-        return response
+    def upload_images(self, change: Change | None, images: Sequence[Image]) -> Mapping[str, str]:
+        if not images:
+            return {}
+        self.require_write()
+        if change is None:
+            log.info("GitLab: no merge request for this commit; images are not uploaded")
+            return {}
+        earlier = self._earlier_uploads(change)
+        urls: dict[str, str] = {}
+        for image in images:
+            name = hashed_name(image)
+            digest = hashlib.sha256(image.data).hexdigest()
+            url = earlier.get(name) or self._uploaded.get(digest)
+            if url is None:
+                mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+                request = Request(
+                    "POST", f"{self._p}/uploads", files={"file": (name, image.data, mime)}, repeatable=True
+                )
+                data = self.client.json(request)
+                found = data.get("url") if isinstance(data, dict) else None
+                if not isinstance(found, str) or not re.fullmatch(r"/uploads/[0-9a-f]{32}/[^\s()<>]+", found):
+                    raise ForgeError(f"GitLab POST {self._p}/uploads: the answer has no usable url")
+                url = found
+                log.info("GitLab: uploaded %s", name)
+            self._uploaded[digest] = url
+            urls[image.name] = url
+        return urls
 
-    def _call(
-        self,
-        verb: str,
-        path: str,
-        *,
-        query: dict[str, Any] | None = None,
-        json: dict[str, Any] | None = None,
-        files: dict[str, Any] | None = None,
-    ) -> requests.Response:
-        """One request, retried on transient failures (for requests that are safe to repeat)."""
-        for attempt in range(1, _MAX_ATTEMPTS + 1):
-            try:
-                return self._send(verb, path, query=query, json=json, files=files)
-            except _Transient as failure:
-                if attempt == _MAX_ATTEMPTS:
-                    gave_up = f"{failure.what} (gave up after {_MAX_ATTEMPTS} attempts)"
-                    where = f"GitLab {verb.upper()} {path}"
-                    raise GitLabHttpError(f"{where}: {gave_up}", failure.status) from None
-                self._wait(failure, attempt, verb.upper(), path)
-        raise AssertionError("unreachable")  # pragma: no cover
+    def _earlier_uploads(self, change: Change) -> dict[str, str]:
+        """Uploads our earlier notes on this merge request link to: file name -> url."""
+        me = self.identity()
+        found: dict[str, str] = {}
+        for note in GitLabThread(self, change.number).comments():
+            if me is None or note.author != me:
+                continue
+            for url in re.findall(r"\((/uploads/[0-9a-f]{32}/[^\s()<>]+)\)", note.body):
+                found.setdefault(url.rsplit("/", 1)[1], url)
+        return found
 
-    def _send(
-        self,
-        verb: str,
-        path: str,
-        *,
-        query: dict[str, Any] | None = None,
-        json: dict[str, Any] | None = None,
-        files: dict[str, Any] | None = None,
-    ) -> requests.Response:
-        """One attempt; raises _Transient for failures worth retrying, GitLabHttpError for the rest."""
-        self._last_headers = {}
-        try:
-            return self._gl.http_request(
-                verb,
-                path,
-                query_data=query,
-                post_data=json,
-                files=files,
-                obey_rate_limit=False,
-                retry_transient_errors=False,
-                max_retries=0,
-            )
-        except _CONNECTION_ERRORS as exc:
-            raise _Transient(f"connection failed ({type(exc).__name__})", None, None, applied=True) from None
-        except gitlab.exceptions.GitlabHttpError as exc:
-            status = exc.response_code
-            message = self._redact(_one_line(exc.error_message))
-            retry_after = _retry_after(self._last_headers)
-            if status in _TRANSIENT or (status == 403 and retry_after is not None):
-                raise _Transient(
-                    f"{status} {message}", status, retry_after, applied=status != 429 and status != 403
-                ) from None
-            raise self._failure(verb, path, status, message) from None
-        except gitlab.exceptions.GitlabError as exc:  # redirects, parsing, 401 (GitlabAuthenticationError)
-            message = self._redact(_one_line(exc.error_message))
-            if exc.response_code in (401, 403):
-                raise self._failure(verb, path, exc.response_code, message) from None
-            raise GitLabHttpError(f"GitLab {verb.upper()} {path}: {message}", exc.response_code) from None
+    # -- status ------------------------------------------------------------------------------------
 
-    def _failure(self, verb: str, path: str, status: int | None, message: str) -> ForgeError:
-        where = f"GitLab {verb.upper()} {path}"
-        if status == 400 and NOTES_LIMIT_TEXT in message:
-            return GitLabHttpError(
-                f"{where}: 400 {NOTES_LIMIT_TEXT}: the merge request has reached GitLab's limit of 5,000 "
-                "comments; cml-bot cannot add a note (use comment mode 'update' to edit the existing one)",
-                status,
-            )
-        if status in (401, 403) and self._token_kind == "job":
-            return ReadOnlyTokenError(JOB_TOKEN_MESSAGE)
-        if status == 401:
-            return GitLabHttpError(
-                f"{where}: 401 {message}: the token was rejected (expired or revoked?); check CML_BOT_TOKEN",
-                status,
-            )
-        if status == 403:
-            return GitLabHttpError(
-                f"{where}: 403 {message}: the token lacks permission (it needs the api scope and at least "
-                "the Developer role)",
-                status,
-            )
-        return GitLabHttpError(f"{where}: {status} {message}", status)
-
-    def _wait(self, failure: _Transient, attempt: int, verb: str, path: str) -> None:
-        delay = failure.wait if failure.wait is not None else float(2 ** (attempt - 1))
-        delay = min(max(delay, 0.0), _MAX_WAIT)
-        log.warning(
-            "GitLab %s %s failed (%s); retrying in %.0f s (attempt %d of %d)",
-            verb,
-            path,
-            failure.what,
-            delay,
-            attempt + 1,
-            _MAX_ATTEMPTS,
+    def set_status(self, verdict: Verdict, description: str, target_url: str | None) -> None:
+        self.require_write()
+        if not self.head_sha:
+            raise ForgeError("GitLab: no head commit to set the cml-bot status on")
+        state = "failed" if Verdict(verdict) in (Verdict.REGRESSED, Verdict.FAILED) else "success"
+        data: dict[str, Any] = {"state": state, "name": STATUS_NAME, "description": " ".join(description.split())[:255]}
+        if target_url:
+            data["target_url"] = target_url
+        if self.pipeline_id is not None and self.pipeline_sha == self.head_sha:
+            data["pipeline_id"] = self.pipeline_id
+        elif self.head_ref:
+            data["ref"] = self.head_ref
+        request = Request(
+            "POST",
+            f"{self._p}/statuses/{urllib.parse.quote(self.head_sha, safe='')}",
+            json=data,
+            conflict_is_transient=True,  # docs: 409 on a status means "retry the request"
+            repeatable=True,
         )
-        self._sleep(delay)
+        answer = self.client.send(request, accept=frozenset({400}))
+        if answer.status == 400:
+            message = answer.body[:500].decode("utf-8", "replace")
+            if "Cannot transition status" not in message:  # our earlier attempt set this state already
+                raise HttpError(f"GitLab {request.describe()}: 400 {' '.join(message.split())}", 400, answer)
+        log.info("GitLab: status %s on %s", state, self.head_sha[:10])
 
-    def _json(self, response: requests.Response, what: str) -> Any:
+    # -- results and merge-base --------------------------------------------------------------------
+
+    def result_store(self, branch: str) -> ResultStore:
+        from cml_bot.forges.gitlab_store import GitLabStore
+
+        return GitLabStore(self, branch, default_branch=self.default_branch)
+
+    def merge_base(self, base_ref: str, head_sha: str) -> str | None:
+        refs = urllib.parse.urlencode([("refs[]", base_ref), ("refs[]", head_sha)])
         try:
-            return response.json()
-        except ValueError:
-            raise ForgeError(f"GitLab {what}: the answer is not JSON") from None
-
-    def _redact(self, text: str) -> str:
-        for secret in (self._gl.private_token, self._gl.job_token):
-            if secret:
-                text = text.replace(secret, "***")
-        return text
+            data = self.client.json(Request("GET", f"{self._p}/repository/merge_base?{refs}"))
+        except ForgeError as exc:
+            log.warning("GitLab: no merge-base of %s and %s from the API: %s", base_ref, head_sha[:10], exc)
+            return None
+        sha = data.get("id") if isinstance(data, dict) else None
+        return sha if isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", sha) else None
 
 
-def _has_marker(body: str, marker: str) -> bool:
-    wanted = marker.strip()
-    return any(line.strip() == wanted for line in body.splitlines())
+def hashed_name(image: Image) -> str:
+    """``plot-01-loss.png`` -> ``plot-01-loss-<12 hex of sha256>.png``: same bytes, same name."""
+    digest = hashlib.sha256(image.data).hexdigest()[:12]
+    path = PurePosixPath(image.name)
+    return f"{path.stem}-{digest}{path.suffix}"
 
 
-def _parse_note(item: object) -> _Note | None:
-    if not isinstance(item, dict) or not isinstance(item.get("id"), int):
+@dataclass
+class GitLabThread:
+    """The notes of one merge request."""
+
+    forge: GitLab
+    iid: int
+
+    @property
+    def _path(self) -> str:
+        return f"{self.forge._p}/merge_requests/{self.iid}/notes"
+
+    def identity(self) -> str | None:
+        return self.forge.identity()
+
+    def comments(self) -> list[Comment]:
+        client = self.forge.client
+        first = Request("GET", self._path, {"per_page": PER_PAGE, "page": 1, "sort": "asc", "order_by": "created_at"})
+        notes: dict[str, tuple[tuple[str, int], Comment]] = {}
+        for page in client.pages(first, _next_page):
+            items = client.decode(page, first)
+            if not isinstance(items, list):
+                raise ForgeError(f"GitLab GET {self._path}: expected a list of notes")
+            for item in items:
+                parsed = _note(item)
+                if parsed is not None:
+                    notes[parsed[1].id] = parsed
+        return [comment for _, comment in sorted(notes.values(), key=lambda pair: pair[0])]
+
+    def create(self, body: str, confirm: Callable[[], Comment | None]) -> Comment:
+        def parse(answer: Response) -> Comment:
+            parsed = _note(self.forge.client.decode(answer, Request("POST", self._path)))
+            if parsed is None:
+                raise ForgeError(f"GitLab POST {self._path}: the answer is not a note")
+            return self._with_url(parsed[1])
+
+        try:
+            created = self.forge.client.create(Request("POST", self._path, json={"body": body}), parse, confirm)
+        except HttpError as exc:
+            if exc.status == 400 and NOTES_LIMIT_TEXT in exc.message:
+                raise ForgeError(
+                    f"{exc.message}: the merge request has reached GitLab's limit of 5,000 comments; use "
+                    "comment mode 'update' to edit the existing one"
+                ) from None
+            raise
+        if self.forge._identity is None:  # learnt from GitLab's answer to our own post
+            self.forge._identity, self.forge._identity_known = created.author, True
+        log.info("GitLab: created note %s on !%d", created.id, self.iid)
+        return self._with_url(created)
+
+    def edit(self, comment: Comment, body: str) -> Comment:
+        try:
+            self.forge.client.send(Request("PUT", f"{self._path}/{comment.id}", json={"body": body}))
+        except HttpError as exc:
+            if exc.status == 403:
+                raise EditRefused(
+                    f"GitLab: may not edit our note {comment.id} on !{self.iid} ({exc.message})"
+                ) from None
+            raise
+        log.info("GitLab: updated note %s on !%d", comment.id, self.iid)
+        return self._with_url(Comment(comment.id, body, comment.author))
+
+    def delete(self, comment: Comment) -> None:
+        try:
+            self.forge.client.send(Request("DELETE", f"{self._path}/{comment.id}"), accept=frozenset({404}))
+        except HttpError as exc:
+            if exc.status == 403:
+                raise EditRefused(f"GitLab: may not delete our note {comment.id} ({exc.message})") from None
+            raise
+
+    def _with_url(self, comment: Comment) -> Comment:
+        return Comment(comment.id, comment.body, comment.author, self.forge.note_url(self.iid, comment.id))
+
+
+def _next_page(answer: Response, request: Request) -> Request | None:
+    """The next page: the ``Link`` header's ``rel="next"``, else ``X-Next-Page``; with neither (a
+    proxy may drop them), a full page means there may be more."""
+    url = link_next(answer)
+    if url:
+        return Request("GET", url)
+    following = answer.header("x-next-page")
+    page = int(request.query.get("page", 1))
+    if following is not None:
+        if not following.strip().isdigit() or int(following) <= page:
+            return None
+        return Request("GET", request.path, {**request.query, "page": int(following)})
+    try:
+        import json
+
+        count = len(json.loads(answer.body))
+    except (ValueError, TypeError):
+        return None
+    per_page = int(request.query.get("per_page", 20))
+    return Request("GET", request.path, {**request.query, "page": page + 1}) if count >= per_page else None
+
+
+def _note(item: object) -> tuple[tuple[str, int], Comment] | None:
+    """A note as a (sort key, comment); system notes ("added 1 commit") are never anyone's report."""
+    if not isinstance(item, dict) or not isinstance(item.get("id"), int) or item.get("system"):
         return None
     author = item.get("author")
     author_id = author.get("id") if isinstance(author, dict) else None
     body = item.get("body")
-    return _Note(
-        id=item["id"],
+    comment = Comment(
+        id=str(item["id"]),
         body=body if isinstance(body, str) else "",
-        author_id=author_id if isinstance(author_id, int) else None,
-        created_at=str(item.get("created_at") or ""),
-        system=bool(item.get("system")),
+        author=str(author_id) if isinstance(author_id, int) else "",
     )
-
-
-def _one_line(message: object) -> str:
-    if isinstance(message, bytes):
-        message = message.decode("utf-8", "replace")
-    text = " ".join(str(message).split())
-    return text[:300] + ("..." if len(text) > 300 else "")
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("Retry-After")
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def next_page(headers: Mapping[str, str], page: int, count: int) -> int | None:
-    """The page after ``page`` from GitLab's ``X-Next-Page`` header, or None on the last page.
-
-    Without the header (not just empty: some proxies drop it), a full page means there may be more.
-    """
-    following = headers.get("X-Next-Page")
-    if following is None:
-        return page + 1 if count >= _PER_PAGE else None
-    if not following.strip().isdigit() or int(following) <= page:
-        return None
-    return int(following)
+    return (str(item.get("created_at") or ""), item["id"]), comment

@@ -1,25 +1,22 @@
 """Recorded results in a GitLab data branch: ``records/<sha>.json`` on ``cml-bot-data``.
 
 ``cml-bot record`` on pushes to the default branch commits one file per commit through the
-Commits API; merge request pipelines list ``records/`` once and read the merge-base's file as
-the baseline. Nothing is cloned or pushed: every access is one REST call, with the GitLab
-adapter's client, token rules and retries (:mod:`cml_bot.forges.gitlab`).
+Commits API; merge request pipelines read the merge-base's file as the baseline. Nothing is cloned
+or pushed: every access is one REST call through the GitLab driver's client (one retry policy).
 
-The data branch is created on the first save from the project's default branch (the Commits
-API has no orphan branches), so it shares main's history and only adds the ``records/`` folder.
-Every record commit says ``[skip ci]`` so it starts no pipeline on the data branch.
+Reading works with ``CI_JOB_TOKEN``: GitLab lets the job token read repository files of its own
+project (``GET /projects/:id/repository/files/:path/raw``), but not list the tree, so with it the
+store cannot list (``recorded()`` is None) and the baseline code asks for the commits it wants one
+by one. Writing needs a project access token (``CML_BOT_TOKEN``, api scope, allowed to push to the
+data branch).
 
-Concurrency: GitLab applies each commit on top of the branch's current head, so records of
-different commits made at the same time all land. A race that GitLab refuses (the branch created
-by someone else a moment ago, its ref moved under us, the file changed since we read it) is
-planned again from a fresh read. A ``create`` refused because the file exists means the same
-commit was recorded concurrently: that is success. After a failure that may have gone through
-(dropped connection, 5xx), the file is read back before committing again, so a retry never
-adds a second commit for the same record.
-
-Writing needs a project access token (``CML_BOT_TOKEN`` or ``GITLAB_TOKEN``, api scope, Developer
-role, allowed to push to the data branch). With only ``CI_JOB_TOKEN`` or no token at all the
-factory raises :class:`~cml_bot.errors.ReadOnlyTokenError`; the app then uses its local folder.
+The data branch is created on the first save from the project's default branch (the Commits API has
+no orphan branches), so it shares main's history and only adds ``records/``. Every record commit
+says ``[skip ci]``. Concurrency: GitLab applies each commit on top of the branch's current head, so
+records of different commits made at the same time all land; a race GitLab refuses (the branch
+created meanwhile, its ref moved, the file changed) is planned again from a fresh read, and a
+``create`` refused because the file exists means the same commit was recorded concurrently. After
+a failure that may have gone through, the file is read back before committing again.
 """
 
 from __future__ import annotations
@@ -28,43 +25,24 @@ import base64
 import binascii
 import logging
 import re
-import time
-from collections.abc import Callable, Mapping
+import urllib.parse
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any
 
-from cml_bot.context import CiContext
-from cml_bot.errors import ForgeError, InputError, ReadOnlyTokenError
-from cml_bot.forges.gitlab import (
-    GitLabForge,
-    GitLabHttpError,
-    _Transient,
-    gitlab_forge,
-    next_page,
-    token_from_env,
-)
+from cml_bot.errors import ForgeError, InputError
+from cml_bot.forges.http import HttpError, Request, Response
 from cml_bot.results import RunResults, from_json, to_json
 
-__all__ = ["RECORDS_FOLDER", "GitLabStore", "gitlab_store"]
+if TYPE_CHECKING:
+    from cml_bot.forges.gitlab import GitLab
+
+__all__ = ["RECORDS_FOLDER", "GitLabStore"]
 
 log = logging.getLogger(__name__)
 
 RECORDS_FOLDER = "records"
-JOB_TOKEN_STORE_MESSAGE = (
-    "CI_JOB_TOKEN cannot read or write the cml-bot data branch; set a project access token with api scope "
-    "in the masked variable CML_BOT_TOKEN (results kept in a local folder instead)"
-)
-NO_TOKEN_STORE_MESSAGE = (
-    "no GitLab token for the cml-bot data branch: set a project access token with api scope in the masked "
-    "variable CML_BOT_TOKEN (results kept in a local folder instead)"
-)
-
 _SHA = re.compile(r"[0-9a-f]{7,64}")
 _RECORD_NAME = re.compile(r"([0-9a-f]{7,64})\.json")
-_PER_PAGE = 100
-_MAX_PAGES = 1000  # 100,000 records
-_MAX_ATTEMPTS = 5  # per request, as in the adapter
 _MAX_ROUNDS = 6  # read -> commit rounds when a concurrent writer got in the way
 
 # 400 answers of POST /repository/commits that mean "someone else changed the branch; look again".
@@ -86,97 +64,71 @@ class _File:
     last_commit_id: str | None
 
 
-def gitlab_store(
-    context: CiContext, env: Mapping[str, str], branch: str, *, sleep: Callable[[float], None] = time.sleep
-) -> GitLabStore:
-    """The results store in ``branch`` of the project named by the GitLab CI variables.
-
-    Raises ReadOnlyTokenError without a project/personal token (only CI_JOB_TOKEN, or none).
-    """
-    _, kind = token_from_env(env)
-    if kind == "job":
-        raise ReadOnlyTokenError(JOB_TOKEN_STORE_MESSAGE)
-    if kind == "none":
-        raise ReadOnlyTokenError(NO_TOKEN_STORE_MESSAGE)
-    if not branch.strip():
-        raise InputError("baseline.data_branch: empty branch name")
-    # The adapter's client: same base URL, token headers, retries and error messages.
-    api = gitlab_forge(context, env, change_number=None, sleep=sleep)
-    project_url = env.get("CI_PROJECT_URL") or None
-    default = context.default_branch or env.get("CI_DEFAULT_BRANCH") or None
-    return GitLabStore(api, branch, default_branch=default, project_url=project_url, sleep=sleep)
-
-
 class GitLabStore:
     """A :class:`~cml_bot.baseline.ResultStore` in a GitLab branch, through the REST API."""
 
-    def __init__(
-        self,
-        api: GitLabForge,
-        branch: str,
-        *,
-        default_branch: str | None = None,
-        project_url: str | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self._api = api
+    def __init__(self, forge: GitLab, branch: str, default_branch: str | None = None) -> None:
+        if not branch.strip():
+            raise InputError("baseline.data_branch: empty branch name")
+        self.forge = forge
+        self.client = forge.client
         self.branch = branch
         self._default_branch = default_branch
-        self._project_url = project_url.rstrip("/") if project_url else None
-        self._sleep = sleep
-        self._project = api._project  # already percent-encoded
 
     def __repr__(self) -> str:
-        return f"GitLabStore(project={self._project!r}, branch={self.branch!r})"
+        return f"GitLabStore(project={self.forge.project!r}, branch={self.branch!r})"
 
-    def close(self) -> None:
-        self._api.close()
+    @property
+    def _p(self) -> str:
+        return f"/projects/{self.forge.project}"
 
     # -- the ResultStore protocol ------------------------------------------------------------------
 
-    def recorded(self) -> set[str]:
-        """The commits with a record, from one listing of ``records/`` (all pages, no file read)."""
-        path = f"/projects/{self._project}/repository/tree"
+    def recorded(self) -> set[str] | None:
+        """The commits with a record, from one listing of ``records/`` (all pages); None when the
+        token may not list (the job token): ask :meth:`load` for each commit instead."""
+        if self.forge.token_kind != "private":
+            return None
+        from cml_bot.forges.gitlab import _next_page
+
+        first = Request(
+            "GET",
+            f"{self._p}/repository/tree",
+            {"path": RECORDS_FOLDER, "ref": self.branch, "per_page": 100, "page": 1},
+        )
         found: set[str] = set()
-        page = 1
-        for _ in range(_MAX_PAGES):
-            query = {"path": RECORDS_FOLDER, "ref": self.branch, "per_page": _PER_PAGE, "page": page}
-            try:
-                response = self._api._call("get", path, query=query)
-            except GitLabHttpError as exc:
-                if _missing(exc):  # no data branch yet, or no records/ folder in it
-                    log.info("No results recorded in branch %s yet (%s)", self.branch, exc.message)
-                    return found
-                raise
-            chunk = self._api._json(response, f"GET {path}")
-            if not isinstance(chunk, list):
-                raise ForgeError(f"GitLab GET {path}: expected a list of tree entries")
-            for item in chunk:
-                if isinstance(item, dict) and item.get("type") == "blob":
-                    match = _RECORD_NAME.fullmatch(str(item.get("name", "")))
-                    if match:
-                        found.add(match.group(1))
-            following = next_page(response.headers, page, len(chunk))
-            if following is None:
-                break
-            page = following
+        try:
+            for page in self.client.pages(first, _next_page):
+                chunk = self.client.decode(page, first)
+                if not isinstance(chunk, list):
+                    raise ForgeError(f"GitLab GET {self._p}/repository/tree: expected a list of tree entries")
+                for item in chunk:
+                    if isinstance(item, dict) and item.get("type") == "blob":
+                        match = _RECORD_NAME.fullmatch(str(item.get("name", "")))
+                        if match:
+                            found.add(match.group(1))
+        except HttpError as exc:
+            if _missing(exc):  # no data branch yet, or no records/ folder in it
+                log.info("GitLab: no results recorded in branch %s yet", self.branch)
+                return set()
+            raise
         return found
 
     def load(self, sha: str) -> RunResults | None:
         if not _SHA.fullmatch(sha):
             return None
         file_path = _record_path(sha)
-        path = f"/projects/{self._project}/repository/files/{quote(file_path, safe='')}/raw"
-        try:
-            response = self._api._call("get", path, query={"ref": self.branch})
-        except GitLabHttpError as exc:
-            if _missing(exc):
-                return None
-            raise
-        return from_json(response.content, f"{self.branch}:{file_path}")
+        request = Request(
+            "GET", f"{self._p}/repository/files/{urllib.parse.quote(file_path, safe='')}/raw", {"ref": self.branch}
+        )
+        answer = self.client.send(request, accept=frozenset({404}))
+        if answer.status == 404:
+            return None
+        return from_json(answer.body, f"{self.branch}:{file_path}")
 
     def save(self, results: RunResults) -> str:
         """Commit ``records/<sha>.json`` to the data branch (creating the branch the first time)."""
+        self.forge.require_write()
         sha = results.sha
         if not sha or not _SHA.fullmatch(sha):
             raise InputError(f"cannot record results without a commit sha (got {sha!r})")
@@ -185,7 +137,7 @@ class GitLabStore:
         for round_ in range(1, _MAX_ROUNDS + 1):
             current = self._read(file_path)
             if current is not None and current.content == wanted:
-                log.info("Results of %s are already recorded in %s", sha[:12], self.branch)
+                log.info("GitLab: results of %s are already recorded in %s", sha[:12], self.branch)
                 return self._where(file_path)
             action: dict[str, Any] = {
                 "action": "create" if current is None else "update",
@@ -201,8 +153,8 @@ class GitLabStore:
             if self._commit(sha, action, start, wanted):
                 return self._where(file_path)
             delay = min(0.5 * round_, 5.0)
-            log.info("Branch %s changed while recording %s; trying again in %.1f s", self.branch, sha[:12], delay)
-            self._sleep(delay)
+            log.info("GitLab: branch %s changed while recording %s; again in %.1f s", self.branch, sha[:12], delay)
+            self.client.sleep(delay)
         raise ForgeError(
             f"GitLab: could not record results of {sha[:12]} in branch {self.branch}: it kept changing "
             f"({_MAX_ROUNDS} attempts)"
@@ -212,7 +164,6 @@ class GitLabStore:
 
     def _commit(self, sha: str, action: dict[str, Any], start: str | None, wanted: bytes) -> bool:
         """One commit with one action. True: recorded (by us or concurrently); False: plan again."""
-        path = f"/projects/{self._project}/repository/commits"
         data: dict[str, Any] = {
             "branch": self.branch,
             "commit_message": f"cml-bot: results of {sha} [skip ci]",
@@ -220,67 +171,55 @@ class GitLabStore:
         }
         if start is not None:
             data["start_branch"] = start
-            log.info("Creating branch %s from %s for cml-bot results", self.branch, start)
-        last = ""
-        for attempt in range(1, _MAX_ATTEMPTS + 1):
-            try:
-                self._api._send("post", path, json=data)
-            except _Transient as failure:
-                last = failure.what
-                if attempt == _MAX_ATTEMPTS:
-                    break
-                self._api._wait(failure, attempt, "POST", path)
-                if failure.applied:
-                    now = self._read(action["file_path"])
-                    if now is not None and now.content == wanted:
-                        log.info("The commit went through despite %s: not committing again", failure.what)
-                        return True
-                continue
-            except GitLabHttpError as exc:
-                if exc.status == 400 and _FILE_EXISTS in exc.message and action["action"] == "create":
-                    log.info("Results of %s were recorded concurrently by another job", sha[:12])
-                    return True
-                if exc.status == 400 and any(text in exc.message for text in _RACES):
-                    return False
-                raise
-            log.info("Recorded results of %s in branch %s", sha[:12], self.branch)
-            return True
-        raise GitLabHttpError(f"GitLab POST {path}: {last} (gave up after {_MAX_ATTEMPTS} attempts)", None)
+            log.info("GitLab: creating branch %s from %s for cml-bot results", self.branch, start)
+
+        def landed() -> Response | None:
+            now = self._read(action["file_path"])
+            return Response(201, {}, b"") if now is not None and now.content == wanted else None
+
+        answer = self.client.create(
+            Request("POST", f"{self._p}/repository/commits", json=data),
+            lambda response: response,
+            landed,
+            accept=frozenset({400}),
+        )
+        if answer.status == 400:
+            message = answer.body[:1000].decode("utf-8", "replace")
+            if _FILE_EXISTS in message and action["action"] == "create":
+                log.info("GitLab: results of %s were recorded concurrently by another job", sha[:12])
+                return True
+            if any(text in message for text in _RACES):
+                return False
+            raise HttpError(f"GitLab POST {self._p}/repository/commits: 400 {' '.join(message.split())}", 400, answer)
+        log.info("GitLab: recorded results of %s in branch %s", sha[:12], self.branch)
+        return True
 
     def _read(self, file_path: str) -> _File | None:
         """The file on the data branch with its last commit, or None (no file, or no branch)."""
-        path = f"/projects/{self._project}/repository/files/{quote(file_path, safe='')}"
-        try:
-            response = self._api._call("get", path, query={"ref": self.branch})
-        except GitLabHttpError as exc:
-            if _missing(exc):
-                return None
-            raise
-        data = self._api._json(response, f"GET {path}")
+        request = Request(
+            "GET", f"{self._p}/repository/files/{urllib.parse.quote(file_path, safe='')}", {"ref": self.branch}
+        )
+        answer = self.client.send(request, accept=frozenset({404}))
+        if answer.status == 404:
+            return None
+        data = self.client.decode(answer, request)
         if not isinstance(data, dict) or not isinstance(data.get("content"), str):
-            raise ForgeError(f"GitLab GET {path}: the answer is not a file")
+            raise ForgeError(f"GitLab {request.describe()}: the answer is not a file")
         try:
             content = base64.b64decode(data["content"], validate=True)
         except (binascii.Error, ValueError):
-            raise ForgeError(f"GitLab GET {path}: the file content is not base64") from None
+            raise ForgeError(f"GitLab {request.describe()}: the file content is not base64") from None
         last = data.get("last_commit_id")
         return _File(content, last if isinstance(last, str) and last else None)
 
     def _branch_exists(self) -> bool:
-        path = f"/projects/{self._project}/repository/branches/{quote(self.branch, safe='')}"
-        try:
-            self._api._call("get", path)
-        except GitLabHttpError as exc:
-            if _missing(exc):
-                return False
-            raise
-        return True
+        request = Request("GET", f"{self._p}/repository/branches/{urllib.parse.quote(self.branch, safe='')}")
+        return self.client.send(request, accept=frozenset({404})).status != 404
 
     def _start_branch(self) -> str:
         """The default branch, which the new data branch starts from."""
         if self._default_branch is None:
-            path = f"/projects/{self._project}"
-            data = self._api._json(self._api._call("get", path), f"GET {path}")
+            data = self.client.json(Request("GET", self._p))
             found = data.get("default_branch") if isinstance(data, dict) else None
             if not isinstance(found, str) or not found:
                 raise ForgeError(
@@ -290,8 +229,8 @@ class GitLabStore:
         return self._default_branch
 
     def _where(self, file_path: str) -> str:
-        if self._project_url:
-            return f"{self._project_url}/-/blob/{quote(self.branch, safe='')}/{file_path}"
+        if self.forge.project_url:
+            return f"{self.forge.project_url}/-/blob/{urllib.parse.quote(self.branch, safe='')}/{file_path}"
         return f"GitLab branch {self.branch}: {file_path}"
 
 
@@ -299,6 +238,6 @@ def _record_path(sha: str) -> str:
     return f"{RECORDS_FOLDER}/{sha}.json"
 
 
-def _missing(exc: GitLabHttpError) -> bool:
+def _missing(exc: HttpError) -> bool:
     """A 404 about the branch, path or file; a missing (or hidden) project is an error worth showing."""
     return exc.status == 404 and "Project Not Found" not in exc.message

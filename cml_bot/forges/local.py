@@ -1,6 +1,7 @@
-"""The local destination: the report, its images and an HTML preview written to a folder.
+"""The report folder: ``report.md``, its images and an HTML preview, written on every run.
 
-Used by ``--dry-run`` and whenever cml-bot runs outside CI; nothing is posted anywhere.
+It is what ``--dry-run`` and local runs produce, the job artifact in CI, and the full (untrimmed)
+report a trimmed comment points at.
 """
 
 from __future__ import annotations
@@ -8,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from cml_bot.forges.base import CommentMode, Publication
-from cml_bot.model import Image, Verdict
+from cml_bot.config import IMAGE_SUFFIXES
+from cml_bot.model import Image
 from cml_bot.report import render_html
 from cml_bot.results import atomic_write
 
@@ -18,45 +19,45 @@ PREVIEW_FILE = "index.html"
 PREVIEW_LIMIT = 2_000_000  # characters of markdown rendered into the HTML preview
 
 
-class LocalForge:
+class ReportFolder:
     """Writes ``report.md``, the images and ``index.html`` into ``folder``."""
-
-    comment_limit = 10_000_000  # a file has no practical limit; keep the full report
 
     def __init__(self, folder: Path, title: str = "cml-bot report") -> None:
         self.folder = folder
         self.title = title
-        self.status: tuple[Verdict, str] | None = None
 
-    def upload_images(self, images: Sequence[Image]) -> Mapping[str, str]:
+    @property
+    def report(self) -> Path:
+        return self.folder / REPORT_FILE
+
+    @property
+    def preview(self) -> Path:
+        return self.folder / PREVIEW_FILE
+
+    def prepare(self) -> None:
+        """Create the folder with a ``.gitignore`` so the report is never committed by accident,
+        and remove images of an earlier run so the folder holds exactly one report."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        ignore = self.folder / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("# written by cml-bot\n*\n", encoding="utf-8")
+        for old in self.folder.iterdir():
+            if old.is_file() and old.suffix.lower() in IMAGE_SUFFIXES:
+                old.unlink()
+
+    def write_images(self, images: Sequence[Image]) -> Mapping[str, str]:
+        """Write the images beside the report; name -> the relative link the markdown uses."""
         for image in images:
             atomic_write(self.folder / image.name, image.data)
         return {image.name: image.name for image in images}
 
-    def upsert_comment(self, body: str, marker: str, mode: CommentMode) -> Publication:
-        report = self.folder / REPORT_FILE
-        created = not report.exists()
-        atomic_write(report, body.encode("utf-8"))
+    def write_report(self, body: str) -> None:
+        atomic_write(self.report, body.encode("utf-8"))
         if len(body) > PREVIEW_LIMIT:
             # Rendering megabytes of tables takes tens of seconds and no browser shows them well.
+            first = body.split("\n", 1)[0]
             body = (
-                f"{marker}\n_The report is {len(body):,} characters, too large to preview here: "
+                f"{first}\n_The report is {len(body):,} characters, too large to preview here: "
                 f"open {REPORT_FILE} instead._\n"
             )
-        atomic_write(self.folder / PREVIEW_FILE, render_html(body, self.title).encode("utf-8"))
-        return Publication(comment_url=str(report), created=created)
-
-    def set_status(self, verdict: Verdict, description: str, target_url: str | None) -> None:
-        self.status = (verdict, description)
-
-
-def prepare_folder(folder: Path) -> None:
-    """Create the output folder with a ``.gitignore`` so the report is never committed by accident,
-    and remove images of an earlier run so the folder holds exactly one report."""
-    folder.mkdir(parents=True, exist_ok=True)
-    ignore = folder / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("# written by cml-bot\n*\n", encoding="utf-8")
-    for old in folder.iterdir():
-        if old.is_file() and old.suffix.lower() in {".png", ".jpg", ".jpeg", ".gif", ".svg"}:
-            old.unlink()
+        atomic_write(self.preview, render_html(body, self.title).encode("utf-8"))

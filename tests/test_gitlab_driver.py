@@ -1,30 +1,34 @@
-"""The GitLab adapter against a fake GitLab on 127.0.0.1, driven by the real python-gitlab client."""
+"""The GitLab driver against a fake GitLab on 127.0.0.1, driven by the real python-gitlab client, with
+the one sticky algorithm (cml_bot.forges.sticky) on top, as the app uses them."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 
 import pytest
 from fake_gitlab import FakeGitLab
-from gitlab_fixtures import HEAD_SHA, MARKER, MR_IID, ci_env, fake, make_forge, sleeps
+from gitlab_fixtures import HEAD_SHA, MARKER, MR_IID, ci_env, fake, make_forge, post, sleeps, upload
 
 from cml_bot.context import gitlab_context
 from cml_bot.errors import ForgeError, ReadOnlyTokenError
-from cml_bot.forges.base import CommentMode
+from cml_bot.forges.base import Change
 from cml_bot.forges.gitlab import (
     COMMENT_LIMIT,
     JOB_TOKEN_MESSAGE,
-    GitLabForge,
-    GitLabHttpError,
+    GitLab,
     gitlab_forge,
+    hashed_name,
     token_from_env,
 )
+from cml_bot.forges.http import HttpError
+from cml_bot.forges.sticky import CommentMode
 from cml_bot.model import Image, Verdict
 
 __all__ = ["fake", "make_forge", "sleeps"]  # fixtures, re-exported for pytest
 
-MakeForge = Callable[..., GitLabForge]
+MakeForge = Callable[..., GitLab]
 NOTES = rf"/merge_requests/{MR_IID}/notes$"
 PNG_A = b"\x89PNG\r\n\x1a\n" + b"a" * 300
 PNG_B = b"\x89PNG\r\n\x1a\n" + b"b" * 200
@@ -41,7 +45,7 @@ def test_first_post_creates_one_note_and_links_to_it(fake: FakeGitLab, make_forg
     fake.add_note(MR_IID, "Looks good to me")
     forge = make_forge()
 
-    publication = forge.upsert_comment(report("first"), MARKER, CommentMode.UPDATE)
+    publication = post(forge, report("first"), MARKER, CommentMode.UPDATE)
 
     notes = fake.marked_notes(MR_IID, MARKER)
     assert len(notes) == 1
@@ -63,7 +67,7 @@ def test_second_run_updates_the_note_found_on_page_3_of_many(fake: FakeGitLab, m
     fake.add_note(MR_IID, "merged the branch", system=True)
     forge = make_forge()
 
-    publication = forge.upsert_comment(report("new"), MARKER, CommentMode.UPDATE)
+    publication = post(forge, report("new"), MARKER, CommentMode.UPDATE)
 
     assert publication.created is False
     assert publication.comment_url is not None
@@ -79,7 +83,7 @@ def test_second_run_updates_the_note_found_on_page_3_of_many(fake: FakeGitLab, m
 
 def test_update_with_the_same_body_sends_no_write(fake: FakeGitLab, make_forge: MakeForge) -> None:
     fake.add_note(MR_IID, report("same"), author=fake.bot.id)
-    publication = make_forge().upsert_comment(report("same"), MARKER, CommentMode.UPDATE)
+    publication = post(make_forge(), report("same"), MARKER, CommentMode.UPDATE)
     assert publication.created is False
     assert fake.count("PUT", "/notes/") == 0 and fake.count("POST", NOTES) == 0
 
@@ -90,7 +94,7 @@ def test_notes_by_other_users_carrying_the_marker_are_left_alone(
     quoted = fake.add_note(MR_IID, report("pasted by a human"), author=7)
     fake.add_note(MR_IID, f"> {MARKER}\n> quoted in a reply", author=fake.bot.id)
 
-    publication = make_forge().upsert_comment(report("bot"), MARKER, CommentMode.UPDATE)
+    publication = post(make_forge(), report("bot"), MARKER, CommentMode.UPDATE)
 
     assert publication.created is True
     bodies = {n["id"]: n["body"] for n in fake.marked_notes(MR_IID, MARKER)}
@@ -106,7 +110,7 @@ def test_without_the_user_endpoint_the_marker_alone_finds_the_note(make_forge: M
         env = ci_env(server)
         forge = gitlab_forge(gitlab_context(env), env, sleep=lambda _: None)
         try:
-            publication = forge.upsert_comment(report("new"), MARKER, CommentMode.UPDATE)
+            publication = post(forge, report("new"), MARKER, CommentMode.UPDATE)
         finally:
             forge.close()
         assert publication.created is False
@@ -117,7 +121,7 @@ def test_without_the_user_endpoint_the_marker_alone_finds_the_note(make_forge: M
 
 def test_mode_new_adds_a_note_each_time(fake: FakeGitLab, make_forge: MakeForge) -> None:
     fake.add_note(MR_IID, report("one"), author=fake.bot.id)
-    publication = make_forge().upsert_comment(report("two"), MARKER, CommentMode.NEW)
+    publication = post(make_forge(), report("two"), MARKER, CommentMode.NEW)
     assert publication.created is True
     assert [n["body"] for n in fake.marked_notes(MR_IID, MARKER)] == [report("one"), report("two")]
 
@@ -127,7 +131,7 @@ def test_mode_recreate_deletes_the_old_note_and_posts_at_the_bottom(
 ) -> None:
     old = fake.add_note(MR_IID, report("old"), author=fake.bot.id)
     fake.add_note(MR_IID, "a reply")
-    publication = make_forge().upsert_comment(report("new"), MARKER, CommentMode.RECREATE)
+    publication = post(make_forge(), report("new"), MARKER, CommentMode.RECREATE)
     notes = fake.notes(MR_IID)
     assert [n["body"] for n in notes] == ["a reply", report("new")]
     assert old["id"] not in {n["id"] for n in notes}
@@ -146,7 +150,7 @@ def test_concurrent_runs_leave_one_note_the_oldest_with_the_newest_body(
 
     fake.fail("POST", NOTES, "pass", action=other_run_posts)
 
-    publication = forge.upsert_comment(report("this run"), MARKER, CommentMode.UPDATE)
+    publication = post(forge, report("this run"), MARKER, CommentMode.UPDATE)
 
     notes = fake.marked_notes(MR_IID, MARKER)
     assert [(n["id"], n["body"]) for n in notes] == [(racer["id"], report("this run"))]
@@ -159,7 +163,7 @@ def test_branch_pipeline_finds_the_open_merge_request_of_the_commit(fake: FakeGi
     fake.add_merge_request(9, sha="b" * 40, state="merged")
     fake.add_merge_request(10, sha="b" * 40)
     forge = make_forge(CI_MERGE_REQUEST_IID=None, CI_PIPELINE_SOURCE="push", CI_COMMIT_SHA="b" * 40)
-    publication = forge.upsert_comment(report("x"), MARKER, CommentMode.UPDATE)
+    publication = post(forge, report("x"), MARKER, CommentMode.UPDATE)
     assert publication.created is True
     assert len(fake.marked_notes(10, MARKER)) == 1
     assert fake.marked_notes(9, MARKER) == []
@@ -167,8 +171,8 @@ def test_branch_pipeline_finds_the_open_merge_request_of_the_commit(fake: FakeGi
 
 def test_branch_pipeline_without_a_merge_request_posts_nothing(fake: FakeGitLab, make_forge: MakeForge) -> None:
     forge = make_forge(CI_MERGE_REQUEST_IID=None, CI_PIPELINE_SOURCE="push", CI_COMMIT_SHA="c" * 40)
-    assert forge.upload_images([Image("a.png", PNG_A)]) == {}
-    publication = forge.upsert_comment(report("x"), MARKER, CommentMode.UPDATE)
+    assert upload(forge, [Image("a.png", PNG_A)]) == {}
+    publication = post(forge, report("x"), MARKER, CommentMode.UPDATE)
     assert (publication.comment_url, publication.created) == (None, False)
     assert not any(r.method in ("POST", "PUT", "DELETE") for r in fake.requests)
 
@@ -176,9 +180,10 @@ def test_branch_pipeline_without_a_merge_request_posts_nothing(fake: FakeGitLab,
 def test_explicit_change_number_overrides_the_context(fake: FakeGitLab) -> None:
     fake.add_merge_request(11, sha="d" * 40)
     env = ci_env(fake, CI_MERGE_REQUEST_IID=None)
-    forge = gitlab_forge(gitlab_context(env), env, change_number=11, head_sha="d" * 40, sleep=lambda _: None)
+    context = dataclasses.replace(gitlab_context(env), change_number=11, head_sha="d" * 40)
+    forge = gitlab_forge(context, env, sleep=lambda _: None)
     try:
-        forge.upsert_comment(report("x"), MARKER, CommentMode.UPDATE)
+        post(forge, report("x"), MARKER, CommentMode.UPDATE)
         forge.set_status(Verdict.PASS, "ok", None)
     finally:
         forge.close()
@@ -195,11 +200,14 @@ def test_each_distinct_image_is_uploaded_once_and_linked_by_its_relative_url(
     forge = make_forge()
     images = [Image("plot-01-loss.png", PNG_A), Image("plot-02-acc.png", PNG_B), Image("copy.png", PNG_A)]
 
-    urls = forge.upload_images(images)
-    again = forge.upload_images(images[:2])
+    urls = upload(forge, images)
+    again = upload(forge, images[:2])
 
     uploads = fake.uploads
-    assert [(u["filename"], u["data"]) for u in uploads] == [("plot-01-loss.png", PNG_A), ("plot-02-acc.png", PNG_B)]
+    assert [(u["filename"], u["data"]) for u in uploads] == [
+        (hashed_name(Image("plot-01-loss.png", PNG_A)), PNG_A),
+        (hashed_name(Image("plot-02-acc.png", PNG_B)), PNG_B),
+    ]
     assert urls == {
         "plot-01-loss.png": uploads[0]["url"],
         "plot-02-acc.png": uploads[1]["url"],
@@ -212,7 +220,7 @@ def test_each_distinct_image_is_uploaded_once_and_linked_by_its_relative_url(
 
 def test_upload_retries_a_dropped_connection(fake: FakeGitLab, make_forge: MakeForge, sleeps: list[float]) -> None:
     fake.fail("POST", "/uploads$", "drop")
-    urls = make_forge().upload_images([Image("a.png", PNG_A)])
+    urls = upload(make_forge(), [Image("a.png", PNG_A)])
     assert urls == {"a.png": fake.uploads[0]["url"]}
     assert len(fake.uploads) == 1
     assert len(sleeps) == 1
@@ -223,13 +231,13 @@ def test_upload_retries_a_dropped_connection(fake: FakeGitLab, make_forge: MakeF
 
 def test_job_token_only_raises_one_clear_line_without_trying(fake: FakeGitLab, make_forge: MakeForge) -> None:
     forge = make_forge(CML_BOT_TOKEN=None)
-    with pytest.raises(ReadOnlyTokenError) as upload:
-        forge.upload_images([Image("a.png", PNG_A)])
+    with pytest.raises(ReadOnlyTokenError) as uploading:
+        upload(forge, [Image("a.png", PNG_A)], change=Change(MR_IID))
     with pytest.raises(ReadOnlyTokenError) as comment:
-        forge.upsert_comment(report("x"), MARKER, CommentMode.UPDATE)
+        forge.thread(Change(MR_IID))
     with pytest.raises(ReadOnlyTokenError):
         forge.set_status(Verdict.PASS, "ok", None)
-    assert str(upload.value) == str(comment.value) == JOB_TOKEN_MESSAGE
+    assert str(uploading.value) == str(comment.value) == JOB_TOKEN_MESSAGE
     assert "\n" not in JOB_TOKEN_MESSAGE and "CML_BOT_TOKEN" in JOB_TOKEN_MESSAGE
     assert fake.requests == []
     assert fake.job_token not in JOB_TOKEN_MESSAGE
@@ -238,7 +246,7 @@ def test_job_token_only_raises_one_clear_line_without_trying(fake: FakeGitLab, m
 def test_no_token_at_all_is_read_only_too(fake: FakeGitLab, make_forge: MakeForge) -> None:
     forge = make_forge(CML_BOT_TOKEN=None, CI_JOB_TOKEN=None)
     with pytest.raises(ReadOnlyTokenError, match="CML_BOT_TOKEN"):
-        forge.upsert_comment(report("x"), MARKER, CommentMode.UPDATE)
+        post(forge, report("x"), MARKER, CommentMode.UPDATE)
     assert fake.requests == []
 
 
@@ -275,7 +283,7 @@ def test_a_failed_create_never_duplicates_the_note(
 ) -> None:
     fake.fail("POST", NOTES, kind, status=status or 502)  # type: ignore[arg-type]
 
-    publication = make_forge().upsert_comment(report("x"), MARKER, CommentMode.UPDATE)
+    publication = post(make_forge(), report("x"), MARKER, CommentMode.UPDATE)
 
     notes = fake.marked_notes(MR_IID, MARKER)
     assert len(notes) == 1
@@ -290,19 +298,28 @@ def test_a_failed_create_in_mode_new_does_not_mistake_the_old_note_for_the_new_o
 ) -> None:
     fake.add_note(MR_IID, report("old"), author=fake.bot.id)
     fake.fail("POST", NOTES, "drop")
-    make_forge().upsert_comment(report("new"), MARKER, CommentMode.NEW)
+    post(make_forge(), report("new"), MARKER, CommentMode.NEW)
     assert [n["body"] for n in fake.marked_notes(MR_IID, MARKER)] == [report("old"), report("new")]
 
 
-def test_rate_limit_honours_retry_after_capped(fake: FakeGitLab, make_forge: MakeForge, sleeps: list[float]) -> None:
+def test_rate_limit_honours_retry_after(fake: FakeGitLab, make_forge: MakeForge, sleeps: list[float]) -> None:
     fake.fail("GET", NOTES, "status", status=429, retry_after=7, message="Too Many Requests")
-    fake.fail("POST", NOTES, "status", status=429, retry_after=3600, message="Too Many Requests")
+    fake.fail("POST", NOTES, "status", status=429, retry_after=90, message="Too Many Requests")
 
-    make_forge().upsert_comment(report("x"), MARKER, CommentMode.UPDATE)
+    post(make_forge(), report("x"), MARKER, CommentMode.UPDATE)
 
-    assert sleeps == [7.0, 60.0]
+    assert len(sleeps) == 2 and 7 <= sleeps[0] <= 8 and 90 <= sleeps[1] <= 91
     assert len(fake.marked_notes(MR_IID, MARKER)) == 1
-    assert fake.count("POST", NOTES) == 2
+    assert fake.count("POST", NOTES) == 2  # a 429 was not applied: posting again cannot duplicate
+
+
+def test_a_retry_after_past_the_deadline_fails_at_once(
+    fake: FakeGitLab, make_forge: MakeForge, sleeps: list[float]
+) -> None:
+    fake.fail("POST", NOTES, "status", status=429, retry_after=3600, message="Too Many Requests")
+    with pytest.raises(ForgeError, match="past the deadline"):
+        post(make_forge(), report("x"), MARKER, CommentMode.UPDATE)
+    assert sleeps == [] and fake.marked_notes(MR_IID, MARKER) == []
 
 
 def test_server_errors_on_update_and_list_are_retried(
@@ -312,23 +329,23 @@ def test_server_errors_on_update_and_list_are_retried(
     fake.fail("GET", NOTES, "drop")
     fake.fail("PUT", "/notes/", "status", status=500, message="Internal Server Error", times=2)
 
-    make_forge().upsert_comment(report("new"), MARKER, CommentMode.UPDATE)
+    post(make_forge(), report("new"), MARKER, CommentMode.UPDATE)
 
     assert [(n["id"], n["body"]) for n in fake.notes(MR_IID)] == [(ours["id"], report("new"))]
-    assert sleeps == [1.0, 1.0, 2.0]
+    assert len(sleeps) == 3 and 0.5 <= sleeps[0] <= 1 and 0.5 <= sleeps[1] <= 1 and 1 <= sleeps[2] <= 2
 
 
 def test_a_persistent_outage_gives_up_with_one_line(
     fake: FakeGitLab, make_forge: MakeForge, sleeps: list[float]
 ) -> None:
     fake.fail("GET", NOTES, "status", status=503, message="Service Unavailable", times=100)
-    with pytest.raises(GitLabHttpError) as caught:
-        make_forge().upsert_comment(report("x"), MARKER, CommentMode.UPDATE)
+    with pytest.raises(HttpError) as caught:
+        post(make_forge(), report("x"), MARKER, CommentMode.UPDATE)
     message = str(caught.value)
     assert "\n" not in message
     assert "GET /projects/42/merge_requests/3/notes" in message and "503" in message
     assert caught.value.exit_code == 1
-    assert sleeps == [1.0, 2.0, 4.0, 8.0]
+    assert len(sleeps) == 5
     assert fake.count("POST", NOTES) == 0
 
 
@@ -337,21 +354,15 @@ def test_the_notes_limit_is_a_clear_forge_error(fake: FakeGitLab, make_forge: Ma
     for i in range(3):
         fake.add_note(MR_IID, f"c{i}")
     with pytest.raises(ForgeError, match=r"limit of 5,000 comments") as caught:
-        make_forge().upsert_comment(report("x"), MARKER, CommentMode.UPDATE)
+        post(make_forge(), report("x"), MARKER, CommentMode.UPDATE)
     assert "Maximum number of comments exceeded" in str(caught.value)
     assert fake.count("POST", NOTES) == 1
-
-
-def test_a_body_over_the_limit_is_refused_before_any_request(fake: FakeGitLab, make_forge: MakeForge) -> None:
-    with pytest.raises(ForgeError, match="1,000,000"):
-        make_forge().upsert_comment(report("x" * COMMENT_LIMIT), MARKER, CommentMode.UPDATE)
-    assert fake.requests == []
 
 
 def test_a_revoked_token_is_a_forge_error_not_read_only(fake: FakeGitLab, make_forge: MakeForge) -> None:
     forge = make_forge(CML_BOT_TOKEN="glpat-revoked-token-555")
     with pytest.raises(ForgeError) as caught:
-        forge.upsert_comment(report("x"), MARKER, CommentMode.UPDATE)
+        post(forge, report("x"), MARKER, CommentMode.UPDATE)
     assert not isinstance(caught.value, ReadOnlyTokenError)
     assert "401" in str(caught.value) and "glpat-revoked-token-555" not in str(caught.value)
 
@@ -385,7 +396,7 @@ def test_commit_status_is_retried_after_a_server_error(
     assert len(fake.statuses) == 1
     assert fake.statuses[0]["target_url"] is None
     assert len(fake.statuses[0]["description"]) == 255
-    assert sleeps == [1.0]
+    assert len(sleeps) == 1
 
 
 # -- secrets -------------------------------------------------------------------------------------
@@ -405,20 +416,20 @@ def test_the_token_never_reaches_output_logs_or_errors(
     forge = make_forge()
     errors: list[str] = []
 
-    forge.upload_images([Image("a.png", PNG_A)])
-    forge.upsert_comment(report("one"), MARKER, CommentMode.UPDATE)
-    forge.upsert_comment(report("two"), MARKER, CommentMode.UPDATE)
+    upload(forge, [Image("a.png", PNG_A)])
+    post(forge, report("one"), MARKER, CommentMode.UPDATE)
+    post(forge, report("two"), MARKER, CommentMode.UPDATE)
     with pytest.raises(ForgeError) as caught:
         forge.set_status(Verdict.PASS, "ok", None)
     errors.append(str(caught.value))
     errors.append(repr(caught.value))
     bad = make_forge(CML_BOT_TOKEN=None, GITLAB_TOKEN="glpat-wrong-token-777")
     with pytest.raises(ForgeError) as caught:
-        bad.upsert_comment(report("x"), MARKER, CommentMode.UPDATE)
+        post(bad, report("x"), MARKER, CommentMode.UPDATE)
     errors.append(str(caught.value))
     job = make_forge(CML_BOT_TOKEN=None)
     with pytest.raises(ReadOnlyTokenError) as read_only:
-        job.upsert_comment(report("x"), MARKER, CommentMode.UPDATE)
+        post(job, report("x"), MARKER, CommentMode.UPDATE)
     errors.append(str(read_only.value))
 
     out, err = capsys.readouterr()
@@ -437,7 +448,7 @@ def test_missing_project_id_is_a_forge_error(fake: FakeGitLab) -> None:
 
 def test_verify_change_head_accepts_the_merge_request_head_only(fake: FakeGitLab, make_forge: MakeForge) -> None:
     forge = make_forge()
-    forge.verify_change_head(HEAD_SHA)
+    forge.verify_head(Change(MR_IID), HEAD_SHA)
     with pytest.raises(ForgeError, match=r"merge request !3 head is 0123456789ab, not eeeeeeeeeeee"):
-        forge.verify_change_head("e" * 40)
+        forge.verify_head(Change(MR_IID), "e" * 40)
     assert fake.count("GET", rf"/merge_requests/{MR_IID}$") == 2

@@ -1,0 +1,152 @@
+"""The ONE sticky-comment algorithm, used by every forge.
+
+Which comment is ours: its FIRST line is exactly our marker (``<!-- cml-bot report (id: X) -->``)
+AND its author is our identity (the token's user, or the bot the platform posts as). A comment that
+quotes or pastes the marker further down, another bot's comment, a human's comment: never ours, never
+edited, never deleted. Identity is never guessed ("any bot" is not an identity): when the driver
+cannot tell who the token is, the first comment we create tells us (its author, from the forge's own
+answer), and the run behaves as ``recreate`` for that once.
+
+Modes: ``update`` edits the oldest of our comments in place (creating one if there is none) and
+removes our duplicates; ``new`` always adds one; ``recreate`` deletes ours, then adds one at the bottom.
+
+Losing an answer: creating is the one write that must not be repeated blindly. When the create may
+have gone through (a dropped connection after sending, a 5xx), the driver's HTTP client asks
+:func:`_adopt` before sending again: a comment of ours that was not there before and carries exactly
+this body is the one we made.
+
+Racing runs (two pushes in quick succession): each run lists the comments again after creating one.
+The later run sees both; every run keeps the OLDEST of ours, gives it the body of the newest, and
+deletes the rest, so all runs agree on the survivor and the thread ends with one comment.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from cml_bot.errors import ForgeError
+
+log = logging.getLogger(__name__)
+
+
+class CommentMode(str, enum.Enum):
+    """How to treat an earlier comment carrying the same marker."""
+
+    UPDATE = "update"  # edit it in place (default); create one if none exists
+    NEW = "new"  # always add a new comment
+    RECREATE = "recreate"  # delete the old one(s), then add a new comment at the bottom
+
+
+@dataclass(frozen=True)
+class Comment:
+    """A comment as a driver reads it. ``author`` is the forge's stable identity of its writer
+    (GitHub login, GitLab user id, Bitbucket account uuid), compared with the thread's identity."""
+
+    id: str
+    body: str
+    author: str
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class Publication:
+    """What posting produced, for outputs and the CLI's closing line."""
+
+    comment_url: str | None
+    created: bool  # True when a new comment was made, False when one was updated
+
+
+class Thread(Protocol):
+    """The comments of one pull/merge request, as a driver exposes them."""
+
+    def identity(self) -> str | None:
+        """Our author identity (see :class:`Comment`), or None when the token cannot tell."""
+        ...
+
+    def comments(self) -> Sequence[Comment]:
+        """Every comment (all pages), oldest first."""
+        ...
+
+    def create(self, body: str, confirm: Callable[[], Comment | None]) -> Comment:
+        """Add a comment; after a failure that may have been applied, ``confirm()`` looks for it
+        before the driver sends it again (see :meth:`cml_bot.forges.http.JsonClient.create`)."""
+        ...
+
+    def edit(self, comment: Comment, body: str) -> Comment: ...
+
+    def delete(self, comment: Comment) -> None:
+        """Remove ``comment``; one that is already gone is not an error."""
+        ...
+
+
+def first_line(body: str) -> str:
+    return body.split("\n", 1)[0].rstrip("\r")
+
+
+def is_ours(comment: Comment, marker: str, identity: str | None) -> bool:
+    return identity is not None and comment.author == identity and first_line(comment.body) == marker
+
+
+def upsert(thread: Thread, body: str, marker: str, mode: CommentMode) -> Publication:
+    """Post ``body`` (whose first line is ``marker``) as the one comment of this report."""
+    if first_line(body) != marker:
+        raise ValueError("the comment body must start with the marker line")
+    mode = CommentMode(mode)
+    me = thread.identity()
+    if me is None:
+        log.info("the token's identity is unknown: posting a new comment and learning it from the answer")
+    everything = list(thread.comments())
+    ours = [c for c in everything if is_ours(c, marker, me)]
+    if mode is CommentMode.UPDATE and ours:
+        keep, *duplicates = ours
+        if keep.body != body:
+            keep = thread.edit(keep, body)
+        _delete_all(thread, duplicates)
+        return Publication(keep.url, created=False)
+    if mode is CommentMode.RECREATE:
+        _delete_all(thread, ours)
+    known = {c.id for c in everything}
+    created = thread.create(body, lambda: _adopt(thread, marker, me, known, body))
+    if mode is CommentMode.NEW:
+        return Publication(created.url, created=True)
+    return _settle(thread, marker, created)
+
+
+def _adopt(thread: Thread, marker: str, me: str | None, known: Collection[str], body: str) -> Comment | None:
+    """The comment our lost create made, if it is there: new since we listed, ours, this body."""
+    for comment in thread.comments():
+        if comment.id in known or comment.body != body or first_line(comment.body) != marker:
+            continue
+        if me is None or comment.author == me:
+            return comment
+    return None
+
+
+def _settle(thread: Thread, marker: str, created: Comment) -> Publication:
+    """After creating: of all our comments keep the oldest with the newest body (see the module doc)."""
+    me = created.author
+    ours = [c for c in thread.comments() if is_ours(c, marker, me)]
+    if created.id not in {c.id for c in ours}:
+        ours.append(created)  # a listing that lags behind our own write
+    if len(ours) == 1:
+        return Publication(created.url, created=True)
+    keep, newest = ours[0], ours[-1]
+    log.info("%d comments carry this report's marker; keeping the oldest (%s)", len(ours), keep.id)
+    if keep.body != newest.body:
+        keep = thread.edit(keep, newest.body)
+    _delete_all(thread, ours[1:])
+    return Publication(keep.url, created=keep.id == created.id)
+
+
+def _delete_all(thread: Thread, comments: Sequence[Comment]) -> None:
+    for comment in comments:
+        thread.delete(comment)
+
+
+class EditRefused(ForgeError):
+    """The forge refused to edit or delete a comment we wrote (403): a permissions problem to fix,
+    never a reason to fall back to something else."""
