@@ -482,7 +482,9 @@ class FakeGitHub:
             route = matched[0]
             problem = check_response(request, route.template, route.method, result.status, result.body, result.headers)
             if problem is not None:
-                self.violations.append(f"fake answered {route.method} {route.template} {result.status} off-spec: {problem}")
+                self.violations.append(
+                    f"fake answered {route.method} {route.template} {result.status} off-spec: {problem}"
+                )
         if fault is not None and fault.kind == "drop-after":
             raise _Drop
         return result.status, result.body, result.headers
@@ -580,7 +582,8 @@ class FakeGitHub:
                     other.used = 0
             if account.used >= account.limit:
                 # the rate-limit page: "403 or 429 response, and the x-ratelimit-remaining header will be 0"
-                reply = error(403, f"API rate limit exceeded for {'installation' if account.installation else 'user'} ID {account.id}.")
+                who = "installation" if account.installation else "user"
+                reply = error(403, f"API rate limit exceeded for {who} ID {account.id}.")
                 reply.body["documentation_url"] = RATE_LIMITS_DOCS
                 reply.headers = self._rate_headers(account)
                 raise reply
@@ -617,8 +620,12 @@ class FakeGitHub:
 
     def user_json(self, login: str, type: str, user_id: int, template: dict[str, Any]) -> dict[str, Any]:
         user = dict(template)
-        html = f"{self.server_url}/apps/{login.removesuffix('[bot]')}" if type == "Bot" else f"{self.server_url}/{login}"
-        user.update(login=login, id=user_id, type=type, url=self.api(f"/users/{urllib.parse.quote(login)}"), html_url=html)
+        html = (
+            f"{self.server_url}/apps/{login.removesuffix('[bot]')}" if type == "Bot" else f"{self.server_url}/{login}"
+        )
+        user.update(
+            login=login, id=user_id, type=type, url=self.api(f"/users/{urllib.parse.quote(login)}"), html_url=html
+        )
         return user
 
     def comment_json(self, cid: int, template: dict[str, Any]) -> dict[str, Any]:

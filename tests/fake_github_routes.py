@@ -215,7 +215,9 @@ def _check_comment_length(body: str, *, created: bool) -> None:
     if len(body) <= COMMENT_LIMIT:
         return
     if created:
-        raise validation_failed("IssueComment", "data", "unprocessable", "Body is too long (maximum is 65536 characters)")
+        raise validation_failed(
+            "IssueComment", "data", "unprocessable", "Body is too long (maximum is 65536 characters)"
+        )
     raise validation_failed("IssueComment", "body", "custom", "body is too long (maximum is 65536 characters)")
 
 
@@ -287,7 +289,9 @@ def _pull_json(fake: FakeGitHub, number: int, template: dict[str, Any]) -> dict[
         merged_at="2011-01-26T19:01:12Z" if pull["merged"] else None,
     )
     head_owner = pull["head_owner"]
-    out["head"] = dict(out["head"], sha=pull["head_sha"], ref=pull["head_ref"], label=f"{head_owner}:{pull['head_ref']}")
+    out["head"] = dict(
+        out["head"], sha=pull["head_sha"], ref=pull["head_ref"], label=f"{head_owner}:{pull['head_ref']}"
+    )
     base_sha = fake.refs.get(f"refs/heads/{pull['base_ref']}", out["base"]["sha"])
     out["base"] = dict(out["base"], sha=base_sha, ref=pull["base_ref"], label=f"{fake.owner}:{pull['base_ref']}")
     if "merged" in out:
@@ -336,7 +340,9 @@ def _create_status(fake: FakeGitHub, account: Account, p: dict[str, str], q: dic
     description, context = b.get("description") or "", b.get("context", "default")
     target_url = b.get("target_url")
     if len(description) > STATUS_DESCRIPTION_LIMIT:
-        raise validation_failed("Status", "description", "custom", "description is too long (maximum is 140 characters)")
+        raise validation_failed(
+            "Status", "description", "custom", "description is too long (maximum is 140 characters)"
+        )
     if len(context) > STATUS_CONTEXT_LIMIT:
         raise validation_failed("Status", "context", "custom", "context is too long (maximum is 255 characters)")
     if target_url and urllib.parse.urlsplit(target_url).scheme not in ("http", "https"):
@@ -345,7 +351,9 @@ def _create_status(fake: FakeGitHub, account: Account, p: dict[str, str], q: dic
     same = [s for s in fake.statuses if s["sha"] == p["sha"] and s["context"].lower() == context.lower()]
     if len(same) >= STATUSES_PER_CONTEXT:
         # the message is observed (elastic/beats-tester#217)
-        raise validation_failed("Status", None, "custom", "This SHA and context has reached the maximum number of statuses.")
+        raise validation_failed(
+            "Status", None, "custom", "This SHA and context has reached the maximum number of statuses."
+        )
     status = example(R + "/statuses/{sha}", "POST", 201)
     status.update(
         id=fake.new_id(),
