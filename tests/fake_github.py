@@ -720,4 +720,4 @@ def fake_github() -> Iterator[FakeGitHub]:
     fake.add_pull(2, HEAD_SHA)
     with fake:
         yield fake
-    assert fake.violations == [], "requests or answers outside the OpenAPI subset"
+    assert not fake.violations, "requests or answers outside the OpenAPI subset:\n" + "\n".join(fake.violations)

@@ -63,8 +63,10 @@ def example(template: str, method: str, status: int) -> Any:
     """A deep copy of the contract's first response example for one operation and status."""
     response = resolve(operation(template, method)["responses"][str(status)])
     media = response["content"]["application/json"]
-    first = next(iter(media["examples"].values()))
-    return copy.deepcopy(resolve(first)["value"])
+    value = resolve(next(iter(media["examples"].values())))["value"]
+    if isinstance(value, dict) and "$ref" in value:  # an example whose value is another example
+        value = resolve(value)["value"]
+    return copy.deepcopy(value)
 
 
 def docs_url(template: str, method: str) -> str:

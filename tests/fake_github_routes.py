@@ -172,7 +172,10 @@ def _get_repo(fake: FakeGitHub, account: Account, p: dict[str, str], q: dict[str
         default_branch=fake.default_branch,
         url=fake.repo_api(),
         html_url=fake.html(),
+        language=None,  # required by the schema, missing from the example
     )
+    if isinstance(out.get("source"), dict):
+        out["source"].setdefault("language", None)
     out["owner"] = dict(out["owner"], login=fake.owner, url=fake.api(f"/users/{fake.owner}"))
     return Result(200, out)
 
@@ -724,6 +727,17 @@ def _commit_summary(fake: FakeGitHub, sha: str, template: dict[str, Any]) -> dic
     out["commit"] = dict(out["commit"], url=fake.repo_api(f"/git/commits/{sha}"), message=commit["message"])
     out["commit"]["tree"] = {"sha": commit["tree"], "url": fake.repo_api(f"/git/trees/{commit['tree']}")}
     return out
+
+
+@route("GET", R + "/commits/{ref}")
+def _get_commit_summary(fake: FakeGitHub, account: Account, p: dict[str, str], q: dict[str, str], b: Any) -> Result:
+    _require_git_database(fake)
+    sha = commit_of(fake, p["ref"])
+    if sha is None:
+        raise error(422, f"No commit found for SHA: {p['ref']}")  # observed wording
+    out = _commit_summary(fake, sha, example(R + "/commits/{ref}", "GET", 200))
+    out["files"] = []  # the fake keeps no diffs (and the example's file lacks required fields)
+    return Result(200, out)
 
 
 @route("GET", R + "/compare/{basehead}")
