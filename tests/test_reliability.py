@@ -69,7 +69,7 @@ class FlakyGitHub(FakeGitHub):
         self.injected: Counter[str] = Counter()
         self.served = 0
 
-    def _take_fault(self, method: str, path: str) -> GitHubFault | None:
+    def _take_fault(self, method: str, path: str, query: str = "") -> GitHubFault | None:
         with self._lock:
             self.served += 1
             if self.rng.random() >= self.rate:
