@@ -17,7 +17,7 @@ from cml_bot.context import detect
 from cml_bot.errors import ForgeError, ReadOnlyTokenError
 from cml_bot.forges.base import Change
 from cml_bot.forges.github import GitHub, github_forge
-from cml_bot.forges.sticky import CommentMode, Publication, upsert
+from cml_bot.forges.sticky import CommentMode, EditRefused, Publication, upsert
 from cml_bot.model import Image, Verdict
 
 __all__ = ["fake_github"]  # the fixture, imported for pytest
@@ -294,7 +294,7 @@ def test_persistent_5xx_gives_up_with_a_clear_message(fake_github: FakeGitHub, s
         "GitHub GET /repos/Codertocat/Hello-World/issues/2/comments: 502 Bad Gateway (after 6 attempts)"
     )
     assert not isinstance(info.value, ReadOnlyTokenError)
-    assert len(sleeps) == 5 and all(2.0 ** (n - 1) / 2 <= w <= 2.0**(n - 1) for n, w in enumerate(sleeps, 1))
+    assert len(sleeps) == 5 and all(2.0 ** (n - 1) / 2 <= w <= 2.0 ** (n - 1) for n, w in enumerate(sleeps, 1))
     assert fake_github.comments_on(2) == []
 
 
@@ -531,3 +531,95 @@ def test_fake_records_requests_outside_the_spec(fake_github: FakeGitHub) -> None
     assert len(fake_github.violations) == 2
     assert re.search("'body' is a required property", fake_github.violations[0])
     fake_github.violations.clear()  # expected here; the fixture asserts none remain
+
+
+# -- issue 11: GitHub as documented (the fake edits anyone's comment with write access) ----------
+
+ACTIONS_TOKEN = "ghs_FAKE0ACTIONS0TOKEN0secret00000000"
+
+
+@pytest.mark.parametrize(
+    "theirs",
+    [
+        f"Summary of the checks:\n> {MARKER}\n> ## cml-bot",  # a bot quoting our report
+        body("copied by another bot"),  # even the marker as the first line: the author is not us
+    ],
+    ids=["quoted", "first-line"],
+)
+def test_another_bots_comment_holding_the_marker_is_never_edited(
+    fake_github: FakeGitHub, sleeps: Sleeps, theirs: str
+) -> None:
+    """GITHUB_TOKEN comments as github-actions[bot] and may edit anyone's comment (write access), so
+    only the author tells ours from another bot's."""
+    fake_github.add_token(ACTIONS_TOKEN, kind="github_token")
+    other = fake_github.add_comment(2, theirs, login="coverage-reporter[bot]", type="Bot")
+    post(make_forge(fake_github, sleeps, GITHUB_TOKEN=ACTIONS_TOKEN), body("ours"), MARKER, CommentMode.UPDATE)
+    assert fake_github.comments[other]["body"] == theirs
+    assert [c["body"] for c in fake_github.comments_on(2) if c["login"] == "github-actions[bot]"] == [body("ours")]
+    post(make_forge(fake_github, sleeps, GITHUB_TOKEN=ACTIONS_TOKEN), body("again"), MARKER, CommentMode.UPDATE)
+    assert fake_github.comments[other]["body"] == theirs
+    assert [c["body"] for c in fake_github.comments_on(2) if c["login"] == "github-actions[bot]"] == [body("again")]
+
+
+def test_transient_errors_on_later_pages_are_retried_per_page(fake_github: FakeGitHub, sleeps: Sleeps) -> None:
+    """Page 2 fails twice and page 3 three times: each page succeeds within its own attempts, and
+    the pages that answered are not read again."""
+    for i in range(250):
+        fake_github.add_comment(2, f"chatter {i}", login=f"user{i % 7}")
+    fake_github.fail("GET", r"/issues/2/comments$", status=502, query=r"(^|&)page=2(&|$)", times=2)
+    fake_github.fail("GET", r"/issues/2/comments$", status=502, query=r"(^|&)page=3(&|$)", times=3)
+    post(make_forge(fake_github, sleeps), body("x"), MARKER, CommentMode.UPDATE)
+    assert [c["body"] for c in fake_github.comments_on(2) if c["login"] == "cml-bot-user"] == [body("x")]
+    pages = [
+        dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(path).query)).get("page", "1")
+        for _, path, _ in fake_github.requests("GET", "/comments")
+    ]
+    assert pages[:8] == ["1", "2", "2", "2", "3", "3", "3", "3"]  # only the failing page is asked again
+
+
+def test_120_comments_with_30_percent_faults_end_with_one_comment(sleeps: Sleeps) -> None:
+    """Before, a transient error on one page restarted the listing and spent one of 5 attempts: 120
+    comments and 30% faults ended with no comment. Now every run of ten posts and stays single."""
+    from test_reliability import FlakyGitHub
+
+    fake = FlakyGitHub(seed=120)
+    fake.add_token(TOKEN, "cml-bot-user")
+    fake.add_pull(2, HEAD_SHA)
+    for i in range(120):
+        fake.add_comment(2, f"review {i}", login="octocat")
+    with fake:
+        fake.rate = 0.3
+        for run in range(10):
+            post(make_forge(fake, sleeps), body(f"run {run}"), MARKER, CommentMode.UPDATE)
+            assert [c["body"] for c in fake.comments_on(2) if c["login"] == "cml-bot-user"] == [body(f"run {run}")]
+    assert sum(fake.injected.values()) > 0.2 * fake.served and fake.violations == []
+
+
+def test_the_pull_request_is_the_one_whose_head_is_the_commit(fake_github: FakeGitHub, sleeps: Sleeps) -> None:
+    """commits/{sha}/pulls lists every pull request holding the commit: with stacked branches, several
+    open ones. The commit is the head of PR #3 and only contained in PR #1 (a later commit is its head)."""
+    base = "1" * 40
+    fake_github.add_pull(1, "f" * 40, head_ref="stack-top", commits=[base, "f" * 40])
+    fake_github.add_pull(3, base, head_ref="stack-bottom")
+    post(make_forge(fake_github, sleeps, "push.branch", GITHUB_SHA=base), body("x"), MARKER, CommentMode.UPDATE)
+    assert fake_github.comments_on(1) == [] and fake_github.comments_on(2) == []
+    assert [c["body"] for c in fake_github.comments_on(3)] == [body("x")]
+
+
+def test_a_commit_only_contained_in_a_pull_request_posts_nothing(fake_github: FakeGitHub, sleeps: Sleeps) -> None:
+    base = "1" * 40
+    fake_github.add_pull(1, "f" * 40, head_ref="stack-top", commits=[base, "f" * 40])
+    forge = make_forge(fake_github, sleeps, "push.branch", GITHUB_SHA=base)
+    assert forge.change() is None
+    assert post(forge, body("x"), MARKER, CommentMode.UPDATE) == Publication(None, False)
+
+
+def test_a_refused_edit_is_a_clear_error_not_a_read_only_token(fake_github: FakeGitHub, sleeps: Sleeps) -> None:
+    ours = fake_github.add_comment(2, body("old"), login="cml-bot-user")
+    fake_github.fail(
+        "PATCH", rf"/issues/comments/{ours}$", status=403, message="Resource not accessible by integration"
+    )
+    with pytest.raises(EditRefused, match=rf"may not edit our comment {ours} on PR #2") as caught:
+        post(make_forge(fake_github, sleeps), body("new"), MARKER, CommentMode.UPDATE)
+    assert not isinstance(caught.value, ReadOnlyTokenError)
+    assert fake_github.comments[ours]["body"] == body("old") and len(fake_github.comments_on(2)) == 1

@@ -307,3 +307,12 @@ def test_record_on_push_then_pull_request_in_a_shallow_clone_compares_with_it(
     assert len(fake_github.requests("GET", r"/compare/master\.\.\.")) == 1
     assert fake_github.statuses[-1]["state"] == "success"
     assert TOKEN not in (out + err).replace(f"::add-mask::{TOKEN}", "")
+
+
+def test_a_409_on_the_ref_update_is_retried(fake_github: FakeGitHub) -> None:
+    """The Git database answers 409 Conflict while the repository is "unavailable" (Using the REST
+    API to interact with your Git database); "Update a reference" documents 409."""
+    store_for(fake_github).save(results(A))
+    fake_github.conflict("PATCH", r"/git/refs/heads/cml-bot-data$")
+    store_for(fake_github).save(results(B))
+    assert store_for(fake_github).recorded() == {A, B}

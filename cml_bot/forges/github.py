@@ -417,12 +417,13 @@ class GitHub:
         try:
             commit, tree = git_commit(self.client, self.repo_path, files, message)
             ref = {"ref": f"refs/heads/{self.assets_branch}", "sha": commit}
-            answer = self.client.send(
-                Request("POST", f"{self.repo_path}/git/refs", json=ref, repeatable=True), accept=frozenset({409, 422})
+            create = Request(
+                "POST", f"{self.repo_path}/git/refs", json=ref, repeatable=True, conflict_is_transient=True
             )
+            answer = self.client.send(create, accept=frozenset({422}))
         except HttpError as exc:
             raise _refusal(exc, f"create branch {self.assets_branch}") from None
-        if answer.status in (409, 422):  # "Reference already exists": another run, or our lost attempt
+        if answer.status == 422:  # "Reference already exists": another run, or our lost attempt
             log.info("GitHub: %s exists already; writing on top of it", self.assets_branch)
             return None
         log.info("GitHub: created the orphan branch %s", self.assets_branch)

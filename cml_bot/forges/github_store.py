@@ -7,7 +7,7 @@ commit -> recursive tree, cached per store) and read the merge-base's file throu
 
 Concurrency: the ref is only ever fast-forwarded (``force: false``). When another record landed in
 between, GitHub answers 422 and the commit is rebuilt on the new tip, so records of different
-commits made at the same time all land (GitHub may also answer 409 for a ref that moved: the same).
+commits made at the same time all land. A 409 (the repository briefly unavailable) is retried.
 Requests go through the driver's :class:`~cml_bot.forges.http.JsonClient` (one retry policy); a
 token that may only read (fork pull requests) can still list and load, and :meth:`GitHubStore.save`
 raises :class:`ReadOnlyTokenError`.
@@ -40,7 +40,7 @@ RECORD_LIMIT = 1_000_000  # bytes; the contents API returns files of up to 1 MB
 MAX_SAVE_ROUNDS = 10  # read tip -> commit -> fast-forward, again when a concurrent record moved the ref
 ROUND_PAUSE = 0.25  # seconds times the round number between rounds, so racing jobs spread out (capped)
 DROPPED_FACT = "cml-bot.files_left_out"
-_MOVED = frozenset({409, 422})  # "Update is not a fast forward" / a conflicting concurrent update
+_MOVED = frozenset({422})  # "Update is not a fast forward" / "Reference already exists"
 
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _RECORD_PATH = re.compile(rf"{RECORDS_FOLDER}/([0-9a-f]{{40}}|[0-9a-f]{{64}})\.json")
@@ -163,9 +163,15 @@ class GitHubStore:
                     f"{self._repo_path}/git/refs",
                     json={"ref": f"refs/heads/{self.branch}", "sha": commit_sha},
                     repeatable=True,
+                    conflict_is_transient=True,  # 409: the repository is briefly unavailable (Git database guide)
                 )
             else:
-                move = Request("PATCH", self._ref_path("refs"), json={"sha": commit_sha, "force": False})
+                move = Request(
+                    "PATCH",
+                    self._ref_path("refs"),
+                    json={"sha": commit_sha, "force": False},
+                    conflict_is_transient=True,
+                )
             answer = self.client.send(move, accept=_MOVED)
             if answer.status in _MOVED:
                 now = self._tip()
