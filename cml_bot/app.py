@@ -648,7 +648,8 @@ def publish_bundle(folder: Path, options: Options, effects: Effects, head_sha: s
     trusted = replace(
         context, head_sha=sha, change_number=context.change_number if head_sha == context.head_sha else None
     )
-    head = replace(saved.head, sha=sha)
+    files, file_notes = _files_to_publish(config, saved.head.files)
+    head = replace(saved.head, sha=sha, files=files)
     evaluation = _judge(
         replace(options, record=None),
         effects,
@@ -660,9 +661,29 @@ def publish_bundle(folder: Path, options: Options, effects: Effects, head_sha: s
         effects.clock(),
         context.head_ref or saved.head_ref,
     )
-    evaluation = replace(evaluation, data_changes=saved.data_changes)
+    evaluation = replace(evaluation, data_changes=saved.data_changes, notes=(*evaluation.notes, *file_notes))
     report, images = build_report(evaluation)
     return deliver(options, effects, evaluation, report, images, publishing=True)
+
+
+def _files_to_publish(config: Config, files: Mapping[str, bytes]) -> tuple[dict[str, bytes], list[str]]:
+    """The bundle's files this side's config plots; images only when they really are PNG/JPEG/GIF."""
+    wanted = {spec.path: spec for spec in config.plots}
+    kept: dict[str, bytes] = {}
+    notes: list[str] = []
+    for path, data in files.items():
+        spec = wanted.get(path)
+        if spec is None:
+            continue
+        if spec.template == "image":
+            from cml_bot.plots import untrusted_image_problem
+
+            problem = untrusted_image_problem(data)
+            if problem is not None:
+                notes.append(f"The image {path} from the saved run was left out: {problem}.")
+                continue
+        kept[path] = data
+    return kept, notes
 
 
 __all__ = [

@@ -7,14 +7,20 @@ Two uses, one format (``run.json``):
   token;
 - matrix fan-in: each job saves a shard (``--shard NAME``); ``cml-bot merge`` reports them together.
 
-A bundle from a fork is untrusted input. It therefore carries data, never markdown or images: the
-publishing side renders the report and the plots itself, with its own (base branch) config and
-thresholds, escaping every value like any other run.
+A bundle is untrusted input (a fork wrote it, or the training step that ran the PR's code). It
+carries data, never markdown: the publishing side renders the report and the plots itself, with its
+own config, thresholds and baseline, escaping every value like any other run. Reading it is bounded
+before anything is parsed: a regular file only (no FIFO, device or link to /dev/zero), at most
+:data:`MAX_BYTES`, JSON nested at most :data:`MAX_DEPTH` levels, at most :data:`MAX_VALUES` metrics
+or params per side, :data:`MAX_FILES` files of :data:`MAX_FILE_BYTES`, and strings cut to size.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +32,13 @@ from cml_bot.results import RunResults, atomic_write, from_json, to_json
 
 RUN_FILE = "run.json"
 FORMAT_VERSION = 2
-MAX_BYTES = 512 * 1024 * 1024
+MAX_BYTES = 64 * 1024 * 1024  # the whole run.json (plot data is base64 in it)
+MAX_DEPTH = 32  # JSON nesting (a bundle needs 6)
+MAX_VALUES = 20_000  # metrics, and params, per side (a report shows far fewer)
+MAX_FILES = 200  # plot data and image files per side
+MAX_FILE_BYTES = 16 * 1024 * 1024
+MAX_HISTORY = 100  # recorded commits in the trend
+MAX_STEPS = 100  # pipeline steps
 
 
 @dataclass(frozen=True)
@@ -136,10 +148,21 @@ class _Reader:
     def results(self, value: object, what: str) -> RunResults:
         if not isinstance(value, dict):
             raise self.fail(what)
+        for key in ("metrics", "params"):
+            values = value.get(key) or {}
+            if not isinstance(values, dict) or len(values) > MAX_VALUES:
+                raise self.fail(f"{what} {key}: at most {MAX_VALUES:,}")
+            if any(len(name) > 1000 for name in values):
+                raise self.fail(f"{what} {key}: a name longer than 1,000 characters")
+        files = value.get("files") or {}
+        if not isinstance(files, dict) or len(files) > MAX_FILES:
+            raise self.fail(f"{what} files: at most {MAX_FILES}")
+        if any(not isinstance(v, str) or len(v) > MAX_FILE_BYTES * 4 // 3 + 4 for v in files.values()):
+            raise self.fail(f"{what} files: each at most {MAX_FILE_BYTES // (1024 * 1024)} MB")
         return from_json(json.dumps(value), f"{self.shown} ({what})")
 
     def strings(self, value: object, what: str) -> tuple[str, ...]:
-        if not isinstance(value, list):
+        if not isinstance(value, list) or len(value) > 10_000:
             raise self.fail(what)
         return tuple(self.text(item, what) for item in value)
 
@@ -147,14 +170,7 @@ class _Reader:
 def load_run(folder: Path) -> SavedRun:
     path = folder / RUN_FILE
     shown = str(path)
-    try:
-        if path.stat().st_size > MAX_BYTES:
-            raise InputError(f"{shown}: bundle larger than {MAX_BYTES // (1024 * 1024)} MB")
-        document = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise InputError(f"{folder}: not a cml-bot bundle or shard folder (no {RUN_FILE})") from None
-    except (OSError, ValueError, RecursionError) as exc:
-        raise InputError(f"{shown}: unreadable ({exc})") from None
+    document = json_document(_read_bounded(path, folder), shown)
     r = _Reader(shown)
     if not isinstance(document, dict) or document.get("version") != FORMAT_VERSION:
         raise r.fail(f"version must be {FORMAT_VERSION}")
@@ -166,11 +182,15 @@ def load_run(folder: Path) -> SavedRun:
     if steps is not None:
         if not isinstance(steps, list):
             raise r.fail("pipeline")
+        if len(steps) > MAX_STEPS:
+            raise r.fail(f"pipeline: at most {MAX_STEPS} steps")
         pipeline = PipelineResult(tuple(_step(r, step) for step in steps))
     changes = document.get("data_changes") or []
     history = document.get("history") or []
     if not isinstance(changes, list) or not isinstance(history, list):
         raise r.fail("data_changes/history")
+    if len(history) > MAX_HISTORY or len(changes) > MAX_FILES:
+        raise r.fail("too many history entries or data changes")
     base = document.get("base")
     return SavedRun(
         platform=r.text(document.get("platform"), "platform", 20),
@@ -193,6 +213,45 @@ def load_run(folder: Path) -> SavedRun:
     )
 
 
+def _read_bounded(path: Path, folder: Path) -> bytes:
+    """The file's bytes, refusing anything but a regular file of at most MAX_BYTES, without ever
+    blocking on a FIFO or following a link (a link to /dev/zero would never end)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise InputError(f"{folder}: not a cml-bot bundle or shard folder (no {RUN_FILE})") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open the bundle ({exc.strerror or exc})") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(f"{path}: not a regular file; refusing to read it")
+        if info.st_size > MAX_BYTES:
+            raise InputError(f"{path}: bundle larger than {MAX_BYTES // (1024 * 1024)} MB")
+        data = handle.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise InputError(f"{path}: bundle larger than {MAX_BYTES // (1024 * 1024)} MB")
+    return data
+
+
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(rb"[\[\]{}]")
+
+
+def json_document(data: bytes, shown: str) -> Any:
+    """Parse JSON whose nesting was checked first (the parser recurses once per level)."""
+    depth = deepest = 0
+    for bracket in _BRACKETS.finditer(_STRINGS.sub(b'""', data)):
+        depth += 1 if bracket.group() in (b"[", b"{") else -1
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            raise InputError(f"{shown}: not a valid cml-bot bundle (nested deeper than {MAX_DEPTH} levels)")
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise InputError(f"{shown}: unreadable ({str(exc)[:200]})") from None
+
+
 def _step(r: _Reader, step: Any) -> StepResult:
     if not isinstance(step, dict):
         raise r.fail("pipeline step")
@@ -201,7 +260,7 @@ def _step(r: _Reader, step: Any) -> StepResult:
         command=r.text(step.get("command"), "step command"),
         returncode=r.opt_int(step.get("returncode"), "step returncode"),
         duration=r.opt_float(step.get("duration"), "step duration") or 0.0,
-        log_tail=r.strings(step.get("log_tail", []), "step log")[-50:],
+        log_tail=tuple(line[:2000] for line in r.strings(step.get("log_tail", []), "step log")[-50:]),
         timed_out=step.get("timed_out") is True,
     )
 
