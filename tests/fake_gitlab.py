@@ -32,6 +32,9 @@ Behaviour, each cited where it is implemented (``tests/contracts/gitlab/README.m
 - Repository: branches, commits, files (JSON and raw), tree and the Commits API with GitLab's 400
   messages, each commit applied to the branch's current head under the server lock.
 
+Code: this module holds the state, the transport, tokens, notes, merge requests, uploads and faults;
+:mod:`fake_gitlab_ci` pipelines and commit statuses; :mod:`fake_gitlab_repo` the repository API.
+
 Faults (:meth:`FakeGitLab.fail`): a status answer before or after the request took effect, a dropped
 connection before or after the effect, an ``action`` callback run first, and a ``barrier`` that
 holds matching requests until every party has arrived (deterministic races).
@@ -45,6 +48,10 @@ Added: ``violations``, ``bot_role``, ``pipelines``, ``add_pipeline``, ``add_merg
 ``merge_request``, ``add_commit``, ``pipeline``, ``statuses_in``, ``branches_containing``, ``Pipeline``,
 ``Fault.throttle``, ``Recorded.endpoint``; ``add_merge_request`` takes ``source_branch``,
 ``target_branch`` and ``commits`` and re-adding an MR pushes a new head to it.
+Changed to match GitLab: a job token may read MR notes (it may not write them: 401); a status or the
+MRs of an unknown commit are 404, so tests create commits (``add_commit``, ``add_merge_request``);
+``statuses`` lists status jobs, a pending/running one updated in place being one entry, each with
+its ``pipeline_id``; a 429 fault answers as GitLab's throttle (plain text, ``RateLimit-*``).
 """
 
 from __future__ import annotations
@@ -589,6 +596,10 @@ class _Handler(BaseHTTPRequestHandler):
                 reply = self._answer(method, found, queries, query, body, body_problem, caller)
         except Reply as exc:
             reply = exc
+        except Exception as exc:  # a defect of the fake: fail the test rather than drop the connection
+            with fake._lock:
+                fake.violations.append(f"the fake itself failed on {method} {path}: {exc!r}")
+            reply = message(500, "500 Internal Server Error")
         if fault is not None and fault.kind == "drop_after":
             self.close_connection = True
             return
@@ -625,7 +636,8 @@ class _Handler(BaseHTTPRequestHandler):
                 if not isinstance(name, str):
                     continue
                 filename = part.get_filename()
-                fields[name] = FilePart(str(filename), part.get_content_type(), data) if filename else data.decode()
+                fields[name] = FilePart(str(filename), part.get_content_type(), data) if filename else (
+                    data.decode("utf-8", "replace"))
             return fields, None
         return None, f"unsupported Content-Type {content_type!r}"
 
@@ -699,7 +711,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send(fault.status, {"message": fault.message}, headers)
 
+    def _rate_limit_headers(self) -> dict[str, str]:
+        """"Headers returned for all requests" (user_and_ip_rate_limits.html); GitLab.com allows 2,000/min."""
+        observed = len(self.server_fake.requests)
+        return {"RateLimit-Name": "throttle_authenticated_api", "RateLimit-Limit": "2000",
+                "RateLimit-Observed": str(observed), "RateLimit-Remaining": str(max(0, 2000 - observed)),
+                "RateLimit-Reset": str(int(time.time()) // 60 * 60 + 60)}
+
     def _send(self, status: int, body: Any, headers: dict[str, str]) -> None:
+        headers = {**self._rate_limit_headers(), **headers}
         raw_file = isinstance(body, bytes)
         data = body if raw_file else b"" if body is None else json.dumps(body).encode()
         self.send_response(status)
@@ -913,5 +933,5 @@ class _Handler(BaseHTTPRequestHandler):
         if params.get("state"):
             found = [mr for mr in found if mr["state"] == params["state"]]
         base = f"{fake.api_url}/projects/{fake.project.id}/repository/commits/{sha}/merge_requests"
-        return paginated(found, params, base)
+        return paginated(found, params, base, totals=False)
 

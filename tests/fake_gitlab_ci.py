@@ -157,4 +157,4 @@ def list_commit_statuses(fake: FakeGitLab, sha: str, params: dict[str, Any]) -> 
     order = "pipeline_id" if params.get("order_by") == "pipeline_id" else "id"
     jobs.sort(key=lambda j: getattr(j, order), reverse=params.get("sort") == "desc")
     base = f"{fake.api_url}/projects/{fake.project.id}/repository/commits/{sha}/statuses"
-    return paginated([job_json(fake, j) for j in jobs], params, base)
+    return paginated([job_json(fake, j) for j in jobs], params, base, totals=False)

@@ -62,10 +62,12 @@ def blob_id(content: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
 
 
-def paginated(items: list[Any], params: dict[str, Any], base: str) -> Reply:
+def paginated(items: list[Any], params: dict[str, Any], base: str, *, totals: bool = True) -> Reply:
     """One page with GitLab's offset pagination headers (https://docs.gitlab.com/ee/api/rest/#pagination):
     ``page`` from 1, ``per_page`` 20 by default and at most 100, ``X-Next-Page`` empty on the last page,
-    and a ``Link`` header with ``prev``/``next``/``first``/``last``."""
+    and a ``Link`` header with ``prev``/``next``/``first``/``last``. Without ``totals`` (the Commits API,
+    https://docs.gitlab.com/ee/api/commits.html#pagination-response-headers) there is no ``X-Total``,
+    ``X-Total-Pages`` nor ``last`` link."""
     page = max(1, int(params.get("page", 1)))
     per_page = int(params.get("per_page", 20))
     per_page = 20 if per_page < 1 else min(100, per_page)
@@ -84,16 +86,17 @@ def paginated(items: list[Any], params: dict[str, Any], base: str) -> Reply:
     if page < pages:
         links.append(f'{link(page + 1)}; rel="next"')
     links.append(f'{link(1)}; rel="first"')
-    links.append(f'{link(pages)}; rel="last"')
+    if totals:
+        links.append(f'{link(pages)}; rel="last"')
     headers = {
         "X-Page": str(page),
         "X-Per-Page": str(per_page),
         "X-Next-Page": str(page + 1) if page < pages else "",
         "X-Prev-Page": str(page - 1) if page > 1 else "",
-        "X-Total": str(total),
-        "X-Total-Pages": str(pages),
         "Link": ", ".join(links),
     }
+    if totals:
+        headers.update({"X-Total": str(total), "X-Total-Pages": str(pages)})
     return Reply(200, chunk, headers)
 
 

@@ -253,6 +253,7 @@ def test_the_merge_requests_of_a_commit_are_every_one_containing_it(fake: FakeGi
     }
     opened = call(fake, "GET", f"{PROJECT}/repository/commits/{'c1' * 20}/merge_requests", params={"state": "opened"})
     assert [m["iid"] for m in opened.json()] == [9, 8]
+    assert "X-Total" not in opened.headers and opened.headers["X-Page"] == "1"  # the Commits API omits totals
     single = project.mergerequests.get(9)
     assert single.sha == "c2" * 20 and single.diff_refs["head_sha"] == "c2" * 20
     assert single.diff_refs["base_sha"] == fake.branch_history("main")[0].id
@@ -400,6 +401,7 @@ def test_a_throttled_request_answers_as_rack_attack(fake: FakeGitLab) -> None:
     assert (answer.status_code, answer.text, answer.headers["Retry-After"]) == (429, "Retry later", "30")
     assert answer.headers["Content-Type"].startswith("text/plain")
     assert answer.headers["RateLimit-Remaining"] == "0" and answer.headers["RateLimit-Name"]
+    assert int(call(fake, "GET", NOTES).headers["RateLimit-Remaining"]) > 0  # on every answer
     reset = int(answer.headers["RateLimit-Reset"])
     assert parsedate_to_datetime(answer.headers["RateLimit-ResetTime"]).timestamp() == reset
     fake.fail("POST", "/notes$", status=429, throttle="application")
