@@ -170,6 +170,7 @@ def test_branch_pipeline_finds_the_open_merge_request_of_the_commit(fake: FakeGi
 
 
 def test_branch_pipeline_without_a_merge_request_posts_nothing(fake: FakeGitLab, make_forge: MakeForge) -> None:
+    fake.add_commit("c" * 40, branch="topic")  # pushed, no merge request yet
     forge = make_forge(CI_MERGE_REQUEST_IID=None, CI_PIPELINE_SOURCE="push", CI_COMMIT_SHA="c" * 40)
     assert upload(forge, [Image("a.png", PNG_A)]) == {}
     publication = post(forge, report("x"), MARKER, CommentMode.UPDATE)
@@ -250,18 +251,21 @@ def test_no_token_at_all_is_read_only_too(fake: FakeGitLab, make_forge: MakeForg
     assert fake.requests == []
 
 
-def test_job_token_gets_403_from_the_fake(fake: FakeGitLab) -> None:
-    """The fake itself refuses job tokens on notes, so the adapter's refusal matches GitLab's."""
+def test_job_token_may_read_notes_but_not_post_them(fake: FakeGitLab) -> None:
+    """The fake answers job tokens as GitLab documents (ci/jobs/ci_job_token: notes are read-only)."""
     import gitlab
 
     client = gitlab.Gitlab(fake.url, job_token=fake.job_token)
+    notes = f"/projects/{fake.project.id}/merge_requests/{MR_IID}/notes"
     try:
-        with pytest.raises(gitlab.exceptions.GitlabHttpError) as caught:
-            client.http_request("get", f"/projects/{fake.project.id}/merge_requests/{MR_IID}/notes")
+        assert client.http_request("get", notes).status_code == 200
+        with pytest.raises(gitlab.exceptions.GitlabAuthenticationError) as caught:
+            client.http_request("post", notes, post_data={"body": "hi"})
     finally:
         client.session.close()
-    assert caught.value.response_code == 403
-    assert [r.auth for r in fake.requests] == ["job"]
+    assert caught.value.response_code == 401  # the job token is ignored there: unauthenticated
+    assert [r.auth for r in fake.requests] == ["job", "job"]
+    assert fake.notes(MR_IID) == []
 
 
 def test_token_precedence() -> None:

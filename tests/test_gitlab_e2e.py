@@ -86,7 +86,7 @@ def test_first_post_then_update_in_merge_request_pipelines(fake: FakeGitLab, rep
     repo.write("metrics.json", {"accuracy": 0.70})
     head2 = repo.commit("feature: a worse model")
     env2 = {**env, "CI_COMMIT_SHA": head2}
-    fake.project.commit_merge_requests[head2] = [MR_IID]
+    fake.add_merge_request(MR_IID, sha=head2)  # the push moves the merge request's head
 
     code, out, err = cli(["report"], repo, env2)
 

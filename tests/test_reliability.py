@@ -263,6 +263,7 @@ def test_gitlab_100_flaky_runs_end_with_one_up_to_date_note(
     assert 0.2 < sum(fake.injected.values()) / fake.served < 0.45
     assert {25, 75} <= set(failed) and len(failed) <= 12, failed
     assert sleeps
+    assert fake.violations == []  # every request, faulted or not, kept to the GitLab contract
 
 
 # --- the whole render path, fuzzed ----------------------------------------------------------------
