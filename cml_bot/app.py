@@ -635,6 +635,8 @@ def publish_bundle(folder: Path, options: Options, effects: Effects, head_sha: s
     context = detect(effects.env, effects.event)
     if context.platform != "local" and not head_sha:
         raise InputError("publish: --head-sha is required in CI (the commit the bundle must be for)")
+    if head_sha and context.merged_results and head_sha == context.checked_out_sha and context.head_sha:
+        head_sha = context.head_sha  # GitLab's temporary merge commit of this head: the CI says which head
     saved = load_run(folder)
     if saved.shard:
         raise InputError(f"{folder}: this is a matrix shard; post shards with `cml-bot merge`")

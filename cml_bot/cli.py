@@ -195,9 +195,7 @@ def main(
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error argparse already explained
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="cml-bot: %(message)s", stream=console.err
-    )
+    _configure_logging(args.verbose, console.err)
     from cml_bot.errors import CmlBotError
 
     commands: dict[str, Callable[[argparse.Namespace, Mapping[str, str], Console], int]] = {
@@ -220,6 +218,22 @@ def main(
     except KeyboardInterrupt:
         console.warn("cml-bot: interrupted")
         return 130
+
+
+class _CmlBotHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The one handler main() puts on the ``cml_bot`` logger (replaced, not added, on each call)."""
+
+
+def _configure_logging(verbose: bool, stream: TextIO) -> None:
+    """cml-bot's own log lines go to ``stream``: warnings always, details with ``-v``. Only the
+    ``cml_bot`` logger is touched, so a host program's (or pytest's) logging setup is left alone."""
+    logger = logging.getLogger("cml_bot")
+    for old in [h for h in logger.handlers if isinstance(h, _CmlBotHandler)]:
+        logger.removeHandler(old)
+    handler = _CmlBotHandler(stream)
+    handler.setFormatter(logging.Formatter("cml-bot: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 def _workflow_escape(text: str) -> str:

@@ -37,6 +37,7 @@ class CiContext:
     checked_out_sha: str | None = None  # the commit in the workspace: a merge commit on PR events
     pipeline_id: int | None = None  # GitLab: the running pipeline (where the status belongs)
     change_event: bool = False  # about a pull request whose number the event does not give (forks)
+    merged_results: bool = False  # GitLab: the pipeline runs on a temporary merge commit of the MR
 
     @property
     def is_change(self) -> bool:
@@ -143,6 +144,7 @@ def gitlab_context(env: Mapping[str, str]) -> CiContext:
         default_branch=env.get("CI_DEFAULT_BRANCH"),
         checked_out_sha=commit,
         pipeline_id=_int(env.get("CI_PIPELINE_ID")),
+        merged_results=env.get("CI_MERGE_REQUEST_EVENT_TYPE") in ("merged_result", "merge_train"),
     )
 
 

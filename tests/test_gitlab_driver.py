@@ -9,7 +9,19 @@ from collections.abc import Callable
 
 import pytest
 from fake_gitlab import FakeGitLab
-from gitlab_fixtures import HEAD_SHA, MARKER, MR_IID, ci_env, fake, make_forge, post, sleeps, upload
+from gitlab_fixtures import (
+    HEAD_SHA,
+    MARKER,
+    MR_IID,
+    branch_env,
+    ci_env,
+    fake,
+    make_forge,
+    merged_result_env,
+    post,
+    sleeps,
+    upload,
+)
 
 from cml_bot.context import gitlab_context
 from cml_bot.errors import ForgeError, ReadOnlyTokenError
@@ -88,9 +100,7 @@ def test_update_with_the_same_body_sends_no_write(fake: FakeGitLab, make_forge: 
     assert fake.count("PUT", "/notes/") == 0 and fake.count("POST", NOTES) == 0
 
 
-def test_notes_by_other_users_carrying_the_marker_are_left_alone(
-    fake: FakeGitLab, make_forge: MakeForge
-) -> None:
+def test_notes_by_other_users_carrying_the_marker_are_left_alone(fake: FakeGitLab, make_forge: MakeForge) -> None:
     quoted = fake.add_note(MR_IID, report("pasted by a human"), author=7)
     fake.add_note(MR_IID, f"> {MARKER}\n> quoted in a reply", author=fake.bot.id)
 
@@ -126,9 +136,7 @@ def test_mode_new_adds_a_note_each_time(fake: FakeGitLab, make_forge: MakeForge)
     assert [n["body"] for n in fake.marked_notes(MR_IID, MARKER)] == [report("one"), report("two")]
 
 
-def test_mode_recreate_deletes_the_old_note_and_posts_at_the_bottom(
-    fake: FakeGitLab, make_forge: MakeForge
-) -> None:
+def test_mode_recreate_deletes_the_old_note_and_posts_at_the_bottom(fake: FakeGitLab, make_forge: MakeForge) -> None:
     old = fake.add_note(MR_IID, report("old"), author=fake.bot.id)
     fake.add_note(MR_IID, "a reply")
     publication = post(make_forge(), report("new"), MARKER, CommentMode.RECREATE)
@@ -456,3 +464,44 @@ def test_verify_change_head_accepts_the_merge_request_head_only(fake: FakeGitLab
     with pytest.raises(ForgeError, match=r"merge request !3 head is 0123456789ab, not eeeeeeeeeeee"):
         forge.verify_head(Change(MR_IID), "e" * 40)
     assert fake.count("GET", rf"/merge_requests/{MR_IID}$") == 2
+
+
+# -- GitLab as documented: statuses in the running pipeline, 409, the MR whose head is the commit --
+
+
+def test_merged_results_status_lands_in_the_running_pipeline(fake: FakeGitLab, sleeps: list[float]) -> None:
+    fake.add_merge_request(5, sha="5" * 40, source_branch="five")  # no branch pipeline: merged results only
+    env, pipeline = merged_result_env(fake, iid=5)
+    forge = gitlab_forge(gitlab_context(env), env, sleep=sleeps.append)
+    try:
+        forge.set_status(Verdict.PASS, "accuracy 0.91", target_url=env["CI_PIPELINE_URL"])
+    finally:
+        forge.close()
+    assert [s["pipeline_id"] for s in fake.statuses] == [pipeline.id]
+    assert [p.source for p in fake.pipelines if p.source == "external"] == []
+
+
+def test_a_409_on_the_status_is_retried(fake: FakeGitLab, sleeps: list[float]) -> None:
+    fake.fail("POST", "/statuses/", status=409)
+    env = ci_env(fake)
+    forge = gitlab_forge(gitlab_context(env), env, sleep=sleeps.append)
+    try:
+        forge.set_status(Verdict.PASS, "ok", target_url=None)
+    finally:
+        forge.close()
+    assert [s["status"] for s in fake.statuses] == ["success"]
+
+
+def test_a_branch_pipeline_posts_on_the_merge_request_whose_head_is_the_commit(
+    fake: FakeGitLab, sleeps: list[float]
+) -> None:
+    first, second = "c1" * 20, "c2" * 20
+    fake.add_merge_request(8, sha=first, source_branch="step-1")
+    fake.add_merge_request(9, sha=second, commits=[first, second], source_branch="step-2")  # stacked on step-1
+    env, _ = branch_env(fake, first, "step-1")
+    forge = gitlab_forge(gitlab_context(env), env, sleep=sleeps.append)
+    try:
+        post(forge, report("x"), MARKER, CommentMode.UPDATE)
+    finally:
+        forge.close()
+    assert (len(fake.marked_notes(8, MARKER)), len(fake.marked_notes(9, MARKER))) == (1, 0)

@@ -13,11 +13,14 @@ Facts relied on (tests/contracts/gitlab/README.md has the sources):
 - The head of a merge request is ``CI_MERGE_REQUEST_SOURCE_BRANCH_SHA`` in merged-results pipelines
   (``CI_COMMIT_SHA`` is then a temporary merge commit): the context resolves it once.
 - Where a status goes (``Ci::CreateCommitStatusService``, docs "External commit statuses"): with
-  ``pipeline_id`` to that pipeline, which must be for the same sha; without it to the newest pipeline
-  of that sha and ``ref``, else into a new ``external`` pipeline. So the running pipeline's id is sent
-  when the status is for the commit it runs on, and the source branch as ``ref`` otherwise (a
-  merged-results pipeline runs on the merge commit, the status belongs on the head). A ``409`` there
-  means "retry the request" (docs: Commits API).
+  ``pipeline_id`` to that pipeline, which must be for the same sha (else 404 "Pipeline for
+  pipeline_id, sha and ref Not Found"); without it to the newest pipeline of that sha and ``ref``,
+  else into a new ``external`` pipeline nobody looks at. So the status goes into the RUNNING pipeline
+  (its ``CI_PIPELINE_ID`` on its ``CI_COMMIT_SHA``) when that pipeline is the merge request's: a
+  detached pipeline runs on the head itself, a merged-results pipeline on GitLab's temporary merge
+  commit of that head, and the merge request page shows that pipeline. Elsewhere (a publishing job in
+  another pipeline) it goes on the head with the source branch as ``ref``. A ``409`` there means
+  "retry the request" (docs: Commits API).
 - Uploads answer ``{url, markdown, ...}``; links are built from ``url``, never by hand. Uploaded
   images carry a content hash in their file name, so an image already uploaded for this merge request
   (named in one of our earlier notes) is linked again instead of uploaded again.
@@ -164,6 +167,7 @@ def gitlab_forge(
         number=context.change_number,
         pipeline_id=context.pipeline_id,
         pipeline_sha=context.checked_out_sha,
+        merged_results=context.merged_results,
         project_url=(env.get("CI_MERGE_REQUEST_PROJECT_URL") or env.get("CI_PROJECT_URL") or "").rstrip("/") or None,
         default_branch=context.default_branch,
     )
@@ -181,6 +185,7 @@ class GitLab:
     number: int | None = None  # the merge request iid of an MR pipeline
     pipeline_id: int | None = None  # the running pipeline
     pipeline_sha: str | None = None  # the commit it runs on (CI_COMMIT_SHA)
+    merged_results: bool = False  # the running pipeline is the MR's merged-results pipeline
     project_url: str | None = None
     default_branch: str | None = None  # where a new data branch starts (asked from the API when unknown)
     name: str = "GitLab"
@@ -322,23 +327,39 @@ class GitLab:
         data: dict[str, Any] = {"state": state, "name": STATUS_NAME, "description": " ".join(description.split())[:255]}
         if target_url:
             data["target_url"] = target_url
-        if self.pipeline_id is not None and self.pipeline_sha == self.head_sha:
-            data["pipeline_id"] = self.pipeline_id
-        elif self.head_ref:
-            data["ref"] = self.head_ref
+        in_pipeline = bool(
+            self.pipeline_id is not None
+            and self.pipeline_sha
+            and (self.pipeline_sha == self.head_sha or self.merged_results)
+        )
+        sha = self._post_status(data, in_pipeline)
+        log.info("GitLab: status %s on %s", state, sha[:10])
+
+    def _post_status(self, data: dict[str, Any], in_pipeline: bool) -> str:
+        """POST the status into the running pipeline, or on the head with the source branch as ref;
+        returns the sha it went on. A pipeline GitLab does not match to that sha (404, e.g. a retried
+        job whose variables name another pipeline) falls back to the head."""
+        assert self.head_sha is not None
+        sha, fields = self.head_sha, dict[str, Any]({"ref": self.head_ref} if self.head_ref else {})
+        if in_pipeline and self.pipeline_sha is not None:
+            sha, fields = self.pipeline_sha, {"pipeline_id": self.pipeline_id}
         request = Request(
             "POST",
-            f"{self._p}/statuses/{urllib.parse.quote(self.head_sha, safe='')}",
-            json=data,
+            f"{self._p}/statuses/{urllib.parse.quote(sha, safe='')}",
+            json={**data, **fields},
             conflict_is_transient=True,  # docs: 409 on a status means "retry the request"
             repeatable=True,
         )
-        answer = self.client.send(request, accept=frozenset({400}))
-        if answer.status == 400:
-            message = answer.body[:500].decode("utf-8", "replace")
-            if "Cannot transition status" not in message:  # our earlier attempt set this state already
-                raise HttpError(f"GitLab {request.describe()}: 400 {' '.join(message.split())}", 400, answer)
-        log.info("GitLab: status %s on %s", state, self.head_sha[:10])
+        answer = self.client.send(request, accept=frozenset({400, 404}))
+        message = " ".join(answer.body[:500].decode("utf-8", "replace").split())
+        if answer.status == 404 and in_pipeline and "Pipeline for pipeline_id" in message:
+            log.info("GitLab: pipeline %s is not for %s; the status goes on the head", self.pipeline_id, sha[:10])
+            return self._post_status(data, in_pipeline=False)
+        if answer.status == 400 and "Cannot transition status" in message:
+            return sha  # our earlier attempt set this state already
+        if not answer.ok:
+            raise HttpError(f"GitLab {request.describe()}: {self.client.describe(answer)}", answer.status, answer)
+        return sha
 
     # -- results and merge-base --------------------------------------------------------------------
 
