@@ -289,3 +289,41 @@ def test_faults_while_posting_never_duplicate(
     assert code == 0, out + err
     assert len(fake_github.comments_on(2)) == 1
     assert re.search(r"comment posted: https://github.com/\S+#issuecomment-\d+", out)
+
+
+def test_split_steps_on_a_push_to_main_record_in_the_step_with_the_token(
+    fake_github: FakeGitHub, repo: GitRepo, tmp_path: Path
+) -> None:
+    """The Action's two steps on a push: the training step (no token) saves a bundle and records
+    nothing; the posting step publishes it and records main's results in the data branch."""
+    repo.write("cml-bot.yaml", CONFIG)
+    repo.write("metrics.json", {"accuracy": 0.80})
+    repo.write("params.yaml", "lr: 0.1\n")
+    repo.write("train_log.csv", "epoch,loss\n1,0.9\n")
+    first = repo.commit("main")
+    repo.write("metrics.json", {"accuracy": 0.81})
+    head = repo.commit("main: better")
+    fake_github.add_commit(first, [], branch="main")
+    fake_github.add_commit(head, [first], branch="main")
+    push = dict(
+        GITHUB_EVENT_NAME="push",
+        GITHUB_EVENT_PATH=str(EVENTS / "push.branch.json"),
+        GITHUB_SHA=head,
+        GITHUB_REF="refs/heads/main",
+    )
+    bundle = tmp_path / "bundle"
+    no_token = {k: v for k, v in actions_env(fake_github, tmp_path, **push).items() if k != "GITHUB_TOKEN"}
+
+    code, out, err = cli(["run", "--no-post", "--bundle-dir", str(bundle)], no_token, repo)
+    assert code == 0, out + err
+    assert fake_github.log == []  # no token in this step: nothing asked of GitHub
+    assert (bundle / "run.json").is_file() and "--no-post" in out
+
+    code, out, err = cli(
+        ["publish", "--bundle", str(bundle), "--head-sha", head], actions_env(fake_github, tmp_path, **push), repo
+    )
+
+    assert code == 0, out + err
+    assert f"records/{head}.json" in fake_github.commit_files("cml-bot-data")
+    assert [(s["sha"], s["state"]) for s in fake_github.statuses] == [(head, "success")]
+    assert fake_github.comments_on(2) == []  # a push to main is nobody's pull request
