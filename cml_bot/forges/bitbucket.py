@@ -30,12 +30,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import math
+import mimetypes
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
@@ -62,8 +64,8 @@ PROXIED_API = "http://api.bitbucket.org/2.0"  # what the proxy expects: plain ht
 MAX_DATA_FIELDS = 10
 ANNOTATIONS_PER_REQUEST = 100
 ANNOTATIONS_PER_REPORT = 1000
-TEXT_LIMIT = 2000  # Code Insights details; Cloud documents none, Data Center 2,000
-SUMMARY_LIMIT = 450  # an annotation's summary (Data Center's limit, likewise)
+TEXT_LIMIT = 2000  # a Code Insights report's details; Cloud documents no limit, Data Center 2,000
+SUMMARY_LIMIT = 450  # a report's title and an annotation's summary (Data Center's limit, likewise)
 MAX_IMAGE_BYTES = 25 * 1024 * 1024
 HINTS = {
     401: "the token was rejected (expired or revoked?); check CML_BOT_TOKEN",
@@ -267,10 +269,10 @@ class Bitbucket:
             name = f"cml-bot-{hashlib.sha256(image.data).hexdigest()[:16]}-{image.name}"
             path = f"{self.repo_path}/downloads/{_q(name)}"
             if self.client.send(Request("GET", path), accept=frozenset({302, 404})).status == 404:
-                upload = Request(
-                    "POST", f"{self.repo_path}/downloads", files={"files": (name, image.data, "image/png")}
-                )
-                self._write(replace(upload, repeatable=True), "upload plots to the repository's Downloads")
+                mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+                files = {"files": (name, image.data, mime)}
+                upload = Request("POST", f"{self.repo_path}/downloads", files=files, repeatable=True)
+                self._write(upload, "upload plots to the repository's Downloads")
                 log.info("Bitbucket: uploaded %s", name)
             urls[image.name] = f"{self.web_url}/downloads/{_q(name)}"
         return urls
@@ -288,7 +290,7 @@ class Bitbucket:
         }
         # The same key overwrites the status: repeating it is harmless.
         path = f"{self.repo_path}/commit/{self.head_sha}/statuses/build"
-        self._write(replace(Request("POST", path, json=body), repeatable=True), "set the build status")
+        self._write(Request("POST", path, json=body, repeatable=True), "set the build status")
         log.info("Bitbucket: build status %s on %s", body["state"], self.head_sha[:10])
 
     def code_insights(self, report: Report, link: str | None) -> None:
@@ -298,7 +300,7 @@ class Bitbucket:
         self.insights.send(Request("DELETE", path), accept=frozenset({404}))  # its annotations go with it
         body: dict[str, Any] = {
             "type": "report",
-            "title": report.title[:TEXT_LIMIT] or "cml-bot",
+            "title": report.title[:SUMMARY_LIMIT] or "cml-bot",
             "details": verdict_summary(report)[:TEXT_LIMIT],
             "report_type": "TEST",
             "reporter": "cml-bot",
@@ -424,8 +426,6 @@ def next_page(answer: Response, request: Request) -> Request | None:
     """Bitbucket's pages name the next one in the body (``next``); the client follows it only on
     the API's own host."""
     try:
-        import json
-
         following = json.loads(answer.body).get("next")
     except (ValueError, AttributeError):
         return None
