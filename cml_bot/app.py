@@ -30,7 +30,7 @@ from cml_bot.metrics import read_all
 from cml_bot.model import Image, Verdict
 from cml_bot.plan import Access, access_for, plan
 from cml_bot.plan import Request as Asked
-from cml_bot.report import PlotEntry, Report, RunFacts, Shard, render_markdown, verdict_summary
+from cml_bot.report import PlotEntry, Report, RunFacts, Shard, marker_for, render_markdown, verdict_summary
 from cml_bot.results import LocalStore, RunResults, atomic_write
 from cml_bot.secrets import Secrets, without_tokens
 
@@ -76,6 +76,10 @@ def token_kind(context: CiContext, env: Mapping[str, str]) -> str:
 
         kind = token_from_env(env)[1]
         return {"private": "write", "job": "read"}.get(kind, "none")
+    if context.platform == "bitbucket":
+        from cml_bot.forges.bitbucket import bitbucket_token
+
+        return "write" if bitbucket_token(env) else "none"
     return "none"
 
 
@@ -83,7 +87,7 @@ def default_store_factory(
     config: Config, context: CiContext, env: Mapping[str, str], *, sleep: Callable[[float], None] = time.sleep
 ) -> ResultStore:
     """Results live in the forge's data branch when a token can read it, else in a local folder."""
-    if context.platform in ("github", "gitlab") and token_kind(context, env) != "none":
+    if context.platform in ("github", "gitlab", "bitbucket") and token_kind(context, env) != "none":
         return connect_forge(context, env, sleep=sleep).result_store(config.data_branch)
     if context.platform != "local":
         log.warning("Recorded results stay in %s: no token to read the %s data branch", RECORDS_DIR, context.platform)
@@ -459,6 +463,7 @@ def post(
     """Post the report on the forge: images, the sticky comment, the status. With ``verify``, the
     pull/merge request's head must be the report's commit, asked from the forge now. Returns the
     publication, the images' URLs and notes for the user."""
+    from cml_bot.forges.base import CodeInsights
     from cml_bot.forges.sticky import upsert
 
     forge = effects.forge_factory(context, effects.env, sleep=effects.sleep)
@@ -478,12 +483,11 @@ def post(
         notes.append(f"plots not posted: {exc}")
     publication = Publication(None, False)
     if change is not None:
+        where_full = f"The full report is in {forge.full_report_hint}."
         body = secrets.scrub(
-            render_markdown(
-                report, urls, limit=forge.comment_limit, where_full=f"The full report is in {forge.full_report_hint}."
-            )
+            render_markdown(report, urls, limit=forge.comment_limit, where_full=where_full, flavour=forge.flavour)
         )
-        publication = upsert(forge.thread(change), body, report.marker, mode)
+        publication = upsert(forge.thread(change), body, marker_for(report.report_id, forge.flavour), mode)
     else:
         notes.append(
             f"no open pull/merge request has this commit as its head: the report is in {forge.full_report_hint}"
@@ -492,6 +496,11 @@ def post(
         forge.set_status(report.verdict, verdict_summary(report), context.run_url)
     except ReadOnlyTokenError as exc:
         notes.append(f"commit status not set: {exc}")
+    if isinstance(forge, CodeInsights):  # Bitbucket: the verdict, metrics and gates as a report
+        try:
+            forge.code_insights(report, context.run_url)
+        except ForgeError as exc:
+            notes.append(f"Code Insights report not written: {exc}")
     return publication, urls, notes
 
 

@@ -1,4 +1,4 @@
-"""Where are we running: GitHub Actions, GitLab CI or a developer's machine (pure).
+"""Where are we running: GitHub Actions, GitLab CI, Bitbucket Pipelines or a developer's machine (pure).
 
 Built from the environment mapping and, on GitHub, the event payload's parsed JSON, so tests pass
 plain dicts. The head commit of a pull request comes from the payload (``pull_request.head.sha``),
@@ -15,13 +15,13 @@ from typing import Any, Literal
 
 from cml_bot.errors import ConfigError
 
-Platform = Literal["github", "gitlab", "local"]
+Platform = Literal["github", "gitlab", "bitbucket", "local"]
 
 
 @dataclass(frozen=True)
 class CiContext:
     platform: Platform
-    repo: str | None = None  # "owner/name" on GitHub, the project id on GitLab
+    repo: str | None = None  # "owner/name" on GitHub, the project id on GitLab, "workspace/slug" on Bitbucket
     api_url: str | None = None
     server_url: str | None = None
     change_number: int | None = None  # PR number / MR iid; None on a push
@@ -50,6 +50,8 @@ def detect(env: Mapping[str, str], event: Mapping[str, Any] | None = None) -> Ci
         return github_context(env, event if event is not None else load_event(env))
     if env.get("GITLAB_CI") == "true":
         return gitlab_context(env)
+    if env.get("BITBUCKET_BUILD_NUMBER"):
+        return bitbucket_context(env)
     return CiContext(platform="local")
 
 
@@ -145,6 +147,32 @@ def gitlab_context(env: Mapping[str, str]) -> CiContext:
         checked_out_sha=commit,
         pipeline_id=_int(env.get("CI_PIPELINE_ID")),
         merged_results=env.get("CI_MERGE_REQUEST_EVENT_TYPE") in ("merged_result", "merge_train"),
+    )
+
+
+BITBUCKET_API = "https://api.bitbucket.org/2.0"
+BITBUCKET_SERVER = "https://bitbucket.org"
+
+
+def bitbucket_context(env: Mapping[str, str]) -> CiContext:
+    """Bitbucket Pipelines. ``BITBUCKET_PR_ID`` is set only in pull-request pipelines, whose
+    ``BITBUCKET_COMMIT`` is the head of the source branch. The API root is Bitbucket Cloud's unless
+    ``CML_BOT_API_URL`` names another (tests, a proxy)."""
+    workspace, slug = env.get("BITBUCKET_WORKSPACE"), env.get("BITBUCKET_REPO_SLUG")
+    repo = env.get("BITBUCKET_REPO_FULL_NAME") or (f"{workspace}/{slug}" if workspace and slug else None)
+    build = env.get("BITBUCKET_BUILD_NUMBER")
+    number = _int(env.get("BITBUCKET_PR_ID"))
+    return CiContext(
+        platform="bitbucket",
+        repo=repo,
+        api_url=(env.get("CML_BOT_API_URL") or BITBUCKET_API).rstrip("/"),
+        server_url=BITBUCKET_SERVER,
+        change_number=number,
+        head_sha=env.get("BITBUCKET_COMMIT") or None,
+        head_ref=env.get("BITBUCKET_BRANCH") or None,
+        base_ref=env.get("BITBUCKET_PR_DESTINATION_BRANCH") or None,
+        event_name="pull-request" if number is not None else "push",
+        run_url=f"{BITBUCKET_SERVER}/{repo}/pipelines/results/{build}" if repo and build else None,
     )
 
 

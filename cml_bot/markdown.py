@@ -78,3 +78,81 @@ def code_span(value: str) -> str:
 def link_target(url: str) -> str:
     """A URL as a link target: spaces, angle brackets and parentheses percent-encoded."""
     return url.replace(" ", "%20").replace("(", "%28").replace(")", "%29").replace("<", "%3C").replace(">", "%3E")
+
+
+# --- Bitbucket Cloud ------------------------------------------------------------------------------
+#
+# Bitbucket Cloud renders comments with Python-Markdown and escapes raw HTML: an HTML comment (the
+# report's marker), <details>, <summary> and <sub> would be shown as text (The-PR-Agent/pr-agent#3283,
+# dependabot-core#5481). Whether it decodes entities is not documented, so none are left for it to
+# decode, and `\` escapes only what Python-Markdown can escape are kept (a `\<` would show its
+# backslash). Mentions: `@name` / `@{account id}`; references: `#123`. A zero-width space after `@`,
+# `#` and `<` stops each of them (mention, reference, tag or autolink) and renders as nothing.
+
+_ZWSP = "\u200b"
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_HTML_MARKER = re.compile(r"<!-- (.+) -->")
+_SUMMARY = re.compile(r"<details(?: open)?><summary>(.*)</summary>")
+_SUB = re.compile(r"<sub>(.*)</sub>")
+# Spans left as they are: code spans (their text is literal) and link targets (URLs).
+_LITERAL = re.compile(r"(?<!\\)(`+).+?(?<!`)\1(?!`)|\]\([^)\s]*\)")
+_BITBUCKET_TEXT = (
+    (re.compile(r"&#64;"), "@" + _ZWSP),  # cell()'s neutralised mention
+    (re.compile(r"&amp;(?=#?\w+;)"), "&" + _ZWSP),  # a literal "&lt;" stays literal
+    (re.compile(r"&amp;"), "&"),
+    (re.compile(r"\\<"), "<" + _ZWSP),  # Python-Markdown cannot escape "<"; no tag or autolink
+    (re.compile(r"\\~"), "~" + _ZWSP),  # nor "~": no "~~" strikethrough
+    (re.compile(r"\\\$"), "$"),  # no maths on Bitbucket
+    (re.compile(r"#(?=\d)"), "#" + _ZWSP),  # "#12" would link issue or pull request 12
+)
+
+
+def bitbucket_marker(marker: str) -> str:
+    """The report marker ``<!-- X -->`` as Bitbucket keeps it hidden: a link reference definition
+    nothing refers to (``[X]: #``), which Python-Markdown consumes and renders as nothing."""
+    found = _HTML_MARKER.fullmatch(marker)
+    if found is None or "[" in found.group(1) or "]" in found.group(1):
+        raise ValueError(f"not a report marker: {marker!r}")
+    return f"[{found.group(1)}]: #"
+
+
+def bitbucket(document: str) -> str:
+    """A document rendered for GitHub/GitLab (escaped with this module) as Bitbucket Cloud renders
+    it: the marker hidden as a reference definition, ``<details>`` blocks as plain sections with a
+    bold title, ``<sub>`` as emphasis, and user text free of entities and of live mentions,
+    references and tags. Code blocks, code spans and link targets are left as they are."""
+    out: list[str] = []
+    fence: str | None = None
+    for number, line in enumerate(document.split("\n")):
+        if fence is not None:
+            out.append(line)
+            if line.strip().startswith(fence) and not line.strip().strip(fence[0]):
+                fence = None
+            continue
+        opening = _FENCE.match(line)
+        if opening:
+            fence = opening.group(1)
+            out.append(line)
+        elif number == 0 and _HTML_MARKER.fullmatch(line):
+            out += [bitbucket_marker(line), ""]  # a blank line: the definition stands alone
+        elif summary := _SUMMARY.fullmatch(line):
+            out.append(f"**{summary.group(1)}**")
+        elif line != "</details>":
+            sub = _SUB.fullmatch(line)
+            out.append(f"_{_bitbucket_text(sub.group(1))}_" if sub else _bitbucket_text(line))
+    return "\n".join(out)
+
+
+def _bitbucket_text(line: str) -> str:
+    pieces, start = [], 0
+    for literal in _LITERAL.finditer(line):
+        pieces += [_bitbucket_plain(line[start : literal.start()]), literal.group(0)]
+        start = literal.end()
+    pieces.append(_bitbucket_plain(line[start:]))
+    return "".join(pieces)
+
+
+def _bitbucket_plain(text: str) -> str:
+    for pattern, replacement in _BITBUCKET_TEXT:
+        text = pattern.sub(replacement, text)
+    return text

@@ -63,7 +63,13 @@ def plan(context: CiContext, asked: Request, access: Access, branch: str | None,
 def access_for(context: CiContext, token_kind: str) -> Access:
     """What the token allows, known before any request. ``token_kind``: "write" (a token that
     should write), "read" (GitLab's CI_JOB_TOKEN), "none"."""
-    forge = {"github": "GitHub", "gitlab": "GitLab"}.get(context.platform, context.platform)
+    forge = {"github": "GitHub", "gitlab": "GitLab", "bitbucket": "Bitbucket"}.get(context.platform, context.platform)
+    if token_kind == "none" and context.platform == "bitbucket":
+        return Access(
+            False,
+            "no Bitbucket token: set a repository access token in the secured variable CML_BOT_TOKEN "
+            "(report saved as an artifact)",
+        )
     if token_kind == "none":
         variable = "CML_BOT_TOKEN or GITHUB_TOKEN" if context.platform == "github" else "CML_BOT_TOKEN"
         return Access(False, f"no {forge} token ({variable}): the report is saved, not posted")

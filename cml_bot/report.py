@@ -11,6 +11,7 @@ cut mid-row.
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -32,9 +33,17 @@ MARKER_TEMPLATE = "<!-- cml-bot report (id: {report_id}) -->"
 LOG_TAIL_LINES = 30
 
 
-def marker_for(report_id: str) -> str:
+class Flavour(str, enum.Enum):
+    """The markdown a forge renders (see :func:`render_markdown`)."""
+
+    GITHUB = "github"  # GitHub and GitLab: HTML comments, <details>, entities
+    BITBUCKET = "bitbucket"  # Bitbucket Cloud: raw HTML escaped (cml_bot.markdown.bitbucket)
+
+
+def marker_for(report_id: str, flavour: Flavour = Flavour.GITHUB) -> str:
     """The hidden line that identifies a report; ``report_id`` is validated by the config."""
-    return MARKER_TEMPLATE.format(report_id=report_id)
+    marker = MARKER_TEMPLATE.format(report_id=report_id)
+    return md.bitbucket_marker(marker) if flavour is Flavour.BITBUCKET else marker
 
 
 @dataclass(frozen=True)
@@ -519,18 +528,25 @@ def render_markdown(
     image_urls: Mapping[str, str] | None = None,
     limit: int | None = None,
     where_full: str = "The full report is in the job summary and artifacts.",
+    flavour: Flavour = Flavour.GITHUB,
 ) -> str:
-    """Render the report; with ``limit``, drop detail section by section until it fits."""
+    """Render the report; with ``limit``, drop detail section by section until it fits (measured
+    in ``flavour``, the markdown of the forge that shows it)."""
     urls = image_urls or {}
     dropped: list[str] = []
     memo: dict[tuple[object, ...], list[str]] = {}
+    finish: Callable[[str], str] = md.bitbucket if flavour is Flavour.BITBUCKET else str
+
+    def render(budget: _Budget, dropped: Sequence[str]) -> str:
+        return finish(_render(report, urls, budget, dropped, where_full, memo))
+
     text = previous = ""
     for label, budget in _LEVELS:
-        body = _render(report, urls, budget, (), where_full, memo)
+        body = render(budget, ())
         if label and body != previous:  # name only what this level really left out
             dropped.append(label)
         previous = body
-        text = _render(report, urls, budget, dropped, where_full, memo) if dropped else body
+        text = render(budget, dropped) if dropped else body
         if limit is None or len(text) <= limit:
             return text
     assert limit is not None  # without a limit the first level returned
@@ -538,11 +554,11 @@ def render_markdown(
     # same size (tables are padded), so estimate the count from the full text, then step down.
     last = _LEVELS[-1][1]
     total = max(1, len(report.diff.regressions))
-    one = _render(report, urls, replace(last, max_metric_rows=1), dropped, where_full, memo)
+    one = render(replace(last, max_metric_rows=1), dropped)
     per_row = max(1.0, (len(text) - len(one)) / max(1, total - 1))
     rows = min(total, 1 + int((limit - len(one)) / per_row))
     while rows > 1:
-        text = _render(report, urls, replace(last, max_metric_rows=rows), dropped, where_full, memo)
+        text = render(replace(last, max_metric_rows=rows), dropped)
         if len(text) <= limit:
             return text
         rows = min(rows - 1, int(rows * 0.97))

@@ -19,7 +19,7 @@ __all__ = ["Change", "CommentMode", "Forge", "Publication", "connect"]
 
 
 def connect(context: CiContext, env: Mapping[str, str], *, sleep: Callable[[float], None] = time.sleep) -> Forge:
-    """The driver for the forge this run is on (GitHub Actions, GitLab CI)."""
+    """The driver for the forge this run is on (GitHub Actions, GitLab CI, Bitbucket Pipelines)."""
     if context.platform == "github":
         from cml_bot.forges.github import github_forge
 
@@ -28,4 +28,8 @@ def connect(context: CiContext, env: Mapping[str, str], *, sleep: Callable[[floa
         from cml_bot.forges.gitlab import gitlab_forge
 
         return gitlab_forge(context, env, sleep=sleep)
+    if context.platform == "bitbucket":
+        from cml_bot.forges.bitbucket import bitbucket_forge
+
+        return bitbucket_forge(context, env, sleep=sleep)
     raise CmlBotError(f"no forge to post to on platform {context.platform!r}")

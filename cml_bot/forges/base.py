@@ -1,4 +1,4 @@
-"""The small interface every forge driver implements (GitHub, GitLab).
+"""The small interface every forge driver implements (GitHub, GitLab, Bitbucket).
 
 A driver is thin: it knows its forge's endpoints, its token rules and its documented quirks, and
 sends every request through the shared :class:`~cml_bot.forges.http.JsonClient` (one retry policy).
@@ -14,19 +14,23 @@ What to do with comments is decided once, in :mod:`cml_bot.forges.sticky`; what 
 
 ``result_store(branch)`` gives the recorded results of the base branch (a data branch on the forge),
 ``merge_base(...)`` the merge-base when the clone is too shallow to tell.
+
+A forge with more to show than a status (Bitbucket's Code Insights) also implements
+:class:`CodeInsights`; the app checks for it after setting the status.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from cml_bot.baseline import ResultStore
 from cml_bot.forges.sticky import CommentMode, Publication, Thread
 from cml_bot.model import Image, Verdict
+from cml_bot.report import Flavour, Report
 
-__all__ = ["Change", "CommentMode", "Forge", "Publication", "Thread"]
+__all__ = ["Change", "CodeInsights", "CommentMode", "Flavour", "Forge", "Publication", "Thread"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,11 @@ class Forge(Protocol):
         """Where the untrimmed report is on this forge, for the footer of a trimmed comment."""
         ...
 
+    @property
+    def flavour(self) -> Flavour:
+        """The markdown the forge renders comments with (the report is rendered for it)."""
+        ...
+
     def change(self) -> Change | None:
         """The open pull/merge request whose head is this run's commit; None when there is none."""
         ...
@@ -76,3 +85,11 @@ class Forge(Protocol):
     def merge_base(self, base_ref: str, head_sha: str) -> str | None:
         """The merge-base of ``head_sha`` and branch ``base_ref`` from the forge; None if it cannot tell."""
         ...
+
+
+@runtime_checkable
+class CodeInsights(Protocol):
+    """A forge that shows a report beside the pull request (Bitbucket's Code Insights): the
+    verdict, headline metrics and one annotation per failed gate, on the head commit."""
+
+    def code_insights(self, report: Report, link: str | None) -> None: ...

@@ -41,6 +41,7 @@ from cml_bot.forges.base import Change
 from cml_bot.forges.http import ConnectionFailure, HttpError, JsonClient, Request, Response, link_next
 from cml_bot.forges.sticky import Comment, EditRefused
 from cml_bot.model import Image, Verdict
+from cml_bot.report import Flavour
 from cml_bot.secrets import Secrets
 
 log = logging.getLogger(__name__)
@@ -213,6 +214,7 @@ class GitHub:
     name: str = "GitHub"
     comment_limit: int = COMMENT_LIMIT
     full_report_hint: str = FULL_REPORT_HINT
+    flavour: Flavour = Flavour.GITHUB
     _change: Change | None = field(init=False, default=None, repr=False)
     _change_known: bool = field(init=False, default=False, repr=False)
     _identity: str | None = field(init=False, default=None, repr=False)

@@ -54,6 +54,7 @@ class Request:
     query: Mapping[str, str | int] = field(default_factory=dict)
     json: Any = None
     files: Mapping[str, tuple[str, bytes, str]] | None = None  # multipart: field -> (filename, data, type)
+    form: Mapping[str, str] | None = None  # multipart fields without a file, beside ``files``
     conflict_is_transient: bool = False  # 409 means "retry the request" for this endpoint
     repeatable: bool = False  # a POST whose repetition is harmless (content-addressed, a status)
 
