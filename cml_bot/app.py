@@ -30,7 +30,7 @@ from cml_bot.metrics import read_all
 from cml_bot.model import Image, Verdict
 from cml_bot.report import PlotEntry, Report, RunFacts, Shard, render_markdown, verdict_summary
 from cml_bot.results import LocalStore, RunResults, atomic_write
-from cml_bot.secrets import without_tokens
+from cml_bot.secrets import Secrets, without_tokens
 
 if TYPE_CHECKING:
     from cml_bot.data import DataChange
@@ -304,7 +304,7 @@ def _github_merge_base(options: Options, effects: Effects, context: CiContext, g
 def run(options: Options, effects: Effects) -> Outcome:
     evaluation = evaluate(options, effects)
     if options.shard:
-        return save_shard(options, evaluation)
+        return save_shard(options, evaluation, Secrets.from_env(effects.env))
     report, images = build_report(evaluation)
     return publish_report(options, effects, evaluation, report, images)
 
@@ -409,13 +409,13 @@ def evaluation_from(run: SavedRun, config: Config, context: CiContext) -> Evalua
     return Evaluation(config, context, run.head, baseline, run.pipeline, facts, run.history, run.data_changes)
 
 
-def save_shard(options: Options, evaluation: Evaluation) -> Outcome:
+def save_shard(options: Options, evaluation: Evaluation, secrets: Secrets) -> Outcome:
     """Write this job's results and baseline for ``cml-bot merge``; post nothing."""
     name = options.shard or ""
     if not SHARD_NAME.match(name):
         raise InputError(f"--shard {name!r}: use letters, digits, '.', '_', '=', '-' (at most 64)")
     folder = (options.bundle_dir or evaluation.config.root / DEFAULT_SHARDS_DIR) / name
-    save_run(folder, saved_run(evaluation, options.mode, shard=name))
+    save_run(folder, saved_run(evaluation, options.mode, shard=name), secrets)
     report, _ = build_report(evaluation, draw=False)
     return Outcome(
         report=report,
@@ -471,7 +471,7 @@ def record(options: Options, effects: Effects) -> Outcome:
     if not evaluation.head.metrics:
         raise InputError("record: no metrics found; run the pipeline first or check `metrics:` in the config")
     assert evaluation.store is not None
-    where = evaluation.store.save(evaluation.head)
+    where = evaluation.store.save(Secrets.from_env(effects.env).scrub_tree(evaluation.head))
     report, _ = build_report(evaluation, draw=False)
     return Outcome(
         report=report,
@@ -506,16 +506,19 @@ def publish_report(
     options: Options, effects: Effects, evaluation: Evaluation, report: Report, images: tuple[Image, ...]
 ) -> Outcome:
     config, context, head = evaluation.config, evaluation.context, evaluation.head
+    # The trust boundary: everything below renders or writes a scrubbed model (see cml_bot.secrets).
+    secrets = Secrets.from_env(effects.env)
+    report, images, head = secrets.scrub_tree(report), secrets.scrub_tree(images), secrets.scrub_tree(head)
     report_dir = options.report_dir or config.root / DEFAULT_REPORT_DIR
     prepare_folder(report_dir)
-    local = LocalForge(report_dir, config.title)
+    local = LocalForge(report_dir, report.title)
     local_urls = local.upload_images(images)
-    full = render_markdown(report, local_urls)
+    full = secrets.scrub(render_markdown(report, local_urls))
     local.upsert_comment(full, report.marker, options.mode)
     notices: list[str] = []
     summary = verdict_summary(report)
     if options.junit is not None:
-        atomic_write(options.junit, junit_xml(report).encode("utf-8"))
+        atomic_write(options.junit, secrets.scrub(junit_xml(report)).encode("utf-8"))
 
     recorded = None
     if _should_record(options, context, config, head):
@@ -544,13 +547,13 @@ def publish_report(
         verify(options.verify_head)
     try:
         urls = forge.upload_images(images)
-        body = render_markdown(report, urls, limit=forge.comment_limit)
+        body = secrets.scrub(render_markdown(report, urls, limit=forge.comment_limit))
         publication = forge.upsert_comment(body, report.marker, options.mode)
     except ReadOnlyTokenError as exc:
         if not options.may_bundle:
             raise
         bundle_dir = options.bundle_dir or config.root / DEFAULT_BUNDLE_DIR
-        save_run(bundle_dir, saved_run(evaluation, options.mode))
+        save_run(bundle_dir, saved_run(evaluation, options.mode), secrets)
         notices.append(f"{exc}")
         notices.append(f"report saved for a trusted workflow to post: cml-bot publish --bundle {bundle_dir}")
         _write_summary(effects.env, render_markdown(report, {}, limit=SUMMARY_LIMIT))
@@ -578,7 +581,7 @@ def _write_summary(env: Mapping[str, str], body: str) -> None:
     path = env.get("GITHUB_STEP_SUMMARY")
     if not path:
         return
-    data = body.encode("utf-8")
+    data = Secrets.from_env(env).scrub(body).encode("utf-8")
     if len(data) > 1024 * 1024:
         data = b"cml-bot: the report is larger than the job summary allows; see the report artifact.\n"
     with open(path, "ab") as handle:

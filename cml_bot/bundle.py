@@ -23,6 +23,7 @@ from cml_bot.data import DataChange
 from cml_bot.errors import InputError
 from cml_bot.pipeline import PipelineResult, StepResult
 from cml_bot.results import RunResults, atomic_write, from_json, to_json
+from cml_bot.secrets import Secrets
 
 RUN_FILE = "run.json"
 FORMAT_VERSION = 2
@@ -50,7 +51,10 @@ class SavedRun:
     duration: float | None = None
 
 
-def save_run(folder: Path, run: SavedRun) -> None:
+def save_run(folder: Path, run: SavedRun, secrets: Secrets) -> None:
+    """Write ``run`` to ``folder/run.json``, scrubbed of ``secrets`` (a bundle is uploaded as an
+    artifact anyone who can read the run may download)."""
+    run = secrets.scrub_tree(run)
     document = {
         "version": FORMAT_VERSION,
         "platform": run.platform,
@@ -94,7 +98,7 @@ def save_run(folder: Path, run: SavedRun) -> None:
         "duration": run.duration,
     }
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write(folder / RUN_FILE, json.dumps(document).encode("utf-8"))
+    atomic_write(folder / RUN_FILE, secrets.scrub(json.dumps(document)).encode("utf-8"))
 
 
 class _Reader:
