@@ -22,6 +22,7 @@ from cml_bot.config import Config, load_config
 from cml_bot.context import CiContext, detect
 from cml_bot.diff import Diff, diff, numeric
 from cml_bot.errors import CmlBotError, ForgeError, InputError, ReadOnlyTokenError
+from cml_bot.files import read_limited
 from cml_bot.forges.base import CommentMode, Forge, Publication
 from cml_bot.forges.local import LocalForge, prepare_folder
 from cml_bot.git import Git, Runner, run_git
@@ -154,17 +155,22 @@ class Outcome:
 
 def collect_results(config: Config, sha: str | None, missing_ok: bool) -> RunResults:
     """This workspace's metrics, params and plot files."""
-    metrics = read_all(config.root, config.metrics, missing_ok=missing_ok)
-    params = read_all(config.root, config.params, missing_ok=True)
+    limits = config.limits
+    metrics = read_all(
+        config.root, config.metrics, missing_ok=missing_ok, max_bytes=limits.file_bytes, max_names=limits.names
+    )
+    params = read_all(
+        config.root, config.params, missing_ok=True, max_bytes=limits.file_bytes, max_names=limits.names - len(metrics)
+    )
     files = {}
     root = config.root.resolve()
     for spec in config.plots:
         path = config.root / spec.path
-        if not path.is_file():
+        if not path.exists() or path.is_dir():
             continue
         if not path.resolve().is_relative_to(root):  # a symlink committed by a PR
             raise InputError(f"{spec.path}: points outside the repository (symlink); refusing to read it")
-        files[spec.path] = path.read_bytes()
+        files[spec.path] = read_limited(path, limits.file_bytes, spec.path)
     return RunResults(sha=sha, metrics=metrics, params=params, files=files)
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from cml_bot.data import DataChange
 from cml_bot.errors import InputError
+from cml_bot.files import read_limited
 from cml_bot.pipeline import PipelineResult, StepResult
 from cml_bot.results import RunResults, atomic_write, from_json, to_json
 from cml_bot.secrets import Secrets
@@ -151,14 +152,13 @@ class _Reader:
 def load_run(folder: Path) -> SavedRun:
     path = folder / RUN_FILE
     shown = str(path)
+    if not path.exists() and not path.is_symlink():
+        raise InputError(f"{folder}: not a cml-bot bundle or shard folder (no {RUN_FILE})")
+    data = read_limited(path, MAX_BYTES, shown)  # a regular file only: a FIFO or /dev/zero is refused
     try:
-        if path.stat().st_size > MAX_BYTES:
-            raise InputError(f"{shown}: bundle larger than {MAX_BYTES // (1024 * 1024)} MB")
-        document = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise InputError(f"{folder}: not a cml-bot bundle or shard folder (no {RUN_FILE})") from None
-    except (OSError, ValueError, RecursionError) as exc:
-        raise InputError(f"{shown}: unreadable ({exc})") from None
+        document = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise InputError(f"{shown}: unreadable ({' '.join(str(exc).split())[:200]})") from None
     r = _Reader(shown)
     if not isinstance(document, dict) or document.get("version") != FORMAT_VERSION:
         raise r.fail(f"version must be {FORMAT_VERSION}")
