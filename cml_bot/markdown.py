@@ -42,13 +42,20 @@ _INVISIBLE = re.compile(
     "[\u00ad\u061c\u115f\u1160\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufeff\uffa0"
     "\ufff9-\ufffb\U000e0000-\U000e007f]"
 )
-# A sigil followed by anything but space starts a mention or reference on one forge or the other.
-_SIGIL = re.compile(r"([@#!~%$&\[])(?=\S)")
-_PREFIXED_NUMBER = re.compile(r"(?i)\b(G[HL]-)(?=\d)")
-# 7 or more hex characters with at least one letter: an abbreviated commit sha (both forges link
-# them). Runs of digits alone are numbers and are left alone.
-_HEX_RUN = re.compile(r"(?<![0-9A-Za-z_])(?=[0-9]*[a-fA-F])[0-9a-fA-F]{7,}(?![0-9A-Za-z_])")
-_WWW = re.compile(r"(?i)\b(www)(?=\.)")
+# What starts a mention or a reference on one forge or the other, each broken by a zero-width space
+# (one pass): a sigil followed by anything but space; GH-1 / GL-1; the "://" of a URL (no autolink,
+# no issue URL); "www."; 7 or more hex characters with at least one letter (an abbreviated commit
+# sha; runs of digits alone are numbers and are left alone).
+_PING = re.compile(
+    r"[@#!~%$&\[](?=\S)"
+    r"|\b[Gg][HhLl]-(?=\d)"
+    r"|:(?=//)"
+    r"|\b[Ww]{3}(?=\.)"
+    r"|(?P<hex>(?<![0-9A-Za-z_])(?=[0-9]*[a-fA-F])[0-9a-fA-F]{7,}(?![0-9A-Za-z_]))"
+)
+# Text of letters, digits and a few harmless characters has nothing to cut, show or escape but the
+# pings above: a fast path for metric names and numbers.
+_PLAIN = re.compile(r"[A-Za-z0-9_.,:;=+\- ]*")
 _QUICK_ACTION = re.compile(r"^/", re.MULTILINE)
 
 
@@ -68,11 +75,14 @@ def neutralise(value: str) -> str:
     """Break every mention and reference in ``value`` with a zero-width space; it reads the same.
 
     Call it on plain text (before escaping), after :func:`visible`."""
-    value = _SIGIL.sub(r"\1" + ZWSP, value)
-    value = _PREFIXED_NUMBER.sub(r"\1" + ZWSP, value)
-    value = value.replace("://", ":" + ZWSP + "//")  # no autolink, no issue URL
-    value = _WWW.sub(r"\1" + ZWSP, value)
-    return _HEX_RUN.sub(lambda m: ZWSP.join(m.group(0)[i : i + 6] for i in range(0, len(m.group(0)), 6)), value)
+    return _PING.sub(_break, value)
+
+
+def _break(match: re.Match[str]) -> str:
+    run = match.group("hex")
+    if run:
+        return ZWSP.join(run[i : i + 6] for i in range(0, len(run), 6))
+    return match.group(0) + ZWSP
 
 
 def one_line(value: str, limit: int = TEXT_LIMIT) -> str:
@@ -85,8 +95,9 @@ def one_line(value: str, limit: int = TEXT_LIMIT) -> str:
 def _plain(value: str) -> str:
     """The common first steps for inline text: cut, one line, invisibles shown, pings broken."""
     value = truncate(value)
-    value = _CONTROL.sub(" ", value).replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
-    return neutralise(visible(value))
+    if not _PLAIN.fullmatch(value):
+        value = visible(_CONTROL.sub(" ", value).replace("\n", " "))
+    return neutralise(value)
 
 
 def cell(value: str) -> str:

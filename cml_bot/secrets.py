@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import enum
 import json
 import logging
 import re
@@ -203,9 +204,15 @@ def redact_url(url: str) -> str:
     return _URL_USERINFO.sub(lambda m: m.group(1) + MASK + "@", url)
 
 
+_ATOMS = (int, float, bool, type(None))
+_NOT_A_DATACLASS: tuple[str, ...] = ("<not a dataclass>",)
+
+
 class _Walker:
     """Walks a tree of data. With ``forms`` None it only gathers the strings (into ``found``);
-    otherwise it rebuilds containers where a scrubbed string changed, sharing the rest."""
+    otherwise it rebuilds containers where a scrubbed string changed, sharing the rest.
+
+    Dispatch is on the exact type first (a report may hold 100,000 metric rows)."""
 
     _fields: ClassVar[dict[type, tuple[str, ...]]] = {}  # dataclass field names, per type
 
@@ -213,36 +220,22 @@ class _Walker:
         self.forms = forms
 
     def walk(self, value: Any, found: list[str] | None) -> Any:
-        forms = self.forms
-        if isinstance(value, str):
-            if forms is None:
-                assert found is not None
-                found.append(value)
+        kind = type(value)
+        if kind is str:
+            if self.forms is None:
+                found.append(value)  # type: ignore[union-attr]
                 return value
-            return _scrub(value, forms)
-        if value is None or isinstance(value, bool | int | float):
+            return _scrub(value, self.forms)
+        if kind in _ATOMS:
             return value
-        if isinstance(value, bytes):
-            if forms is None:
-                assert found is not None
-                found.append(value.decode("utf-8", "replace"))
-                return value
-            return _scrub_bytes(value, forms)
-        if isinstance(value, tuple | list):
-            items = [self.walk(item, found) for item in value]
-            if forms is None or all(new is old for new, old in zip(items, value, strict=True)):
-                return value
-            return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
-        if isinstance(value, Mapping):
-            pairs = [(self.walk(k, found), self.walk(v, found)) for k, v in value.items()]
-            if forms is None or all(nk is k and nv is v for (nk, nv), (k, v) in zip(pairs, value.items(), strict=True)):
-                return value
-            return dict(pairs)
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            names = self._fields.get(type(value))
-            if names is None:
-                names = tuple(f.name for f in dataclasses.fields(value) if f.init)
-                self._fields[type(value)] = names
+        if kind is tuple or kind is list:
+            return self._sequence(value, found)
+        names = self._fields.get(kind)
+        if names is None:
+            is_dataclass = dataclasses.is_dataclass(value) and not isinstance(value, type)
+            names = tuple(f.name for f in dataclasses.fields(value) if f.init) if is_dataclass else _NOT_A_DATACLASS
+            self._fields[kind] = names
+        if names is not _NOT_A_DATACLASS:
             changes = {}
             for name in names:
                 old = getattr(value, name)
@@ -250,7 +243,29 @@ class _Walker:
                 if new is not old:
                     changes[name] = new
             return dataclasses.replace(value, **changes) if changes else value
+        if isinstance(value, str):  # a str subclass (an enum's value is not walked: no free text)
+            return value if isinstance(value, enum.Enum) else self.walk(str(value), found)
+        if isinstance(value, bytes):
+            if self.forms is None:
+                found.append(value.decode("utf-8", "replace"))  # type: ignore[union-attr]
+                return value
+            return _scrub_bytes(value, self.forms)
+        if isinstance(value, tuple | list):
+            return self._sequence(value, found)
+        if isinstance(value, Mapping):
+            pairs = [(self.walk(k, found), self.walk(v, found)) for k, v in value.items()]
+            if self.forms is None or all(
+                nk is k and nv is v for (nk, nv), (k, v) in zip(pairs, value.items(), strict=True)
+            ):
+                return value
+            return dict(pairs)
         return value  # enums, paths and other values without free text
+
+    def _sequence(self, value: Any, found: list[str] | None) -> Any:
+        items = [self.walk(item, found) for item in value]
+        if self.forms is None or all(new is old for new, old in zip(items, value, strict=True)):
+            return value
+        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
 
 
 def scrub(text: str, env: Mapping[str, str]) -> str:
