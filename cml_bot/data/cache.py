@@ -256,7 +256,7 @@ def _replace_irregular(path: Path) -> None:
     """Remove ``path`` when it exists but is not a regular file (a cache entry someone replaced)."""
     try:
         info = path.lstat()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return
     if stat.S_ISREG(info.st_mode):
         return
@@ -459,6 +459,7 @@ class _Worker:
         if not remaining:
             return
         action: Action = "cached"
+        _real_folder(blob.parent, self.cache)
         cached = _cached_size(blob, sha)
         if cached is None:
             size = self.download(remaining[0], blob)
@@ -472,7 +473,6 @@ class _Worker:
     def download(self, f: DataFile, blob: Path) -> int:
         """Fetch ``f`` into the cache, verified; return its size. On any failure nothing of it
         stays in the cache (the ``.part`` file is removed)."""
-        _real_folder(blob.parent, self.cache)
         try:
             self.makedirs(blob.parent)
         except OSError as exc:
