@@ -168,14 +168,17 @@ def _fetch_http(session: requests.Session, url: str, offset: int) -> Download:
             response.close()
             raise ResumeRejected(f"{shown}: unexpected Content-Range for a resumed download")
         total = _number(match.group(2)) if match else None
+    if response.headers.get("Content-Encoding", "identity").lower() != "identity":
+        total = None  # the length on the wire, not of the file
     raw = response.raw
     # read1 returns what has arrived (at most HTTP_CHUNK), so a source trickling a byte at a time is
-    # seen, and timed, byte by byte rather than once per 64 KB.
+    # seen, and timed, byte by byte rather than once per 64 KB. A body the server compressed anyway
+    # is decoded (as requests would), and the decoded bytes are what the size cap counts.
     read = raw.read1 if hasattr(raw, "read1") else raw.read
 
     def chunks() -> Iterator[bytes]:
         try:
-            while block := read(HTTP_CHUNK, decode_content=False):
+            while block := read(HTTP_CHUNK, decode_content=True):
                 yield block
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
             raise RetryableError(f"{shown}: connection lost ({type(exc).__name__})") from None
