@@ -7,6 +7,8 @@ Heavy modules (matplotlib, pandas, PyGithub, python-gitlab) are imported inside 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 import os
 import shutil
@@ -219,23 +221,27 @@ def main(
     console.secrets = secrets
     console.github_actions = environ.get("GITHUB_ACTIONS") == "true"
     arguments = list(sys.argv[1:] if argv is None else argv)
+    usage = io.StringIO()
     try:
-        args = _parser().parse_args(arguments)
+        with contextlib.redirect_stderr(usage):  # argparse's errors quote arguments: through the gate
+            args = _parser().parse_args(arguments)
     except SystemExit as exc:  # --help, --version, or a usage error argparse already explained
+        for line in usage.getvalue().splitlines():
+            console.warn(line)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     handler = _ConsoleHandler(console)
     handler.setFormatter(logging.Formatter("cml-bot: %(message)s"))
     handler.addFilter(ScrubFilter(secrets))
     handler.setLevel(logging.INFO if args.verbose else logging.WARNING)
     root, ours = logging.getLogger(), logging.getLogger("cml_bot")
-    levels = (root.level, ours.level)
+    previous = ours.level
     root.addHandler(handler)
     ours.setLevel(logging.INFO if args.verbose else logging.WARNING)
     try:
         return _dispatch(args, arguments, environ, console)
     finally:
         root.removeHandler(handler)
-        ours.setLevel(levels[1])
+        ours.setLevel(previous)
 
 
 def _dispatch(args: argparse.Namespace, argv: Sequence[str], environ: Mapping[str, str], console: Console) -> int:

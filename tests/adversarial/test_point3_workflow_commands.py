@@ -190,3 +190,12 @@ def test_workflow_helpers_escape_as_github_documents() -> None:
     delimiters = iter(["EOF", "EOF2"])
     assert workflow.output_entry("k", "a\nEOF\nb", lambda: next(delimiters)) == "k<<EOF2\na\nEOF\nb\nEOF2\n"
     assert workflow.one_physical_line("a\nb\rc\u2028d") == "a%0Ab%0Dc<U+2028>d"
+
+
+def test_a_usage_error_quoting_a_hostile_argument(project: Project) -> None:
+    run = run_cli(["report", "--base"], project.env(actions=True), watch=[project.home])
+    assert run.code == 2
+    # argparse quotes an unrecognized argument raw, newline and all
+    run = run_cli(["report", "extra\n::add-mask::pwned"], project.env(actions=True), watch=[project.home])
+    assert run.code == 2 and runner_commands(run.err) == [] and runner_commands(run.out) == []
+    assert "unrecognized arguments: extra" in run.err and "::add-mask::pwned" in run.err  # shown, not run
