@@ -190,3 +190,16 @@ def test_every_step_gets_its_own_marker(project: Project) -> None:
     assert_clean(run, code=0, roots=roots(project))
     one, two = ((project.home / n).read_text().strip() for n in ("one", "two"))
     assert one and two and one != two
+
+
+def test_the_memory_cap_of_the_harness_bites(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cases run with a capped address space: a runaway allocation fails (and is reported as
+    one line, exit 3) instead of swapping the machine. This is what bounds every other case."""
+
+    def hog(*args: object, **kwargs: object) -> object:
+        return bytearray(4 * 1024**3)
+
+    monkeypatch.setattr(app_module, "collect_results", hog)
+    run = project.run("report")
+    assert_clean(run, code=3, roots=roots(project))
+    assert run.err.startswith("cml-bot: internal error: MemoryError")
