@@ -23,6 +23,7 @@ from cml_bot.config import Config, load_config
 from cml_bot.context import CiContext, detect
 from cml_bot.diff import Diff, diff, numeric
 from cml_bot.errors import ForgeError, InputError, ReadOnlyTokenError
+from cml_bot.files import FILE_LIMIT_SETTING, read_limited
 from cml_bot.forges.sticky import CommentMode, Publication
 from cml_bot.git import Git, Runner, run_git
 from cml_bot.junit import junit_xml
@@ -142,17 +143,22 @@ class Outcome:
 
 def collect_results(config: Config, sha: str | None, missing_ok: bool) -> RunResults:
     """This workspace's metrics, params and plot files."""
-    metrics = read_all(config.root, config.metrics, missing_ok=missing_ok)
-    params = read_all(config.root, config.params, missing_ok=True)
+    limits = config.limits
+    metrics = read_all(
+        config.root, config.metrics, missing_ok=missing_ok, max_bytes=limits.file_bytes, max_names=limits.names
+    )
+    params = read_all(
+        config.root, config.params, missing_ok=True, max_bytes=limits.file_bytes, max_names=limits.names - len(metrics)
+    )
     files = {}
     root = config.root.resolve()
     for spec in config.plots:
         path = config.root / spec.path
-        if not path.is_file():
+        if not path.exists() or path.is_dir():
             continue
         if not path.resolve().is_relative_to(root):  # a symlink committed by a PR
             raise InputError(f"{spec.path}: points outside the repository (symlink); refusing to read it")
-        files[spec.path] = path.read_bytes()
+        files[spec.path] = read_limited(path, limits.file_bytes, spec.path, setting=FILE_LIMIT_SETTING)
     return RunResults(sha=sha, metrics=metrics, params=params, files=files)
 
 
@@ -309,7 +315,7 @@ def _given_merge_base(
 def run(options: Options, effects: Effects) -> Outcome:
     evaluation = evaluate(options, effects)
     if options.shard:
-        return save_shard(options, evaluation)
+        return save_shard(options, evaluation, Secrets.from_env(effects.env))
     report, images = build_report(evaluation)
     return deliver(options, effects, evaluation, report, images)
 
@@ -404,9 +410,14 @@ def deliver(
     """Write the report folder (always), then do what :func:`plan` decides: record, post or save."""
     from cml_bot.forges.local import ReportFolder
 
-    config, context, head = evaluation.config, evaluation.context, evaluation.head
+    config, context = evaluation.config, evaluation.context
+    # The trust boundary: everything below renders or writes a scrubbed model (see cml_bot.secrets),
+    # and every rendered text is scrubbed once more before it is written or posted.
     secrets = Secrets.from_env(effects.env)
-    folder = ReportFolder(options.report_dir or config.root / DEFAULT_REPORT_DIR, config.title)
+    report, images = secrets.scrub_tree(report), secrets.scrub_tree(images)
+    evaluation = replace(evaluation, head=secrets.scrub_tree(evaluation.head))
+    head = evaluation.head
+    folder = ReportFolder(options.report_dir or config.root / DEFAULT_REPORT_DIR, report.title)
     folder.prepare()
     folder.write_report(secrets.scrub(render_markdown(report, folder.write_images(images))))
     if options.junit is not None:
@@ -442,7 +453,7 @@ def deliver(
         notices.append(decided.why_not_posted)
     if decided.save_bundle:
         bundle_dir = options.bundle_dir or config.root / DEFAULT_BUNDLE_DIR
-        save_run(bundle_dir, saved_run(evaluation, shard=None))
+        save_run(bundle_dir, saved_run(evaluation, shard=None), secrets)
         notices.append(f"report saved for a trusted step to post: cml-bot publish --bundle {bundle_dir}")
         outcome = replace(outcome, destination=context.platform, bundle_dir=bundle_dir)
     if context.platform != "local":
@@ -544,13 +555,13 @@ def saved_run(evaluation: Evaluation, shard: str | None) -> SavedRun:
     )
 
 
-def save_shard(options: Options, evaluation: Evaluation) -> Outcome:
+def save_shard(options: Options, evaluation: Evaluation, secrets: Secrets) -> Outcome:
     """Write this job's results and baseline for ``cml-bot merge``; post nothing."""
     name = options.shard or ""
     if not SHARD_NAME.match(name):
         raise InputError(f"--shard {name!r}: use letters, digits, '.', '_', '=', '-' (at most 64)")
     folder = (options.bundle_dir or evaluation.config.root / DEFAULT_SHARDS_DIR) / name
-    save_run(folder, saved_run(evaluation, shard=name))
+    save_run(folder, saved_run(evaluation, shard=name), secrets)
     report, _ = build_report(evaluation, draw=False)
     return Outcome(
         report=report,
@@ -616,7 +627,7 @@ def record(options: Options, effects: Effects) -> Outcome:
     if not evaluation.head.metrics:
         raise InputError("record: no metrics found; run the pipeline first or check `metrics:` in the config")
     assert evaluation.store is not None
-    where = evaluation.store.save(evaluation.head)
+    where = evaluation.store.save(Secrets.from_env(effects.env).scrub_tree(evaluation.head))
     report, _ = build_report(evaluation, draw=False)
     return Outcome(
         report=report,

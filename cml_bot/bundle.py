@@ -18,17 +18,17 @@ or params per side, :data:`MAX_FILES` files of :data:`MAX_FILE_BYTES`, and strin
 from __future__ import annotations
 
 import json
-import os
 import re
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cml_bot.data import DataChange
 from cml_bot.errors import InputError
+from cml_bot.files import read_limited
 from cml_bot.pipeline import PipelineResult, StepResult
 from cml_bot.results import RunResults, atomic_write, from_json, to_json
+from cml_bot.secrets import Secrets
 
 RUN_FILE = "run.json"
 FORMAT_VERSION = 2
@@ -62,7 +62,10 @@ class SavedRun:
     duration: float | None = None
 
 
-def save_run(folder: Path, run: SavedRun) -> None:
+def save_run(folder: Path, run: SavedRun, secrets: Secrets) -> None:
+    """Write ``run`` to ``folder/run.json``, scrubbed of ``secrets`` (a bundle is uploaded as an
+    artifact anyone who can read the run may download)."""
+    run = secrets.scrub_tree(run)
     document = {
         "version": FORMAT_VERSION,
         "platform": run.platform,
@@ -106,7 +109,7 @@ def save_run(folder: Path, run: SavedRun) -> None:
         "duration": run.duration,
     }
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write(folder / RUN_FILE, json.dumps(document).encode("utf-8"))
+    atomic_write(folder / RUN_FILE, secrets.scrub(json.dumps(document)).encode("utf-8"))
 
 
 class _Reader:
@@ -170,7 +173,10 @@ class _Reader:
 def load_run(folder: Path) -> SavedRun:
     path = folder / RUN_FILE
     shown = str(path)
-    document = json_document(_read_bounded(path, folder), shown)
+    if not path.exists() and not path.is_symlink():
+        raise InputError(f"{folder}: not a cml-bot bundle or shard folder (no {RUN_FILE})")
+    # A regular file only, of bounded size: a FIFO or a link to /dev/zero is refused unread.
+    document = json_document(read_limited(path, MAX_BYTES, shown), shown)
     r = _Reader(shown)
     if not isinstance(document, dict) or document.get("version") != FORMAT_VERSION:
         raise r.fail(f"version must be {FORMAT_VERSION}")
@@ -211,27 +217,6 @@ def load_run(folder: Path) -> SavedRun:
         history=tuple(r.results(item, "history") for item in history),
         duration=r.opt_float(document.get("duration"), "duration"),
     )
-
-
-def _read_bounded(path: Path, folder: Path) -> bytes:
-    """The file's bytes, refusing anything but a regular file of at most MAX_BYTES, without ever
-    blocking on a FIFO or following a link (a link to /dev/zero would never end)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise InputError(f"{folder}: not a cml-bot bundle or shard folder (no {RUN_FILE})") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot open the bundle ({exc.strerror or exc})") from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise InputError(f"{path}: not a regular file; refusing to read it")
-        if info.st_size > MAX_BYTES:
-            raise InputError(f"{path}: bundle larger than {MAX_BYTES // (1024 * 1024)} MB")
-        data = handle.read(MAX_BYTES + 1)
-    if len(data) > MAX_BYTES:
-        raise InputError(f"{path}: bundle larger than {MAX_BYTES // (1024 * 1024)} MB")
-    return data
 
 
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')

@@ -7,54 +7,108 @@ Heavy modules (matplotlib, pandas, PyGithub, python-gitlab) are imported inside 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import contextvars
+import io
 import logging
 import os
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from cml_bot import __version__
-from cml_bot.secrets import TOKEN_VARIABLES, scrub
+from cml_bot import __version__, workflow
+from cml_bot.secrets import ScrubFilter, Secrets, scrub
 
 if TYPE_CHECKING:
     from cml_bot.app import Outcome
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # pipeline failed, regression with --fail-on-regression, forge failure
-EXIT_USAGE = 2  # the user's input is wrong: config, files, arguments
+EXIT_USAGE = 2  # the user's input is wrong: config, files, arguments; a full disk
+EXIT_INTERNAL = 3  # a bug in cml-bot: one line on stderr, the traceback in a log file
 
 
 class Console:
-    """Where output goes; tests pass their own streams."""
+    """Where output goes; tests pass their own streams.
 
-    def __init__(self, out: TextIO | None = None, err: TextIO | None = None, interactive: bool | None = None) -> None:
+    Every line goes through one gate (:meth:`_lines`): secrets scrubbed, no raw line break, and in
+    GitHub Actions a line that would read as a workflow command is fenced so the runner prints it
+    without running it. Only :meth:`command` writes a command, from escaped parts.
+    """
+
+    def __init__(
+        self,
+        out: TextIO | None = None,
+        err: TextIO | None = None,
+        interactive: bool | None = None,
+        *,
+        secrets: Secrets | None = None,
+        github_actions: bool = False,
+    ) -> None:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         # A terminal gets one progress line redrawn in place; CI logs get plain lines.
         self.interactive = self.out.isatty() and not os.environ.get("CI") if interactive is None else interactive
+        self.secrets = secrets or Secrets()
+        self.github_actions = github_actions
         self._progress_shown = False
+        self._lock = threading.Lock()  # the pipeline's reader thread and the main thread both print
+
+    def _lines(self, text: str) -> list[str]:
+        line = workflow.one_physical_line(self.secrets.scrub(text))
+        if self.github_actions and workflow.starts_command(line):
+            return workflow.fenced(line)
+        return [line]
 
     def say(self, line: str) -> None:
-        if self._progress_shown:
-            self.out.write("\n")
-            self._progress_shown = False
-        print(line, file=self.out, flush=True)
+        with self._lock:
+            if self._progress_shown:
+                self.out.write("\n")
+                self._progress_shown = False
+            for shown in self._lines(line):
+                print(shown, file=self.out, flush=True)
 
     def progress(self, line: str) -> None:
         if not self.interactive:
             self.say(line)
             return
-        width = shutil.get_terminal_size().columns - 1
-        self.out.write("\r" + line[:width].ljust(width))
-        self.out.flush()
-        self._progress_shown = True
+        with self._lock:
+            width = shutil.get_terminal_size().columns - 1
+            shown = " ".join(self._lines(line))
+            self.out.write("\r" + shown[:width].ljust(width))
+            self.out.flush()
+            self._progress_shown = True
 
     def warn(self, line: str) -> None:
-        print(line, file=self.err, flush=True)
+        with self._lock:
+            for shown in self._lines(line):
+                print(shown, file=self.err, flush=True)
+
+    def command(self, name: str, message: str, **properties: str) -> None:
+        """A GitHub workflow command (``::error title=...::message``); nothing outside Actions."""
+        if not self.github_actions:
+            return
+        scrubbed = {key: self.secrets.scrub(value) for key, value in properties.items()}
+        with self._lock:
+            print(workflow.command(name, self.secrets.scrub(message), **scrubbed), file=self.out, flush=True)
+
+
+class _ConsoleHandler(logging.Handler):
+    """cml-bot's log handler: records go to the console's stderr, through its gate."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.console.warn(self.format(record))
+        except Exception:
+            self.handleError(record)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -191,11 +245,35 @@ def main(
     _SLEEP.set(sleep)
     console = console or Console()
     environ = dict(os.environ if env is None else env)
+    secrets = Secrets.from_env(environ)
+    console.secrets = secrets
+    console.github_actions = environ.get("GITHUB_ACTIONS") == "true"
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    usage = io.StringIO()
     try:
-        args = _parser().parse_args(argv)
+        with contextlib.redirect_stderr(usage):  # argparse's errors quote arguments: through the gate
+            args = _parser().parse_args(arguments)
     except SystemExit as exc:  # --help, --version, or a usage error argparse already explained
+        for line in usage.getvalue().splitlines():
+            console.warn(line)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    _configure_logging(args.verbose, console.err)
+    handler = _ConsoleHandler(console)
+    handler.setFormatter(logging.Formatter("cml-bot: %(message)s"))
+    handler.addFilter(ScrubFilter(secrets))
+    handler.setLevel(logging.INFO if args.verbose else logging.WARNING)
+    root, ours = logging.getLogger(), logging.getLogger("cml_bot")
+    previous = ours.level
+    root.addHandler(handler)
+    ours.setLevel(logging.INFO if args.verbose else logging.WARNING)
+    try:
+        return _dispatch(args, arguments, environ, console)
+    finally:
+        root.removeHandler(handler)
+        ours.setLevel(previous)
+
+
+def _dispatch(args: argparse.Namespace, argv: Sequence[str], environ: Mapping[str, str], console: Console) -> int:
+    """Run the command; every failure becomes one line and an exit code, never a traceback."""
     from cml_bot.errors import CmlBotError
 
     commands: dict[str, Callable[[argparse.Namespace, Mapping[str, str], Console], int]] = {
@@ -211,41 +289,34 @@ def main(
     try:
         return commands[args.command](args, environ, console)
     except CmlBotError as exc:
-        console.warn(f"cml-bot: error: {scrub(str(exc), environ)}")
-        if environ.get("GITHUB_ACTIONS") == "true":
-            console.say(f"::error title=cml-bot::{_workflow_escape(scrub(str(exc), environ))}")
+        console.warn(f"cml-bot: error: {exc}")
+        console.command("error", str(exc), title="cml-bot")
         return exc.exit_code
     except KeyboardInterrupt:
         console.warn("cml-bot: interrupted")
         return 130
+    except Exception as exc:  # a bug, or the environment failing under us: one line and a log
+        from cml_bot.crash import disk_error, write_crash_log
 
-
-class _CmlBotHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """The one handler main() puts on the ``cml_bot`` logger (replaced, not added, on each call)."""
-
-
-def _configure_logging(verbose: bool, stream: TextIO) -> None:
-    """cml-bot's own log lines go to ``stream``: warnings always, details with ``-v``. Only the
-    ``cml_bot`` logger is touched, so a host program's (or pytest's) logging setup is left alone."""
-    logger = logging.getLogger("cml_bot")
-    for old in [h for h in logger.handlers if isinstance(h, _CmlBotHandler)]:
-        logger.removeHandler(old)
-    handler = _CmlBotHandler(stream)
-    handler.setFormatter(logging.Formatter("cml-bot: %(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO if verbose else logging.WARNING)
-
-
-def _workflow_escape(text: str) -> str:
-    """Escape data for a GitHub workflow command (``::error::``): it must stay one command."""
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+        disk = disk_error(exc)
+        if disk is not None:
+            console.warn(f"cml-bot: error: {disk}")
+            console.command("error", disk, title="cml-bot")
+            return EXIT_USAGE
+        what = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        try:
+            where = f"details in {write_crash_log(exc, argv, environ, console.secrets)}"
+        except OSError as log_error:
+            where = f"the details could not be written ({log_error.strerror or log_error})"
+        console.warn(f"cml-bot: internal error: {what}; {where} (please report it)")
+        console.command("error", f"internal error: {what}", title="cml-bot")
+        return EXIT_INTERNAL
 
 
 def _report(args: argparse.Namespace, env: Mapping[str, str], console: Console) -> int:
     from cml_bot.app import Effects, Options, merge, run
     from cml_bot.forges.base import CommentMode
 
-    _mask_tokens(env, console)
     options = Options(
         root=args.directory,
         run_pipeline=args.command == "run",
@@ -276,7 +347,7 @@ def _report(args: argparse.Namespace, env: Mapping[str, str], console: Console) 
 def _show(outcome: Outcome, env: Mapping[str, str], console: Console) -> None:
     console.say(f"cml-bot: {outcome.summary}")
     for notice in outcome.notices:
-        console.say(f"cml-bot: {scrub(notice, env)}")
+        console.say(f"cml-bot: {notice}")
     if outcome.destination == "shard":
         return
     report_file = outcome.report_dir / "report.md"
@@ -285,12 +356,14 @@ def _show(outcome: Outcome, env: Mapping[str, str], console: Console) -> None:
         action = "posted" if outcome.publication.created else "updated"
         console.say(f"cml-bot: comment {action}: {outcome.publication.comment_url}")
     if env.get("GITHUB_ACTIONS") == "true":
+        from cml_bot.markdown import one_line
+
         for metric in outcome.report.diff.regressions:
-            message = f"{metric.name} " + "; ".join(metric.failures)
-            console.say(f"::error title=cml-bot regression::{_workflow_escape(message)}")
+            message = one_line(f"{metric.name} " + "; ".join(metric.failures))
+            console.command("error", message, title="cml-bot regression")
         for metric in outcome.report.diff.metrics:
             if metric.improved is False and not metric.failures:
-                console.say(f"::warning title=cml-bot::{_workflow_escape(metric.name + ' got worse')}")
+                console.command("warning", one_line(f"{metric.name} got worse"), title="cml-bot")
         _write_outputs(
             env,
             {
@@ -302,12 +375,15 @@ def _show(outcome: Outcome, env: Mapping[str, str], console: Console) -> None:
 
 
 def _write_outputs(env: Mapping[str, str], outputs: Mapping[str, str]) -> None:
+    """Append step outputs to ``$GITHUB_OUTPUT``, each with a random delimiter (values may hold
+    anything, newlines included), scrubbed of secrets."""
     path = env.get("GITHUB_OUTPUT")
     if not path:
         return
+    secrets = Secrets.from_env(env)
+    entries = "".join(workflow.output_entry(key, secrets.scrub(value)) for key, value in outputs.items())
     with open(path, "a", encoding="utf-8") as handle:
-        for key, value in outputs.items():
-            handle.write(f"{key}={value.replace(chr(10), ' ').replace(chr(13), ' ')}\n")
+        handle.write(entries)
 
 
 def _demo(args: argparse.Namespace, env: Mapping[str, str], console: Console) -> int:
@@ -360,7 +436,6 @@ def _publish(args: argparse.Namespace, env: Mapping[str, str], console: Console)
     from cml_bot.app import Effects, Options, publish_bundle
     from cml_bot.forges.base import CommentMode
 
-    _mask_tokens(env, console)
     options = Options(
         root=args.directory, config_path=args.config, report_dir=args.out, mode=CommentMode(args.mode), junit=args.junit
     )
@@ -374,10 +449,3 @@ def _publish(args: argparse.Namespace, env: Mapping[str, str], console: Console)
         return EXIT_FAILED
     return EXIT_OK
 
-
-def _mask_tokens(env: Mapping[str, str], console: Console) -> None:
-    """Ask the Actions runner to mask every token value in the log (the runner consumes this line)."""
-    if env.get("GITHUB_ACTIONS") == "true":
-        for name in TOKEN_VARIABLES:
-            if env.get(name):
-                console.say(f"::add-mask::{env[name]}")

@@ -16,6 +16,9 @@ from typing import Any
 import yaml
 
 from cml_bot.errors import ConfigError
+from cml_bot.files import DuplicateKeyError, UniqueKeyFastLoader, read_limited
+from cml_bot.metrics import MAX_FILE_BYTES, MAX_NAMES
+from cml_bot.secrets import redact_url
 
 CONFIG_FILE = "cml-bot.yaml"
 DVC_FILE = "dvc.yaml"
@@ -26,13 +29,19 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _REPORT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
+CONFIG_MAX_BYTES = 10_000_000  # cml-bot.yaml and dvc.yaml
+URL_SCHEMES = ("http", "https", "file", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "hf", "ssh", "sftp")
+
+
 @dataclass(frozen=True)
 class DataFile:
-    """A file pinned by URL and sha256, placed at ``path`` (relative to the repo)."""
+    """A file pinned by URL, sha256 and size (bytes; None in entries written before sizes were
+    recorded), placed at ``path`` (relative to the repo)."""
 
     path: str
     url: str
     sha256: str
+    size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,14 @@ class Threshold:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Bounds on what a pull request's files may make cml-bot read (``limits:`` in cml-bot.yaml)."""
+
+    file_bytes: int = MAX_FILE_BYTES  # one metrics, params or plot file
+    names: int = MAX_NAMES  # names and values from metrics and params files (aliases, rows counted)
+
+
+@dataclass(frozen=True)
 class Config:
     root: Path
     title: str = "cml-bot report"
@@ -90,9 +107,10 @@ class Config:
     plots: tuple[PlotSpec, ...] = ()
     thresholds: tuple[Threshold, ...] = ()
     dvc: bool = False  # the repo is a DVC project (has dvc.yaml or .dvc/)
+    limits: Limits = field(default_factory=Limits)
 
 
-_TOP_KEYS = ("title", "id", "baseline", "data", "pipeline", "metrics", "params", "plots", "thresholds")
+_TOP_KEYS = ("title", "id", "baseline", "data", "pipeline", "metrics", "params", "plots", "thresholds", "limits")
 
 
 class _Reader:
@@ -146,6 +164,39 @@ class _Reader:
             raise self.fail(where, "a path inside the repo (no absolute path, no '..')", value)
         return str(path)
 
+    def whole_number(self, value: object, where: str, low: int, high: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise self.fail(where, f"a whole number from {low:,} to {high:,}", value)
+        return value
+
+
+def in_git_folder(path: str) -> bool:
+    """True when ``path`` (relative) is inside a ``.git`` folder, where no data may be placed."""
+    return any(part.lower() == ".git" for part in PurePosixPath(path.replace("\\", "/")).parts)
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a data source (one line, userinfo hidden), or None when it can."""
+    import urllib.parse
+
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        return "contains control characters"
+    if re.match(r"^[A-Za-z]:[\\/]", url) or ("://" not in url and not url.lower().startswith("file:")):
+        return None  # a plain path
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port  # raises ValueError when out of range or not a number
+    except ValueError as exc:
+        return f"is not a valid URL ({exc})"
+    scheme = parts.scheme.lower()
+    if scheme not in URL_SCHEMES:
+        return f"has an unsupported scheme {scheme!r} (expected one of {', '.join(URL_SCHEMES)})"
+    if scheme in ("http", "https") and not parts.hostname:
+        return "has no host"
+    if port == 0:
+        return "has port 0"
+    return None
+
 
 def _describe(value: object) -> str:
     if isinstance(value, Mapping):
@@ -174,7 +225,7 @@ def load_config(root: Path, config_path: Path | None = None) -> Config:
     path = config_path if config_path is not None else root / CONFIG_FILE
     dvc_path = root / DVC_FILE
     is_dvc = dvc_path.is_file() or (root / ".dvc").is_dir()
-    if path.is_file():
+    if path.exists():
         raw = _load_yaml(path, str(path if config_path is not None else CONFIG_FILE))
         config = parse_config(raw, root, str(path.name if config_path is None else path))
     elif config_path is not None:
@@ -185,7 +236,7 @@ def load_config(root: Path, config_path: Path | None = None) -> Config:
         raise ConfigError(
             f"{CONFIG_FILE} not found in {root}; create one (see README, 'Configuration') or run in a DVC repo"
         )
-    if dvc_path.is_file():
+    if dvc_path.exists():
         config = _merge_dvc(config, _load_yaml(dvc_path, DVC_FILE))
     if is_dvc and not config.dvc:
         config = _replace(config, dvc=True)
@@ -225,17 +276,25 @@ def _replace(config: Config, **changes: Any) -> Config:
 
 
 def _load_yaml(path: Path, shown: str) -> object:
+    data = read_limited(path, CONFIG_MAX_BYTES, shown, error=ConfigError)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{shown}: not UTF-8 text") from None
-    except OSError as exc:
-        raise ConfigError(f"{shown}: cannot read ({exc.strerror})") from None
+    return load_config_text(text, shown)
+
+
+def load_config_text(text: str, shown: str) -> object:
+    """Parse the YAML of a config file; a syntax error or a repeated key is one ConfigError."""
     try:
         # libyaml's loader when present: ~7x faster on large configs (warm pulls start by reading this).
-        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        return yaml.load(text, Loader=UniqueKeyFastLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{shown}:{yaml_error(exc)}") from None
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"{shown}: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{shown}: nested too deeply") from None
 
 
 def yaml_error(exc: yaml.YAMLError) -> str:
@@ -292,7 +351,23 @@ def parse_config(raw: object, root: Path, file: str = CONFIG_FILE) -> Config:
         params=_parse_paths(r, top.get("params"), "params"),
         plots=tuple(_parse_plot(r, item, f"plots[{i}]") for i, item in enumerate(_list(r, top, "plots"))),
         thresholds=_parse_thresholds(r, top.get("thresholds")),
+        limits=_parse_limits(r, top.get("limits")),
     )
+
+
+def _parse_limits(r: _Reader, value: object) -> Limits:
+    if value is None:
+        return Limits()
+    entry = r.mapping(value, "limits", ("file_mb", "names"))
+    file_bytes, names = Limits.file_bytes, Limits.names
+    if "file_mb" in entry:
+        mb = r.number(entry["file_mb"], "limits.file_mb", positive=True)
+        if mb > 100_000:
+            raise r.fail("limits.file_mb", "a number of MB up to 100,000", entry["file_mb"])
+        file_bytes = int(mb * 1_000_000)
+    if "names" in entry:
+        names = r.whole_number(entry["names"], "limits.names", 1, 100_000_000)
+    return Limits(file_bytes=file_bytes, names=names)
 
 
 def _list(r: _Reader, top: Mapping[str, Any], key: str) -> list[Any]:
@@ -310,17 +385,25 @@ def _parse_data(r: _Reader, value: object) -> DataConfig:
     seen: set[str] = set()
     for i, item in enumerate(r.sequence(data.get("files") or [], "data.files")):
         where = f"data.files[{i}]"
-        entry = r.mapping(item, where, ("path", "url", "sha256"))
+        entry = r.mapping(item, where, ("path", "url", "sha256", "size"))
         for key in ("path", "url", "sha256"):
             if key not in entry:
                 raise r.fail(_join(where, key), "a value (path, url and sha256 are required)")
         path = r.relative_path(entry["path"], _join(where, "path"))
+        if in_git_folder(path):
+            raise ConfigError(f"{r.file} at {_join(where, 'path')}: data may not be placed inside .git/")
         if path in seen:
             raise r.fail(_join(where, "path"), "a path listed once", path)
         seen.add(path)
-        url = r.text(entry["url"], _join(where, "url"))
+        url = entry["url"]
+        if not isinstance(url, str) or not url.strip():
+            raise r.fail(_join(where, "url"), "a URL or a path", url)
+        problem = url_problem(url)
+        if problem is not None:
+            raise ConfigError(f"{r.file} at {_join(where, 'url')}: {redact_url(url)[:300]!r} {problem}")
         sha = r.text(str(entry["sha256"]).lower(), _join(where, "sha256"), _SHA256, "64 hex digits (sha256)")
-        files.append(DataFile(path=path, url=url, sha256=sha))
+        size = r.whole_number(entry["size"], _join(where, "size"), 0, 1 << 50) if "size" in entry else None
+        files.append(DataFile(path=path, url=url, sha256=sha, size=size))
     cache = r.text(data["cache"], "data.cache") if "cache" in data else None
     label = r.text(data["label_column"], "data.label_column") if "label_column" in data else None
     return DataConfig(files=tuple(files), cache=cache, label_column=label)
@@ -450,23 +533,36 @@ def _merge_dvc(config: Config, raw: object) -> Config:
     for i, item in enumerate(_list(r, top, "plots")):
         for spec in _dvc_plot(r, item, f"plots[{i}]"):
             add_plot(spec)
-    stages = top.get("stages") or {}
-    for name, stage in r.mapping(stages, "stages").items():
-        stage = r.mapping(stage, f"stages.{name}")
-        for i, out in enumerate(stage.get("metrics") or []):
-            add_metric(_dvc_out_path(r, out, f"stages.{name}.metrics[{i}]"))
-        for i, out in enumerate(stage.get("plots") or []):
-            for spec in _dvc_plot(r, out, f"stages.{name}.plots[{i}]"):
+    stages = top.get("stages")
+    for name, stage in r.mapping({} if stages is None else stages, "stages").items():
+        where = f"stages.{name}"
+        stage = r.mapping({} if stage is None else stage, where)
+        for i, out in enumerate(_sequence(r, stage, "metrics", where)):
+            add_metric(_dvc_out_path(r, out, f"{where}.metrics[{i}]"))
+        for i, out in enumerate(_sequence(r, stage, "plots", where)):
+            for spec in _dvc_plot(r, out, f"{where}.plots[{i}]"):
                 add_plot(spec)
-        for i, param in enumerate(stage.get("params") or []):
+        for i, param in enumerate(_sequence(r, stage, "params", where)):
             # `- params.yaml:` followed by keys, or a bare key name from params.yaml
+            at = f"{where}.params[{i}]"
             if isinstance(param, Mapping):
-                for file in param:
-                    if str(file) not in params:
-                        params.append(r.relative_path(str(file), f"stages.{name}.params[{i}]"))
+                for file, keys in r.mapping(param, at).items():
+                    if keys is not None and not isinstance(keys, list):
+                        raise r.fail(_join(at, file), "a list of param names", keys)
+                    path = r.relative_path(file, at)
+                    if path not in params:
+                        params.append(path)
+            elif not isinstance(param, str):
+                raise r.fail(at, "a param name or {file: [names]}", param)
             elif "params.yaml" not in params and (config.root / "params.yaml").is_file():
                 params.append("params.yaml")
     return _replace(config, metrics=tuple(metrics), params=tuple(params), plots=tuple(plots))
+
+
+def _sequence(r: _Reader, mapping: Mapping[str, Any], key: str, where: str) -> list[Any]:
+    """``mapping[key]`` as a list (absent or null: empty), else a ConfigError naming ``where.key``."""
+    value = mapping.get(key)
+    return [] if value is None else r.sequence(value, _join(where, key))
 
 
 def _dvc_out_path(r: _Reader, out: object, where: str) -> str:
@@ -484,13 +580,20 @@ def _dvc_plot(r: _Reader, item: object, where: str) -> list[PlotSpec]:
     entry = r.mapping(item, where)
     specs = []
     for key, options in entry.items():
-        options = options if isinstance(options, Mapping) else {}
+        at = _join(where, key)
+        options = r.mapping({} if options is None else options, at)
+        if options.get("template") is not None and not isinstance(options.get("template"), str):
+            raise r.fail(_join(at, "template"), "a template name", options.get("template"))
         template = _dvc_template(options.get("template"))
         x = options.get("x")
         y = options.get("y")
         title = options.get("title")
+        if x is not None and not isinstance(x, str):
+            x = r.mapping(x, _join(at, "x"))
+        if title is not None and not isinstance(title, str):
+            raise r.fail(_join(at, "title"), "a string", title)
         if isinstance(y, Mapping):  # {file: field or [fields]}
-            for file, fields in y.items():
+            for file, fields in r.mapping(y, _join(at, "y")).items():
                 fields_list = fields if isinstance(fields, list) else [fields]
                 x_field = x.get(file) if isinstance(x, Mapping) else x
                 specs.append(

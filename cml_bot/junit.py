@@ -6,11 +6,17 @@ from __future__ import annotations
 import re
 from xml.etree import ElementTree as ET
 
+from cml_bot.markdown import visible
 from cml_bot.report import Report
 
 # Characters XML 1.0 cannot carry at all, even escaped; log lines and names may contain them
 # (lone surrogates come from JSON escapes such as "\ud800" in a metrics file).
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml(text: str) -> str:
+    """Text XML can carry, invisible characters (bidi controls) shown by name, as in the report."""
+    return _XML_INVALID.sub("?", visible(text))
 
 
 def junit_xml(report: Report) -> str:
@@ -24,24 +30,24 @@ def junit_xml(report: Report) -> str:
                 suite,
                 "testcase",
                 classname="cml-bot.pipeline",
-                name=_XML_INVALID.sub("?", step.name),
+                name=_xml(step.name),
                 time=f"{step.duration:.3f}",
             )
             cases += 1
             if not step.ok:
                 failures += 1
                 how = "timed out" if step.timed_out else f"exited with {step.returncode}"
-                failure = ET.SubElement(case, "failure", message=_XML_INVALID.sub("?", f"step {step.name} {how}"))
-                failure.text = _XML_INVALID.sub("?", "\n".join(step.log_tail))
+                failure = ET.SubElement(case, "failure", message=_xml(f"step {step.name} {how}"))
+                failure.text = _xml("\n".join(step.log_tail))
     for metric in report.diff.metrics:
         if not metric.gated:
             continue
-        case = ET.SubElement(suite, "testcase", classname="cml-bot.gates", name=_XML_INVALID.sub("?", metric.name))
+        case = ET.SubElement(suite, "testcase", classname="cml-bot.gates", name=_xml(metric.name))
         cases += 1
         if metric.failures:
             failures += 1
             message = f"{metric.name} " + "; ".join(metric.failures)
-            ET.SubElement(case, "failure", message=_XML_INVALID.sub("?", message))
+            ET.SubElement(case, "failure", message=_xml(message))
     suite.set("tests", str(cases))
     suite.set("failures", str(failures))
     suite.set("errors", "0")

@@ -1,13 +1,33 @@
 """Escaping of untrusted text for GitHub/GitLab-flavoured markdown (pure).
 
 Metric names, values, params, branch names and log lines come from the user's repository; put into
-a comment unescaped they could break a table, inject HTML, ping people with ``@name`` or forge a
-report marker. Every piece of such text goes through one of these functions.
+a comment unescaped they could break a table, inject HTML, forge a report marker, spoof a name with
+bidi overrides, or ping people and link issues. Every piece of such text goes through one of these
+functions.
+
+Mentions and references. Both forges find ``@user``, ``@org/team``, ``@all``, ``#1``, ``GH-1``,
+``owner/repo#1``, ``!1``, ``~label``, ``%milestone``, ``$1``, ``&1``, ``[vulnerability:1]``, commit
+shas and issue URLs in the *rendered* text outside code and links (GitHub's html-pipeline
+``MentionFilter``, GitLab's Banzai reference filters), so an HTML entity such as ``&#64;`` does not
+stop them: CommonMark decodes it first. :func:`neutralise` instead puts a zero-width space (U+200B)
+right after the sigil, where every one of those patterns needs a name or number character (as
+Renovate does in the release notes it posts); the text still reads the same. Inside code spans and
+code blocks nothing is looked up, so only GitLab's quick actions (``/close`` at the start of a line)
+need care there.
+
+Invisible characters (bidi overrides and isolates, zero-width characters, tag characters) are shown
+as ``<U+202E>`` rather than passed through, so a name cannot hide or reorder text.
+
+Long text is cut at :data:`TEXT_LIMIT` characters with a note saying how much was left out.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+
+TEXT_LIMIT = 1000  # characters of one untrusted string shown in the report
+ZWSP = "\u200b"
 
 # Characters with meaning anywhere inline: code, emphasis, links/images (``[`` starts both, so
 # ``!`` and ``(`` need no escape), table pipes, strikethrough, HTML and math. Backslash-escaping
@@ -15,20 +35,79 @@ import re
 _INLINE_SPECIAL = re.compile(r"([\\`*_\[\]|~<>$])")
 # Characters that start a block (list, heading, quote, setext underline) only at a line's start.
 _BLOCK_START = re.compile(r"^(\s*)([-+#=>]|\d+[.)])")
-_MENTION = re.compile(r"@")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+# Bidi controls (U+061C, U+200E/F, U+202A-E, U+2066-9), zero-width and other invisible format
+# characters, interlinear annotations and tag characters (invisible "ASCII smuggling").
+_INVISIBLE = re.compile(
+    "[\u00ad\u061c\u115f\u1160\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufeff\uffa0"
+    "\ufff9-\ufffb\U000e0000-\U000e007f]"
+)
+# What starts a mention or a reference on one forge or the other, each broken by a zero-width space
+# (one pass): a sigil followed by anything but space; GH-1 / GL-1; the "://" of a URL (no autolink,
+# no issue URL); "www."; 7 or more hex characters with at least one letter (an abbreviated commit
+# sha; runs of digits alone are numbers and are left alone).
+_PING = re.compile(
+    r"[@#!~%$&\[](?=\S)"
+    r"|\b[Gg][HhLl]-(?=\d)"
+    r"|:(?=//)"
+    r"|\b[Ww]{3}(?=\.)"
+    r"|(?P<hex>(?<![0-9A-Za-z_])(?=[0-9]*[a-fA-F])[0-9a-fA-F]{7,}(?![0-9A-Za-z_]))"
+)
+# Text of letters, digits and a few harmless characters has nothing to cut, show or escape but the
+# pings above: a fast path for metric names and numbers.
+_PLAIN = re.compile(r"[A-Za-z0-9_.,:;=+\- ]*")
+_QUICK_ACTION = re.compile(r"^/", re.MULTILINE)
+
+
+def truncate(value: str, limit: int = TEXT_LIMIT) -> str:
+    """``value`` cut to ``limit`` characters, with a note saying how many were left out."""
+    if len(value) <= limit:
+        return value
+    return f"{value[:limit]}… (+{len(value) - limit:,} characters)"
+
+
+def visible(value: str) -> str:
+    """Invisible characters (bidi controls, zero-width characters, tags) shown as ``<U+XXXX>``."""
+    return _INVISIBLE.sub(lambda m: f"<U+{ord(m.group(0)):04X}>", value)
+
+
+def neutralise(value: str) -> str:
+    """Break every mention and reference in ``value`` with a zero-width space; it reads the same.
+
+    Call it on plain text (before escaping), after :func:`visible`."""
+    return _PING.sub(_break, value)
+
+
+def _break(match: re.Match[str]) -> str:
+    run = match.group("hex")
+    if run:
+        return ZWSP.join(run[i : i + 6] for i in range(0, len(run), 6))
+    return match.group(0) + ZWSP
+
+
+def one_line(value: str, limit: int = TEXT_LIMIT) -> str:
+    """``value`` as one plain line (no markdown): truncated, line breaks and control characters as
+    spaces, invisible characters shown. For statuses, job outputs and the console."""
+    value = _CONTROL.sub(" ", truncate(value, limit)).replace("\r", " ").replace("\n", " ")
+    return visible(value)
+
+
+def _plain(value: str) -> str:
+    """The common first steps for inline text: cut, one line, invisibles shown, pings broken."""
+    value = truncate(value)
+    if not _PLAIN.fullmatch(value):
+        value = visible(_CONTROL.sub(" ", value).replace("\n", " "))
+    return neutralise(value)
 
 
 def cell(value: str) -> str:
     """Escape ``value`` for a table cell, where only inline syntax is parsed.
 
     Newlines become spaces (a cell is one line); ``&`` becomes ``&amp;`` so entities cannot be forged;
-    ``@`` becomes ``&#64;`` so no one is mentioned.
+    mentions and references are broken (see :func:`neutralise`).
     """
-    value = _CONTROL.sub(" ", value).replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
-    value = value.replace("&", "&amp;")
-    value = _INLINE_SPECIAL.sub(r"\\\1", value)
-    return _MENTION.sub("&#64;", value)
+    value = _plain(value).replace("&", "&amp;")
+    return _INLINE_SPECIAL.sub(r"\\\1", value)
 
 
 def text(value: str) -> str:
@@ -45,16 +124,19 @@ def _escape_block_start(match: re.Match[str]) -> str:
 
 
 def html_text(value: str) -> str:
-    """Escape ``value`` for raw HTML such as ``<summary>`` (markdown is not parsed there)."""
-    value = _CONTROL.sub(" ", value).replace("\n", " ").replace("\r", " ")
-    value = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
-    return value.replace("@", "&#64;")
+    """Escape ``value`` for raw HTML such as ``<summary>`` (markdown is not parsed there, but
+    mentions and references are still found in its text)."""
+    value = _plain(value)
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
 def code_block(lines: list[str] | tuple[str, ...], language: str = "") -> str:
     """A fenced code block whose fence is longer than any backtick run inside, so it cannot be closed
-    early. Content is literal in a code block; only ``@`` mentions are not an issue there."""
-    body = "\n".join(_CONTROL.sub(" ", line).replace("\r", "") for line in lines)
+    early. Content is literal and no mention is looked up in it; a line starting with ``/`` gets a
+    zero-width space first, because GitLab's quick-action parser only skips code fenced with exactly
+    three backticks."""
+    shown = (visible(_CONTROL.sub(" ", truncate(line)).replace("\r", "")) for line in lines)
+    body = _QUICK_ACTION.sub(ZWSP + "/", "\n".join(shown))
     body = body.replace("<!--", "<!-\u200b-")  # a logged report marker must not look like ours
     longest = max((len(run) for run in re.findall(r"`+", body)), default=0)
     fence = "`" * max(3, longest + 1)
@@ -67,7 +149,7 @@ def code_span(value: str) -> str:
     GFM splits cells on ``|`` even inside code spans unless it is written ``\\|``; the backslash is
     removed when the table is parsed, so the code shows the plain pipe.
     """
-    value = _CONTROL.sub(" ", value).replace("\n", " ").replace("\r", " ").replace("|", "\\|")
+    value = visible(_CONTROL.sub(" ", truncate(value)).replace("\n", " ").replace("\r", " ")).replace("|", "\\|")
     value = value.replace("<!--", "<!-\u200b-")  # as in code_block: no second report marker
     longest = max((len(run) for run in re.findall(r"`+", value)), default=0)
     fence = "`" * (longest + 1)
@@ -78,6 +160,14 @@ def code_span(value: str) -> str:
 def link_target(url: str) -> str:
     """A URL as a link target: spaces, angle brackets and parentheses percent-encoded."""
     return url.replace(" ", "%20").replace("(", "%28").replace(")", "%29").replace("<", "%3C").replace(">", "%3E")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GFM table of cells already escaped. Columns are not padded to the widest cell, so the
+    table's size is the size of what it shows (one long cell cannot multiply every row)."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 # --- Bitbucket Cloud ------------------------------------------------------------------------------
@@ -156,3 +246,4 @@ def _bitbucket_plain(text: str) -> str:
     for pattern, replacement in _BITBUCKET_TEXT:
         text = pattern.sub(replacement, text)
     return text
+

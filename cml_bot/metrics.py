@@ -27,6 +27,14 @@ from typing import Any, TypeAlias
 import yaml
 
 from cml_bot.errors import InputError
+from cml_bot.files import (
+    FILE_LIMIT_SETTING,
+    DuplicateKeyError,
+    UniqueKeyFastLoader,
+    UniqueKeySafeLoader,
+    load_json,
+    read_limited,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -49,7 +57,11 @@ EXTENSIONS = (".json", ".yaml", ".yml", ".toml", ".csv", ".tsv")
 DVCLIVE_METRICS = "metrics.json"
 
 _MAX_DEPTH = 200  # nesting levels of a flattened name
-_MAX_ITEMS = 2_000_000  # values visited while flattening (YAML aliases can multiply a small file)
+# Defaults of ``limits:`` in cml-bot.yaml (see cml_bot.config.Limits).
+MAX_FILE_BYTES = 50_000_000  # one metrics, params or plot file
+# Names and values read from metrics and params files, all files together. YAML aliases are
+# counted as expanded (a 600-byte alias bomb is a million names) and so are CSV rows.
+MAX_NAMES = 100_000
 # libyaml's composer recurses in C and crashes the interpreter on very deep nesting (~20,000 levels
 # on an 8 MB stack); documents that might nest deeper than this go to the pure-Python loader, which
 # raises RecursionError instead.
@@ -95,40 +107,49 @@ Value: TypeAlias = float | int | str | bool | Samples | None
 # Reading files
 
 
-def read_values(path: Path, shown: str | None = None) -> dict[str, Value]:
+def read_values(
+    path: Path, shown: str | None = None, *, max_bytes: int = MAX_FILE_BYTES, max_names: int = MAX_NAMES
+) -> dict[str, Value]:
     """Read one metrics/params file, or a dvclive output folder (its ``metrics.json``).
 
-    ``shown`` is the name used in error messages (by default ``path`` itself).
+    ``shown`` is the name used in error messages (by default ``path`` itself). Only a regular file
+    of at most ``max_bytes`` is read, and at most ``max_names`` names and values are taken from it.
     """
     shown = str(path) if shown is None else shown
     if not path.exists():
         raise _error(shown, "file not found")
     if path.is_dir():
         inner = path / DVCLIVE_METRICS
-        if not inner.is_file():
+        if not inner.exists():
             raise _error(shown, f"is a folder without {DVCLIVE_METRICS} (expected a dvclive output folder)")
         path, shown = inner, f"{shown.rstrip('/')}/{DVCLIVE_METRICS}"
     ext = path.suffix.lower()
     if ext not in EXTENSIONS:
         raise _unsupported(shown, ext)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise _error(shown, "file not found") from None
-    except OSError as exc:
-        raise _error(shown, f"cannot read: {exc.strerror or exc}") from None
-    values = _parse(data, ext, shown)
+    data = read_limited(
+        path, max_bytes, shown, error=lambda message: InputError(" ".join(message.split())), setting=FILE_LIMIT_SETTING
+    )
+    values = _parse(data, ext, shown, max_names)
     logger.debug("read %d values from %s", len(values), shown)
     return values
 
 
-def read_all(root: Path, paths: Sequence[str], *, missing_ok: bool = False) -> dict[str, Value]:
+def read_all(
+    root: Path,
+    paths: Sequence[str],
+    *,
+    missing_ok: bool = False,
+    max_bytes: int = MAX_FILE_BYTES,
+    max_names: int = MAX_NAMES,
+) -> dict[str, Value]:
     """Read several files (``paths`` relative to ``root``) into one namespace; see :func:`combine`.
 
-    A missing file raises :class:`InputError` unless ``missing_ok`` (then it is skipped).
+    A missing file raises :class:`InputError` unless ``missing_ok`` (then it is skipped). The
+    files together may hold at most ``max_names`` names and values.
     """
     files: list[tuple[str, dict[str, Value]]] = []
     seen: set[str] = set()
+    left = max_names
     for shown in paths:
         if shown in seen:
             continue
@@ -141,7 +162,9 @@ def read_all(root: Path, paths: Sequence[str], *, missing_ok: bool = False) -> d
             raise _error(shown, "file not found")
         if not path.resolve().is_relative_to(root.resolve()):  # a symlink committed by a PR
             raise _error(shown, "points outside the repository (symlink); refusing to read it")
-        files.append((shown, read_values(path, shown)))
+        values = read_values(path, shown, max_bytes=max_bytes, max_names=left)
+        left -= len(values)
+        files.append((shown, values))
     return combine(files)
 
 
@@ -162,18 +185,18 @@ def combine(files: Sequence[tuple[str, dict[str, Value]]]) -> dict[str, Value]:
     return merged
 
 
-def parse_values(data: bytes, filename: str) -> dict[str, Value]:
+def parse_values(data: bytes, filename: str, *, max_names: int = MAX_NAMES) -> dict[str, Value]:
     """Parse the content of a metrics/params file; the format comes from ``filename``'s extension."""
     ext = PurePath(filename).suffix.lower()
     if ext not in EXTENSIONS:
         raise _unsupported(filename, ext)
-    return _parse(data, ext, filename)
+    return _parse(data, ext, filename, max_names)
 
 
-def _parse(data: bytes, ext: str, shown: str) -> dict[str, Value]:
+def _parse(data: bytes, ext: str, shown: str, max_names: int = MAX_NAMES) -> dict[str, Value]:
     text = _decode(data, shown)
     if ext in (".csv", ".tsv"):
-        return _parse_table(text, "\t" if ext == ".tsv" else ",", shown)
+        return _parse_table(text, "\t" if ext == ".tsv" else ",", shown, max_names)
     if ext == ".json":
         tree = _load_json(text, shown)
     elif ext == ".toml":
@@ -183,7 +206,7 @@ def _parse(data: bytes, ext: str, shown: str) -> dict[str, Value]:
     if not isinstance(tree, Mapping):
         kind = ext.lstrip(".").upper().replace("YML", "YAML")
         raise _error(shown, f"expected a {kind} mapping at the top level, found {_describe(tree)}")
-    return _flatten(tree, shown)
+    return _flatten(tree, shown, max_names)
 
 
 def _decode(data: bytes, shown: str) -> str:
@@ -200,7 +223,9 @@ def _decode(data: bytes, shown: str) -> str:
 
 def _load_json(text: str, shown: str) -> object:
     try:
-        return json.loads(text)
+        return load_json(text)
+    except DuplicateKeyError as exc:
+        raise _error(shown, f"invalid JSON: {exc}") from None
     except json.JSONDecodeError as exc:
         raise _error(shown, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     except RecursionError:
@@ -235,8 +260,8 @@ def _yaml_loader(base: type[Any]) -> type[Any]:
     return loader
 
 
-_SAFE_LOADER = _yaml_loader(yaml.SafeLoader)
-_FAST_LOADER = _yaml_loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+_SAFE_LOADER = _yaml_loader(UniqueKeySafeLoader)
+_FAST_LOADER = _yaml_loader(UniqueKeyFastLoader)
 
 
 def _yaml_depth_bound(text: str) -> int:
@@ -262,6 +287,8 @@ def _load_yaml(text: str, shown: str) -> object:
         raise _error(shown, f"invalid YAML{where}: {what}") from None
     except RecursionError:
         raise _error(shown, "invalid YAML: nested too deeply") from None
+    except DuplicateKeyError as exc:
+        raise _error(shown, f"invalid YAML: {exc}") from None
     except Exception as exc:  # constructors raise plain ValueError etc. (``!!float abc``, bad dates)
         raise _error(shown, f"invalid YAML: {_exc_text(exc)}") from None
     if tree is None:
@@ -283,7 +310,7 @@ _SPECIAL_FLOATS = {
 _BOOLS = {"true": True, "false": False}
 
 
-def _parse_table(text: str, delimiter: str, shown: str) -> dict[str, Value]:
+def _parse_table(text: str, delimiter: str, shown: str, max_names: int = MAX_NAMES) -> dict[str, Value]:
     """A name/value table (two columns, header like ``name,value``: one row per name), or a log
     with a header of names and one row per step (the last row is the result)."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
@@ -302,6 +329,8 @@ def _parse_table(text: str, delimiter: str, shown: str) -> dict[str, Value]:
                 )
             elif name_value:
                 rows.append((reader.line_num, row))
+                if len(rows) > max_names:
+                    raise _too_many(shown, max_names)
             else:  # a log: only the last row matters, keep memory flat on long logs
                 rows[:] = [(reader.line_num, row)]
     except csv.Error as exc:
@@ -313,16 +342,22 @@ def _parse_table(text: str, delimiter: str, shown: str) -> dict[str, Value]:
 
     values: dict[str, Value] = {}
     if name_value:
+        lines: dict[str, int] = {}
         for line, row in rows:
             if len(row) != 2:
                 raise _error(shown, f"line {line} has {_fields(len(row))}, expected 2 (name, value)")
             name = _clean_text(row[0].strip())
             if not name:
                 raise _error(shown, f"line {line} has an empty name")
+            if name in lines:
+                raise _error(shown, f"name {name[:200]!r} appears twice (lines {lines[name]} and {line})")
+            lines[name] = line
             values[name] = _cell(row[1])
         return values
 
     line, row = rows[-1]
+    if len(header) > max_names:
+        raise _too_many(shown, max_names)
     if len(row) != len(header):
         raise _error(shown, f"line {line} has {_fields(len(row))}, the header (line {header_line}) has {len(header)}")
     for name, cell in zip(header, row, strict=True):
@@ -363,11 +398,11 @@ def _cell(text: str) -> Value:
 # Flattening
 
 
-def _flatten(tree: Mapping[Any, Any], shown: str) -> dict[str, Value]:
+def _flatten(tree: Mapping[Any, Any], shown: str, max_names: int = MAX_NAMES) -> dict[str, Value]:
     """Flatten nested mappings and lists into ``a.b.0`` names, in document order.
 
     Iterative (no recursion limit); refuses self-referencing YAML aliases, absurd nesting and
-    documents whose aliases expand beyond :data:`_MAX_ITEMS` values.
+    documents whose aliases expand beyond ``max_names`` names and values.
     """
     out: dict[str, Value] = {}
     stack: list[tuple[str, Iterator[tuple[Any, Any]], int]] = [("", iter(tree.items()), id(tree))]
@@ -377,8 +412,8 @@ def _flatten(tree: Mapping[Any, Any], shown: str) -> dict[str, Value]:
         prefix, items, ident = stack[-1]
         for key, value in items:
             visited += 1
-            if visited > _MAX_ITEMS:
-                raise _error(shown, f"has more than {_MAX_ITEMS:,} values (expanding YAML aliases?)")
+            if visited > max_names:
+                raise _too_many(shown, max_names)
             name = prefix + _key_text(key)
             children: Iterator[tuple[Any, Any]]
             if isinstance(value, Mapping):
@@ -389,6 +424,8 @@ def _flatten(tree: Mapping[Any, Any], shown: str) -> dict[str, Value]:
                 samples = _samples(value)
                 if samples is not None:
                     visited += samples.n
+                    if visited > max_names:
+                        raise _too_many(shown, max_names)
                     out[name] = samples
                     continue
                 children = enumerate(value)
@@ -506,6 +543,11 @@ def _format_int(n: int) -> str:
 
 def _error(shown: str, what: str) -> InputError:
     return InputError(" ".join(f"{shown}: {what}".splitlines()))
+
+
+def _too_many(shown: str, limit: int) -> InputError:
+    what = f"has more than {limit:,} names and values (YAML aliases count as expanded)"
+    return _error(shown, f"{what}; raise limits.names in cml-bot.yaml if they are all needed")
 
 
 def _unsupported(shown: str, ext: str) -> InputError:

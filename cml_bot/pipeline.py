@@ -1,10 +1,17 @@
 """Run the project's commands: the one place that starts subprocesses.
 
-Each step runs through the shell in the repo, in its own process group, with stdout and stderr
-merged. Every output line is passed live to ``echo`` as it arrives and the last :data:`TAIL_LINES`
-lines are kept for the report. The pipeline stops at the first failing step. A step that outlives
-its timeout has its whole process group terminated (SIGTERM, then SIGKILL after
-:data:`KILL_GRACE` seconds) and is marked ``timed_out``.
+Each step runs through the shell in the repo, in its own session, with stdout and stderr merged.
+Every output line is passed live to ``echo`` as it arrives and the last :data:`TAIL_LINES` lines are
+kept for the report. The pipeline stops at the first failing step. A step that outlives its timeout
+is marked ``timed_out``.
+
+A step ends with everything it started. Its processes are found by their process group and
+session and, for those that left both (``setsid``, daemons), by a marker variable
+(:data:`MARKER_VARIABLE`, unique per step) that every descendant inherits in its environment
+(read from ``/proc/<pid>/environ`` on Linux). When the step's shell exits, or its timeout expires,
+they get SIGTERM, then SIGKILL after :data:`KILL_GRACE` seconds. A process that clears its own
+environment *and* leaves the session (``env -i setsid ...``) cannot be told from others and
+survives; a cgroup would be needed for that.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import codecs
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import threading
@@ -30,6 +38,8 @@ TAIL_LINES = 50
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL of a timed-out step's process group
 EOF_GRACE = 5.0  # seconds to wait for output from leftovers after a step's main process exited
 _MAX_LINE = 8192  # longer lines are cut into pieces so a runaway line cannot exhaust memory
+MARKER_VARIABLE = "CML_BOT_STEP"  # set for each step; its descendants carry it in their environment
+_POLL = 0.05
 
 
 @dataclass(frozen=True)
@@ -112,7 +122,9 @@ def run_step(
     if echo is not None:
         echo(f"$ {step.run}")
     log.info("step %s: %s", step.name, step.run)
-    full_env = None if env is None else dict(env)
+    marker = f"{os.getpid()}-{secrets.token_hex(8)}"
+    full_env = dict(os.environ if env is None else env)
+    full_env[MARKER_VARIABLE] = marker
     start = clock()
     try:
         proc = subprocess.Popen(
@@ -137,13 +149,13 @@ def run_step(
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         timed_out = True
-        _kill_group(proc)
     except BaseException:  # KeyboardInterrupt: do not leave the step running behind us
-        _kill_group(proc)
+        end_tree(proc, marker)
         raise
+    end_tree(proc, marker)  # the step is over: whatever it left running goes too
     reader.join(EOF_GRACE)
-    if reader.is_alive():  # something left in the group still holds the output open
-        _signal_group(proc.pid, signal.SIGKILL)
+    if reader.is_alive():  # something we cannot see still holds the output open
+        _signal(_tree(proc.pid, marker), signal.SIGKILL)
         reader.join(1.0)
     proc.stdout.close()
     duration = clock() - start
@@ -186,17 +198,64 @@ def _last_state(line: str) -> str:
     return line
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    _signal_group(proc.pid, signal.SIGTERM)
-    try:
+def end_tree(proc: subprocess.Popen[bytes], marker: str) -> None:
+    """End the step's main process and every process it started (see the module docstring):
+    SIGTERM, then SIGKILL for those still alive after :data:`KILL_GRACE` seconds."""
+    _signal(_tree(proc.pid, marker) | ({proc.pid} if proc.poll() is None else set()), signal.SIGTERM)
+    deadline = time.monotonic() + KILL_GRACE
+    while time.monotonic() < deadline:
+        if proc.poll() is None or _tree(proc.pid, marker):
+            time.sleep(_POLL)
+            continue
+        return
+    left = _tree(proc.pid, marker)
+    if proc.poll() is None:
+        left.add(proc.pid)
+    _signal(left, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=KILL_GRACE)
-    except subprocess.TimeoutExpired:
-        _signal_group(proc.pid, signal.SIGKILL)
-        proc.wait()
-    else:  # the leader is gone; make sure nothing else in its group survives
-        _signal_group(proc.pid, signal.SIGKILL)
 
 
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
+def _tree(leader: int, marker: str) -> set[int]:
+    """Live processes of a step: in its process group or session (both ``leader``), or carrying
+    its marker in their environment. Zombies and cml-bot itself are left out."""
+    found: set[int] = set()
+    own = os.getpid()
+    try:
+        entries = os.listdir("/proc")
+    except OSError:  # no /proc (macOS): the process group is all we can find; -pgid signals it
+        return {-leader} if _alive_group(leader) else set()
+    needle = f"{MARKER_VARIABLE}={marker}".encode()
+    for entry in entries:
+        if not entry.isdigit() or int(entry) == own:
+            continue
+        pid = int(entry)
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+            state, pgid, sid = fields[0], int(fields[2]), int(fields[3])
+            if state in (b"Z", b"X"):
+                continue
+            if leader in (pgid, sid):
+                found.add(pid)
+                continue
+            with open(f"/proc/{pid}/environ", "rb") as handle:
+                if needle in handle.read().split(b"\0"):
+                    found.add(pid)
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile, or not ours to read
+    return found
+
+
+def _alive_group(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _signal(pids: set[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)

@@ -17,8 +17,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from tabulate import tabulate
-
 from cml_bot import markdown as md
 from cml_bot.diff import NOISE_RULE, Diff, MetricChange, ParamChange, Status
 from cml_bot.metrics import Value, format_value
@@ -114,10 +112,10 @@ def verdict_summary(report: Report) -> str:
     failed = report.pipeline.failed_step if report.pipeline is not None else None
     if failed is not None:
         how = "timed out" if failed.timed_out else f"exited with {failed.returncode}"
-        return f"pipeline failed: step '{failed.name}' {how}"
+        return f"pipeline failed: step '{_name(failed.name)}' {how}"
     regressions = diff.regressions
     if regressions:
-        names = ", ".join(m.name for m in regressions[:3])
+        names = ", ".join(_name(m.name) for m in regressions[:3])
         more = f" and {len(regressions) - 3} more" if len(regressions) > 3 else ""
         return f"regressed: {names}{more}"
     compared = sum(1 for m in diff.metrics if m.status in (Status.CHANGED, Status.UNCHANGED))
@@ -128,9 +126,14 @@ def verdict_summary(report: Report) -> str:
     return f"pass: {compared} metrics compared, {improved} better, {worse} worse within thresholds"
 
 
+def _name(name: str) -> str:
+    """A name in the one-line summary: one line, at most 100 characters, invisibles shown."""
+    return md.one_line(name, 100)
+
+
 def _shards_summary(report: Report) -> str:
-    failed = [s.name for s in report.shards if s.failed_step]
-    regressed = [s.name for s in report.shards if s.diff.regressions and not s.failed_step]
+    failed = [_name(s.name) for s in report.shards if s.failed_step]
+    regressed = [_name(s.name) for s in report.shards if s.diff.regressions and not s.failed_step]
     count = len(report.shards)
     if failed:
         return f"pipeline failed: in {', '.join(failed)} ({len(failed)} of {count} shards)"
@@ -208,7 +211,7 @@ def metrics_table(changes: Sequence[MetricChange], has_baseline: bool, base_labe
     else:
         headers = ["Metric", "This change", ""]
         rows = [[md.cell(c.name), _cell(c.head), "✗ regressed" if c.failures else ""] for c in changes]
-    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    return md.table(headers, rows)
 
 
 def params_table(changes: Sequence[ParamChange], has_baseline: bool, base_label: str) -> str:
@@ -219,7 +222,7 @@ def params_table(changes: Sequence[ParamChange], has_baseline: bool, base_label:
     else:
         headers = ["Param", "This change"]
         rows = [[md.cell(c.name), _cell(c.head)] for c in changes]
-    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    return md.table(headers, rows)
 
 
 def _details(summary: str, body: str, open_: bool = False) -> str:
@@ -314,7 +317,7 @@ def _pipeline_section(report: Report, budget: _Budget) -> list[str]:
             ]
             for s in pipeline.steps
         ]
-        table = tabulate(rows, headers=["Step", "Command", "Time", "Result"], tablefmt="github", disable_numparse=True)
+        table = md.table(["Step", "Command", "Time", "Result"], rows)
         count = len(pipeline.steps)
         summary = f"Pipeline: {count} step{'s' if count != 1 else ''}, {pipeline.duration:.1f} s"
         out += [_details(summary, table), ""]
@@ -343,7 +346,7 @@ def shards_table(shards: Sequence[Shard], base_label: str, params: bool = False)
             cells[(shard.name, change.name)] = _cell(change.head) + (f" ({extra})" if extra else "")
     headers = ["Param" if params else "Metric", md.cell(base_label), *(md.cell(s.name) for s in shards)]
     rows = [[md.cell(n), _cell(base[n]), *(cells.get((s.name, n), "—") for s in shards)] for n in names]
-    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    return md.table(headers, rows)
 
 
 def _select_metrics(report: Report, budget: _Budget) -> tuple[list[MetricChange], str]:
@@ -448,9 +451,7 @@ def _data_section(report: Report) -> list[str]:
         rows.append(
             [md.cell(change.path), state, md.code_span(sha[:12]), rows_text, " ".join(columns) or "—", labels or "—"]
         )
-    table = tabulate(
-        rows, headers=["Data", "State", "Hash", "Rows", "Columns", "Labels"], tablefmt="github", disable_numparse=True
-    )
+    table = md.table(["Data", "State", "Hash", "Rows", "Columns", "Labels"], rows)
     changed = sum(1 for c in changes if c.changed)
     return [_details(f"Data: {changed} of {len(changes)} files changed", table, open_=changed > 0), ""]
 
@@ -477,7 +478,7 @@ def _facts_section(report: Report) -> list[str]:
     rows += [[md.cell(label), md.cell(value)] for label, value in facts.extra]
     if not rows:
         return []
-    table = tabulate(rows, headers=["", ""], tablefmt="github", disable_numparse=True)
+    table = md.table(["", ""], rows)
     return [_details("Run facts", table), ""]
 
 
@@ -551,7 +552,7 @@ def render_markdown(
             return text
     assert limit is not None  # without a limit the first level returned
     # Still too long: many failed gates. Show whole rows only, as many as fit: rows are about the
-    # same size (tables are padded), so estimate the count from the full text, then step down.
+    # similar size, so estimate the count from the full text, then step down.
     last = _LEVELS[-1][1]
     total = max(1, len(report.diff.regressions))
     one = render(replace(last, max_metric_rows=1), dropped)

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from cml_bot.errors import InputError
+from cml_bot.files import read_limited
 from cml_bot.metrics import Samples, Value
 
 FORMAT_VERSION = 1
+MAX_RESULTS_BYTES = 512_000_000  # one recorded commit's results (plot files included)
 
 
 @dataclass(frozen=True)
@@ -94,9 +96,9 @@ class LocalStore:
 
     def load(self, sha: str) -> RunResults | None:
         path = self.folder / f"{sha}.json"
-        if not path.is_file():
+        if not path.exists():
             return None
-        return from_json(path.read_bytes(), str(path))
+        return from_json(read_limited(path, MAX_RESULTS_BYTES), str(path))
 
     def recorded(self) -> set[str]:
         """The commits with results, from one listing (no file is read)."""

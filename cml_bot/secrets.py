@@ -1,50 +1,311 @@
-"""Which environment variables may hold a forge token (stdlib only: the CLI imports it at start)."""
+"""The one sanitiser for secrets: every output channel passes its text through :class:`Secrets`.
+
+Standard library only: the CLI imports it at start, before anything can print.
+
+What counts as a secret (:meth:`Secrets.from_env`):
+
+- the forge tokens (:data:`TOKEN_VARIABLES`);
+- every variable whose name marks a secret: ``*TOKEN*``, ``*PASSWORD*``, ``*PASSWD*``, ``*SECRET*``,
+  ``*_KEY`` (GitLab's ``CI_REGISTRY_PASSWORD`` and ``CI_DEPENDENCY_PROXY_PASSWORD`` among them);
+- the password (or a token used as the user name) in the userinfo of a URL in any variable, such as
+  GitLab's ``CI_REPOSITORY_URL`` (``https://gitlab-ci-token:<job token>@host/...``).
+
+Each is replaced by :data:`MASK` in every form it is likely to take in text: as is, URL-encoded,
+JSON-escaped and base64 encoded, alone, after git's ``x-access-token:`` / ``gitlab-ci-token:``
+basic-auth prefixes (``git config --list`` after ``actions/checkout`` prints the
+``http.extraheader``), and at each of the three byte alignments inside longer base64 text. Userinfo
+in any URL in the text is replaced too, known or not.
+
+Values shorter than :data:`MIN_SECRET_LENGTH` are not replaced: such a value is a flag (``true``,
+``1``, ``main``) rather than a secret, and replacing it everywhere would garble every output. It is
+the minimum GitLab accepts for a masked variable.
+
+Where to scrub: untrusted data is scrubbed as data (:meth:`Secrets.scrub_tree`) *before* it is
+escaped for a channel, because escaping can split a secret (markdown turns ``ghp_x`` into
+``ghp\\_x``); each writer then scrubs the final text once more.
+"""
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import enum
+import json
+import logging
+import re
+import urllib.parse
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
 
-# Never shown, never written, never passed to the project's own commands.
+MASK = "***"
+MIN_SECRET_LENGTH = 8
+
+# The forge tokens: never shown, never written, never passed to the project's own commands.
 TOKEN_VARIABLES = (
     "CML_BOT_TOKEN",
     "GITHUB_TOKEN",
+    "GH_TOKEN",
     "GITLAB_TOKEN",
     "CI_JOB_TOKEN",
     "INPUT_GITHUB-TOKEN",
     "INPUT_GITHUB_TOKEN",
 )
+# GitLab variables that carry the job token under another name.
+_FORGE_DERIVED = ("CI_REPOSITORY_URL", "CI_REGISTRY_PASSWORD", "CI_DEPENDENCY_PROXY_PASSWORD")
+_SECRET_NAME = re.compile(r"TOKEN|PASSWORD|PASSWD|SECRET|_KEY$", re.IGNORECASE)
+# git sends "Authorization: basic base64(<user>:<token>)"; these are the users it takes for tokens.
+_BASIC_AUTH_USERS = (b"x-access-token:", b"gitlab-ci-token:", b"oauth2:", b"git:", b":")
+# scheme://userinfo@ : the userinfo ends at the last "@" before the path (as browsers parse it);
+# bounded so that a long run of text after "://" cannot make the search quadratic.
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]{0,30}://)[^\s/?#\\<>\"'`]{1,256}@")
+_URL_IN_TEXT = re.compile(r"(?i)\b[a-z][a-z0-9+.\-]{0,30}://[^\s<>\"'`]+")
+
+T = TypeVar("T")
 
 
-def scrub(text: str, env: Mapping[str, str]) -> str:
-    """Replace any token value found in ``text`` with ``***`` (a library's message may echo one)."""
-    for name in TOKEN_VARIABLES:
-        value = env.get(name)
-        if value and len(value) >= 8:
-            text = text.replace(value, "***")
-    return text
+def secret_variable(name: str) -> bool:
+    """True when an environment variable's name says it holds a secret."""
+    return name in TOKEN_VARIABLES or name in _FORGE_DERIVED or bool(_SECRET_NAME.search(name))
 
 
-def without_tokens(env: Mapping[str, str]) -> dict[str, str]:
-    return {key: value for key, value in env.items() if key not in TOKEN_VARIABLES}
-
-
+@dataclass(frozen=True)
 class Secrets:
-    """The secret values of this run, to be replaced in any text before it is shown or written.
+    """The secret values of one run, and how to remove them from text. ``repr`` shows no value."""
 
-    Minimal form (forge tokens by value); the trust-boundary work extends it with every secret-marked
-    variable and the encoded forms of each value.
-    """
+    values: frozenset[str] = frozenset()
+    _forms: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
 
-    def __init__(self, values: frozenset[str]) -> None:
-        self.values = values
+    def __post_init__(self) -> None:
+        values = frozenset(v for v in self.values if len(v) >= MIN_SECRET_LENGTH)
+        forms: set[str] = set()
+        for value in values:
+            forms.update(_forms_of(value))
+        object.__setattr__(self, "values", values)
+        # Longest first: a base64 header is replaced whole, before the shorter core inside it.
+        object.__setattr__(self, "_forms", tuple(sorted(forms, key=lambda f: (-len(f), f))))
+
+    def __repr__(self) -> str:
+        return f"Secrets(<{len(self.values)} values>)"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], extra: Iterable[str] = ()) -> Secrets:
-        found = {env[name] for name in TOKEN_VARIABLES if env.get(name)}
-        found.update(value for value in extra if value)
-        return cls(frozenset(value for value in found if len(value) >= 8))
+        """The secrets in ``env`` (see the module docstring) plus ``extra`` (e.g. a token the forge
+        layer obtained at run time)."""
+        found = {value for value in extra if value}
+        for name, value in env.items():
+            if not value:
+                continue
+            if secret_variable(name):
+                found.add(value)
+            if "://" in value and "@" in value:
+                found.update(_userinfo_secrets(value))
+        return cls(frozenset(found))
+
+    @property
+    def empty(self) -> bool:
+        return not self.values
 
     def scrub(self, text: str) -> str:
-        for value in sorted(self.values, key=len, reverse=True):
-            text = text.replace(value, "***")
-        return text
+        """``text`` with every form of every secret, and any URL userinfo, replaced by ``***``."""
+        return _scrub(text, self._forms)
+
+    def scrub_bytes(self, data: bytes) -> bytes:
+        """UTF-8 text scrubbed like :meth:`scrub`; other bytes (images) are returned unchanged."""
+        return _scrub_bytes(data, self._forms)
+
+    def scrub_tree(self, value: T) -> T:
+        """A copy of ``value`` (dataclasses, tuples, lists, mappings, strings, UTF-8 bytes) with every
+        string scrubbed; unchanged parts are shared, and ``value`` itself is returned when nothing
+        needed scrubbing. Use it on a report or a bundle before it is rendered or written.
+
+        Fast when nothing is found (the usual case): the strings are gathered once and searched as
+        one text; only the forms found there are looked for string by string."""
+        strings: list[str] = []
+        _Walker(None).walk(value, strings)
+        joined = "\0".join(strings)
+        present = tuple(form for form in self._forms if form in joined)
+        if not present and not ("://" in joined and _URL_USERINFO.search(joined)):
+            return value
+        return _Walker(present).walk(value, None)  # type: ignore[no-any-return]
+
+
+def _scrub(text: str, forms: tuple[str, ...]) -> str:
+    for form in forms:
+        if form in text:
+            text = text.replace(form, MASK)
+    if "://" in text:
+        text = _URL_USERINFO.sub(lambda m: m.group(1) + MASK + "@", text)
+    return text
+
+
+def _scrub_bytes(data: bytes, forms: tuple[str, ...]) -> bytes:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+    scrubbed = _scrub(text, forms)
+    return data if scrubbed == text else scrubbed.encode("utf-8")
+
+
+def _forms_of(value: str) -> set[str]:
+    forms = {value}
+    for encoded in (
+        urllib.parse.quote(value, safe=""),
+        urllib.parse.quote(value),
+        urllib.parse.quote_plus(value),
+        json.dumps(value)[1:-1],
+    ):
+        forms.add(encoded)
+        forms.add(re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), encoded))
+    raw = value.encode("utf-8")
+    for prefix in (b"", *_BASIC_AUTH_USERS):
+        data = prefix + raw
+        whole = base64.b64encode(data).decode("ascii")
+        forms.update((whole, whole.rstrip("="), _urlsafe(whole), _urlsafe(whole).rstrip("=")))
+    for shift in (0, 1, 2):
+        core = _base64_core(raw, shift)
+        forms.update((core, _urlsafe(core)))
+    return {form for form in forms if len(form) >= MIN_SECRET_LENGTH}
+
+
+def _base64_core(data: bytes, shift: int) -> str:
+    """The base64 characters that depend only on ``data`` when it starts ``shift`` bytes after a
+    3-byte boundary inside longer base64 text: the partial characters at both ends are dropped."""
+    encoded = base64.b64encode(b"\0" * shift + data).decode("ascii")
+    start = (8 * shift + 5) // 6
+    end = (8 * (shift + len(data))) // 6
+    return encoded[start:end]
+
+
+def _urlsafe(text: str) -> str:
+    return text.replace("+", "-").replace("/", "_")
+
+
+def _userinfo_secrets(text: str) -> set[str]:
+    """Passwords (or token user names) in the userinfo of URLs found in ``text``."""
+    found: set[str] = set()
+    for match in _URL_IN_TEXT.finditer(text):
+        authority = match.group(0).split("://", 1)[1].split("/", 1)[0]
+        if "@" not in authority:
+            continue
+        userinfo = authority.rsplit("@", 1)[0]
+        user, has_password, password = userinfo.partition(":")
+        for part in (password,) if has_password else (user,):
+            if part:
+                found.add(part)
+                found.add(urllib.parse.unquote(part))
+    return found
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its userinfo (user and password) replaced by ``***``. Never raises, whatever
+    the URL looks like (``http://u:p@host:99999/x`` included)."""
+    return _URL_USERINFO.sub(lambda m: m.group(1) + MASK + "@", url)
+
+
+_ATOMS = (int, float, bool, type(None))
+_NOT_A_DATACLASS: tuple[str, ...] = ("<not a dataclass>",)
+
+
+class _Walker:
+    """Walks a tree of data. With ``forms`` None it only gathers the strings (into ``found``);
+    otherwise it rebuilds containers where a scrubbed string changed, sharing the rest.
+
+    Dispatch is on the exact type first (a report may hold 100,000 metric rows)."""
+
+    _fields: ClassVar[dict[type, tuple[str, ...]]] = {}  # dataclass field names, per type
+
+    def __init__(self, forms: tuple[str, ...] | None) -> None:
+        self.forms = forms
+
+    def walk(self, value: Any, found: list[str] | None) -> Any:
+        kind = type(value)
+        if kind is str:
+            if self.forms is None:
+                found.append(value)  # type: ignore[union-attr]
+                return value
+            return _scrub(value, self.forms)
+        if kind in _ATOMS:
+            return value
+        if kind is tuple or kind is list:
+            return self._sequence(value, found)
+        names = self._fields.get(kind)
+        if names is None:
+            is_dataclass = dataclasses.is_dataclass(value) and not isinstance(value, type)
+            names = tuple(f.name for f in dataclasses.fields(value) if f.init) if is_dataclass else _NOT_A_DATACLASS
+            self._fields[kind] = names
+        if names is not _NOT_A_DATACLASS:
+            changes = {}
+            for name in names:
+                old = getattr(value, name)
+                new = self.walk(old, found)
+                if new is not old:
+                    changes[name] = new
+            return dataclasses.replace(value, **changes) if changes else value
+        if isinstance(value, str):  # a str subclass (an enum's value is not walked: no free text)
+            return value if isinstance(value, enum.Enum) else self.walk(str(value), found)
+        if isinstance(value, bytes):
+            if self.forms is None:
+                found.append(value.decode("utf-8", "replace"))  # type: ignore[union-attr]
+                return value
+            return _scrub_bytes(value, self.forms)
+        if isinstance(value, tuple | list):
+            return self._sequence(value, found)
+        if isinstance(value, Mapping):
+            pairs = [(self.walk(k, found), self.walk(v, found)) for k, v in value.items()]
+            if self.forms is None or all(
+                nk is k and nv is v for (nk, nv), (k, v) in zip(pairs, value.items(), strict=True)
+            ):
+                return value
+            return dict(pairs)
+        return value  # enums, paths and other values without free text
+
+    def _sequence(self, value: Any, found: list[str] | None) -> Any:
+        items = [self.walk(item, found) for item in value]
+        if self.forms is None or all(new is old for new, old in zip(items, value, strict=True)):
+            return value
+        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+
+
+def scrub(text: str, env: Mapping[str, str]) -> str:
+    """``Secrets.from_env(env).scrub(text)``, for a one-off message."""
+    return Secrets.from_env(env).scrub(text)
+
+
+def without_tokens(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` for the project's own commands: no forge token, under its own name or inside another
+    variable (GitLab's ``CI_REPOSITORY_URL``, ``CI_REGISTRY_PASSWORD``, ...). Other secrets (cloud
+    credentials the training needs) are the user's to pass and stay."""
+    tokens = [env[name] for name in TOKEN_VARIABLES if len(env.get(name) or "") >= MIN_SECRET_LENGTH]
+    kept = {}
+    for key, value in env.items():
+        if key in TOKEN_VARIABLES or key in _FORGE_DERIVED:
+            continue
+        if any(token in value for token in tokens):
+            continue
+        kept[key] = value
+    return kept
+
+
+class ScrubFilter(logging.Filter):
+    """A logging filter for cml-bot's handler: the record's message (and exception) scrubbed, as one
+    line; the traceback itself is left to the crash log, which is scrubbed too."""
+
+    def __init__(self, secrets: Secrets) -> None:
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string in a library's log call: show it raw
+            message = str(record.msg)
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            message = f"{message}: {type(error).__name__}: {error}"
+        record.msg = self.secrets.scrub(message)
+        record.args = ()
+        record.exc_info = None
+        record.exc_text = None
+        return True

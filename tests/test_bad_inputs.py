@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from conftest import GitRepo
+from forge_patterns import live_references, rendered_text
 from markdown_it import MarkdownIt
 from test_reliability import assert_tables_sound
 
@@ -77,15 +78,8 @@ def _report(repo: GitRepo, tmp_path: Path) -> tuple[int, str, str]:
 
 
 def _mentions(markdown: str) -> list[str]:
-    """``@name`` as GitHub would link it: in text or raw HTML, not in code (``&#64;`` is not one)."""
-    found = []
-    for block in PARSER.parse(markdown.replace("&#64;", "(at)")):
-        if block.type in ("html_block",):
-            found += re.findall(r"@[\w-]+", block.content)
-        for child in block.children or []:
-            if child.type in ("text", "html_inline"):
-                found += re.findall(r"@[\w-]+", child.content)
-    return found
+    """Mentions and references as the forges find them: in the rendered text, outside code."""
+    return live_references(rendered_text(PARSER.render(markdown)))
 
 
 # The HTML a report may produce: markdown's own tags and the <details>/<summary>/<sub> cml-bot writes.

@@ -585,7 +585,7 @@ def test_add_file_to_a_config_without_data_keeps_everything_else(repo: Path) -> 
 
     entry = add_file(repo, "data/train.csv", "https://example.com/train.csv", config_file)
 
-    assert entry == DataFile("data/train.csv", "https://example.com/train.csv", sha(b"x,y\n1,2\n"))
+    assert entry == DataFile("data/train.csv", "https://example.com/train.csv", sha(b"x,y\n1,2\n"), size=8)
     text = config_file.read_text()
     assert text.startswith(original)
     assert load_config(repo).data.files == (entry,)
@@ -761,7 +761,7 @@ def test_pulls_sharing_a_cache_take_turns(repo: Path, tmp_path: Path) -> None:
         deadline = time.monotonic() + 5
         while not lines and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert lines == [f"waiting for another pull using the cache {cache}"]
+        assert lines == [f"waiting for the data cache {cache}, locked by another process (unknown)"]
         assert not (repo / "a.csv").exists()
     thread.join(5)
     assert (repo / "a.csv").read_bytes() == b"x\n"

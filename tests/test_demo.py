@@ -25,7 +25,7 @@ def test_demo_runs_whole_loop_offline(tmp_path: Path) -> None:
     report = (folder / "report.md").read_text()
     # A real comparison against main's recorded results, with both plots drawn.
     assert report.startswith("<!-- cml-bot report (id: default) -->")
-    assert "| train.learning_rate | 0.01   | 0.1" in report.replace("\\_", "_")
+    assert "| train.learning_rate | 0.01 | 0.1" in report.replace("\\_", "_")
     assert "recorded results of the merge-base with main" in report.replace("\\-", "-")
     for name in ("plot-01-loss-per-epoch.png", "plot-02-confusion-matrix-normalized.png"):
         data = (folder / name).read_bytes()

@@ -1,6 +1,6 @@
 """Tokens never leak: through GitHub and GitLab runs of ``cml_bot.cli.main``, their failure paths and
-a pipeline that prints its environment, no token appears in stdout, stderr (GitHub's
-``::add-mask::`` line aside), the report, the preview, the job summary, GITHUB_OUTPUT, the bundle,
+a pipeline that prints its environment, no token appears in stdout (no ``::add-mask::`` line
+either: the runner masks what it injects), stderr, the report, the preview, the job summary, GITHUB_OUTPUT, the bundle,
 the pipeline log tail, or anything posted to the forge.
 """
 
@@ -60,9 +60,9 @@ def written(*roots: Path) -> str:
 
 
 def assert_no_token(tokens: list[str], out: str, err: str, *texts: str) -> None:
-    visible = "\n".join(line for line in out.splitlines() if not line.startswith("::add-mask::"))
+    assert "::add-mask::" not in out
     for token in tokens:
-        assert token not in visible, "token in stdout"
+        assert token not in out, "token in stdout"
         assert token not in err, "token in stderr"
         for text in texts:
             assert token not in text
@@ -100,7 +100,6 @@ def test_github_run_with_a_pipeline_that_prints_env(fake_github: FakeGitHub, rep
     report = (repo.root / "cml-bot-report" / "report.md").read_text(encoding="utf-8")
     assert "print the environment" in report and "PATH=" in out
     assert len(fake_github.comments_on(2)) == 1
-    assert f"::add-mask::{CML_TOKEN}" in out and f"::add-mask::{GH_TOKEN}" in out
     tokens = [GH_TOKEN, CML_TOKEN, OTHER]
     assert_no_token(tokens, out, err, written(repo.root, tmp_path), github_posted(fake_github))
 
@@ -185,3 +184,96 @@ def test_gitlab_job_token_only_and_a_refused_note(fake: FakeGitLab, repo: GitRep
 
     assert code in (0, 1), out + err
     assert_no_token([fake.token, fake.job_token], out, err, written(repo.root, tmp_path))
+
+
+# --- the sanitiser itself ---------------------------------------------------------------------------
+
+
+def test_scrub_finds_every_form_of_a_secret() -> None:
+    import base64
+    import json
+    import urllib.parse
+
+    from cml_bot.secrets import Secrets
+
+    value = "s3cr3t/with+odd=chars&more"
+    secrets = Secrets.from_env({"API_KEY": value})
+    raw = value.encode()
+    forms = [
+        value,
+        urllib.parse.quote(value, safe=""),
+        urllib.parse.quote(value, safe="").lower(),
+        urllib.parse.quote_plus(value),
+        json.dumps(value)[1:-1],
+        base64.b64encode(raw).decode(),
+        base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        base64.b64encode(b"x-access-token:" + raw).decode(),
+        base64.b64encode(b"gitlab-ci-token:" + raw).decode(),
+    ]
+    for form in forms:
+        assert value not in secrets.scrub(f"<{form}>") and form not in secrets.scrub(f"<{form}>"), form
+    for shift in range(3):  # inside a longer base64 text, at each byte alignment
+        blob = base64.b64encode(b"p" * shift + raw + b"suffix-bytes").decode()
+        scrubbed = secrets.scrub(blob)
+        assert "***" in scrubbed and len(scrubbed) < len(blob) - 20, (shift, scrubbed)
+
+
+def test_scrub_tree_rebuilds_only_what_changed() -> None:
+    from dataclasses import dataclass
+
+    from cml_bot.secrets import Secrets
+
+    @dataclass(frozen=True)
+    class Inner:
+        name: str
+        data: bytes
+        numbers: tuple[float, ...]
+
+    @dataclass(frozen=True)
+    class Outer:
+        items: tuple[Inner, ...]
+        mapping: dict[str, str]
+
+    secrets = Secrets.from_env({"DEPLOY_SECRET": "topsecretvalue"})
+    clean = Inner("fine", b"\x89PNG binary", (1.0, 2.0))
+    tree = Outer((clean, Inner("x topsecretvalue", b"text topsecretvalue", ())), {"k": "see https://u:pw@h/x"})
+    scrubbed = secrets.scrub_tree(tree)
+    assert scrubbed.items[0] is clean
+    assert scrubbed.items[1].name == "x ***" and scrubbed.items[1].data == b"text ***"
+    assert scrubbed.mapping == {"k": "see https://***@h/x"}
+    untouched = Outer((clean,), {"k": "v"})
+    assert secrets.scrub_tree(untouched) is untouched
+
+
+def test_short_values_and_plain_names_are_not_secrets() -> None:
+    from cml_bot.secrets import Secrets, secret_variable
+
+    secrets = Secrets.from_env({"GITHUB_TOKEN": "short", "PATH": "/usr/bin", "MY_KEY": "long-enough-key"})
+    assert secrets.values == {"long-enough-key"}
+    assert secret_variable("AWS_SECRET_ACCESS_KEY") and secret_variable("db_password") and not secret_variable("HOME")
+    assert not secret_variable("KEYBOARD") and secret_variable("SSH_KEY")
+
+
+def test_redact_url_never_raises_and_takes_the_last_at() -> None:
+    from cml_bot.secrets import redact_url
+
+    assert redact_url("https://user:p@ss@host/x") == "https://***@host/x"
+    assert redact_url("http://[::1") == "http://[::1"
+    assert redact_url("s3://bucket/key") == "s3://bucket/key"
+    assert redact_url("x://" * 10_000).startswith("x://")
+
+
+def test_the_log_filter_scrubs_and_makes_one_line() -> None:
+    import logging
+
+    from cml_bot.secrets import ScrubFilter, Secrets
+
+    record = logging.LogRecord("cml_bot.x", logging.WARNING, __file__, 1, "got %s\nnext", ("tokenvalue123",), None)
+    try:
+        raise ValueError("boom tokenvalue123")
+    except ValueError:
+        import sys
+
+        record.exc_info = sys.exc_info()
+    ScrubFilter(Secrets(frozenset({"tokenvalue123"}))).filter(record)
+    assert record.getMessage() == "got ***\nnext: ValueError: boom ***" and record.exc_info is None

@@ -10,9 +10,14 @@ Pulling pinned files (:func:`pull`):
   is renamed into the cache, and only such a blob is placed in the workspace: a hard link to a
   temporary name beside the target, then an atomic rename over it (a copy when the cache is on
   another device). A blob already in the cache from an earlier run is re-hashed before it is placed.
-  A killed pull leaves at most a ``.part`` file (resumed next time, with an HTTP Range request) and
-  a hidden ``.<name>.cml-bot-*.tmp`` beside the target (removed next time), never a half-written
-  file under a real name.
+  A failed download removes its ``.part`` file; a killed pull leaves at most a ``.part`` file
+  (resumed next time, with an HTTP Range request) and a hidden ``.<name>.cml-bot-*.tmp`` beside the
+  target (removed next time), never a half-written file under a real name.
+- Bounds: each file has a deadline (:data:`cache.DEADLINE_SLACK` plus its size at
+  :data:`cache.MIN_THROUGHPUT`), may not exceed its pinned ``size`` (or
+  :data:`cache.UNPINNED_MAX_BYTES` for entries without one), and cache entries are opened without
+  following symlinks; anything in the cache that is not a regular file is removed and replaced.
+  The cache lock names its holder and is waited for at most :data:`cache.LOCK_TIMEOUT` seconds.
 - ``<repo>/.cml-bot/data-state.json`` records size, mtime and inode of each file as placed. A file
   whose stat still matches is up to date without being read: a warm pull is a stat per file, no
   hashing and no network.

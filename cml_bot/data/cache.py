@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import logging
 import os
 import re
 import shutil
+import socket
 import stat
 import threading
 import time
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
-from cml_bot.config import Config, DataFile
+from cml_bot.config import Config, DataFile, in_git_folder
 from cml_bot.data.sources import CHUNK, Fetcher, ResumeRejected, RetryableError, SourceFetcher, make_fetcher, redact
 from cml_bot.errors import DataError
 from cml_bot.results import atomic_write
@@ -28,10 +28,19 @@ if TYPE_CHECKING:
     pass
 
 log = logging.getLogger(__name__)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 STATE_FILE = ".cml-bot/data-state.json"
 RETRIES = 4  # attempts after the first, when an attempt makes no progress
 BACKOFF = 0.5  # seconds before the first retry, doubled each time
+# A file's deadline: DEADLINE_SLACK seconds, plus its size at MIN_THROUGHPUT bytes per second (all
+# attempts together). Without a pinned size, the bytes received so far set the pace, and at most
+# UNPINNED_MAX_BYTES are accepted.
+MIN_THROUGHPUT = 100_000
+DEADLINE_SLACK = 60.0
+UNPINNED_MAX_BYTES = 10_000_000_000
+LOCK_TIMEOUT = 900.0  # seconds to wait for another pull using the same cache
+LOCK_POLL = 0.2
 
 # ----------------------------------------------------------------------------------------------- pull
 
@@ -169,24 +178,115 @@ def pull(
     return result
 
 
-def _lock_cache(cache: Path, progress: Callable[[str], None] | None) -> io.BufferedWriter:
-    """Hold ``<cache>/.lock`` until the returned file is closed: pulls sharing a cache take turns."""
+def _lock_cache(cache: Path, progress: Callable[[str], None] | None, timeout: float | None = None) -> Any:
+    """Hold ``<cache>/.lock`` until the returned file is closed: pulls sharing a cache take turns.
+
+    The holder writes its pid, host and start time into the file, so a waiting pull can say who it
+    waits for; it waits at most ``timeout`` seconds (default :data:`LOCK_TIMEOUT`). The lock is the
+    kernel's (``flock``), released when the holder exits however it ends."""
+    timeout = LOCK_TIMEOUT if timeout is None else timeout
+    lock = cache / ".lock"
     try:
         cache.mkdir(parents=True, exist_ok=True)
-        handle = (cache / ".lock").open("ab")
+        handle = _open_regular(lock, os.O_RDWR | os.O_CREAT, "r+b")
     except OSError as exc:
         raise DataError(f"{cache}: cannot use the data cache ({exc.strerror or exc})") from None
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: no locking
         return handle
+    started = time.monotonic()
+    announced = False
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError:
+            holder = _lock_holder(handle)
+            waited = time.monotonic() - started
+            if waited >= timeout:
+                handle.close()
+                raise DataError(
+                    f"{cache}: the data cache is locked by {holder}; gave up after {waited:.0f} s "
+                    "(another pull is using it; try again when it ends)"
+                ) from None
+            if not announced and progress is not None:
+                progress(f"waiting for the data cache {cache}, locked by {holder}")
+                announced = True
+            time.sleep(min(LOCK_POLL, max(0.0, timeout - waited)))
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        handle.seek(0)
+        handle.truncate()
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        handle.write(json.dumps(info).encode("utf-8"))
+        handle.flush()
     except OSError:
-        if progress is not None:
-            progress(f"waiting for another pull using the cache {cache}")
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        pass  # the lock holds without the note
     return handle
+
+
+def _lock_holder(handle: Any) -> str:
+    """Who holds the lock, from what the holder wrote into the lock file."""
+    try:
+        handle.seek(0)
+        info = json.loads(handle.read(4096) or b"{}")
+        pid, host, since = int(info["pid"]), str(info["host"])[:100], str(info["since"])[:40]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process (unknown)"
+    return f"pid {pid} on {host} since {since}"
+
+
+def _open_regular(path: Path, flags: int, how: str) -> Any:
+    """Open a cache entry without following a symlink (binary, Python mode ``how``); anything
+    there that is not a regular file (a symlink, a folder, a FIFO) is removed first and replaced.
+    Without ``O_CREAT`` in ``flags`` a missing entry raises FileNotFoundError."""
+    _replace_irregular(path)
+    fd = os.open(path, flags | _NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped in between
+            raise DataError(f"{path}: not a regular file in the cache; refusing to use it")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, how)
+
+
+def _replace_irregular(path: Path) -> None:
+    """Remove ``path`` when it exists but is not a regular file (a cache entry someone replaced)."""
+    try:
+        info = path.lstat()
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if stat.S_ISREG(info.st_mode):
+        return
+    log.warning("%s: not a regular file in the cache; replacing it", path)
+    _remove(path)
+
+
+def _remove(path: Path) -> None:
+    """Remove whatever is at ``path`` (a file, a link, a folder); nothing if it is gone."""
+    try:
+        if stat.S_ISDIR(path.lstat().st_mode):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _real_folder(folder: Path, cache: Path) -> None:
+    """Make ``folder`` (inside ``cache``) a real directory: a symlink or file in its place is removed."""
+    for part in reversed([folder, *folder.parents]):
+        if part == cache or not part.is_relative_to(cache) or part == part.parent:
+            continue
+        try:
+            info = part.lstat()
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISDIR(info.st_mode):
+            log.warning("%s: not a folder in the cache; replacing it", part)
+            _unlink(part)
 
 
 def _size(n: int) -> str:
@@ -206,6 +306,8 @@ def target_path(root: Path, relative: str, checked: dict[str, str] | None = None
     pure = PurePosixPath(relative.replace("\\", "/"))
     if pure.is_absolute() or ".." in pure.parts or re.match(r"^[A-Za-z]:", relative) or not pure.parts:
         raise DataError(f"{relative}: data path must stay inside the repo (no absolute path, no '..')")
+    if in_git_folder(relative):
+        raise DataError(f"{relative}: data may not be placed inside .git/")
     target = root.joinpath(*pure.parts)
     folder = os.path.dirname(target)
     checked = {} if checked is None else checked
@@ -314,8 +416,10 @@ class _Worker:
         targets: Mapping[str, Path],
         report: Callable[[PulledFile], None],
         stale: set[str],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.stale = stale
+        self.clock = clock
         self.root = root
         self.cache = cache
         self.fetch = fetch
@@ -355,6 +459,7 @@ class _Worker:
         if not remaining:
             return
         action: Action = "cached"
+        _real_folder(blob.parent, self.cache)
         cached = _cached_size(blob, sha)
         if cached is None:
             size = self.download(remaining[0], blob)
@@ -366,9 +471,24 @@ class _Worker:
             self.report(PulledFile(f.path, sha, size, action))
 
     def download(self, f: DataFile, blob: Path) -> int:
-        """Fetch ``f`` into the cache, verified; return its size."""
-        self.makedirs(blob.parent)
+        """Fetch ``f`` into the cache, verified; return its size. On any failure nothing of it
+        stays in the cache (the ``.part`` file is removed)."""
+        try:
+            self.makedirs(blob.parent)
+        except OSError as exc:
+            raise DataError(f"{f.path}: cannot use the data cache {self.cache} ({exc.strerror or exc})") from None
         part = blob.with_name(blob.name + ".part")
+        try:
+            return self._download(f, blob, part, _Pace(f, self.clock))
+        except OSError as exc:  # the cache's disk: full, read-only, ...
+            raise DataError(
+                f"{f.path}: cannot write to the data cache {self.cache} ({exc.strerror or exc})"
+            ) from None
+        finally:
+            if part.exists() or part.is_symlink():
+                _remove(part)
+
+    def _download(self, f: DataFile, blob: Path, part: Path, pace: _Pace) -> int:
         failures = 0
         restarted = False
         while True:
@@ -376,15 +496,16 @@ class _Worker:
                 raise DataError(f"{f.path}: pull cancelled")
             before = _file_size(part)
             try:
-                digest, size = self._attempt(f, part)
+                digest, size = self._attempt(f, part, pace)
             except ResumeRejected as exc:
                 log.info("%s: %s; starting again", f.path, exc)
-                _unlink(part)
+                _remove(part)
                 if restarted:
                     raise DataError(f"{f.path}: {exc}") from None
                 restarted = True
                 continue
             except RetryableError as exc:
+                pace.check(_file_size(part), redact(f.url))
                 if _file_size(part) > before:  # progress was made: resume at once
                     failures = 0
                     log.info("%s: %s; resuming", f.path, exc)
@@ -396,9 +517,9 @@ class _Worker:
                 log.info("%s: %s; retrying in %.1f s", f.path, exc, delay)
                 self.sleep(delay)
                 continue
-            if digest == f.sha256:
+            if digest == f.sha256 and (f.size is None or size == f.size):
                 break
-            _unlink(part)
+            _remove(part)
             if before and not restarted:  # the resumed prefix may be what was wrong: try once from scratch
                 log.info("%s: sha256 mismatch after resuming; downloading again from the start", f.path)
                 restarted = True
@@ -407,41 +528,87 @@ class _Worker:
                 f"{f.path}: sha256 mismatch for {redact(f.url)}: expected {f.sha256}, got {digest} (nothing was placed)"
             )
         os.chmod(part, 0o444)
+        _replace_irregular(blob)
         os.replace(part, blob)
         return size
 
-    def _attempt(self, f: DataFile, part: Path) -> tuple[str, int]:
+    def _attempt(self, f: DataFile, part: Path, pace: _Pace) -> tuple[str, int]:
         """Append to ``part`` from where it stops; return the sha256 and size of the whole file."""
-        digest = hashlib.sha256()
-        have = 0
-        if part.exists():
-            try:
-                with part.open("rb") as handle:
-                    while block := handle.read(CHUNK):
-                        digest.update(block)
-                        have += len(block)
-            except OSError:
-                _unlink(part)
-                digest, have = hashlib.sha256(), 0
+        limit = f.size if f.size is not None else UNPINNED_MAX_BYTES
+        digest, have = _hash_part(part, limit)
         download = self.fetch(f.url, have)
         try:
+            if download.total is not None and download.total > limit:
+                raise DataError(_too_large(f, download.total))
             if download.offset == have:
-                mode = "ab"
+                flags, how = os.O_WRONLY | os.O_CREAT | os.O_APPEND, "ab"
             elif download.offset == 0:  # the source ignored the request to resume
                 digest, have = hashlib.sha256(), 0
-                mode = "wb"
+                flags, how = os.O_WRONLY | os.O_CREAT | os.O_TRUNC, "wb"
             else:
                 raise ResumeRejected(f"{redact(f.url)}: source resumed at {download.offset}, not {have}")
-            with part.open(mode) as out:
+            with _open_regular(part, flags, how) as out:
                 for block in download.chunks:
                     if self.cancelled.is_set():
                         raise DataError(f"{f.path}: pull cancelled")
+                    if have + len(block) > limit:
+                        raise DataError(_too_large(f, None))
                     out.write(block)
                     digest.update(block)
                     have += len(block)
+                    pace.check(have, redact(f.url))
         finally:
             download.close()
         return digest.hexdigest(), have
+
+
+class _Pace:
+    """The deadline of one file: :data:`DEADLINE_SLACK` plus its size (or, unpinned, the bytes
+    received so far) at :data:`MIN_THROUGHPUT` bytes per second, over all attempts."""
+
+    def __init__(self, f: DataFile, clock: Callable[[], float]) -> None:
+        self.f = f
+        self.clock = clock
+        self.started = clock()
+
+    def check(self, have: int, shown: str) -> None:
+        elapsed = self.clock() - self.started
+        allowed = DEADLINE_SLACK + max(self.f.size or 0, have) / MIN_THROUGHPUT
+        if elapsed > allowed:
+            raise DataError(
+                f"{self.f.path}: download from {shown} too slow: {_size(have)} in {elapsed:.0f} s "
+                f"(at least {_size(MIN_THROUGHPUT)}/s is needed; nothing was placed)"
+            )
+
+
+def _too_large(f: DataFile, announced: int | None) -> str:
+    what = f"announces {announced:,} bytes" if announced is not None else "sends more"
+    if f.size is not None:
+        return f"{f.path}: the source {what} than the pinned size of {f.size:,} bytes; refusing it"
+    return (
+        f"{f.path}: the source {what} than {_size(UNPINNED_MAX_BYTES)}, the limit for an entry without "
+        "`size:`; refusing it (run `cml-bot data add` again to pin its size)"
+    )
+
+
+def _hash_part(part: Path, limit: int) -> tuple[Any, int]:
+    """The sha256 state and size of a partial download to resume; a bad one is removed."""
+    digest = hashlib.sha256()
+    have = 0
+    try:
+        with _open_regular(part, os.O_RDONLY, "rb") as handle:
+            while block := handle.read(CHUNK):
+                digest.update(block)
+                have += len(block)
+    except FileNotFoundError:
+        return digest, 0
+    except OSError:
+        _remove(part)
+        return hashlib.sha256(), 0
+    if have > limit:
+        _remove(part)
+        return hashlib.sha256(), 0
+    return digest, have
 
 
 def _hash_or_none(path: Path) -> tuple[str | None, int]:
@@ -452,11 +619,21 @@ def _hash_or_none(path: Path) -> tuple[str | None, int]:
 
 
 def _cached_size(blob: Path, sha: str) -> int | None:
-    """Size of the cached blob when it is present and its content is right (a bad one is removed)."""
-    if not blob.is_file():
+    """Size of the cached blob when it is present and its content is right; a bad blob, or
+    anything that is not a regular file, is removed."""
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with _open_regular(blob, os.O_RDONLY, "rb") as handle:
+            while block := handle.read(CHUNK):
+                digest.update(block)
+                size += len(block)
+    except FileNotFoundError:
         return None
-    digest, size = _hash_or_none(blob)
-    if digest == sha:
+    except OSError:
+        _unlink_blob(blob)
+        return None
+    if digest.hexdigest() == sha:
         return size
     log.warning("cache blob %s is damaged; downloading again", blob)
     _unlink_blob(blob)
@@ -472,8 +649,9 @@ def _same_inode(a: Path, b: Path) -> bool:
 
 def _unlink_blob(blob: Path) -> None:
     with contextlib.suppress(OSError):
-        os.chmod(blob, 0o644)
-    _unlink(blob)
+        if not blob.is_symlink():
+            os.chmod(blob, 0o644)
+    _remove(blob)
 
 
 def _unlink(path: Path) -> None:

@@ -15,7 +15,8 @@ import yaml
 
 from cml_bot.config import CONFIG_FILE, Config, parse_config
 from cml_bot.data.cache import blob_path, default_cache
-from cml_bot.errors import ConfigError
+from cml_bot.errors import CmlBotError, ConfigError
+from cml_bot.files import read_limited
 from cml_bot.git import Git
 
 if TYPE_CHECKING:
@@ -184,13 +185,10 @@ def collect_data_changes(config: Config, git: Git, base_sha: str | None) -> tupl
 def _content(source: tuple[str, Path] | None) -> bytes | None:
     if source is None:
         return None
-    path = source[1]
     try:
-        if path.is_file() and path.stat().st_size <= SUMMARY_LIMIT_BYTES:
-            return path.read_bytes()
-    except OSError:
+        return read_limited(source[1], SUMMARY_LIMIT_BYTES)
+    except CmlBotError:  # missing, too large for a summary, or not a regular file: compare hashes only
         return None
-    return None
 
 
 def _pinned(config: Config) -> dict[str, tuple[str, Path]]:
@@ -210,8 +208,10 @@ def _config_at(config: Config, git: Git, sha: str) -> Config | None:
 
 def _workspace_reader(root: Path) -> Any:
     def read(path: str) -> bytes | None:
-        target = root / path
-        return target.read_bytes() if target.is_file() else None
+        try:
+            return read_limited(root / path, SUMMARY_LIMIT_BYTES)
+        except CmlBotError:
+            return None
 
     return read
 

@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from cml_bot.config import DataFile, parse_config, yaml_error
+from cml_bot.config import CONFIG_MAX_BYTES, DataFile, load_config_text, parse_config, url_problem, yaml_error
 from cml_bot.data.cache import hash_file, target_path
 from cml_bot.errors import ConfigError, DataError
+from cml_bot.files import read_limited
 from cml_bot.results import atomic_write
+from cml_bot.secrets import redact_url
 
 if TYPE_CHECKING:
     pass
@@ -43,17 +45,18 @@ def add_file(config_root: Path, path: str, url: str, config_file: Path) -> DataF
         raise DataError(f"{path}: not a file")
     if not url.strip():
         raise DataError(f"{path}: a source URL is required")
-    sha, _ = hash_file(source)
-    entry = DataFile(path=relative, url=url.strip(), sha256=sha)
+    problem = url_problem(url.strip())
+    if problem is not None:
+        raise DataError(f"--url {redact_url(url.strip())[:300]!r} {problem}")
+    sha, size = hash_file(source)
+    entry = DataFile(path=relative, url=url.strip(), sha256=sha, size=size)
     try:
-        text = config_file.read_text(encoding="utf-8") if config_file.exists() else ""
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{config_file}: cannot read ({exc})") from None
+        exists = config_file.exists() or config_file.is_symlink()
+        text = read_limited(config_file, CONFIG_MAX_BYTES, error=DataError).decode("utf-8") if exists else ""
+    except UnicodeDecodeError:
+        raise DataError(f"{config_file}: not UTF-8 text") from None
     new_text = set_data_entry(text, entry, str(config_file.name))
-    try:
-        parsed = parse_config(yaml.safe_load(new_text), root, config_file.name)
-    except yaml.YAMLError as exc:  # pragma: no cover - set_data_entry emits valid YAML
-        raise DataError(f"{config_file}: could not add the entry ({exc})") from None
+    parsed = parse_config(load_config_text(new_text, config_file.name), root, config_file.name)
     if entry not in parsed.data.files:  # pragma: no cover - a bug in set_data_entry
         raise DataError(f"{config_file}: could not add the entry for {relative}")
     atomic_write(config_file, new_text.encode("utf-8"))
@@ -89,7 +92,7 @@ def set_data_entry(text: str, entry: DataFile, shown: str = "cml-bot.yaml") -> s
     if not isinstance(data, dict):
         raise ConfigError(f"{shown} at data: expected a mapping")
     files = [f for f in (data.get("files") or []) if not (isinstance(f, dict) and f.get("path") == entry.path)]
-    files.append({"path": entry.path, "url": entry.url, "sha256": entry.sha256})
+    files.append(_entry_mapping(entry))
     data["files"] = files
     section = yaml.safe_dump({"data": data}, sort_keys=False, default_flow_style=False, width=1 << 20)
     start = text.rfind("\n", 0, data_key.start_mark.index) + 1
@@ -147,13 +150,21 @@ def _content_end(node: yaml.Node) -> int:
     return max((_content_end(c) for c in children), default=int(node.end_mark.index))
 
 
+def _entry_mapping(entry: DataFile) -> dict[str, object]:
+    fields: dict[str, object] = {"path": entry.path, "url": entry.url, "sha256": entry.sha256}
+    if entry.size is not None:
+        fields["size"] = entry.size
+    return fields
+
+
 def _entry_block(entry: DataFile, indent: int, gap: int) -> str:
     pad = " " * indent
     inner = " " * (indent + gap)
+    size = f"\n{inner}size: {entry.size}" if entry.size is not None else ""
     return (
         f"{pad}-{' ' * (gap - 1)}path: {_scalar(entry.path)}\n"
         f"{inner}url: {_scalar(entry.url)}\n"
-        f"{inner}sha256: {_scalar(entry.sha256)}"
+        f"{inner}sha256: {_scalar(entry.sha256)}{size}"
     )
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cml_bot.errors import DataError
+from cml_bot.secrets import redact_url
 
 if TYPE_CHECKING:
     import requests
@@ -23,7 +24,8 @@ if TYPE_CHECKING:
 
 CHUNK = 1 << 20
 HTTP_CHUNK = 1 << 16
-HTTP_TIMEOUT = (10.0, 60.0)  # connect, read
+CONNECT_TIMEOUT = 10.0  # seconds to connect
+READ_TIMEOUT = 30.0  # seconds for the first byte of the answer, then between two reads
 
 
 # --------------------------------------------------------------------------------------------- sources
@@ -48,6 +50,7 @@ class Download:
     offset: int
     chunks: Iterable[bytes]
     close: Callable[[], None] = field(default=lambda: None)
+    total: int | None = None  # the whole file's size, when the source says it
 
 
 class Fetcher(Protocol):
@@ -107,15 +110,17 @@ def _scheme(url: str) -> str:
 
 
 def redact(url: str) -> str:
-    """``url`` safe to show: no user, password, query string or fragment (they may hold tokens)."""
-    parts = urllib.parse.urlsplit(url)
+    """``url`` safe to show: no user, password, query string or fragment (they may hold tokens).
+    Never raises, whatever the URL looks like."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # e.g. an unbalanced IPv6 bracket
+        return redact_url(url.split("?", 1)[0].split("#", 1)[0])
     if not parts.scheme or parts.scheme == "file":
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+        return redact_url(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
     query = "?..." if parts.query else ""
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", "")) + query
+    return f"{parts.scheme}://{host}{parts.path}{query}"
 
 
 def _new_session() -> requests.Session:
@@ -132,17 +137,18 @@ def _new_session() -> requests.Session:
 
 def _fetch_http(session: requests.Session, url: str, offset: int) -> Download:
     import requests
+    import urllib3.exceptions
 
     headers = {"Range": f"bytes={offset}-"} if offset else {}
     # Ask for the bytes as stored: a transparently decompressed body would not match the sha256.
     headers["Accept-Encoding"] = "identity"
     shown = redact(url)
     try:
-        response = session.get(url, headers=headers, stream=True, timeout=HTTP_TIMEOUT)
+        response = session.get(url, headers=headers, stream=True, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
     except (requests.ConnectionError, requests.Timeout) as exc:
         raise RetryableError(f"{shown}: {type(exc).__name__}") from None
-    except requests.RequestException as exc:
-        raise DataError(f"{shown}: {type(exc).__name__}: {exc}") from None
+    except (requests.RequestException, ValueError) as exc:  # ValueError: e.g. a port out of range
+        raise DataError(f"{shown}: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from None
     status = response.status_code
     if status == 416 and offset:  # the partial file is not a prefix of this resource any more
         response.close()
@@ -152,25 +158,38 @@ def _fetch_http(session: requests.Session, url: str, offset: int) -> Download:
         raise RetryableError(f"{shown}: HTTP {status}")
     if status not in (200, 206):
         response.close()
-        raise DataError(f"{shown}: HTTP {status} {response.reason or ''}".rstrip())
+        raise DataError(f"{shown}: HTTP {status} {' '.join((response.reason or '').split())[:100]}".rstrip())
     start = 0
+    total = _number(response.headers.get("Content-Length"))
     if status == 206:
-        match = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""))
+        match = re.match(r"bytes (\d+)-\d+/(\d+|\*)", response.headers.get("Content-Range", ""))
         start = int(match.group(1)) if match else -1
         if start != offset:
             response.close()
             raise ResumeRejected(f"{shown}: unexpected Content-Range for a resumed download")
+        total = _number(match.group(2)) if match else None
+    if response.headers.get("Content-Encoding", "identity").lower() != "identity":
+        total = None  # the length on the wire, not of the file
+    raw = response.raw
+    # read1 returns what has arrived (at most HTTP_CHUNK), so a source trickling a byte at a time is
+    # seen, and timed, byte by byte rather than once per 64 KB. A body the server compressed anyway
+    # is decoded (as requests would), and the decoded bytes are what the size cap counts.
+    read = raw.read1 if hasattr(raw, "read1") else raw.read
 
     def chunks() -> Iterator[bytes]:
         try:
-            # Small reads: bytes received before a connection drops are kept, and resumed from.
-            yield from response.iter_content(HTTP_CHUNK)
+            while block := read(HTTP_CHUNK, decode_content=True):
+                yield block
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
             raise RetryableError(f"{shown}: connection lost ({type(exc).__name__})") from None
-        except requests.RequestException as exc:
-            raise DataError(f"{shown}: {type(exc).__name__}: {exc}") from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise RetryableError(f"{shown}: connection lost ({type(exc).__name__})") from None
 
-    return Download(offset=start, chunks=chunks(), close=response.close)
+    return Download(offset=start, chunks=chunks(), close=response.close, total=total)
+
+
+def _number(text: str | None) -> int | None:
+    return int(text) if text is not None and text.isdigit() else None
 
 
 def _local_source(root: Path, url: str) -> Path:
@@ -186,11 +205,22 @@ def _local_source(root: Path, url: str) -> Path:
 
 
 def _fetch_local(path: Path, offset: int) -> Download:
+    import os
+    import stat
+
     try:
-        handle = path.open("rb")
+        # O_NONBLOCK: a FIFO is not waited for; it is refused below like any other non-regular file.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise DataError(f"{path}: cannot read source ({exc.strerror})") from None
-    return _stream(handle, offset, lambda exc: DataError(f"{path}: cannot read source ({exc.strerror})"))
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise DataError(f"{path}: the source is not a regular file")
+    handle = os.fdopen(fd, "rb")
+    download = _stream(handle, offset, lambda exc: DataError(f"{path}: cannot read source ({exc.strerror})"))
+    download.total = info.st_size
+    return download
 
 
 def _fetch_fsspec(url: str, offset: int, opener: Callable[[str], Any] | None) -> Download:
@@ -210,8 +240,11 @@ def _fetch_fsspec(url: str, offset: int, opener: Callable[[str], Any] | None) ->
     except ImportError:
         raise DataError(f"{redact(url)}: {scheme}:// sources need {_extra_hint(scheme)}") from None
     except (OSError, ValueError) as exc:
-        raise DataError(f"{redact(url)}: cannot open ({exc})") from None
-    return _stream(handle, offset, lambda exc: RetryableError(f"{redact(url)}: {exc}"))
+        raise DataError(f"{redact(url)}: cannot open ({' '.join(str(exc).split())[:200]})") from None
+    download = _stream(handle, offset, lambda exc: RetryableError(f"{redact(url)}: {exc}"))
+    size = getattr(handle, "size", None)
+    download.total = size if isinstance(size, int) else None
+    return download
 
 
 def _stream(handle: Any, offset: int, failure: Callable[[OSError], Exception]) -> Download:

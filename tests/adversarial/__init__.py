@@ -1,0 +1,1 @@
+"""The adversarial suite: the trust boundary tried as an attacker would (see harness.py)."""
