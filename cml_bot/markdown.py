@@ -8,6 +8,7 @@ report marker. Every piece of such text goes through one of these functions.
 from __future__ import annotations
 
 import re
+import urllib.parse
 
 # Characters with meaning anywhere inline: code, emphasis, links/images (``[`` starts both, so
 # ``!`` and ``(`` need no escape), table pipes, strikethrough, HTML and math. Backslash-escaping
@@ -78,3 +79,10 @@ def code_span(value: str) -> str:
 def link_target(url: str) -> str:
     """A URL as a link target: spaces, angle brackets and parentheses percent-encoded."""
     return url.replace(" ", "%20").replace("(", "%28").replace(")", "%29").replace("<", "%3C").replace(">", "%3E")
+
+
+def untrusted_link_target(url: str) -> str:
+    """A URL from untrusted data (a record, a bundle) as a link target inside a table cell: every
+    character outside plain URL syntax percent-encoded, so it can neither end the link nor split
+    the cell (``|``, brackets, quotes, backslashes, spaces)."""
+    return urllib.parse.quote(url, safe=":/?#@!$&*+,;=%-._~")

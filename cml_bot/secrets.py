@@ -1,4 +1,5 @@
-"""Which environment variables may hold a forge token (stdlib only: the CLI imports it at start)."""
+"""Which environment variables may hold a forge or tracking-server credential (stdlib only: the CLI
+imports it at start)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ TOKEN_VARIABLES = (
     "CI_JOB_TOKEN",
     "INPUT_GITHUB-TOKEN",
     "INPUT_GITHUB_TOKEN",
+    # MLflow's client reads these (cml_bot.sources.mlflow); the project's commands never get them.
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "DATABRICKS_TOKEN",
 )
 
 
