@@ -88,7 +88,7 @@ class MlflowSource:
     run_name: str | None = None
     runs: str = "samples"  # several matching runs: repeated values, or one shard each
     metrics: tuple[str, ...] = ()  # fnmatch globs; empty: all
-    history: bool = True  # fetch step histories and draw them, base and head overlaid
+    history: bool | tuple[str, ...] = True  # fetch step histories (all, none, or these globs) and draw them
     artifacts: tuple[PlotSpec, ...] = ()  # logged files drawn as plots (paths under ARTIFACT_PREFIX)
     run_url: str | None = None  # link template; None: the MLflow UI's run page
 
@@ -440,6 +440,14 @@ def _flag(r: _Reader, value: object, where: str) -> bool:
     return value
 
 
+def _history(r: _Reader, value: object, where: str) -> bool | tuple[str, ...]:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str | list):
+        return _globs(r, value, where)
+    raise r.fail(where, "true, false or a list of metric name patterns", value)
+
+
 def _parse_mlflow(r: _Reader, value: object) -> MlflowSource | None:
     if value is None:
         return None
@@ -476,7 +484,7 @@ def _parse_mlflow(r: _Reader, value: object) -> MlflowSource | None:
         run_name=r.text(entry["run_name"], "mlflow.run_name") if "run_name" in entry else None,
         runs=runs,
         metrics=_globs(r, entry["metrics"], "mlflow.metrics") if "metrics" in entry else (),
-        history=_flag(r, entry["history"], "mlflow.history") if "history" in entry else True,
+        history=_history(r, entry["history"], "mlflow.history") if "history" in entry else True,
         artifacts=tuple(artifacts),
         run_url=run_url,
     )

@@ -55,8 +55,9 @@ def mlflow_command() -> list[str] | None:
     return [found] if found else None
 
 
-def start_server(folder: Path, timeout: float = START_TIMEOUT) -> MlflowServer:
-    """Start ``mlflow server`` on a free port and wait (at most ``timeout``) for /health."""
+def start_server(folder: Path, timeout: float = START_TIMEOUT, workers: int | None = 1) -> MlflowServer:
+    """Start ``mlflow server`` on a free port and wait (at most ``timeout``) for /health.
+    ``workers=None`` keeps the server's default (several worker processes, as deployed)."""
     command = mlflow_command()
     if command is None:
         raise ServerUnavailable("the `mlflow` command is not installed (pip install -e '.[test]')")
@@ -78,8 +79,7 @@ def start_server(folder: Path, timeout: float = START_TIMEOUT) -> MlflowServer:
                 "127.0.0.1",
                 "--port",
                 str(port),
-                "--workers",
-                "1",
+                *(["--workers", str(workers)] if workers else []),
             ],
             cwd=folder,
             stdout=out,

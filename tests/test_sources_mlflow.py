@@ -24,7 +24,7 @@ from mlflow_server import MlflowServer, ServerUnavailable, client, free_port, lo
 
 from cml_bot.cli import Console, main
 from cml_bot.config import MlflowSource
-from cml_bot.sources.mlflow import filter_string, open_tracking, run_url, shown_uri, tracking_uri
+from cml_bot.sources.mlflow import filter_string, mlflow_results, open_tracking, run_url, shown_uri, tracking_uri
 
 TOKEN = "mlflow-SECRET-token-do-not-leak-4711"
 PASSWORD = "mlflow-SECRET-password-0815"
@@ -104,7 +104,7 @@ def test_report_compares_this_commits_runs_with_the_base_commits(
     name = experiment_name()
     extra = "  artifacts:\n    - confusion.png\nthresholds:\n  accuracy: {direction: higher, max_drop: 0.01}\n"
     base, head = two_commits(repo, config(name, extra))
-    for seed, accuracy in ((0, 0.80), (1, 0.82), (2, 0.81)):
+    for seed, accuracy in ((0, 0.80), (1, 0.82)):
         log_run(
             mlflow,
             name,
@@ -113,9 +113,9 @@ def test_report_compares_this_commits_runs_with_the_base_commits(
             metrics={"accuracy": accuracy},
             histories={"loss": [1.0, 0.6, 0.4 + seed / 100]},
             params={"lr": 0.1, "seed": seed},
-            artifacts={"confusion.png": PNG},
+            artifacts={"confusion.png": PNG} if seed == 0 else {},  # drawn from the first run
         )
-    for seed, accuracy in ((0, 0.90), (1, 0.91), (2, 0.92)):
+    for seed, accuracy in ((0, 0.90), (1, 0.92)):
         log_run(
             mlflow,
             name,
@@ -124,7 +124,7 @@ def test_report_compares_this_commits_runs_with_the_base_commits(
             metrics={"accuracy": accuracy},
             histories={"loss": [0.9, 0.5, 0.3 + seed / 100]},
             params={"lr": 0.2, "seed": seed},
-            artifacts={"confusion.png": PNG},
+            artifacts={"confusion.png": PNG} if seed == 0 else {},
         )
     log_run(mlflow, name, head, name="crashed", metrics={"accuracy": 0.1}, status="FAILED")  # not counted
 
@@ -134,12 +134,13 @@ def test_report_compares_this_commits_runs_with_the_base_commits(
     assert "pass" in out
     report = (repo.root / "cml-bot-report" / "report.md").read_text(encoding="utf-8")
     row = next(line for line in report.splitlines() if line.startswith("| accuracy"))
-    assert "0.81" in row and "0.91" in row and "better" in row  # means of three seeds each, not the crash
-    assert "± " in row or "n=3" in row or "within noise" in row or "better" in row
+    assert "0.81 ± 0.01414 (n=2)" in row and "0.91 ± 0.01414 (n=2)" in row  # two seeds a side, not the crash
+    assert "better" in row
     lr = next(line for line in report.splitlines() if line.startswith("| lr"))
     assert "0.1" in lr and "0.2" in lr
+    assert "| seed" in report and "0, 1" in report  # a param that differs between the runs
     assert f"MLflow runs of the base commit ({base[:10]})" in report
-    assert report.count("#/experiments/") == 12  # 3 runs a side, each link's text and target
+    assert report.count("#/experiments/") == 8  # 2 runs a side, each link's text and target
     assert "seed-0 (this change)" in report and "seed-0 (main)" in report
     images = sorted(p.name for p in (repo.root / "cml-bot-report").glob("*.png"))
     assert any("loss" in image for image in images), images  # the step history, base and head
@@ -377,3 +378,70 @@ def test_artifact_missing_from_the_run_is_noted(repo: GitRepo, server: MlflowSer
     report = (repo.root / "cml-bot-report" / "report.md").read_text(encoding="utf-8")
     assert "has no artifact plots/confusion.png" in report
     assert Path(repo.root / "cml-bot-report").is_dir()
+
+
+def test_run_links_from_untrusted_results_are_escaped() -> None:
+    """A record or a fork's bundle carries the link facts: only http(s) URLs, escaped in the table."""
+    from cml_bot.diff import diff
+    from cml_bot.report import Report, RunFacts, render_markdown
+    from cml_bot.results import RunResults
+    from cml_bot.sources import run_links
+
+    head = RunResults(
+        sha="a" * 40,
+        metrics={},
+        facts={
+            "link:MLflow run x|y": "https://mlflow.example/#/r)|[evil](https://evil.example)",
+            "link:MLflow run js": "javascript:alert(1)",
+            "not a link": "https://ignored.example",
+        },
+    )
+    links = run_links(head, None, "main")
+    assert [label for label, _ in links] == ["MLflow run x|y (this change)"]
+    text = render_markdown(Report("t", "default", diff(None, {}), RunFacts(links=links)))
+    row = next(line for line in text.splitlines() if "MLflow run" in line)
+    assert row.count("|") - row.count("\\|") == 3  # two cells: the label's and the URL's pipes are escaped
+    assert "](https://mlflow.example/#/r%29%7C%5Bevil%5D%28https://evil.example%29)" in row
+    assert "javascript" not in text
+
+
+def test_histories_only_where_there_are_steps(repo: GitRepo, server: MlflowServer, mlflow: Any) -> None:
+    """A metric logged once (latest value at step 0) costs no history request; `history:` patterns
+    choose which metrics are plotted."""
+    from cml_bot.baseline import Baseline
+    from cml_bot.git import Git
+    from cml_bot.sources.mlflow import Tracking
+
+    name = experiment_name()
+    repo.write("cml-bot.yaml", config(name))
+    sha = repo.commit("main")
+    log_run(
+        mlflow,
+        name,
+        sha,
+        name="run",
+        metrics={"test_accuracy": 0.9},
+        histories={"loss": [1.0, 0.5, 0.25], "val_loss": [1.1, 0.6, 0.3]},
+    )
+    fetched: list[str] = []
+
+    class Counting(Tracking):
+        def history(self, run_id: str, key: str) -> list[tuple[float, float]]:
+            fetched.append(key)
+            return super().history(run_id, key)
+
+    no_base = Baseline(None, None, "main", "none")
+    env = {"MLFLOW_TRACKING_URI": server.url}
+    everything = MlflowSource(experiment=name)
+    with open_tracking(everything, env):
+        found = mlflow_results(everything, env, Git(repo.root), sha, no_base, Counting(server.url, env))
+    assert sorted(fetched) == ["loss", "val_loss"]
+    assert sorted(found.head.results.files) == ["mlflow:history/loss.csv", "mlflow:history/val_loss.csv"]
+    assert found.head.results.metrics == {"loss": 0.25, "test_accuracy": 0.9, "val_loss": 0.3}
+
+    fetched.clear()
+    some = MlflowSource(experiment=name, history=("val_*",))
+    with open_tracking(some, env):
+        found = mlflow_results(some, env, Git(repo.root), sha, no_base, Counting(server.url, env))
+    assert fetched == ["val_loss"]
+    assert list(found.head.results.files) == ["mlflow:history/val_loss.csv"]

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING
 
 from cml_bot.config import Config, PlotSpec
 from cml_bot.errors import ConfigError
-from cml_bot.metrics import Value
 from cml_bot.results import RunResults
 
 if TYPE_CHECKING:
@@ -207,12 +206,3 @@ def missing_extra(extra: str, module: str) -> ConfigError:
     return ConfigError(
         f"{extra}: configured in cml-bot.yaml but {module} is not installed; pip install 'cml-bot[{extra}]'"
     )
-
-
-def numeric_value(value: object) -> Value | None:
-    """A logged value as a metric value (MLflow and TensorBoard log floats; anything else is left out)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    return None

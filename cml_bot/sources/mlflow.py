@@ -78,6 +78,7 @@ class RunData:
     start_time: int
     metrics: Mapping[str, float]
     params: Mapping[str, str]
+    last_steps: Mapping[str, int] = field(default_factory=dict)  # step of each latest value, when known
 
 
 class Tracking:
@@ -155,6 +156,8 @@ def _run_data(run: Any) -> RunData:
         start_time=int(info.start_time or 0),
         metrics={str(k): float(v) for k, v in data.metrics.items()},
         params={str(k): str(v) for k, v in data.params.items()},
+        # The search answer carries each latest value's step; the client keeps it only here.
+        last_steps={str(m.key): int(m.step) for m in getattr(data, "_metric_objs", ())},
     )
 
 
@@ -360,8 +363,9 @@ def _results(source: MlflowSource, tracking: Tracking, runs: Sequence[RunData], 
     params = _params(runs)
     files: dict[str, bytes] = {}
     notes: list[str] = []
-    if source.history and names:
-        files.update(_histories(tracking, runs, names))
+    plotted = [name for name in names if _plotted(source, name)]
+    if plotted:
+        files.update(_histories(tracking, runs, plotted))
     for spec in source.artifacts:
         path = spec.path[len(MLFLOW_ARTIFACT_PREFIX) :]
         data = tracking.artifact(runs[0].run_id, path)
@@ -391,6 +395,12 @@ def _wanted(source: MlflowSource, name: str) -> bool:
     return not source.metrics or any(fnmatch.fnmatchcase(name, pattern) for pattern in source.metrics)
 
 
+def _plotted(source: MlflowSource, name: str) -> bool:
+    if isinstance(source.history, bool):
+        return source.history
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in source.history)
+
+
 def _params(runs: Sequence[RunData]) -> dict[str, Value]:
     """Each param's value; one that differs between the runs (a seed) lists its values."""
     params: dict[str, Value] = {}
@@ -402,7 +412,8 @@ def _params(runs: Sequence[RunData]) -> dict[str, Value]:
 
 def _histories(tracking: Tracking, runs: Sequence[RunData], names: Sequence[str]) -> dict[str, bytes]:
     """One plot file per metric: its step history in every run (fetched in parallel: one request each)."""
-    jobs = [(run, name) for name in names for run in runs if name in run.metrics]
+    # A latest value at step 0 has no steps before it (a metric logged once): nothing to fetch.
+    jobs = [(run, name) for name in names for run in runs if name in run.metrics and run.last_steps.get(name) != 0]
     with ThreadPoolExecutor(max_workers=min(HISTORY_WORKERS, max(1, len(jobs)))) as pool:
         histories = list(pool.map(lambda job: tracking.history(job[0].run_id, job[1]), jobs))
     columns = {run.run_id: (run.name if len(runs) == 1 else f"run {i}") for i, run in enumerate(runs, start=1)}

@@ -44,6 +44,7 @@ PREFIX = "tensorboard:history/"
 EVENT_NAME = re.compile(r"tfevents")
 MAX_SCALAR_RECORD = 1 << 20  # bytes: larger records hold images or histograms, never read
 MAX_SERIES = 10_000  # distinct run/tag series kept per revision
+RELEASE_EVERY = 8 << 20  # bytes of a mapped file parsed between releases of its pages
 _HEADER = struct.Struct("<Q")
 _FLOAT = struct.Struct("<f")
 _DOUBLE = struct.Struct("<d")
@@ -133,8 +134,13 @@ def read_event_bytes(data: bytes | mmap.mmap, shown: str, add: Callable[[str, fl
     from google.protobuf.message import DecodeError
 
     event_class = _event_class()
-    size, position = len(data), 0
+    size, position, released = len(data), 0, 0
     while position < size:
+        if isinstance(data, mmap.mmap) and position - released >= RELEASE_EVERY:
+            # Pages already parsed leave this process's memory (they stay in the page cache).
+            end_of_pages = position - position % mmap.PAGESIZE
+            data.madvise(mmap.MADV_DONTNEED, released, end_of_pages - released)
+            released = end_of_pages
         if size - position < 12:
             log.info("%s: ends in a partial record at byte %d (still being written?)", shown, position)
             return None
