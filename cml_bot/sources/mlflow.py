@@ -377,17 +377,15 @@ def _results(source: MlflowSource, tracking: Tracking, runs: Sequence[RunData], 
     results = RunResults(sha=sha, metrics=metrics, params=params, files=files, facts=facts)
     shards: tuple[tuple[str, RunResults], ...] = ()
     if source.runs == "shards" and len(runs) > 1:
-        shards = tuple(
-            (
-                _shard_name(run, index),
-                RunResults(
-                    sha=sha,
-                    metrics={k: v for k, v in run.metrics.items() if _wanted(source, k)},
-                    params=dict(run.params),
-                ),
+        named: dict[str, RunResults] = {}
+        for index, run in enumerate(runs, start=1):
+            shard = _shard_name(run, index)
+            named[shard if shard not in named else f"{shard[:58]}-{index}"] = RunResults(
+                sha=sha,
+                metrics={k: v for k, v in run.metrics.items() if _wanted(source, k)},
+                params=dict(run.params),
             )
-            for index, run in enumerate(runs, start=1)
-        )
+        shards = tuple(named.items())
     return SourceResults(results, tuple(notes), shards)
 
 

@@ -45,6 +45,7 @@ EVENT_NAME = re.compile(r"tfevents")
 MAX_SCALAR_RECORD = 1 << 20  # bytes: larger records hold images or histograms, never read
 MAX_SERIES = 10_000  # distinct run/tag series kept per revision
 RELEASE_EVERY = 8 << 20  # bytes of a mapped file parsed between releases of its pages
+_CAN_RELEASE = hasattr(mmap, "MADV_DONTNEED") and hasattr(mmap.mmap, "madvise")  # not on Windows
 _HEADER = struct.Struct("<Q")
 _FLOAT = struct.Struct("<f")
 _DOUBLE = struct.Struct("<d")
@@ -136,7 +137,7 @@ def read_event_bytes(data: bytes | mmap.mmap, shown: str, add: Callable[[str, fl
     event_class = _event_class()
     size, position, released = len(data), 0, 0
     while position < size:
-        if isinstance(data, mmap.mmap) and position - released >= RELEASE_EVERY:
+        if _CAN_RELEASE and isinstance(data, mmap.mmap) and position - released >= RELEASE_EVERY:
             # Pages already parsed leave this process's memory (they stay in the page cache).
             end_of_pages = position - position % mmap.PAGESIZE
             data.madvise(mmap.MADV_DONTNEED, released, end_of_pages - released)
@@ -277,8 +278,11 @@ def read_logdir(source: TensorBoardSource, root: Path) -> SourceResults:
             raise InputError(f"{shown}: points outside the repository (symlink); refusing to read it")
         if not path.is_file() or path.stat().st_size == 0:
             continue
-        with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            problem = read_event_bytes(mapped, shown, collected.adder(_run_of(relative)))
+        try:
+            with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                problem = read_event_bytes(mapped, shown, collected.adder(_run_of(relative)))
+        except OSError as exc:
+            problem = f"{shown}: cannot read ({exc.strerror or exc})"
         if problem:
             collected.problems.append(problem)
     notes = [f"TensorBoard: {problem}" for problem in collected.problems]
