@@ -100,7 +100,7 @@ class TensorBoardSource:
     logdir: str
     reduce: tuple[tuple[str, str], ...] = ()  # (tag glob, last|min|max); first match wins, default last
     tags: tuple[str, ...] = ()  # fnmatch globs on the metric name; empty: all
-    history: bool = True
+    history: bool | tuple[str, ...] = True  # step plots: all, none, or these globs
 
 
 MLFLOW_ARTIFACT_PREFIX = "mlflow:artifacts/"  # plot paths of MLflow artifacts; no repo path has a ':' like this
@@ -507,7 +507,7 @@ def _parse_tensorboard(r: _Reader, value: object) -> TensorBoardSource | None:
         logdir=r.relative_path(entry["logdir"], "tensorboard.logdir"),
         reduce=tuple(reduce),
         tags=_globs(r, entry["tags"], "tensorboard.tags") if "tags" in entry else (),
-        history=_flag(r, entry["history"], "tensorboard.history") if "history" in entry else True,
+        history=_history(r, entry["history"], "tensorboard.history") if "history" in entry else True,
     )
 
 

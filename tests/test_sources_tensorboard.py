@@ -227,7 +227,7 @@ def test_symlinked_event_file_outside_the_repo_is_refused(repo: GitRepo, tmp_pat
         ("tensorboard: {logdir: runs, reduce: {loss: mean}}", "at tensorboard.reduce.loss: expected one of last, min"),
         ("tensorboard: {logdir: ../runs}", "at tensorboard.logdir: expected a path inside the repo"),
         ("tensorboard: {reduce: {}}", "at tensorboard.logdir: expected the folder of the event files"),
-        ("tensorboard: {logdir: runs, history: 1}", "at tensorboard.history: expected true or false"),
+        ("tensorboard: {logdir: runs, history: 1}", "at tensorboard.history: expected true, false or a list"),
         ("mlflow: {tracking_uri: 'file:///etc'}", "at mlflow.experiment"),
         ("mlflow: {experiment: e, tracking_uri: 'file:///etc'}", "at mlflow.tracking_uri: expected an http(s)"),
         ("mlflow: {experiment: e, runs: all}", "at mlflow.runs: expected one of samples, shards"),
@@ -259,3 +259,18 @@ def test_missing_reader_is_a_one_line_hint(repo: GitRepo, monkeypatch: pytest.Mo
 
     assert code == 2
     assert "pip install 'cml-bot[tensorboard]'" in err
+
+
+def test_step_plots_are_chosen_and_capped(tmp_path: Path) -> None:
+    write_run(tmp_path / "runs", {f"m{i:02d}": [1.0, 0.5] for i in range(35)} | {"loss": [1.0, 0.4]})
+
+    everything = read_logdir(TensorBoardSource("runs"), tmp_path)
+    chosen = read_logdir(TensorBoardSource("runs", history=("loss",)), tmp_path)
+
+    assert len(everything.results.metrics) == 36  # every metric is reported ...
+    assert len(everything.results.files) == 30  # ... but 30 step plots at most, and the report says so
+    assert everything.notes == (
+        "TensorBoard: step plots for the first 30 of 36 metrics (by name); choose them with "
+        "tensorboard.history patterns.",
+    )
+    assert list(chosen.results.files) == ["tensorboard:history/loss.csv"] and chosen.notes == ()

@@ -18,6 +18,7 @@ readers produce, so diff, report and records work unchanged:
 from __future__ import annotations
 
 import csv
+import fnmatch
 import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -47,6 +48,7 @@ HISTORY_PREFIXES = {"mlflow:history/": "MLflow", "tensorboard:history/": "Tensor
 LINK_FACT = "link:"  # RunResults.facts key prefix: "link:<label>" -> URL
 HISTORY_BUCKETS = 500  # a stored step history keeps at most ~1,000 points (min and max per bucket)
 MAX_LINKS = 10  # run links per side in the report's facts
+MAX_HISTORY_PLOTS = 30  # step plots per source: more would bury the report (and take long to draw)
 _X_NAMES = ("step", "epoch", "iteration")  # the plot reader takes these as x: never a y column name
 
 
@@ -173,14 +175,31 @@ def history_path(prefix: str, metric: str) -> str:
 
 
 def history_plot_specs(files: Mapping[str, bytes]) -> tuple[PlotSpec, ...]:
-    """A step plot for each step history in ``files`` (base and head are overlaid by the renderer)."""
+    """A step plot for each step history in ``files`` (base and head are overlaid by the renderer);
+    at most :data:`MAX_HISTORY_PLOTS` per source, also for results from a bundle or a record."""
     specs = []
-    for path in files:
-        for prefix, label in HISTORY_PREFIXES.items():
-            if path.startswith(prefix) and path.endswith(".csv"):
-                metric = path[len(prefix) : -len(".csv")]
-                specs.append(PlotSpec(path=path, x="step", template="linear", title=f"{metric} ({label})"))
+    for prefix, label in HISTORY_PREFIXES.items():
+        paths = sorted(path for path in files if path.startswith(prefix) and path.endswith(".csv"))
+        for path in paths[:MAX_HISTORY_PLOTS]:
+            metric = path[len(prefix) : -len(".csv")]
+            specs.append(PlotSpec(path=path, x="step", template="linear", title=f"{metric} ({label})"))
     return tuple(specs)
+
+
+def plotted(history: bool | tuple[str, ...], names: Sequence[str], source: str) -> tuple[list[str], tuple[str, ...]]:
+    """The metric names whose step histories are kept (``history:`` true, false or patterns), at most
+    :data:`MAX_HISTORY_PLOTS`, and a note when some were left out."""
+    if isinstance(history, bool):
+        chosen = list(names) if history else []
+    else:
+        chosen = [name for name in names if any(fnmatch.fnmatchcase(name, pattern) for pattern in history)]
+    if len(chosen) <= MAX_HISTORY_PLOTS:
+        return chosen, ()
+    note = (
+        f"{source}: step plots for the first {MAX_HISTORY_PLOTS} of {len(chosen)} metrics (by name); "
+        f"choose them with {source.lower()}.history patterns."
+    )
+    return chosen[:MAX_HISTORY_PLOTS], (note,)
 
 
 # --- links to the runs ----------------------------------------------------------------------------

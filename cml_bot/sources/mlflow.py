@@ -36,7 +36,16 @@ from cml_bot.errors import ConfigError, SourceError
 from cml_bot.metrics import Samples, Value
 from cml_bot.results import RunResults
 from cml_bot.secrets import scrub
-from cml_bot.sources import LINK_FACT, SourceResults, envelope, history_csv, history_path, merged, missing_extra
+from cml_bot.sources import (
+    LINK_FACT,
+    SourceResults,
+    envelope,
+    history_csv,
+    history_path,
+    merged,
+    missing_extra,
+    plotted,
+)
 
 if TYPE_CHECKING:
     from cml_bot.git import Git
@@ -363,9 +372,10 @@ def _results(source: MlflowSource, tracking: Tracking, runs: Sequence[RunData], 
     params = _params(runs)
     files: dict[str, bytes] = {}
     notes: list[str] = []
-    plotted = [name for name in names if _plotted(source, name)]
-    if plotted:
-        files.update(_histories(tracking, runs, plotted))
+    drawn, left_out = plotted(source.history, names, "MLflow")
+    notes += left_out
+    if drawn:
+        files.update(_histories(tracking, runs, drawn))
     for spec in source.artifacts:
         path = spec.path[len(MLFLOW_ARTIFACT_PREFIX) :]
         data = tracking.artifact(runs[0].run_id, path)
@@ -391,12 +401,6 @@ def _results(source: MlflowSource, tracking: Tracking, runs: Sequence[RunData], 
 
 def _wanted(source: MlflowSource, name: str) -> bool:
     return not source.metrics or any(fnmatch.fnmatchcase(name, pattern) for pattern in source.metrics)
-
-
-def _plotted(source: MlflowSource, name: str) -> bool:
-    if isinstance(source.history, bool):
-        return source.history
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in source.history)
 
 
 def _params(runs: Sequence[RunData]) -> dict[str, Value]:

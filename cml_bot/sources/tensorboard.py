@@ -31,7 +31,7 @@ from cml_bot.config import TensorBoardSource
 from cml_bot.errors import InputError
 from cml_bot.metrics import Value
 from cml_bot.results import RunResults
-from cml_bot.sources import HISTORY_BUCKETS, SourceResults, history_csv, history_path, missing_extra
+from cml_bot.sources import HISTORY_BUCKETS, SourceResults, history_csv, history_path, missing_extra, plotted
 
 if TYPE_CHECKING:
     from cml_bot.git import Git
@@ -290,7 +290,8 @@ def read_logdir(source: TensorBoardSource, root: Path) -> SourceResults:
         notes.append(f"TensorBoard: no event files under {source.logdir}; its metrics are missing.")
     if collected.dropped:
         notes.append(f"TensorBoard: only the first {MAX_SERIES:,} scalar series were read.")
-    return SourceResults(scalars_to_results(source, collected.series, None), tuple(notes))
+    results, left_out = scalars_to_results(source, collected.series, None)
+    return SourceResults(results, (*notes, *left_out))
 
 
 def committed_scalars(source: TensorBoardSource, git: Git, sha: str) -> RunResults | None:
@@ -312,25 +313,29 @@ def committed_scalars(source: TensorBoardSource, git: Git, sha: str) -> RunResul
             problem = read_event_bytes(data, f"{path} at {sha[:10]}", add)
             if problem:
                 log.warning("TensorBoard: %s", problem)
-    return scalars_to_results(source, collected.series, sha)
+    return scalars_to_results(source, collected.series, sha)[0]
 
 
 def _is_event(name: str) -> bool:
     return EVENT_NAME.search(name) is not None
 
 
-def scalars_to_results(source: TensorBoardSource, series: Mapping[str, ScalarSeries], sha: str | None) -> RunResults:
+def scalars_to_results(
+    source: TensorBoardSource, series: Mapping[str, ScalarSeries], sha: str | None
+) -> tuple[RunResults, tuple[str, ...]]:
+    """Metrics and step-history files of the series, and a note when step plots were left out."""
     metrics: dict[str, Value] = {}
+    names = [name for name in sorted(series) if not source.tags or _matches(name, source.tags)]
+    for name in names:
+        metrics[name] = series[name].value(_reduction(source, name))
+    with_steps = [name for name in names if series[name].count > 1]
+    drawn, notes = plotted(source.history, with_steps, "TensorBoard")
     files: dict[str, bytes] = {}
-    for name in sorted(series):
-        if source.tags and not _matches(name, source.tags):
-            continue
-        values = series[name]
-        metrics[name] = values.value(_reduction(source, name))
-        points = values.points()
-        if source.history and len(points) > 1:
+    for name in drawn:
+        points = series[name].points()
+        if len(points) > 1:  # NaNs are not drawn: a series of one drawable point has no plot
             files[history_path(PREFIX, name)] = history_csv({name: points}, name)
-    return RunResults(sha=sha, metrics=metrics, files=files)
+    return RunResults(sha=sha, metrics=metrics, files=files), notes
 
 
 def _matches(name: str, patterns: Iterable[str]) -> bool:
