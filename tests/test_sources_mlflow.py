@@ -32,6 +32,7 @@ PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
     "1f15c4890000000d49444154789c6360f8cfc0f01f0005000201a2dd1b6f0000000049454e44ae426082"
 )
+PR_CURVE = b"recall,precision\n0.1,0.95\n0.5,0.9\n0.9,0.7\n"
 _names = itertools.count()
 
 
@@ -102,7 +103,10 @@ def test_report_compares_this_commits_runs_with_the_base_commits(
     repo: GitRepo, server: MlflowServer, mlflow: Any
 ) -> None:
     name = experiment_name()
-    extra = "  artifacts:\n    - confusion.png\nthresholds:\n  accuracy: {direction: higher, max_drop: 0.01}\n"
+    extra = (
+        "  artifacts:\n    - confusion.png\n    - {path: eval/pr.csv, x: recall, y: precision}\n"
+        "thresholds:\n  accuracy: {direction: higher, max_drop: 0.01}\n"
+    )
     base, head = two_commits(repo, config(name, extra))
     for seed, accuracy in ((0, 0.80), (1, 0.82)):
         log_run(
@@ -113,7 +117,7 @@ def test_report_compares_this_commits_runs_with_the_base_commits(
             metrics={"accuracy": accuracy},
             histories={"loss": [1.0, 0.6, 0.4 + seed / 100]},
             params={"lr": 0.1, "seed": seed},
-            artifacts={"confusion.png": PNG} if seed == 0 else {},  # drawn from the first run
+            artifacts={"confusion.png": PNG, "eval/pr.csv": PR_CURVE} if seed == 0 else {},  # from the first run
         )
     for seed, accuracy in ((0, 0.90), (1, 0.92)):
         log_run(
@@ -124,7 +128,7 @@ def test_report_compares_this_commits_runs_with_the_base_commits(
             metrics={"accuracy": accuracy},
             histories={"loss": [0.9, 0.5, 0.3 + seed / 100]},
             params={"lr": 0.2, "seed": seed},
-            artifacts={"confusion.png": PNG} if seed == 0 else {},
+            artifacts={"confusion.png": PNG, "eval/pr.csv": PR_CURVE} if seed == 0 else {},
         )
     log_run(mlflow, name, head, name="crashed", metrics={"accuracy": 0.1}, status="FAILED")  # not counted
 
@@ -144,7 +148,8 @@ def test_report_compares_this_commits_runs_with_the_base_commits(
     assert "seed-0 (this change)" in report and "seed-0 (main)" in report
     images = sorted(p.name for p in (repo.root / "cml-bot-report").glob("*.png"))
     assert any("loss" in image for image in images), images  # the step history, base and head
-    assert any("confusion" in image for image in images), images  # the logged artifact
+    assert any("confusion" in image for image in images), images  # a logged image
+    assert any("pr-csv" in image for image in images), images  # logged plot data
     assert "not in main" not in report  # both sides drawn
     assert_no_secret(out, err, report_files(repo))
     assert "Downloading" not in err  # the client's progress bars are off: only the CLI prints

@@ -221,32 +221,6 @@ def test_symlinked_event_file_outside_the_repo_is_refused(repo: GitRepo, tmp_pat
     assert "points outside the repository" in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize(
-    ("config", "message"),
-    [
-        ("tensorboard: {logdir: runs, reduce: {loss: mean}}", "at tensorboard.reduce.loss: expected one of last, min"),
-        ("tensorboard: {logdir: ../runs}", "at tensorboard.logdir: expected a path inside the repo"),
-        ("tensorboard: {reduce: {}}", "at tensorboard.logdir: expected the folder of the event files"),
-        ("tensorboard: {logdir: runs, history: 1}", "at tensorboard.history: expected true, false or a list"),
-        ("mlflow: {tracking_uri: 'file:///etc'}", "at mlflow.experiment"),
-        ("mlflow: {experiment: e, tracking_uri: 'file:///etc'}", "at mlflow.tracking_uri: expected an http(s)"),
-        ("mlflow: {experiment: e, runs: all}", "at mlflow.runs: expected one of samples, shards"),
-        ("mlflow: {experiment: e, colour: red}", "at mlflow.colour: unknown key"),
-        ("mlflow: {experiment: e, run_url: 'javascript:x'}", "at mlflow.run_url: expected an http(s)"),
-        ("mlflow: {experiment: e, artifacts: [{path: ../x.png}]}", "at mlflow.artifacts[0].path"),
-    ],
-)
-def test_config_errors_name_the_key_and_the_file(repo: GitRepo, config: str, message: str) -> None:
-    repo.write("cml-bot.yaml", config + "\n")
-    repo.commit("main")
-
-    code, _, err = cli(["report", "--dry-run"], repo)
-
-    assert code == 2
-    assert err.startswith("cml-bot: error: cml-bot.yaml ") and message in err, err
-    assert err.count("\n") == 1
-
-
 def test_missing_reader_is_a_one_line_hint(repo: GitRepo, monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
