@@ -165,13 +165,18 @@ def collect_results(config: Config, sha: str | None, missing_ok: bool) -> RunRes
 def render_plots(
     config: Config, head: RunResults, base: RunResults | None, base_label: str
 ) -> tuple[tuple[PlotEntry, ...], tuple[Image, ...]]:
-    if not config.plots:
+    specs = config.plots
+    if any(":history/" in path for path in head.files):  # step histories from MLflow or TensorBoard
+        from cml_bot.sources import history_plot_specs
+
+        specs = (*specs, *history_plot_specs(head.files))
+    if not specs:
         return (), ()
     from cml_bot import plots  # matplotlib and pandas load only when there is something to draw
 
     entries: list[PlotEntry | None] = []
     jobs: list[tuple[int, str, plots.PlotJob]] = []  # (entry index, title, job)
-    for number, spec in enumerate(config.plots, start=1):
+    for number, spec in enumerate(specs, start=1):
         title = spec.title or spec.path
         head_data = head.files.get(spec.path)
         if head_data is None:
@@ -209,6 +214,7 @@ class Evaluation:
     data_changes: tuple[DataChange, ...] = ()
     store: ResultStore | None = None  # where this run's results are recorded, made once per run
     notes: tuple[str, ...] = ()  # for the reader of the report
+    shards: tuple[tuple[str, RunResults], ...] = ()  # MLflow runs compared one by one (``runs: shards``)
 
 
 def evaluate(options: Options, effects: Effects) -> Evaluation:
@@ -262,6 +268,13 @@ def _judge(
         log.warning("recorded results unavailable: %s", exc)
         notes.append(f"Recorded results could not be read ({exc}); compared without them.")
         baseline, history = find_baseline(_NoRecords()), []
+    shards: tuple[tuple[str, RunResults], ...] = ()
+    if config.mlflow is not None or config.tensorboard is not None:
+        from cml_bot.sources import add_sources
+
+        added = add_sources(config, git, effects.env, head, baseline)
+        head, baseline, shards = added.head, added.baseline, added.shards
+        notes += added.notes
     facts = RunFacts(
         head_sha=head.sha,
         head_ref=head_ref,
@@ -270,6 +283,7 @@ def _judge(
         baseline_source=baseline.source,
         duration=effects.clock() - started,
         run_url=context.job_url or context.run_url,
+        links=_run_links(head, baseline),
     )
     changes: tuple[DataChange, ...] = ()
     if config.data.files or config.dvc:
@@ -277,8 +291,15 @@ def _judge(
 
         changes = collect_data_changes(config, git, baseline.sha)
     return Evaluation(
-        config, context, head, baseline, pipeline_result, facts, tuple(history), changes, store, tuple(notes)
+        config, context, head, baseline, pipeline_result, facts, tuple(history), changes, store, tuple(notes), shards
     )
+
+
+def _run_links(head: RunResults, baseline: Baseline) -> tuple[tuple[str, str], ...]:
+    """Links to the tracking-server runs behind both sides' metrics (MLflow), when there are any."""
+    from cml_bot.sources import run_links  # no client: the sources' clients load only when configured
+
+    return run_links(head, baseline.results, baseline.ref or "base")
 
 
 class _NoRecords:
@@ -332,6 +353,11 @@ def build_report(evaluation: Evaluation, draw: bool = True) -> tuple[Report, tup
     trend_entry, trend_image = render_trend_plot(evaluation, result) if draw else (PlotEntry(""), None)
     if trend_image is not None:
         plot_entries, images = (*plot_entries, trend_entry), (*images, trend_image)
+    base_params = base.params if base else None
+    shards = tuple(  # each MLflow run of this change against the same baseline
+        Shard(name, diff(base.metrics if base else None, run.metrics, config.thresholds, base_params, run.params))
+        for name, run in evaluation.shards
+    )
     report = Report(
         title=config.title,
         report_id=config.report_id,
@@ -341,6 +367,7 @@ def build_report(evaluation: Evaluation, draw: bool = True) -> tuple[Report, tup
         pipeline=evaluation.pipeline,
         data_changes=evaluation.data_changes,
         notes=(*evaluation.notes, *_plot_notes(config, head)),
+        shards=shards,
     )
     return report, images
 

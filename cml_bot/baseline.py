@@ -6,7 +6,7 @@ main's moving tip. In order:
 1. an explicit ``--baseline FILE`` given on the command line;
 2. results recorded for the merge-base (``cml-bot record`` on pushes to main);
 3. the nearest recorded first-parent ancestor of the merge-base, saying how many commits older;
-4. the metrics files as committed at the merge-base (DVC style, ``git show``);
+4. the metrics files (and a TensorBoard logdir) as committed at the merge-base (DVC style, ``git show``);
 5. ``baseline.file`` from the config;
 6. no baseline.
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -54,6 +54,7 @@ class Baseline:
     sha: str | None  # the merge-base (or the commit the results belong to)
     ref: str | None  # the target branch name, for labels
     source: str  # one sentence for the report
+    merge_base: str | None = None  # the base commit searched from (``sha`` may be an older recorded one)
 
 
 def find_base_commit(
@@ -115,7 +116,7 @@ def resolve_baseline(
         available = store.recorded()
         recorded = store.load(sha) if available is None or sha in available else None
         if recorded is not None:
-            return Baseline(recorded, sha, branch, f"recorded results of {how} ({sha[:10]})")
+            return Baseline(recorded, sha, branch, f"recorded results of {how} ({sha[:10]})", sha)
         limit = ANCESTOR_SEARCH_LIMIT if available is not None else PROBE_LIMIT
         for distance, ancestor in enumerate(git.ancestors(sha, limit)[1:], start=1):
             recorded = store.load(ancestor) if available is None or ancestor in available else None
@@ -127,10 +128,11 @@ def resolve_baseline(
                     branch,
                     f"recorded results of {ancestor[:10]}, {distance} commit{plural} older than "
                     f"{how} ({sha[:10]}), the nearest recorded",
+                    sha,
                 )
         committed = committed_results(config, git, sha)
         if committed is not None:
-            return Baseline(committed, sha, branch, f"metrics files as committed at {how} ({sha[:10]})")
+            return Baseline(committed, sha, branch, f"metrics files as committed at {how} ({sha[:10]})", sha)
     if config.baseline_file:
         path = config.root / config.baseline_file
         if path.exists():
@@ -140,9 +142,10 @@ def resolve_baseline(
                 sha,
                 branch,
                 f"the file {config.baseline_file} named in baseline.file",
+                sha,
             )
     reason = how if sha is None else f"nothing recorded or committed for {how} ({sha[:10]})"
-    return Baseline(None, sha, branch, f"no baseline: {reason}")
+    return Baseline(None, sha, branch, f"no baseline: {reason}", sha)
 
 
 def committed_results(config: Config, git: Git, sha: str) -> RunResults | None:
@@ -154,12 +157,22 @@ def committed_results(config: Config, git: Git, sha: str) -> RunResults | None:
     folders = [f"{path}/metrics.json" for path in config.metrics if contents.get(path) is None]  # dvclive
     contents.update(git.show_many(sha, folders))
     metric_files = _parsed(config.metrics, contents)
-    if not metric_files:
+    scalars = None
+    if config.tensorboard is not None:  # the logdir as committed, for teams that commit it
+        from cml_bot.sources.tensorboard import committed_scalars
+
+        scalars = committed_scalars(config.tensorboard, git, sha)
+    if not metric_files and scalars is None:
         return None
     files = {spec.path: data for spec in config.plots if (data := contents.get(spec.path)) is not None}
-    return RunResults(
+    results = RunResults(
         sha=sha, metrics=combine(metric_files), params=combine(_parsed(config.params, contents)), files=files
     )
+    if scalars is not None:
+        results = replace(
+            results, metrics={**results.metrics, **scalars.metrics}, files={**results.files, **scalars.files}
+        )
+    return results
 
 
 def _parsed(paths: Sequence[str], contents: Mapping[str, bytes | None]) -> list[tuple[str, dict[str, Value]]]:

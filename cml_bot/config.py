@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -83,6 +83,38 @@ class Threshold:
     max: float | None = None
 
 
+REDUCTIONS = ("last", "min", "max")
+RUN_MODES = ("samples", "shards")
+
+
+@dataclass(frozen=True)
+class MlflowSource:
+    """Metrics of the runs logged to an MLflow tracking server for a commit (``mlflow:``)."""
+
+    experiment: str
+    tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI
+    filter: str | None = None  # more of MLflow's search syntax, ANDed with the commit
+    run_name: str | None = None
+    runs: str = "samples"  # several matching runs: repeated values, or one shard each
+    metrics: tuple[str, ...] = ()  # fnmatch globs; empty: all
+    history: bool | tuple[str, ...] = True  # fetch step histories (all, none, or these globs) and draw them
+    artifacts: tuple[PlotSpec, ...] = ()  # logged files drawn as plots (paths under ARTIFACT_PREFIX)
+    run_url: str | None = None  # link template; None: the MLflow UI's run page
+
+
+@dataclass(frozen=True)
+class TensorBoardSource:
+    """Scalars from TensorBoard event files under ``logdir`` (``tensorboard:``)."""
+
+    logdir: str
+    reduce: tuple[tuple[str, str], ...] = ()  # (tag glob, last|min|max); first match wins, default last
+    tags: tuple[str, ...] = ()  # fnmatch globs on the metric name; empty: all
+    history: bool | tuple[str, ...] = True  # step plots: all, none, or these globs
+
+
+MLFLOW_ARTIFACT_PREFIX = "mlflow:artifacts/"  # plot paths of MLflow artifacts; no repo path has a ':' like this
+
+
 @dataclass(frozen=True)
 class Limits:
     """Bounds on what a pull request's files may make cml-bot read (``limits:`` in cml-bot.yaml)."""
@@ -108,9 +140,24 @@ class Config:
     thresholds: tuple[Threshold, ...] = ()
     dvc: bool = False  # the repo is a DVC project (has dvc.yaml or .dvc/)
     limits: Limits = field(default_factory=Limits)
+    mlflow: MlflowSource | None = None
+    tensorboard: TensorBoardSource | None = None
 
 
-_TOP_KEYS = ("title", "id", "baseline", "data", "pipeline", "metrics", "params", "plots", "thresholds", "limits")
+_TOP_KEYS = (
+    "title",
+    "id",
+    "baseline",
+    "data",
+    "pipeline",
+    "metrics",
+    "params",
+    "plots",
+    "thresholds",
+    "limits",
+    "mlflow",
+    "tensorboard",
+)
 
 
 class _Reader:
@@ -270,8 +317,6 @@ def expand_plot_folders(root: Path, plots: tuple[PlotSpec, ...]) -> tuple[PlotSp
 
 
 def _replace(config: Config, **changes: Any) -> Config:
-    from dataclasses import replace
-
     return replace(config, **changes)
 
 
@@ -337,6 +382,8 @@ def parse_config(raw: object, root: Path, file: str = CONFIG_FILE) -> Config:
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
                 raise r.fail("baseline.trend", "a whole number of commits from 0 to 100", value)
             trend = value
+    mlflow = _parse_mlflow(r, top.get("mlflow"))
+    plots = tuple(_parse_plot(r, item, f"plots[{i}]") for i, item in enumerate(_list(r, top, "plots")))
     return Config(
         root=root,
         title=title,
@@ -349,9 +396,11 @@ def parse_config(raw: object, root: Path, file: str = CONFIG_FILE) -> Config:
         pipeline=_parse_pipeline(r, top.get("pipeline")),
         metrics=_parse_paths(r, top.get("metrics"), "metrics"),
         params=_parse_paths(r, top.get("params"), "params"),
-        plots=tuple(_parse_plot(r, item, f"plots[{i}]") for i, item in enumerate(_list(r, top, "plots"))),
+        plots=plots + (mlflow.artifacts if mlflow else ()),
         thresholds=_parse_thresholds(r, top.get("thresholds")),
         limits=_parse_limits(r, top.get("limits")),
+        mlflow=mlflow,
+        tensorboard=_parse_tensorboard(r, top.get("tensorboard")),
     )
 
 
@@ -461,6 +510,89 @@ def _parse_plot(r: _Reader, item: object, where: str) -> PlotSpec:
         y = (r.text(y_raw, _join(where, "y")),)
     title = r.text(entry["title"], _join(where, "title")) if "title" in entry else None
     return PlotSpec(path=path, x=x, y=y, template=template, title=title)
+
+
+def _globs(r: _Reader, value: object, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    return tuple(r.text(item, f"{where}[{i}]") for i, item in enumerate(r.sequence(value, where)))
+
+
+def _flag(r: _Reader, value: object, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise r.fail(where, "true or false", value)
+    return value
+
+
+def _history(r: _Reader, value: object, where: str) -> bool | tuple[str, ...]:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str | list):
+        return _globs(r, value, where)
+    raise r.fail(where, "true, false or a list of metric name patterns", value)
+
+
+def _parse_mlflow(r: _Reader, value: object) -> MlflowSource | None:
+    if value is None:
+        return None
+    keys = ("experiment", "tracking_uri", "filter", "run_name", "runs", "metrics", "history", "artifacts", "run_url")
+    entry = r.mapping(value, "mlflow", keys)
+    if "experiment" not in entry:
+        raise r.fail("mlflow.experiment", "the name of the MLflow experiment the runs are logged to")
+    experiment = r.text(
+        str(entry["experiment"]) if isinstance(entry["experiment"], int) else entry["experiment"], "mlflow.experiment"
+    )
+    uri = r.text(entry["tracking_uri"], "mlflow.tracking_uri") if "tracking_uri" in entry else None
+    if uri is not None and not re.match(r"^(https?|databricks)(://|$)", uri):
+        raise r.fail("mlflow.tracking_uri", "an http(s):// URL or databricks", uri)
+    runs = entry.get("runs", "samples")
+    if runs not in RUN_MODES:
+        raise r.fail("mlflow.runs", f"one of {', '.join(RUN_MODES)}", runs)
+    run_url = r.text(entry["run_url"], "mlflow.run_url") if "run_url" in entry else None
+    if run_url is not None and not run_url.startswith(("https://", "http://", "{tracking_uri}")):
+        raise r.fail(
+            "mlflow.run_url",
+            "an http(s):// URL template (placeholders {tracking_uri}, {experiment_id}, {run_id})",
+            run_url,
+        )
+    artifacts = []
+    for i, item in enumerate(_list(r, entry, "artifacts")):
+        where = f"mlflow.artifacts[{i}]"
+        spec = _parse_plot(r, {"path": item} if isinstance(item, str) else item, where)
+        title = spec.title or f"{spec.path} (MLflow artifact)"
+        artifacts.append(replace(spec, path=MLFLOW_ARTIFACT_PREFIX + spec.path, title=title))
+    return MlflowSource(
+        experiment=experiment,
+        tracking_uri=uri,
+        filter=r.text(entry["filter"], "mlflow.filter") if "filter" in entry else None,
+        run_name=r.text(entry["run_name"], "mlflow.run_name") if "run_name" in entry else None,
+        runs=runs,
+        metrics=_globs(r, entry["metrics"], "mlflow.metrics") if "metrics" in entry else (),
+        history=_history(r, entry["history"], "mlflow.history") if "history" in entry else True,
+        artifacts=tuple(artifacts),
+        run_url=run_url,
+    )
+
+
+def _parse_tensorboard(r: _Reader, value: object) -> TensorBoardSource | None:
+    if value is None:
+        return None
+    if isinstance(value, str):  # shorthand: the logdir
+        value = {"logdir": value}
+    entry = r.mapping(value, "tensorboard", ("logdir", "reduce", "tags", "history"))
+    if "logdir" not in entry:
+        raise r.fail("tensorboard.logdir", "the folder of the event files (with run subfolders)")
+    reduce = []
+    for pattern, how in r.mapping(entry.get("reduce") or {}, "tensorboard.reduce").items():
+        if how not in REDUCTIONS:
+            raise r.fail(f"tensorboard.reduce.{pattern}", f"one of {', '.join(REDUCTIONS)}", how)
+        reduce.append((str(pattern), str(how)))
+    return TensorBoardSource(
+        logdir=r.relative_path(entry["logdir"], "tensorboard.logdir"),
+        reduce=tuple(reduce),
+        tags=_globs(r, entry["tags"], "tensorboard.tags") if "tags" in entry else (),
+        history=_history(r, entry["history"], "tensorboard.history") if "history" in entry else True,
+    )
 
 
 _PCT = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*%\s*$")

@@ -32,6 +32,10 @@ class DataError(CmlBotError):
     """Pinned data could not be pulled or verified."""
 
 
+class SourceError(CmlBotError):
+    """A metrics source (an MLflow tracking server) refused or failed a request."""
+
+
 class ForgeError(CmlBotError):
     """GitHub or GitLab refused or failed a request after retries."""
 

@@ -24,6 +24,7 @@ Long text is cut at :data:`TEXT_LIMIT` characters with a note saying how much wa
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Sequence
 
 TEXT_LIMIT = 1000  # characters of one untrusted string shown in the report
@@ -247,3 +248,10 @@ def _bitbucket_plain(text: str) -> str:
         text = pattern.sub(replacement, text)
     return text
 
+
+
+def untrusted_link_target(url: str) -> str:
+    """A URL from untrusted data (a record, a bundle) as a link target inside a table cell: every
+    character outside plain URL syntax percent-encoded, so it can neither end the link nor split
+    the cell (``|``, brackets, quotes, backslashes, spaces)."""
+    return urllib.parse.quote(url, safe=":/?#@!$&*+,;=%-._~")

@@ -61,6 +61,7 @@ class RunFacts:
     duration: float | None = None  # seconds for the whole run
     run_url: str | None = None
     extra: tuple[tuple[str, str], ...] = ()  # more (label, untrusted value) rows
+    links: tuple[tuple[str, str], ...] = ()  # (untrusted label, untrusted http(s) URL): runs on a tracking server
 
 
 @dataclass(frozen=True)
@@ -476,6 +477,11 @@ def _facts_section(report: Report) -> list[str]:
     if facts.run_url:
         rows.append(["CI run", f"[{md.cell(facts.run_url)}]({md.link_target(facts.run_url)})"])
     rows += [[md.cell(label), md.cell(value)] for label, value in facts.extra]
+    rows += [
+        [md.cell(label), f"[{md.cell(url)}]({md.untrusted_link_target(url)})"]
+        for label, url in facts.links
+        if url.startswith(("https://", "http://"))
+    ]
     if not rows:
         return []
     table = md.table(["", ""], rows)

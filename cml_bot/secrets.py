@@ -50,6 +50,11 @@ TOKEN_VARIABLES = (
     "CI_JOB_TOKEN",
     "INPUT_GITHUB-TOKEN",
     "INPUT_GITHUB_TOKEN",
+    # MLflow's client reads these (cml_bot.sources.mlflow); the project's commands never get them.
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "DATABRICKS_TOKEN",
 )
 # GitLab variables that carry the job token under another name.
 _FORGE_DERIVED = ("CI_REPOSITORY_URL", "CI_REGISTRY_PASSWORD", "CI_DEPENDENCY_PROXY_PASSWORD")
