@@ -22,7 +22,7 @@ from typing import Any
 from cml_bot.data import DataChange
 from cml_bot.errors import InputError
 from cml_bot.pipeline import PipelineResult, StepResult
-from cml_bot.results import RunResults, atomic_write, from_json, to_json
+from cml_bot.results import RunResults, atomic_write, from_json, make_own_folder, to_json
 
 RUN_FILE = "run.json"
 FORMAT_VERSION = 2
@@ -93,7 +93,7 @@ def save_run(folder: Path, run: SavedRun) -> None:
         "history": [json.loads(to_json(RunResults(sha=h.sha, metrics=h.metrics))) for h in run.history],
         "duration": run.duration,
     }
-    folder.mkdir(parents=True, exist_ok=True)
+    make_own_folder(folder)
     atomic_write(folder / RUN_FILE, json.dumps(document).encode("utf-8"))
 
 

@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    demo = sub.add_parser("demo", help="run the whole loop on a built-in example project, offline")
+    demo = _command(sub, "demo", "run the whole loop on a built-in example project, offline (needs scikit-learn)")
     demo.add_argument("--out", type=Path, help="where to write the report (default: a new temp folder)")
     demo.add_argument("--workdir", type=Path, help="where to create the example repo (default: a temp folder)")
 
@@ -73,29 +73,28 @@ def _parser() -> argparse.ArgumentParser:
         ("report", "collect metrics, diff against the baseline, render and post the report"),
         ("run", "pull data and run the pipeline first, then do what 'report' does"),
     ):
-        command = sub.add_parser(name, help=text, description=text)
+        command = _command(sub, name, text)
         _report_options(command, pipeline=True)
 
-    record = sub.add_parser("record", help="store this commit's results as a baseline (pushes to main)")
+    record = _command(sub, "record", "store this commit's results as a baseline for later pull requests")
     _common(record)
 
-    merge = sub.add_parser("merge", help="post ONE report comparing the shards of a matrix with the baseline")
+    merge = _command(sub, "merge", "post ONE report comparing the shards of a matrix with the baseline")
     merge.add_argument("shards", nargs="+", type=Path, metavar="SHARD_DIR", help="folders written with --shard")
     _report_options(merge, pipeline=False)
 
-    pull = sub.add_parser("pull", help="pull pinned data (or `dvc pull` in a DVC repo)")
+    pull = _command(sub, "pull", "pull pinned data (or `dvc pull` in a DVC repo)")
     _common(pull)
 
-    data = sub.add_parser("data", help="manage pinned data entries in cml-bot.yaml")
+    data = _command(sub, "data", "manage pinned data entries in cml-bot.yaml")
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
-    add = data_sub.add_parser("add", help="hash a local file and pin it with its source URL")
+    add = _command(data_sub, "add", "hash a local file and pin it with its source URL")
     add.add_argument("path", help="the file, relative to the repo")
     add.add_argument("--url", required=True, help="where CI downloads it from (https, http, file, s3, gs)")
     _common(add)
 
-    publish = sub.add_parser(
-        "publish",
-        help="post a bundle saved by a run with a read-only token (rendered here, with this checkout's config)",
+    publish = _command(
+        sub, "publish", "post a bundle saved by a run with a read-only token (rendered with this checkout's config)"
     )
     publish.add_argument("--bundle", type=Path, required=True, help="the bundle folder")
     publish.add_argument("--out", type=Path, help="report folder (default: cml-bot-report in the repo)")
@@ -104,6 +103,11 @@ def _parser() -> argparse.ArgumentParser:
         "--head-sha", help="refuse unless the bundle is for this commit (pass github.event.workflow_run.head_sha)"
     )
     return parser
+
+
+def _command(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, text: str) -> argparse.ArgumentParser:
+    """A subcommand whose one-line ``text`` shows both in ``cml-bot --help`` and in its own ``--help``."""
+    return sub.add_parser(name, help=text, description=text)
 
 
 def _common(command: argparse.ArgumentParser) -> None:
@@ -154,7 +158,12 @@ def _report_options(command: argparse.ArgumentParser, pipeline: bool) -> None:
         default=None,
         help="store this commit's results as a baseline for later runs",
     )
-    record.add_argument("--no-record", dest="record", action="store_false")
+    record.add_argument(
+        "--no-record",
+        dest="record",
+        action="store_false",
+        help="do not store this commit's results, even on the baseline branch",
+    )
 
 
 def main(
@@ -163,8 +172,14 @@ def main(
     """Entry point; returns the exit code (the console script exits with it)."""
     console = console or Console()
     environ = dict(os.environ if env is None else env)
+    parser = _parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        # Bare `cml-bot` asks what the tool does, it is not a mistake: show the help and exit 0, as
+        # pip, gh, docker and cargo do (argparse alone would print an error and exit 2).
+        console.say(parser.format_help().rstrip())
+        return EXIT_OK
     try:
-        args = _parser().parse_args(argv)
+        args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error argparse already explained
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     logging.basicConfig(
