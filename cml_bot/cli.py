@@ -20,6 +20,7 @@ from cml_bot.secrets import TOKEN_VARIABLES, scrub
 
 if TYPE_CHECKING:
     from cml_bot.app import Outcome
+    from cml_bot.progress import TransferMeter
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # pipeline failed, regression with --fail-on-regression, forge failure
@@ -35,8 +36,12 @@ class Console:
         # A terminal gets one progress line redrawn in place; CI logs get plain lines.
         self.interactive = self.out.isatty() and not os.environ.get("CI") if interactive is None else interactive
         self._progress_shown = False
+        self._meter: TransferMeter | None = None
 
     def say(self, line: str) -> None:
+        if self._meter is not None:  # whatever comes after a pull ends its progress
+            self._meter.close()
+            self._meter = None
         if self._progress_shown:
             self.out.write("\n")
             self._progress_shown = False
@@ -44,12 +49,23 @@ class Console:
 
     def progress(self, line: str) -> None:
         if not self.interactive:
-            self.say(line)
+            print(line, file=self.out, flush=True)
+            return
+        if self._meter is not None and self._meter.drawing:
+            self._meter.note(line)
             return
         width = shutil.get_terminal_size().columns - 1
         self.out.write("\r" + line[:width].ljust(width))
         self.out.flush()
         self._progress_shown = True
+
+    def transfer(self, path: str, received: int, size: int | None) -> None:
+        """Byte-level download progress (a ``cml_bot.data.Transfer``): a bar here, periodic lines in CI."""
+        if self._meter is None:
+            from cml_bot.progress import TransferMeter
+
+            self._meter = TransferMeter(self.out, interactive=self.interactive)
+        self._meter.update(path, received, size)
 
     def warn(self, line: str) -> None:
         print(line, file=self.err, flush=True)
@@ -233,7 +249,7 @@ def _report(args: argparse.Namespace, env: Mapping[str, str], console: Console) 
         record=getattr(args, "record", None),
         shard=getattr(args, "shard", None),
     )
-    effects = Effects(env=env, echo=console.say, progress=console.progress)
+    effects = Effects(env=env, echo=console.say, progress=console.progress, transfer=console.transfer)
     outcome = merge(args.shards, options, effects) if args.command == "merge" else run(options, effects)
     _show(outcome, env, console)
     if outcome.verdict.value == "failed":
@@ -306,7 +322,7 @@ def _pull(args: argparse.Namespace, env: Mapping[str, str], console: Console) ->
 
     config = load_config(args.directory, args.config)
     if config.data.files:
-        result = data.pull(config, progress=console.progress)
+        result = data.pull(config, progress=console.progress, transfer=console.transfer)
         console.say(f"cml-bot: {result.summary}")
     elif data.is_dvc_repo(config.root):
         data.dvc_pull(config.root, console.say)

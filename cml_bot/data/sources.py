@@ -7,6 +7,7 @@ again (resuming where it stopped). Userinfo in URLs is never shown (:func:`redac
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import threading
 import urllib.parse
@@ -48,6 +49,7 @@ class Download:
     offset: int
     chunks: Iterable[bytes]
     close: Callable[[], None] = field(default=lambda: None)
+    size: int | None = None  # the whole file's size when the source tells it (for progress only)
 
 
 class Fetcher(Protocol):
@@ -170,7 +172,16 @@ def _fetch_http(session: requests.Session, url: str, offset: int) -> Download:
         except requests.RequestException as exc:
             raise DataError(f"{shown}: {type(exc).__name__}: {exc}") from None
 
-    return Download(offset=start, chunks=chunks(), close=response.close)
+    return Download(offset=start, chunks=chunks(), close=response.close, size=_http_size(response, start))
+
+
+def _http_size(response: requests.Response, start: int) -> int | None:
+    """The whole file's size from Content-Range (``bytes 100-199/200``) or Content-Length."""
+    total = re.match(r"bytes \d+-\d+/(\d+)", response.headers.get("Content-Range", ""))
+    if total:
+        return int(total.group(1))
+    length = response.headers.get("Content-Length", "")
+    return start + int(length) if length.isdigit() else None
 
 
 def _local_source(root: Path, url: str) -> Path:
@@ -218,6 +229,12 @@ def _stream(handle: Any, offset: int, failure: Callable[[OSError], Exception]) -
     """A Download reading an open file-like object from ``offset``; read errors become ``failure``."""
     if offset:
         handle.seek(offset)
+    size = getattr(handle, "size", None)  # fsspec's files know it
+    if not isinstance(size, int):
+        try:
+            size = os.fstat(handle.fileno()).st_size
+        except (AttributeError, OSError, ValueError):
+            size = None
 
     def chunks() -> Iterator[bytes]:
         try:
@@ -226,7 +243,7 @@ def _stream(handle: Any, offset: int, failure: Callable[[OSError], Exception]) -
         except OSError as exc:
             raise failure(exc) from None
 
-    return Download(offset=offset, chunks=chunks(), close=handle.close)
+    return Download(offset=offset, chunks=chunks(), close=handle.close, size=size)
 
 
 def _extra_hint(scheme: str) -> str:
