@@ -78,7 +78,7 @@ def test_install_makes_a_fresh_venv_with_that_python_and_installs_the_spec(tmp_p
     fake = tmp_path / "bin"
     fake.mkdir()
     calls = tmp_path / "uv-calls"
-    (fake / "uv").write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
+    (fake / "uv").write_text(f'#!/bin/sh\necho "$*" >> {calls}\n[ "$1" = venv ] && mkdir -p "$6/lib"\nexit 0\n')
     (fake / "uv").chmod(0o755)
     venv = tmp_path / "venv"
     (venv / "stale").mkdir(parents=True)  # a half-restored folder must not survive
@@ -94,7 +94,34 @@ def test_install_makes_a_fresh_venv_with_that_python_and_installs_the_spec(tmp_p
         f"venv --quiet --no-project --python /usr/bin/python3 {venv}",
         f"pip install --quiet --python {venv}/bin/python cml-bot==9.9.9",
     ]
-    assert not venv.exists()  # removed; the fake uv made nothing
+    assert not (venv / "stale").exists()  # the folder was made anew
+
+
+def test_install_drops_the_dependencies_test_suites_only(tmp_path: Path) -> None:
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    venv = tmp_path / "venv"
+    site = venv / "lib" / "python3.12" / "site-packages"
+    # The fake uv lays out what a real install would, tests folders included.
+    (fake / "uv").write_text(
+        '#!/bin/sh\n[ "$1" = pip ] || exit 0\n'
+        f"mkdir -p {site}/pandas/tests/io {site}/numpy/_core/tests {site}/cml_bot/tests_data\n"
+        f"touch {site}/pandas/tests/io/test_x.py {site}/pandas/core.py {site}/cml_bot/tests_data/keep\n"
+    )
+    (fake / "uv").chmod(0o755)
+    env = {"PATH": f"{fake}{os.pathsep}{os.environ['PATH']}", "VENV": str(venv), "PYTHON": "python3", "SPEC": "x"}
+    done, _ = _run("Install cml-bot", tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    remaining = sorted(str(p.relative_to(site)) for p in site.rglob("*"))
+    assert remaining == [
+        "cml_bot",
+        "cml_bot/tests_data",
+        "cml_bot/tests_data/keep",
+        "numpy",
+        "numpy/_core",
+        "pandas",
+        "pandas/core.py",
+    ]
 
 
 def test_install_runs_unless_the_cache_was_hit_and_only_pypi_installs_are_cached() -> None:
