@@ -136,6 +136,7 @@ def cold_uv(work: Path, env: dict[str, str], wheel: Path, uv: str) -> float:
     """action.yml's own install script, with uv on PATH and an empty uv cache."""
     venv = work / "venv-uv"
     cache = work / "uv-cache"
+    shutil.rmtree(venv, ignore_errors=True)  # a cache miss on a runner starts with no virtualenv
     shutil.rmtree(cache, ignore_errors=True)
     step_env = {
         **env,
@@ -244,8 +245,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3, help="rounds (default 3); the median is shown")
     parser.add_argument("--no-cml", action="store_true", help="skip CML's npm install")
+    parser.add_argument(
+        "--work-dir", type=Path, help="where the virtualenvs go (default: the temp folder; /dev/shm: no disk)"
+    )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="cml-bot-install-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="cml-bot-install-bench-", dir=args.work_dir) as tmp:
         work = Path(tmp)
         env = clean_env(work)
         wheel = build_wheel(work, env)
@@ -290,7 +294,8 @@ def main() -> int:
     cold = statistics.median(results["uv"])
     warm_s = statistics.median(results["warm"])
     print(
-        f"Python {sys.version.split()[0]}, {pip_v}, {uv_v}, nproc {os.cpu_count()}, load {os.getloadavg()[0]:.1f}; "
+        f"Python {sys.version.split()[0]}, {pip_v}, {uv_v}, nproc {os.cpu_count()}, load {os.getloadavg()[0]:.1f}, "
+        f"work dir {args.work_dir or tempfile.gettempdir()}; "
         f"{count} packages, virtualenv {venv_mb:.0f} MB, cache archive {archive_mb:.0f} MB (tar + zstd)"
     )
     print()
