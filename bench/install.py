@@ -80,6 +80,9 @@ def timed(action: Callable[[], None]) -> float:
     The CPU figure barely moves with the load of a shared machine; the wall figure is what a user
     waits, and does.
     """
+    # Start on a settled disk: writes of the previous scenario (hundreds of MB) still being flushed
+    # would slow this one, where a fresh CI runner starts with nothing pending.
+    os.sync()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     action()
