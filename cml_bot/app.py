@@ -100,6 +100,7 @@ class Effects:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     echo: Callable[[str], None] = lambda line: None  # live output of the pipeline and of dvc
     progress: Callable[[str], None] = lambda line: None  # one line per pulled file (redrawn on a terminal)
+    transfer: Callable[[str, int, int | None], None] = lambda path, received, size: None  # bytes of a download
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep  # retry backoff of the forge client
     git_runner: Runner = run_git
@@ -413,7 +414,7 @@ def pull_and_train(config: Config, effects: Effects) -> PipelineResult:
     from cml_bot import data, pipeline
 
     if config.data.files:
-        data.pull(config, progress=effects.progress)
+        data.pull(config, progress=effects.progress, transfer=effects.transfer)
     elif config.dvc and data.is_dvc_repo(config.root):
         data.dvc_pull(config.root, effects.echo)
     # The project's own commands never see cml-bot's write token.

@@ -27,7 +27,7 @@ from cml_bot.data import DataChange
 from cml_bot.errors import InputError
 from cml_bot.files import read_limited
 from cml_bot.pipeline import PipelineResult, StepResult
-from cml_bot.results import RunResults, atomic_write, from_json, to_json
+from cml_bot.results import RunResults, atomic_write, from_json, make_own_folder, to_json
 from cml_bot.secrets import Secrets
 
 RUN_FILE = "run.json"
@@ -108,7 +108,7 @@ def save_run(folder: Path, run: SavedRun, secrets: Secrets) -> None:
         "history": [json.loads(to_json(RunResults(sha=h.sha, metrics=h.metrics))) for h in run.history],
         "duration": run.duration,
     }
-    folder.mkdir(parents=True, exist_ok=True)
+    make_own_folder(folder)
     atomic_write(folder / RUN_FILE, secrets.scrub(json.dumps(document)).encode("utf-8"))
 
 

@@ -25,6 +25,7 @@ from cml_bot.secrets import ScrubFilter, Secrets, scrub
 
 if TYPE_CHECKING:
     from cml_bot.app import Outcome
+    from cml_bot.progress import TransferMeter
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # pipeline failed, regression with --fail-on-regression, forge failure
@@ -57,6 +58,7 @@ class Console:
         self.github_actions = github_actions
         self._progress_shown = False
         self._lock = threading.Lock()  # the pipeline's reader thread and the main thread both print
+        self._meter: TransferMeter | None = None  # byte-level download progress, while a pull runs
 
     def _lines(self, text: str) -> list[str]:
         line = workflow.one_physical_line(self.secrets.scrub(text))
@@ -66,6 +68,9 @@ class Console:
 
     def say(self, line: str) -> None:
         with self._lock:
+            if self._meter is not None:  # whatever comes after a pull ends its progress
+                self._meter.close()
+                self._meter = None
             if self._progress_shown:
                 self.out.write("\n")
                 self._progress_shown = False
@@ -74,7 +79,12 @@ class Console:
 
     def progress(self, line: str) -> None:
         if not self.interactive:
-            self.say(line)
+            with self._lock:
+                for shown in self._lines(line):
+                    print(shown, file=self.out, flush=True)
+            return
+        if self._meter is not None and self._meter.drawing:
+            self._meter.note(" ".join(self._lines(line)))
             return
         with self._lock:
             width = shutil.get_terminal_size().columns - 1
@@ -82,6 +92,14 @@ class Console:
             self.out.write("\r" + shown[:width].ljust(width))
             self.out.flush()
             self._progress_shown = True
+
+    def transfer(self, path: str, received: int, size: int | None) -> None:
+        """Byte-level download progress (a ``cml_bot.data.Transfer``): a bar here, periodic lines in CI."""
+        if self._meter is None:
+            from cml_bot.progress import TransferMeter
+
+            self._meter = TransferMeter(self.out, interactive=self.interactive)
+        self._meter.update(path, received, size)
 
     def warn(self, line: str) -> None:
         with self._lock:
@@ -121,7 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    demo = sub.add_parser("demo", help="run the whole loop on a built-in example project, offline")
+    demo = _command(sub, "demo", "run the whole loop on a built-in example project, offline (needs scikit-learn)")
     demo.add_argument("--out", type=Path, help="where to write the report (default: a new temp folder)")
     demo.add_argument("--workdir", type=Path, help="where to create the example repo (default: a temp folder)")
 
@@ -129,22 +147,22 @@ def _parser() -> argparse.ArgumentParser:
         ("report", "collect metrics, diff against the baseline, render and post the report"),
         ("run", "pull data and run the pipeline first, then do what 'report' does"),
     ):
-        command = sub.add_parser(name, help=text, description=text)
+        command = _command(sub, name, text)
         _report_options(command, pipeline=True)
 
-    record = sub.add_parser("record", help="store this commit's results as a baseline (pushes to main)")
+    record = _command(sub, "record", "store this commit's results as a baseline for later pull requests")
     _common(record)
 
-    merge = sub.add_parser("merge", help="post ONE report comparing the shards of a matrix with the baseline")
+    merge = _command(sub, "merge", "post ONE report comparing the shards of a matrix with the baseline")
     merge.add_argument("shards", nargs="+", type=Path, metavar="SHARD_DIR", help="folders written with --shard")
     _report_options(merge, pipeline=False)
 
-    pull = sub.add_parser("pull", help="pull pinned data (or `dvc pull` in a DVC repo)")
+    pull = _command(sub, "pull", "pull pinned data (or `dvc pull` in a DVC repo)")
     _common(pull)
 
-    data = sub.add_parser("data", help="manage pinned data entries in cml-bot.yaml")
+    data = _command(sub, "data", "manage pinned data entries in cml-bot.yaml")
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
-    add = data_sub.add_parser("add", help="hash a local file and pin it with its source URL")
+    add = _command(data_sub, "add", "hash a local file and pin it with its source URL")
     add.add_argument("path", help="the file, relative to the repo")
     add.add_argument("--url", required=True, help="where CI downloads it from (https, http, file, s3, gs)")
     _common(add)
@@ -163,6 +181,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     _publishing_options(publish)
     return parser
+
+
+def _command(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, text: str) -> argparse.ArgumentParser:
+    """A subcommand whose one-line ``text`` shows both in ``cml-bot --help`` and in its own ``--help``."""
+    return sub.add_parser(name, help=text, description=text)
 
 
 def _common(command: argparse.ArgumentParser) -> None:
@@ -227,7 +250,12 @@ def _report_options(command: argparse.ArgumentParser, pipeline: bool) -> None:
         default=None,
         help="store this commit's results as a baseline for later runs",
     )
-    record.add_argument("--no-record", dest="record", action="store_false")
+    record.add_argument(
+        "--no-record",
+        dest="record",
+        action="store_false",
+        help="do not store this commit's results, even on the baseline branch",
+    )
 
 
 # How the forge client waits between retries; main() sets it (tests pass a no-op).
@@ -249,10 +277,16 @@ def main(
     console.secrets = secrets
     console.github_actions = environ.get("GITHUB_ACTIONS") == "true"
     arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    if not arguments:
+        # Bare `cml-bot` asks what the tool does, it is not a mistake: show the help and exit 0, as
+        # pip, gh, docker and cargo do (argparse alone would print an error and exit 2).
+        console.say(parser.format_help().rstrip())
+        return EXIT_OK
     usage = io.StringIO()
     try:
         with contextlib.redirect_stderr(usage):  # argparse's errors quote arguments: through the gate
-            args = _parser().parse_args(arguments)
+            args = parser.parse_args(arguments)
     except SystemExit as exc:  # --help, --version, or a usage error argparse already explained
         for line in usage.getvalue().splitlines():
             console.warn(line)
@@ -332,7 +366,9 @@ def _report(args: argparse.Namespace, env: Mapping[str, str], console: Console) 
         record=getattr(args, "record", None),
         shard=getattr(args, "shard", None),
     )
-    effects = Effects(env=env, echo=console.say, progress=console.progress, sleep=_SLEEP.get())
+    effects = Effects(
+        env=env, echo=console.say, progress=console.progress, transfer=console.transfer, sleep=_SLEEP.get()
+    )
     outcome = merge(args.shards, options, effects) if args.command == "merge" else run(options, effects)
     _show(outcome, env, console)
     if outcome.verdict.value == "failed":
@@ -412,7 +448,7 @@ def _pull(args: argparse.Namespace, env: Mapping[str, str], console: Console) ->
 
     config = load_config(args.directory, args.config)
     if config.data.files:
-        result = data.pull(config, progress=console.progress)
+        result = data.pull(config, progress=console.progress, transfer=console.transfer)
         console.say(f"cml-bot: {result.summary}")
     elif data.is_dvc_repo(config.root):
         data.dvc_pull(config.root, console.say)

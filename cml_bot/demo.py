@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
 
+from cml_bot import __version__
 from cml_bot.app import Effects, Options, Outcome, run
 from cml_bot.errors import CmlBotError
 
@@ -70,7 +71,10 @@ def run_demo(
     env: Mapping[str, str] | None = None,
 ) -> Outcome:
     if importlib.util.find_spec("sklearn") is None:
-        raise CmlBotError("the demo trains a scikit-learn model: pip install 'cml-bot[demo]' (or scikit-learn)")
+        raise CmlBotError(
+            "the demo trains a scikit-learn model: pip install scikit-learn "
+            f"(or install cml-bot with its demo extra: pip install 'cml-bot[demo]=={__version__}')"
+        )
     if shutil.which("git") is None:
         raise CmlBotError("the demo needs git on PATH")
     base = workdir or Path(tempfile.mkdtemp(prefix="cml-bot-demo-"))

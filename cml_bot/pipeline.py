@@ -85,19 +85,48 @@ def run_pipeline(
     """Run ``steps`` in order in ``cwd``; stop at the first one that fails.
 
     ``env`` is the steps' whole environment (None: inherit ours), so a caller can leave tokens
-    out of it. ``echo`` receives
-    ``"$ <command>"`` before each step, then each output line (without its newline) as it arrives;
-    it is called from a reader thread, one call at a time. ``clock`` only measures durations; the
-    timeout (``step.timeout``, else ``default_timeout``) is enforced in real time.
+    out of it. ``echo`` receives ``"cml-bot: step 1/3 train: started"``, ``"$ <command>"``, each
+    output line (without its newline) as it arrives, then ``"cml-bot: step 1/3 train: done in 12.3 s"``
+    (or how it failed); output lines come from a reader thread, one call at a time. ``clock`` only
+    measures durations; the timeout (``step.timeout``, else ``default_timeout``) is enforced in real time.
     """
     results: list[StepResult] = []
-    for step in steps:
+    for number, step in enumerate(steps, start=1):
         timeout = step.timeout if step.timeout is not None else default_timeout
+        # Announced around the step's own output, so a long CI log shows where each step starts and ends.
+        shown = f"cml-bot: step {number}/{len(steps)} {step.name}"
+        if echo is not None:
+            echo(f"{shown}: started")
         result = run_step(step, cwd, env=env, echo=echo, clock=clock, timeout=timeout)
+        if echo is not None:
+            echo(f"{shown}: {_ending(result)}")
         results.append(result)
         if not result.ok:
             break
     return PipelineResult(steps=tuple(results))
+
+
+def _ending(result: StepResult) -> str:
+    took = format_duration(result.duration)
+    if result.ok:
+        return f"done in {took}"
+    if result.timed_out:
+        return f"timed out after {took}"
+    if result.returncode is None:
+        return "could not start"
+    return f"failed with exit code {result.returncode} after {took}"
+
+
+def format_duration(seconds: float) -> str:
+    """``0.42 s``, ``12.3 s``, ``4 min 05 s``, ``2 h 03 min``: as precise as a reader of a log needs."""
+    if seconds < 10:
+        return f"{seconds:.2f} s"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
 
 
 def run_step(

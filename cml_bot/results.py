@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-import tempfile
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,16 +76,62 @@ def from_json(text: str | bytes, shown: str) -> RunResults:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write through a temp file and rename, so a killed run never leaves half a file."""
+    """Write through a temp file and rename, so a killed run never leaves half a file.
+
+    The file gets the mode a plain ``open()`` would give it (0666 less the umask, so usually 0644),
+    or the mode of the file it replaces: reports and images are read by other users and by web
+    servers, and ``tempfile.mkstemp`` alone would leave them 0600.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        mode: int | None = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        mode = None
+    fd, tmp = _create_temp(path)
+    try:
+        if mode is not None:
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _create_temp(path: Path) -> tuple[int, str]:
+    """A new file beside ``path`` opened for writing; the kernel applies the umask to 0666."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+    while True:
+        tmp = str(path.parent / f".{path.name}.{os.urandom(6).hex()}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:  # pragma: no cover - 48 random bits colliding
+            continue
+
+
+IGNORE_ALL = "# written by cml-bot: nothing in this folder belongs in git\n*\n"
+
+
+def make_own_folder(folder: Path) -> None:
+    """``mkdir -p folder``, with a ``.gitignore`` of ``*`` in every folder this call creates.
+
+    For cml-bot's own folders (``.cml-bot/``, ``cml-bot-bundle/``, ``cml-bot-shards/``): what cml-bot
+    writes there never shows up in ``git status``. A folder that already exists is left as it is.
+    """
+    missing: list[Path] = []
+    current = folder
+    while not current.exists() and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    for created in reversed(missing):
+        try:
+            created.mkdir()
+        except FileExistsError:  # made concurrently by another run: it is theirs to mark
+            continue
+        atomic_write(created / ".gitignore", IGNORE_ALL.encode("utf-8"))
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)  # raises the right error (a file in the way, ...)
 
 
 class LocalStore:
@@ -110,5 +156,6 @@ class LocalStore:
         if not results.sha:
             raise InputError("cannot record results without a commit sha")
         path = self.folder / f"{results.sha}.json"
+        make_own_folder(self.folder)
         atomic_write(path, to_json(results).encode("utf-8"))
         return str(path)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import subprocess
 import sys
+from collections.abc import Iterator
 
-from cml_bot.cli import Console, main
+from cml_bot.cli import Console, _parser, main
 
 
 def test_progress_redraws_on_a_terminal_and_prints_lines_in_ci() -> None:
@@ -39,3 +41,37 @@ def test_help_does_not_import_heavy_modules() -> None:
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert "HEAVY []" in result.stdout
+
+
+def test_bare_command_prints_help_and_exits_0() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    assert main([], env={}, console=Console(out, err)) == 0
+    assert out.getvalue().startswith("usage: cml-bot")
+    assert "demo" in out.getvalue() and "publish" in out.getvalue()
+    assert err.getvalue() == ""
+    # Options without a command are still a mistake.
+    assert main(["-v"], env={}, console=Console(io.StringIO(), io.StringIO())) == 2
+
+
+def _commands(parser: argparse.ArgumentParser, path: str = "cml-bot") -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _commands(sub, f"{path} {name}")
+
+
+def test_every_command_and_option_explains_itself() -> None:
+    missing = []
+    commands = list(_commands(_parser()))
+    assert len(commands) >= 10  # cml-bot, its 8 commands, data add
+    for path, parser in commands:
+        if not parser.description:
+            missing.append(f"{path}: no description")
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                shown = {choice.dest for choice in action._choices_actions}
+                missing += [f"{path} {name}: no help" for name in action.choices if name not in shown]
+            elif not action.help or action.help == argparse.SUPPRESS:
+                missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}: no help")
+    assert missing == []

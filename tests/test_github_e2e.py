@@ -180,7 +180,8 @@ def test_a_read_only_token_saves_a_bundle_then_publish_posts_it(
         HEAD_SHA,
     )
     # Data only: no markdown and no images travel from the untrusted run to the trusted one.
-    assert sorted(p.name for p in bundle.iterdir()) == ["run.json"]
+    # (.gitignore keeps the folder out of `git status`; upload-artifact leaves hidden files out.)
+    assert sorted(p.name for p in bundle.iterdir()) == [".gitignore", "run.json"]
     # A fork controls its bundle: make its metric names hostile; the trusted side must escape them.
     saved["head"]["metrics"]["<img src=x onerror=alert(1)> @octocat"] = 1.0
     (bundle / "run.json").write_text(json.dumps(saved), encoding="utf-8")

@@ -28,7 +28,7 @@ def test_template_defines_a_base_job_and_a_merge_request_job() -> None:
     base, job = jobs[".cml-bot"], jobs["cml-bot"]
     assert job["extends"] == ".cml-bot"
     assert job["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "merge_request_event"'}]
-    assert base["variables"]["CML_BOT_PIP_SPEC"] == "cml-bot"
+    assert base["variables"]["CML_BOT_PIP_SPEC"].startswith("cml-bot==")  # pinned (tests/test_versions.py)
     assert base["variables"]["GIT_DEPTH"] == "0"
     assert any("$CML_BOT_PIP_SPEC" in line for line in base["before_script"])
     artifacts = base["artifacts"]

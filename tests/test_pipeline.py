@@ -21,18 +21,24 @@ def test_steps_run_in_order_in_cwd_with_output_echoed(tmp_path: Path) -> None:
         Step("train", "echo two >> order.txt; echo to-stderr >&2; pwd"),
     ]
 
-    result = run_pipeline(steps, tmp_path, echo=lines.append)
+    ticks = iter([0.0, 0.25, 10.0, 134.5])  # the clock read at the start and end of each step
+
+    result = run_pipeline(steps, tmp_path, echo=lines.append, clock=lambda: next(ticks))
 
     assert result.ok and result.failed_step is None
     assert [s.name for s in result.steps] == ["prepare", "train"]
     assert [s.returncode for s in result.steps] == [0, 0]
     assert (tmp_path / "order.txt").read_text() == "one\ntwo\n"
     assert lines == [
+        "cml-bot: step 1/2 prepare: started",
         "$ echo one > order.txt && echo prepared",
         "prepared",
+        "cml-bot: step 1/2 prepare: done in 0.25 s",
+        "cml-bot: step 2/2 train: started",
         "$ echo two >> order.txt; echo to-stderr >&2; pwd",
         "to-stderr",
         str(tmp_path),
+        "cml-bot: step 2/2 train: done in 2 min 04 s",
     ]
     assert result.steps[1].log_tail == ("to-stderr", str(tmp_path))
 
@@ -173,3 +179,30 @@ def test_step_result_ok() -> None:
     assert not StepResult("a", "false", 1, 1.0, ()).ok
     assert not StepResult("a", "x", 0, 1.0, (), timed_out=True).ok
     assert not StepResult("a", "x", None, 1.0, ()).ok
+
+
+def test_a_failing_step_announces_how_it_ended(tmp_path: Path) -> None:
+    lines: list[str] = []
+    steps = [Step("fails", "exit 3"), Step("never", "true")]
+    ticks = iter([0.0, 12.34])
+    run_pipeline(steps, tmp_path, echo=lines.append, clock=lambda: next(ticks))
+    assert lines == [
+        "cml-bot: step 1/2 fails: started",
+        "$ exit 3",
+        "cml-bot: step 1/2 fails: failed with exit code 3 after 12.3 s",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (0.0, "0.00 s"),
+        (9.994, "9.99 s"),
+        (59.94, "59.9 s"),
+        (60.2, "1 min 00 s"),
+        (3599.4, "59 min 59 s"),
+        (7385, "2 h 03 min"),
+    ],
+)
+def test_durations_read_naturally(seconds: float, shown: str) -> None:
+    assert pipeline.format_duration(seconds) == shown

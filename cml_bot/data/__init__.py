@@ -30,7 +30,7 @@ Writes are atomic against a killed process, not fsync'ed against power loss; blo
 cache are verified before they are placed, which covers a cache damaged that way.
 """
 
-from cml_bot.data.cache import PulledFile, PullResult, blob_path, default_cache, hash_file, pull
+from cml_bot.data.cache import PulledFile, PullResult, Transfer, blob_path, default_cache, hash_file, pull
 from cml_bot.data.changes import DataChange, collect_data_changes, data_changes
 from cml_bot.data.dvc import dvc_executable, dvc_pull, is_dvc_repo
 from cml_bot.data.pinning import add_file, set_data_entry
@@ -44,6 +44,7 @@ __all__ = [
     "PulledFile",
     "RetryableError",
     "SourceFetcher",
+    "Transfer",
     "add_file",
     "blob_path",
     "collect_data_changes",

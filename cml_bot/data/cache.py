@@ -46,6 +46,8 @@ LOCK_POLL = 0.2
 
 
 Action = Literal["up-to-date", "verified", "cached", "downloaded"]
+# Called as a download advances: (repo path, bytes of the file received so far, the file's size or None).
+Transfer = Callable[[str, int, int | None], None]
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ def pull(
     *,
     fetch: Fetcher | None = None,
     progress: Callable[[str], None] | None = None,
+    transfer: Transfer | None = None,
     jobs: int = 8,
     cache: Path | None = None,
     sleep: Callable[[float], None] = time.sleep,
@@ -104,7 +107,8 @@ def pull(
     """Make every file in ``config.data.files`` present and verified in the repo.
 
     ``progress`` gets one line per file as it completes (``"[3/10] data/x.csv: downloaded 1.2 MB"``),
-    from worker threads but one call at a time; the caller decides how to show them. Raises
+    from worker threads but one call at a time; the caller decides how to show them. ``transfer``
+    gets byte-level progress of each download (after every block; same threads, same lock). Raises
     DataError naming the file on any failure; files finished before the failure stay placed.
     """
     started = time.monotonic()
@@ -137,6 +141,11 @@ def pull(
             if progress is not None:
                 progress(f"[{done[0]}/{total}] {item.path}: {item.action} {_size(item.size)}")
 
+    def received(path: str, count: int, size: int | None) -> None:
+        if transfer is not None:
+            with lock:
+                transfer(path, count, size)
+
     if pending:
         own: SourceFetcher | None = None
         fetcher: Fetcher
@@ -148,7 +157,7 @@ def pull(
         for f in pending:
             by_sha.setdefault(f.sha256, []).append(f)
         _clean_leftovers(targets[f.path] for f in pending)
-        worker = _Worker(root, cache, fetcher, sleep, targets, report, stale)
+        worker = _Worker(root, cache, fetcher, sleep, targets, report, stale, received)
         lock_handle = _lock_cache(cache, progress)
         try:
             if jobs <= 1 or len(by_sha) == 1:
@@ -416,10 +425,12 @@ class _Worker:
         targets: Mapping[str, Path],
         report: Callable[[PulledFile], None],
         stale: set[str],
+        received: Transfer,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.stale = stale
         self.clock = clock
+        self.received = received
         self.root = root
         self.cache = cache
         self.fetch = fetch
@@ -547,6 +558,7 @@ class _Worker:
                 flags, how = os.O_WRONLY | os.O_CREAT | os.O_TRUNC, "wb"
             else:
                 raise ResumeRejected(f"{redact(f.url)}: source resumed at {download.offset}, not {have}")
+            self.received(f.path, have, download.total)
             with _open_regular(part, flags, how) as out:
                 for block in download.chunks:
                     if self.cancelled.is_set():
@@ -557,6 +569,7 @@ class _Worker:
                     digest.update(block)
                     have += len(block)
                     pace.check(have, redact(f.url))
+                    self.received(f.path, have, download.total)
         finally:
             download.close()
         return digest.hexdigest(), have

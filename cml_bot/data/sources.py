@@ -7,6 +7,7 @@ again (resuming where it stopped). Userinfo in URLs is never shown (:func:`redac
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import threading
 import urllib.parse
@@ -251,6 +252,12 @@ def _stream(handle: Any, offset: int, failure: Callable[[OSError], Exception]) -
     """A Download reading an open file-like object from ``offset``; read errors become ``failure``."""
     if offset:
         handle.seek(offset)
+    size = getattr(handle, "size", None)  # fsspec's files know it
+    if not isinstance(size, int):
+        try:
+            size = os.fstat(handle.fileno()).st_size
+        except (AttributeError, OSError, ValueError):
+            size = None
 
     def chunks() -> Iterator[bytes]:
         try:
@@ -259,7 +266,7 @@ def _stream(handle: Any, offset: int, failure: Callable[[OSError], Exception]) -
         except OSError as exc:
             raise failure(exc) from None
 
-    return Download(offset=offset, chunks=chunks(), close=handle.close)
+    return Download(offset=offset, chunks=chunks(), close=handle.close, total=size)
 
 
 def _extra_hint(scheme: str) -> str:

@@ -158,7 +158,7 @@ def test_recorded_results_are_scrubbed(project: Project) -> None:
     project.write("metrics.json", {"accuracy": 0.9, f"name {TOKEN}": 1})
     run = project.run("record", report=False)
     assert_clean(run, code=0, roots=roots(project))
-    [recorded] = [path for path in run.files if "/.cml-bot/records/" in path]
+    [recorded] = [path for path in run.files if "/.cml-bot/records/" in path and path.endswith(".json")]
     assert "***" in run.files[recorded].decode()
 
 
