@@ -16,20 +16,29 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from cml_bot.baseline import Baseline, ResultStore, resolve_baseline, trend_history
+from cml_bot.baseline import (
+    Baseline,
+    ResultStore,
+    base_branch,
+    detect_checkout,
+    exact_results,
+    resolve_baseline,
+    trend_history,
+)
 from cml_bot.bundle import SavedRun, load_run, save_run
 from cml_bot.config import Config, load_config
 from cml_bot.context import CiContext, detect
-from cml_bot.diff import Diff, diff, numeric
+from cml_bot.diff import Diff, diff, missing_metrics, numeric
 from cml_bot.errors import CmlBotError, ForgeError, InputError, ReadOnlyTokenError
+from cml_bot.findings import closest_files, describe_config, run_findings, threshold_notes, uncommitted_changes
 from cml_bot.forges.base import CommentMode, Forge, Publication
 from cml_bot.forges.local import LocalForge, prepare_folder
 from cml_bot.git import Git, Runner, run_git
 from cml_bot.junit import junit_xml
-from cml_bot.metrics import read_all
+from cml_bot.metrics import WorkspaceTree
 from cml_bot.model import Image, Verdict
 from cml_bot.report import PlotEntry, Report, RunFacts, Shard, render_markdown, verdict_summary
-from cml_bot.results import LocalStore, RunResults, atomic_write
+from cml_bot.results import LocalStore, RunResults, atomic_write, read_results
 from cml_bot.secrets import without_tokens
 
 if TYPE_CHECKING:
@@ -129,6 +138,7 @@ class Options:
     mode: CommentMode = CommentMode.UPDATE
     baseline_file: Path | None = None
     base_rev: str | None = None
+    compare: tuple[str, str | None] | None = None  # `cml-bot diff A [B]`: exactly A against B (None: workspace)
     junit: Path | None = None
     record: bool | None = None  # None: record when running on the baseline branch outside a PR
     shard: str | None = None  # a matrix job: save a shard bundle for `cml-bot merge` instead of posting
@@ -152,49 +162,51 @@ class Outcome:
 # --- collecting ---------------------------------------------------------------------------------
 
 
-def collect_results(config: Config, sha: str | None, missing_ok: bool) -> RunResults:
-    """This workspace's metrics, params and plot files."""
-    metrics = read_all(config.root, config.metrics, missing_ok=missing_ok)
-    params = read_all(config.root, config.params, missing_ok=True)
-    files = {}
-    root = config.root.resolve()
-    for spec in config.plots:
-        path = config.root / spec.path
-        if not path.is_file():
-            continue
-        if not path.resolve().is_relative_to(root):  # a symlink committed by a PR
-            raise InputError(f"{spec.path}: points outside the repository (symlink); refusing to read it")
-        files[spec.path] = path.read_bytes()
-    return RunResults(sha=sha, metrics=metrics, params=params, files=files)
+def collect_results(config: Config, sha: str | None) -> RunResults:
+    """This workspace's metrics, params and plot files; files missing or malformed are named in
+    ``problems`` (see :func:`cml_bot.results.read_results`)."""
+    return read_results(config.declared, WorkspaceTree(config.root), sha)
 
 
 def render_plots(
     config: Config, head: RunResults, base: RunResults | None, base_label: str
 ) -> tuple[tuple[PlotEntry, ...], tuple[Image, ...]]:
+    """One figure per plot: every file of its definition, at head and at the base."""
     if not config.plots:
         return (), ()
     from cml_bot import plots  # matplotlib and pandas load only when there is something to draw
 
     entries: list[PlotEntry | None] = []
     jobs: list[tuple[int, str, plots.PlotJob]] = []  # (entry index, title, job)
-    for number, spec in enumerate(config.plots, start=1):
-        title = spec.title or spec.path
-        head_data = head.files.get(spec.path)
-        if head_data is None:
-            entries.append(PlotEntry(title, note=f"{spec.path} was not produced by this change"))
+    for number, (spec, title) in enumerate(zip(config.plots, plots.plot_titles(config.plots), strict=True), 1):
+        head_files = {f: data for f in spec.files if (data := head.files.get(f)) is not None}
+        missing = [f for f in spec.files if f not in head_files]
+        if missing:
+            log.warning("plot %r: %s not found in this change", title, ", ".join(missing))
+        if not head_files or (spec.template == "image" and missing):
+            entries.append(PlotEntry(title, note=f"{', '.join(missing)} was not produced by this change"))
             continue
-        base_data = base.files.get(spec.path) if base is not None else None
+        base_files = None
+        if base is not None:
+            base_files = {f: data for f in spec.files if (data := base.files.get(f)) is not None}
         name = f"plot-{number:02d}-{plots.safe_name(title)}"
-        jobs.append((len(entries), title, plots.PlotJob(spec, head_data, base_data, name, base_label)))
+        job = plots.PlotJob(spec, head_files, base_files or None, name, base_label)
+        jobs.append((len(entries), title, job))
         entries.append(None)
     images: list[Image] = []
     for (index, title, job), rendered in zip(jobs, plots.render_all([j for _, _, j in jobs]), strict=True):
         if isinstance(rendered, str):
-            entries[index] = PlotEntry(title, note=f"could not draw: {rendered}")
+            entries[index] = PlotEntry(title, note=f"could not draw: {rendered}", problem=True)
             continue
         images.extend(rendered)
-        note = None if base is None or job.base is not None else f"not in {base_label}: this change only"
-        entries[index] = PlotEntry(title, tuple(image.name for image in rendered), note)
+        notes = []
+        gone = [f for f in job.spec.files if f not in job.head]
+        if gone:
+            notes.append(f"{', '.join(gone)} not found in this change{closest_files(config.root, gone)}")
+        if base is not None and job.base is None:
+            notes.append(f"not in {base_label}: this change only")
+        images_shown = tuple(image.name for image in rendered)
+        entries[index] = PlotEntry(title, images_shown, "; ".join(notes) or None, problem=bool(gone))
     return tuple(entry for entry in entries if entry is not None), tuple(images)
 
 
@@ -215,24 +227,35 @@ class Evaluation:
     data_changes: tuple[DataChange, ...] = ()
     store: ResultStore | None = None  # where this run's results are recorded, made once per run
     notes: tuple[str, ...] = ()  # for the reader of the report
+    dirty: tuple[str, ...] = ()  # tracked files with uncommitted changes: never record such results
 
 
 def evaluate(options: Options, effects: Effects) -> Evaluation:
     """Pull, train (for ``run``), collect this workspace's results and find the baseline."""
     started = effects.clock()
-    config = load_config(options.root, options.config_path)
+    config = load_config(options.root, options.config_path, Git(options.root.resolve(), effects.git_runner))
     context = detect(effects.env, effects.event)
     git = Git(config.root, effects.git_runner)
     head_sha = context.head_sha or git.rev("HEAD")
     head_ref = context.head_ref or git.current_branch()
+    describe_config(config)
+    # Checked before the pipeline runs: its outputs are expected to change the tree.
+    dirty = () if options.compare else uncommitted_changes(git, config, outputs_expected=context.platform != "local")
 
     pipeline_result: PipelineResult | None = None
     if options.run_pipeline:
         pipeline_result = pull_and_train(config, effects)
-    head = collect_results(config, head_sha, missing_ok=pipeline_result is not None and not pipeline_result.ok)
-
     store = effects.store_factory(config, context, effects.env, sleep=effects.sleep)
-    given_sha = context.base_sha or _github_merge_base(options, effects, context, git)
+    if options.compare:
+        return _evaluate_revisions(options.compare, config, context, git, store, effects.clock() - started)
+    head = collect_results(config, head_sha)
+
+    branch = base_branch(config, git, context.base_ref, context.default_branch, context.platform)
+    merged_results = effects.env.get("CI_MERGE_REQUEST_EVENT_TYPE") == "merged_result"
+    checkout = detect_checkout(git, context.platform, context.head_sha, merged_results)
+    given_sha = context.base_sha
+    if given_sha is None and not checkout.merge_parent:
+        given_sha = _github_merge_base(options, effects, context, git)
     notes: list[str] = []
 
     def find_baseline(source: ResultStore) -> Baseline:
@@ -241,20 +264,22 @@ def evaluate(options: Options, effects: Effects) -> Evaluation:
             git,
             source,
             head_sha,
-            branch=context.base_ref,
+            branch=branch.name,
             given_sha=given_sha,
             base_rev=options.base_rev,
             explicit_file=options.baseline_file,
+            checkout=checkout,
         )
 
     try:
         baseline = find_baseline(store)
-        history = trend_history(git, store, baseline.sha, config.trend) if baseline.sha else []
+        history = trend_history(git, store, baseline.sha, config.trend) if baseline.sha and baseline.branch else []
     except ForgeError as exc:
         # The recorded results could not be read: report without them rather than fail the review.
-        log.warning("recorded results unavailable: %s", exc)
         notes.append(f"Recorded results could not be read ({exc}); compared without them.")
         baseline, history = find_baseline(_NoRecords()), []
+    log.info("baseline: %s", baseline.source)
+    notes += run_findings(config, head, baseline, dirty, (head_sha or "")[:7])
     facts = RunFacts(
         head_sha=head_sha,
         head_ref=head_ref,
@@ -263,6 +288,9 @@ def evaluate(options: Options, effects: Effects) -> Evaluation:
         baseline_source=baseline.source,
         duration=effects.clock() - started,
         run_url=context.job_url or context.run_url,
+        base_branch=None if options.base_rev or baseline.branch != branch.name else f"{branch.name} ({branch.how})",
+        compared=baseline.compared,
+        caveat=baseline.caveat,
     )
     changes: tuple[DataChange, ...] = ()
     if config.data.files or config.dvc:
@@ -270,8 +298,42 @@ def evaluate(options: Options, effects: Effects) -> Evaluation:
 
         changes = collect_data_changes(config, git, baseline.sha)
     return Evaluation(
-        config, context, head, baseline, pipeline_result, facts, tuple(history), changes, store, tuple(notes)
+        config, context, head, baseline, pipeline_result, facts, tuple(history), changes, store, tuple(notes), dirty
     )
+
+
+def _evaluate_revisions(
+    compare: tuple[str, str | None], config: Config, context: CiContext, git: Git, store: ResultStore, took: float
+) -> Evaluation:
+    """``cml-bot diff A [B]``: exactly revision A against exactly B (or the workspace), as
+    ``dvc metrics diff A B`` compares them; no merge-base, no trend, nothing recorded."""
+    base_rev, head_rev = compare
+    base, source, base_name, caveat = exact_results(config, git, store, base_rev)
+    if head_rev is None:
+        head_sha = git.rev("HEAD")
+        head = collect_results(config, head_sha)
+        head_name = "the workspace"
+    else:
+        found, _, head_name, head_caveat = exact_results(config, git, store, head_rev)
+        head_sha = git.rev(head_rev)
+        head = found or RunResults(sha=head_sha, metrics={})
+        caveat = caveat or head_caveat
+    base_sha = git.rev(base_rev)
+    if base is None:
+        source = f"no baseline: nothing recorded or committed for {base_name} ({(base_sha or '')[:10]})"
+    baseline = Baseline(base, base_sha, base_name, source, None, caveat, f"{head_name} with {base_name}, exactly")
+    notes = run_findings(config, head, baseline, (), head_name)
+    facts = RunFacts(
+        head_sha=head_sha if head_rev is not None else None,
+        head_ref=head_name,
+        base_sha=base_sha,
+        base_ref=base_name,
+        baseline_source=source,
+        duration=took,
+        compared=baseline.compared,
+        caveat=caveat,
+    )
+    return Evaluation(config, context, head, baseline, None, facts, (), (), store, tuple(notes))
 
 
 class _NoRecords:
@@ -313,14 +375,21 @@ def build_report(evaluation: Evaluation, draw: bool = True) -> tuple[Report, tup
     """The report and its images; ``draw=False`` skips the plots (for a verdict alone)."""
     config, head, baseline = evaluation.config, evaluation.head, evaluation.baseline
     base = baseline.results
+    missing = missing_metrics(base.metrics, base.origins, head.metrics, head.problems) if base else {}
     result = diff(
-        base.metrics if base else None, head.metrics, config.thresholds, base.params if base else None, head.params
+        base.metrics if base else None,
+        head.metrics,
+        config.thresholds,
+        base.params if base else None,
+        head.params,
+        missing=missing,
     )
-    base_label = baseline.ref or config.baseline_branch
+    base_label = baseline.ref or "base"
     plot_entries, images = render_plots(config, head, base, base_label) if draw else ((), ())
     trend_entry, trend_image = render_trend_plot(evaluation, result) if draw else (PlotEntry(""), None)
     if trend_image is not None:
         plot_entries, images = (*plot_entries, trend_entry), (*images, trend_image)
+    notes = (*evaluation.notes, *threshold_notes(config, result), *_plot_notes(config, head))
     report = Report(
         title=config.title,
         report_id=config.report_id,
@@ -329,7 +398,8 @@ def build_report(evaluation: Evaluation, draw: bool = True) -> tuple[Report, tup
         plots=plot_entries,
         pipeline=evaluation.pipeline,
         data_changes=evaluation.data_changes,
-        notes=(*evaluation.notes, *_plot_notes(config, head)),
+        notes=notes,
+        warnings=(*notes, *(f"plot {p.title!r}: {p.note}" for p in plot_entries if p.problem)),
     )
     return report, images
 
@@ -343,7 +413,7 @@ def headline_metrics(result: Diff, limit: int = 4) -> list[str]:
 
 
 def render_trend_plot(evaluation: Evaluation, result: Diff) -> tuple[PlotEntry, Image | None]:
-    branch = evaluation.baseline.ref or evaluation.config.baseline_branch
+    branch = evaluation.baseline.branch or evaluation.baseline.ref or "the base branch"
     title = f"Trend on {branch}"
     if len(evaluation.history) < 2:
         return PlotEntry(title), None
@@ -468,6 +538,9 @@ def record(options: Options, effects: Effects) -> Outcome:
     evaluation = evaluate(replace(options, base_rev=None), effects)
     if not evaluation.head.sha:
         raise InputError("record: this directory has no commit to record results for")
+    refusal = record_refusal(evaluation)
+    if refusal:
+        raise InputError(f"record: {refusal}")
     if not evaluation.head.metrics:
         raise InputError("record: no metrics found; run the pipeline first or check `metrics:` in the config")
     assert evaluation.store is not None
@@ -518,10 +591,16 @@ def publish_report(
         atomic_write(options.junit, junit_xml(report).encode("utf-8"))
 
     recorded = None
-    if _should_record(options, context, config, head):
-        store = evaluation.store or effects.store_factory(config, context, effects.env, sleep=effects.sleep)
-        recorded = store.save(head)
-        notices.append(f"recorded this commit's results for later comparisons: {recorded}")
+    if _should_record(options, context, config, head, evaluation.baseline.branch):
+        refusal = record_refusal(evaluation)
+        if refusal and options.record:
+            raise InputError(f"--record: {refusal}")
+        if refusal:
+            notices.append(f"not recorded: {refusal}")
+        else:
+            store = evaluation.store or effects.store_factory(config, context, effects.env, sleep=effects.sleep)
+            recorded = store.save(head)
+            notices.append(f"recorded this commit's results for later comparisons: {recorded}")
 
     outcome = Outcome(
         report=report,
@@ -565,13 +644,31 @@ def publish_report(
     return replace(outcome, destination=context.platform, publication=publication, notices=tuple(notices))
 
 
-def _should_record(options: Options, context: CiContext, config: Config, head: RunResults) -> bool:
+def _should_record(options: Options, context: CiContext, config: Config, head: RunResults, branch: str | None) -> bool:
+    if options.compare:
+        return False
     if options.record is not None:
         return options.record
     if context.is_change or not head.sha or not head.metrics:
         return False
-    branch = context.head_ref if context.platform != "local" else Git(config.root).current_branch()
-    return branch == config.baseline_branch
+    current = context.head_ref if context.platform != "local" else Git(config.root).current_branch()
+    return branch is not None and current == branch
+
+
+def record_refusal(evaluation: Evaluation) -> str | None:
+    """Why this run's results must not be recorded as its commit's (None: they may)."""
+    if evaluation.dirty:
+        shown = ", ".join(evaluation.dirty[:5]) + (" ..." if len(evaluation.dirty) > 5 else "")
+        return f"uncommitted changes in {shown}; commit or stash them (results recorded for a commit must be its own)"
+    metrics = evaluation.config.metrics
+    unreadable = [
+        why
+        for file, why in evaluation.head.problems.items()
+        if file in metrics or any(file.startswith(m.rstrip("/") + "/") for m in metrics)
+    ]
+    if unreadable:
+        return f"metrics files missing or unreadable ({'; '.join(unreadable)})"
+    return None
 
 
 def _write_summary(env: Mapping[str, str], body: str) -> None:

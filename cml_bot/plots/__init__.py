@@ -14,7 +14,7 @@ This module imports matplotlib, pandas and numpy: import it lazily, not from ``c
 
 from cml_bot.plots.figures import build_figure, render_trend
 from cml_bot.plots.render import PlotJob, render_all, render_plot
-from cml_bot.plots.style import safe_name
+from cml_bot.plots.style import plot_titles, safe_name
 from cml_bot.plots.tables import decimate, load_table, thin_points
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "build_figure",
     "decimate",
     "load_table",
+    "plot_titles",
     "render_all",
     "render_plot",
     "render_trend",

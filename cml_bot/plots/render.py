@@ -8,7 +8,7 @@ import multiprocessing
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,13 +35,14 @@ FloatArray = npt.NDArray[np.float64]
 
 def render_plot(
     spec: PlotSpec,
-    head: bytes,
-    base: bytes | None,
+    head: Mapping[str, bytes] | bytes,
+    base: Mapping[str, bytes] | bytes | None,
     name: str,
     head_label: str = "this change",
     base_label: str = "main",
 ) -> list[Image]:
-    """Render ``spec`` from the data file's bytes at head (and base) into images named after ``name``.
+    """Render ``spec`` from its data files' bytes at head (and base), by file (bare bytes are the
+    plot's own file), into images named after ``name``.
 
     ``name`` is passed through :func:`safe_name`; a data plot yields ``<name>.png``. The image
     template returns the user's file as is (``<name>.<ext>``) and, when the base differs,
@@ -49,17 +50,24 @@ def render_plot(
     main never hides the head's plot; a head file that cannot be read raises :class:`InputError`.
     """
     stem = safe_name(name)
+    head_files = {spec.path: head} if isinstance(head, bytes) else head
+    base_files = {spec.path: base} if isinstance(base, bytes) else base
     if spec.template == "image":
-        return image_outputs(spec, head, base, stem)
-    head_frame = load_table(head, spec.path)
-    base_frame = None
-    if base is not None:
-        try:
-            base_frame = load_table_named(base, spec.path, f"{spec.path} at {base_label}")
-        except InputError as exc:
-            log.warning("plot %s: base data left out: %s", spec.path, exc)
+        data = head_files.get(spec.path)
+        if data is None:
+            raise InputError(f"{spec.path}: not found")
+        return image_outputs(spec, data, base_files.get(spec.path) if base_files else None, stem)
+    head_tables = {file: load_table(data, file, spec.header) for file, data in head_files.items()}
+    base_tables = None
+    if base_files is not None:
+        base_tables = {}
+        for file, data in base_files.items():
+            try:
+                base_tables[file] = load_table_named(data, file, f"{file} at {base_label}", spec.header)
+            except InputError as exc:
+                log.warning("plot %s: base data left out: %s", spec.path, exc)
     with plot_style():
-        figure = build_figure(spec, head_frame, base_frame, head_label, base_label)
+        figure = build_figure(spec, head_tables, base_tables, head_label, base_label)
         data = to_png(figure, spec.path)
     log.debug("plot %s: %s.png, %d bytes", spec.path, stem, len(data))
     return [Image(f"{stem}.png", data)]
@@ -71,10 +79,14 @@ def render_plot(
 @dataclass(frozen=True)
 class PlotJob:
     spec: PlotSpec
-    head: bytes
-    base: bytes | None
+    head: Mapping[str, bytes]  # the plot's files at head
+    base: Mapping[str, bytes] | None  # ... and at the base (None: no baseline)
     name: str
     base_label: str = "main"
+
+    @property
+    def size(self) -> int:
+        return sum(len(d) for d in self.head.values()) + sum(len(d) for d in (self.base or {}).values())
 
 
 _JOBS: Sequence[PlotJob] = ()  # read by forked workers (inherited, never pickled)
@@ -92,7 +104,7 @@ def render_all(jobs: Sequence[PlotJob], workers: int | None = None) -> list[list
     if count < 2 or not _fork_is_safe():
         return [_render_job(job) for job in jobs]
     # Largest inputs first, so the slow plot does not start last.
-    order = sorted(range(len(jobs)), key=lambda i: -(len(jobs[i].head) + len(jobs[i].base or b"")))
+    order = sorted(range(len(jobs)), key=lambda i: -jobs[i].size)
     _JOBS = jobs
     try:
         with multiprocessing.get_context("fork").Pool(processes=count) as pool:

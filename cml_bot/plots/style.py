@@ -8,7 +8,8 @@ import io
 import logging
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import matplotlib
@@ -19,6 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from cml_bot.config import PlotSpec
 from cml_bot.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -29,7 +31,6 @@ FloatArray = npt.NDArray[np.float64]
 X_DEFAULTS = ("step", "epoch", "iteration")  # column names used as x when the spec names none
 BUCKETS = 2000  # min/max buckets per line series: at most ~4,000 points drawn
 SCATTER_GRID = (400, 250)  # one point kept per cell: at most 100,000 markers drawn
-MAX_DEFAULT_SERIES = 10  # y columns picked automatically (explicit y is honoured in full)
 MAX_BARS = 40  # categories shown in a bar chart
 MAX_CLASSES = 1000  # classes in a confusion matrix
 ANNOTATE_CLASSES = 15  # annotate confusion cells up to this many classes
@@ -112,3 +113,22 @@ def safe_name(text: str) -> str:
     stem = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
     stem = stem[:60].rstrip("-")
     return stem or "plot"
+
+
+def plot_titles(specs: Sequence[PlotSpec]) -> list[str]:
+    """A title per plot, each different: the definition's title (or its id), a normalised confusion
+    matrix saying so, and plots that would still share a title told apart by their id."""
+    titles = []
+    for spec in specs:
+        title = spec.title or spec.path
+        if spec.template == "confusion_normalized" and "normali" not in title.lower():
+            title = f"{title} (normalized)"
+        titles.append(title)
+    counts = Counter(titles)
+    titles = [f"{t} ({s.path})" if counts[t] > 1 and s.path != t else t for t, s in zip(titles, specs, strict=True)]
+    seen: Counter[str] = Counter()
+    unique = []
+    for title in titles:
+        seen[title] += 1
+        unique.append(title if seen[title] == 1 else f"{title} #{seen[title]}")
+    return unique
