@@ -320,7 +320,8 @@ def _evaluate_revisions(
         caveat = caveat or head_caveat
     base_sha = git.rev(base_rev)
     if base is None:
-        source = f"no baseline: nothing recorded or committed for {base_name} ({(base_sha or '')[:10]})"
+        why = caveat or "nothing recorded or committed"
+        source = f"no baseline: {why} for {base_name} ({(base_sha or '')[:10]})"
     baseline = Baseline(base, base_sha, base_name, source, None, caveat, f"{head_name} with {base_name}, exactly")
     notes = run_findings(config, head, baseline, (), head_name)
     facts = RunFacts(

@@ -259,7 +259,7 @@ def declared_at(config: Config, git: Git, sha: str) -> Declarations:
 
 
 def committed_results(config: Config, git: Git, sha: str) -> tuple[RunResults | None, str | None]:
-    """Metrics, params and plot files as committed at ``sha`` (None if no metrics file is there),
+    """Metrics, params and plot files as committed at ``sha`` (None if none of them is there),
     and what the verdict line must say about files DVC keeps in its cache and could not reach.
     Files come from one ``git cat-file --batch`` (plot data can be large)."""
     declared = declared_at(config, git, sha)
@@ -273,7 +273,8 @@ def committed_results(config: Config, git: Git, sha: str) -> tuple[RunResults | 
     results = read_results(declared, tree, sha)
     unreachable = getattr(tree, "unreachable", {})
     caveat = _unreachable_caveat(unreachable) if unreachable else None
-    if not results.metrics and (not results.problems or all(f in unreachable for f in results.problems)):
+    nothing = not (results.metrics or results.params or results.files)
+    if nothing and (not results.problems or all(f in unreachable for f in results.problems)):
         return None, caveat
     return results, caveat
 
