@@ -181,10 +181,9 @@ def render_plots(
     for number, (spec, title) in enumerate(zip(config.plots, plots.plot_titles(config.plots), strict=True), 1):
         head_files = {f: data for f in spec.files if (data := head.files.get(f)) is not None}
         missing = [f for f in spec.files if f not in head_files]
-        if missing:
-            log.warning("plot %r: %s not found in this change", title, ", ".join(missing))
         if not head_files or (spec.template == "image" and missing):
-            entries.append(PlotEntry(title, note=f"{', '.join(missing)} was not produced by this change"))
+            note = f"{', '.join(missing)} was not produced by this change{closest_files(config.root, missing)}"
+            entries.append(PlotEntry(title, note=note, problem=True))
             continue
         base_files = None
         if base is not None:
