@@ -21,6 +21,20 @@ def median_seconds(action: Callable[[], object], repeat: int = 5) -> float:
     return statistics.median(times)
 
 
+def side_by_side(actions: dict[str, Callable[[], object]], repeat: int = 5) -> dict[str, float]:
+    """Median wall time of each action, run in turns (one of each per round, the order rotating) so
+    a change in the machine's load affects them alike."""
+    times: dict[str, list[float]] = {label: [] for label in actions}
+    labels = list(actions)
+    for round_number in range(repeat):
+        shift = round_number % len(labels)
+        for label in labels[shift:] + labels[:shift]:
+            start = time.perf_counter()
+            actions[label]()
+            times[label].append(time.perf_counter() - start)
+    return {label: statistics.median(values) for label, values in times.items()}
+
+
 def command_seconds(args: Sequence[str], cwd: Path | None = None, repeat: int = 5) -> float:
     """Median wall time of a command; fails loudly if the command fails."""
 
