@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from cml_bot import plotserver
 from cml_bot.baseline import (
     Baseline,
     ResultStore,
@@ -37,6 +38,7 @@ from cml_bot.git import Git, Runner, run_git
 from cml_bot.junit import junit_xml
 from cml_bot.metrics import WorkspaceTree
 from cml_bot.model import Image, Verdict
+from cml_bot.plotserver import InProcess, Plotter
 from cml_bot.report import PlotEntry, Report, RunFacts, Shard, render_markdown, verdict_summary
 from cml_bot.results import LocalStore, RunResults, atomic_write, read_results
 from cml_bot.secrets import without_tokens
@@ -169,12 +171,12 @@ def collect_results(config: Config, sha: str | None) -> RunResults:
 
 
 def render_plots(
-    config: Config, head: RunResults, base: RunResults | None, base_label: str
+    config: Config, head: RunResults, base: RunResults | None, base_label: str, plotter: Plotter | None = None
 ) -> tuple[tuple[PlotEntry, ...], tuple[Image, ...]]:
     """One figure per plot: every file of its definition, at head and at the base."""
     if not config.plots:
         return (), ()
-    from cml_bot import plots  # matplotlib and pandas load only when there is something to draw
+    from cml_bot import plots  # what to draw; drawing (matplotlib, pandas) is the plotter's
 
     entries: list[PlotEntry | None] = []
     jobs: list[tuple[int, str, plots.PlotJob]] = []  # (entry index, title, job)
@@ -193,7 +195,8 @@ def render_plots(
         jobs.append((len(entries), title, job))
         entries.append(None)
     images: list[Image] = []
-    for (index, title, job), rendered in zip(jobs, plots.render_all([j for _, _, j in jobs]), strict=True):
+    drawn = (plotter or InProcess()).call("cml_bot.plots.render:render_all", [j for _, _, j in jobs])
+    for (index, title, job), rendered in zip(jobs, drawn, strict=True):
         if isinstance(rendered, str):
             entries[index] = PlotEntry(title, note=f"could not draw: {rendered}", problem=True)
             continue
@@ -227,12 +230,15 @@ class Evaluation:
     store: ResultStore | None = None  # where this run's results are recorded, made once per run
     notes: tuple[str, ...] = ()  # for the reader of the report
     dirty: tuple[str, ...] = ()  # tracked files with uncommitted changes: never record such results
+    plotter: Plotter | None = None  # draws the plots, started early (see cml_bot.plotserver)
 
 
-def evaluate(options: Options, effects: Effects) -> Evaluation:
-    """Pull, train (for ``run``), collect this workspace's results and find the baseline."""
+def evaluate(options: Options, effects: Effects, draw: bool = False) -> Evaluation:
+    """Pull, train (for ``run``), collect this workspace's results and find the baseline. With
+    ``draw``, a plot process starts at once, importing the drawing modules meanwhile."""
     started = effects.clock()
     config = load_config(options.root, options.config_path, Git(options.root.resolve(), effects.git_runner))
+    plotter = plotserver.start() if draw and (config.plots or config.trend) else None
     context = detect(effects.env, effects.event)
     git = Git(config.root, effects.git_runner)
     head_sha = context.head_sha or git.rev("HEAD")
@@ -246,7 +252,8 @@ def evaluate(options: Options, effects: Effects) -> Evaluation:
         pipeline_result = pull_and_train(config, effects)
     store = effects.store_factory(config, context, effects.env, sleep=effects.sleep)
     if options.compare:
-        return _evaluate_revisions(options.compare, config, context, git, store, effects.clock() - started)
+        evaluation = _evaluate_revisions(options.compare, config, context, git, store, effects.clock() - started)
+        return replace(evaluation, plotter=plotter)
     head = collect_results(config, head_sha)
 
     branch = base_branch(config, git, context.base_ref, context.default_branch, context.platform)
@@ -297,7 +304,18 @@ def evaluate(options: Options, effects: Effects) -> Evaluation:
 
         changes = collect_data_changes(config, git, baseline.sha)
     return Evaluation(
-        config, context, head, baseline, pipeline_result, facts, tuple(history), changes, store, tuple(notes), dirty
+        config,
+        context,
+        head,
+        baseline,
+        pipeline_result,
+        facts,
+        tuple(history),
+        changes,
+        store,
+        tuple(notes),
+        dirty,
+        plotter,
     )
 
 
@@ -364,10 +382,14 @@ def _github_merge_base(options: Options, effects: Effects, context: CiContext, g
 
 
 def run(options: Options, effects: Effects) -> Outcome:
-    evaluation = evaluate(options, effects)
+    evaluation = evaluate(options, effects, draw=not options.shard)
     if options.shard:
         return save_shard(options, evaluation)
-    report, images = build_report(evaluation)
+    try:
+        report, images = build_report(evaluation)
+    finally:
+        if evaluation.plotter is not None:
+            evaluation.plotter.close()
     return publish_report(options, effects, evaluation, report, images)
 
 
@@ -385,7 +407,8 @@ def build_report(evaluation: Evaluation, draw: bool = True) -> tuple[Report, tup
         missing=missing,
     )
     base_label = baseline.ref or "base"
-    plot_entries, images = render_plots(config, head, base, base_label) if draw else ((), ())
+    plotter = evaluation.plotter
+    plot_entries, images = render_plots(config, head, base, base_label, plotter) if draw else ((), ())
     trend_entry, trend_image = render_trend_plot(evaluation, result) if draw else (PlotEntry(""), None)
     if trend_image is not None:
         plot_entries, images = (*plot_entries, trend_entry), (*images, trend_image)
@@ -425,10 +448,9 @@ def render_trend_plot(evaluation: Evaluation, result: Diff) -> tuple[PlotEntry, 
     ]
     if not current:
         return PlotEntry(title), None
-    from cml_bot import plots
-
     try:
-        image = plots.render_trend(history, current, "trend", title)
+        plotter = evaluation.plotter or InProcess()
+        image = plotter.call("cml_bot.plots.figures:render_trend", history, current, "trend", title)
     except InputError:
         return PlotEntry(title), None
     note = f"the last {len(history)} recorded commits of {branch}, this change at the right"

@@ -21,6 +21,7 @@ from matplotlib.ticker import MaxNLocator
 from cml_bot.config import PlotSpec
 from cml_bot.errors import InputError
 from cml_bot.model import Image
+from cml_bot.plots.jobs import safe_name
 from cml_bot.plots.series import Revision, Series, axis_labels, build_series
 from cml_bot.plots.style import (
     ANNOTATE_CLASSES,
@@ -37,7 +38,6 @@ from cml_bot.plots.style import (
     image_text,
     new_figure,
     plot_style,
-    safe_name,
     shorten,
     to_png,
 )

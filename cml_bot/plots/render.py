@@ -9,7 +9,6 @@ import os
 import sys
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -18,9 +17,9 @@ from cml_bot.config import PlotSpec
 from cml_bot.errors import InputError
 from cml_bot.model import Image
 from cml_bot.plots.figures import build_figure, image_outputs
+from cml_bot.plots.jobs import PlotJob, safe_name
 from cml_bot.plots.style import (
     plot_style,
-    safe_name,
     to_png,
 )
 from cml_bot.plots.tables import (
@@ -74,19 +73,6 @@ def render_plot(
 
 
 # Many plots
-
-
-@dataclass(frozen=True)
-class PlotJob:
-    spec: PlotSpec
-    head: Mapping[str, bytes]  # the plot's files at head
-    base: Mapping[str, bytes] | None  # ... and at the base (None: no baseline)
-    name: str
-    base_label: str = "main"
-
-    @property
-    def size(self) -> int:
-        return sum(len(d) for d in self.head.values()) + sum(len(d) for d in (self.base or {}).values())
 
 
 _JOBS: Sequence[PlotJob] = ()  # read by forked workers (inherited, never pickled)

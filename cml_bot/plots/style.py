@@ -6,10 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import re
-import unicodedata
-from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import matplotlib
@@ -20,7 +17,6 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from cml_bot.config import PlotSpec
 from cml_bot.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -105,30 +101,3 @@ def image_text(text: object, limit: int) -> str:
     """Untrusted text for the image: one line, cut to ``limit``, ``$`` never read as mathtext."""
     flat = " ".join(str(text).split())
     return shorten(flat, limit).replace("$", r"\$")
-
-
-def safe_name(text: str) -> str:
-    """A file-name-safe stem: lowercase ``[a-z0-9-]``, no leading/trailing/double ``-``, 1-60 chars."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-    stem = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
-    stem = stem[:60].rstrip("-")
-    return stem or "plot"
-
-
-def plot_titles(specs: Sequence[PlotSpec]) -> list[str]:
-    """A title per plot, each different: the definition's title (or its id), a normalised confusion
-    matrix saying so, and plots that would still share a title told apart by their id."""
-    titles = []
-    for spec in specs:
-        title = spec.title or spec.path
-        if spec.template == "confusion_normalized" and "normali" not in title.lower():
-            title = f"{title} (normalized)"
-        titles.append(title)
-    counts = Counter(titles)
-    titles = [f"{t} ({s.path})" if counts[t] > 1 and s.path != t else t for t, s in zip(titles, specs, strict=True)]
-    seen: Counter[str] = Counter()
-    unique = []
-    for title in titles:
-        seen[title] += 1
-        unique.append(title if seen[title] == 1 else f"{title} #{seen[title]}")
-    return unique
