@@ -7,12 +7,15 @@ only subprocesses cml-bot starts are git here and the user's commands in :mod:`c
 from __future__ import annotations
 
 import functools
+import re
 import subprocess
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cml_bot.errors import CmlBotError
+
+_FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 
 Runner = Callable[[Sequence[str], Path, bytes | None], "subprocess.CompletedProcess[bytes]"]
 
@@ -28,6 +31,8 @@ def run_git(args: Sequence[str], cwd: Path, stdin: bytes | None = None) -> subpr
 class Git:
     root: Path
     runner: Runner = run_git
+    # File listings of commits (by full sha: they never change), read once per run.
+    _listings: dict[str, list[str]] = field(default_factory=dict, compare=False, repr=False)
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[bytes]:
         return self.runner(args, self.root, None)
@@ -62,6 +67,12 @@ class Git:
     def files(self, revision: str | None, under: str = "") -> list[str]:
         """Tracked file paths (relative to ``root``, below folder ``under``) at ``revision``, or in
         the index when None."""
+        if revision is not None and _FULL_SHA.match(revision):
+            if revision not in self._listings:
+                out = self._out("ls-tree", "-r", "-z", "--name-only", revision)
+                self._listings[revision] = [path for path in out.split("\0") if path] if out else []
+            listing = self._listings[revision]
+            return [path for path in listing if path.startswith(under)] if under else list(listing)
         spec = ["--", under] if under else []
         if revision is None:
             out = self._out("ls-files", "-z", *spec)
@@ -157,7 +168,7 @@ class Git:
     def is_branch(self, name: str) -> bool:
         """Whether ``name`` is a branch here (local, or remote-tracking: ``main``, ``origin/main``)."""
         refs = (f"refs/heads/{name}", f"refs/remotes/origin/{name}", f"refs/remotes/{name}")
-        return any(self.rev(ref) for ref in refs)
+        return bool(self._out("for-each-ref", "--count=1", "--format=%(refname)", *refs))
 
     def branch_ref(self, branch: str) -> str | None:
         """The commit a base branch name stands for: the remote-tracking branch first (CI checkouts),
