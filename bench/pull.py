@@ -113,8 +113,10 @@ def main() -> int:
         started = time.perf_counter()
         entries = make_data(src, args.small, args.large)
         total = args.small * SMALL_SIZE + args.large * LARGE_SIZE
-        print(f"data: {args.small} x 100 KB + {args.large} x 50 MB = {total / 1e6:.0f} MB "
-              f"(made in {time.perf_counter() - started:.1f} s); median of {args.repeat} runs")
+        print(
+            f"data: {args.small} x 100 KB + {args.large} x 50 MB = {total / 1e6:.0f} MB "
+            f"(made in {time.perf_counter() - started:.1f} s); median of {args.repeat} runs"
+        )
 
         port = free_port()
         server = subprocess.Popen([sys.executable, __file__, "--serve", str(src), str(port)])
@@ -169,10 +171,16 @@ def main() -> int:
             ("cml-bot cold, HTTP", lambda: pull(http_config, jobs=args.jobs), reset_cold),
             ("cml-bot cold, folder", lambda: pull(local_config, jobs=args.jobs), reset_cold),
             ("cml-bot warm, in-process", lambda: pull(local_config), None),
-            ("cml-bot warm, new process + config",
-             lambda: run([sys.executable, "-c", script, str(repo)], repo, env), None),
-            ("python startup + import cml_bot.data",
-             lambda: run([sys.executable, "-c", "import cml_bot.data"], repo, env), None),
+            (
+                "cml-bot warm, new process + config",
+                lambda: run([sys.executable, "-c", script, str(repo)], repo, env),
+                None,
+            ),
+            (
+                "python startup + import cml_bot.data",
+                lambda: run([sys.executable, "-c", "import cml_bot.data"], repo, env),
+                None,
+            ),
             ("cp -r", copy, lambda: rmtree(copy_dst)),
             ("cp -r + sync", copy_and_sync, lambda: rmtree(copy_dst)),
         ]
@@ -224,8 +232,10 @@ def main() -> int:
             for name in ("cml-bot cold, HTTP", "cml-bot cold, folder"):
                 print(f"  {name} / dvc pull cold: {results[name] / dvc_cold:.2f}")
             for name in ("cml-bot warm, in-process", "cml-bot warm, new process + config"):
-                print(f"  {name} / dvc pull no-op: {results[name] / dvc_warm:.3f}"
-                      f" ({dvc_warm / results[name]:.0f}x faster)")
+                print(
+                    f"  {name} / dvc pull no-op: {results[name] / dvc_warm:.3f}"
+                    f" ({dvc_warm / results[name]:.0f}x faster)"
+                )
             print(f"  dvc pull cold / cp -r: {dvc_cold / cp:.2f}")
     finally:
         if server is not None:

@@ -81,6 +81,8 @@ def _serve(connection: Connection, parents_end: Connection) -> None:
     parents_end.close()  # inherited by the fork: open here, the run's close() would never reach us
     for module in DRAWING_MODULES:  # what this process is for: import while the run goes on
         importlib.import_module(module)
+    if not connection.poll():  # still idle: draw once, so fonts and caches are loaded before the
+        _warm_up()  # workers that draw the real plots are forked from here
     while True:
         try:
             function, args = connection.recv()
@@ -91,6 +93,16 @@ def _serve(connection: Connection, parents_end: Connection) -> None:
         except Exception as exc:  # the caller re-raises it
             reply = ("error", exc)
         connection.send(reply)
+
+
+def _warm_up() -> None:
+    from cml_bot.config import PlotSpec
+    from cml_bot.plots.render import render_plot
+
+    try:
+        render_plot(PlotSpec("warm-up.csv", title="warm-up"), b"step,loss\n0,1\n1,0.5\n", b"step,loss\n0,2\n", "w")
+    except Exception as exc:  # only ever a head start: never a reason to fail
+        log.debug("plot warm-up failed: %s", exc)
 
 
 def fork_is_safe() -> bool:
