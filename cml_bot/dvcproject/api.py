@@ -176,14 +176,17 @@ def read_outputs(dvc_root: Path, rev: str, paths: Sequence[str]) -> dict[str, by
     """Files of commit ``rev`` through DVC (``paths`` relative to ``dvc_root``): from the local
     cache, else from the configured remote. A file DVC cannot reach maps to the reason, one line."""
     found: dict[str, bytes | str] = {}
-    with open_repo(dvc_root, rev) as repo:
-        fs = repo.dvcfs
-        for path in paths:
-            try:
-                with fs.open(f"{fs.root_marker}{path}", mode="rb") as handle:
-                    found[path] = handle.read()
-            except Exception as exc:  # DVC raises many kinds: missing cache, remote errors, ...
-                found[path] = _one_line(exc) or type(exc).__name__
+    try:
+        with open_repo(dvc_root, rev) as repo:
+            fs = repo.dvcfs
+            for path in paths:
+                try:
+                    with fs.open(f"{fs.root_marker}{path}", mode="rb") as handle:
+                        found[path] = handle.read()
+                except Exception as exc:  # DVC raises many kinds: missing cache, remote errors, ...
+                    found[path] = _one_line(exc) or type(exc).__name__
+    except ConfigError as exc:  # DVC cannot open the repository at that commit (DVC 1 layout, ...)
+        found.update({path: str(exc) for path in paths if path not in found})
     return found
 
 
