@@ -81,24 +81,32 @@ _JOBS: Sequence[PlotJob] = ()  # read by forked workers (inherited, never pickle
 def render_all(jobs: Sequence[PlotJob], workers: int | None = None) -> list[list[Image] | str]:
     """Render every job: its images, or the reason it could not be drawn (an InputError's text).
 
-    Drawing is CPU-bound and holds the GIL, so with several plots and cores the jobs run in forked
-    worker processes, which inherit the already imported matplotlib and the data. Forking is only
-    done where it is safe: on Linux, in a process with no other thread running.
+    Drawing is CPU-bound and holds the GIL, so with several plots and cores this process draws its
+    share while forked workers (one per other core) draw theirs: they inherit the already imported
+    matplotlib, its loaded fonts and the data. Forking is only done where it is safe: on Linux, in a
+    process with no other thread running.
     """
     global _JOBS
     count = min(workers or os.cpu_count() or 1, len(jobs))
     if count < 2 or not _fork_is_safe():
         return [_render_job(job) for job in jobs]
-    # Largest inputs first, so the slow plot does not start last.
-    order = sorted(range(len(jobs)), key=lambda i: -jobs[i].size)
+    # Shares of about equal size, the largest inputs first so a slow plot does not start last.
+    shares: list[list[int]] = [[] for _ in range(count)]
+    loads = [0] * count
+    for index in sorted(range(len(jobs)), key=lambda i: -jobs[i].size):
+        lightest = loads.index(min(loads))
+        shares[lightest].append(index)
+        loads[lightest] += jobs[index].size + 1
+    mine, theirs = shares[0], [i for share in shares[1:] for i in share]
     _JOBS = jobs
     try:
-        with multiprocessing.get_context("fork").Pool(processes=count) as pool:
-            results = pool.map(_render_index, order, chunksize=1)
+        with multiprocessing.get_context("fork").Pool(processes=count - 1) as pool:
+            pending = pool.map_async(_render_index, theirs, chunksize=1)
+            results = {i: _render_job(jobs[i]) for i in mine}
+            results.update(zip(theirs, pending.get(), strict=True))
     finally:
         _JOBS = ()
-    by_index = dict(zip(order, results, strict=True))
-    return [by_index[i] for i in range(len(jobs))]
+    return [results[i] for i in range(len(jobs))]
 
 
 def _fork_is_safe() -> bool:
