@@ -817,3 +817,22 @@ def test_importing_dvc_only_when_needed(tmp_path: Path) -> None:
 def test_there_are_at_least_40_cases() -> None:
     cases = [name for name in globals() if name.startswith("test_") and name != "test_there_are_at_least_40_cases"]
     assert len(cases) >= 40, len(cases)
+
+
+def test_without_dvc_a_cached_base_output_says_how_to_read_it(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project.write("dvc.yaml", _stage("    metrics:\n      - m.json\n"))
+    project.write("m.json", {"acc": 0.8})
+    project.dvc_commit()
+    base = project.commit()
+    project.write("m.json", {"acc": 0.85})
+    from cml_bot.dvcproject import api
+
+    monkeypatch.setattr(api, "available", lambda: False)
+    evaluation = evaluate(Options(root=project.root, compare=(base, None)), Effects(env={}))
+    assert evaluation.baseline.results is None
+    assert evaluation.baseline.caveat == (
+        "base outputs m.json unreachable: kept in DVC's cache; pip install 'cml-bot[dvc]' to read it from the "
+        "cache or remote"
+    )
