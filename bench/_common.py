@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -19,6 +21,31 @@ def median_seconds(action: Callable[[], object], repeat: int = 5) -> float:
         action()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+@dataclass(frozen=True)
+class Timing:
+    wall: float  # median wall-clock seconds
+    cpu: float  # median CPU seconds (user + system) of the processes the action started and waited for
+
+
+def side_by_side(actions: dict[str, Callable[[], object]], repeat: int = 5) -> dict[str, Timing]:
+    """Median wall and CPU time of each action (a command run as a subprocess), run in turns (one
+    of each per round, the order rotating) so a change in the machine's load affects them alike.
+    CPU time does not count waiting for a busy machine: it tells what each costs in itself."""
+    walls: dict[str, list[float]] = {label: [] for label in actions}
+    cpus: dict[str, list[float]] = {label: [] for label in actions}
+    labels = list(actions)
+    for round_number in range(repeat):
+        shift = round_number % len(labels)
+        for label in labels[shift:] + labels[:shift]:
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            start = time.perf_counter()
+            actions[label]()
+            walls[label].append(time.perf_counter() - start)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpus[label].append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return {label: Timing(statistics.median(walls[label]), statistics.median(cpus[label])) for label in labels}
 
 
 def command_seconds(args: Sequence[str], cwd: Path | None = None, repeat: int = 5) -> float:

@@ -1,29 +1,38 @@
-"""Where the baseline's results come from, stated in the report.
+"""Where the baseline's results come from, named in the report.
 
 "Diff against main" means against the commit this change branched from (the merge-base), never
-main's moving tip. In order:
+main's moving tip: the compared pair differs only by the change. When CI checked out GitHub's
+merge commit of a pull request (``pull_request`` events; GitLab's merged results pipelines), the
+results are the merge's, so the baseline is its first parent (the base branch as merged into).
+In order:
 
 1. an explicit ``--baseline FILE`` given on the command line;
-2. results recorded for the merge-base (``cml-bot record`` on pushes to main);
-3. the nearest recorded first-parent ancestor of the merge-base, saying how many commits older;
-4. the metrics files (and a TensorBoard logdir) as committed at the merge-base (DVC style, ``git show``);
+2. results recorded for the base commit (``cml-bot record`` on pushes to the default branch);
+3. the nearest recorded first-parent ancestor of the base commit, saying how many commits older;
+4. the metrics files as committed at the base commit (DVC style: git, and DVC's cache or remote
+   for outputs DVC keeps there), with the dvc.yaml files of that commit, and a committed
+   TensorBoard logdir;
 5. ``baseline.file`` from the config;
-6. no baseline.
+6. no baseline, with the reason in the report's verdict line.
+
+The base branch: ``--base``; else the pull/merge request's target; else ``baseline.branch`` from
+the config; else the forge's default branch; else the clone's ``origin/HEAD``; else ``main`` or
+``master``, whichever exists. The report says which.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-from cml_bot.config import Config
+from cml_bot.config import Config, Declarations, merge_declarations
 from cml_bot.errors import InputError
-from cml_bot.git import Git
-from cml_bot.metrics import Value, combine, parse_values, read_values
-from cml_bot.results import RunResults
+from cml_bot.git import Git, GitTree
+from cml_bot.metrics import Tree, read_values
+from cml_bot.results import RunResults, read_results
 
 ANCESTOR_SEARCH_LIMIT = 200
 _HEX = re.compile(r"^[0-9a-fA-F]{7,40}$")
@@ -51,47 +60,123 @@ class ResultStore(Protocol):
 @dataclass(frozen=True)
 class Baseline:
     results: RunResults | None
-    sha: str | None  # the merge-base (or the commit the results belong to)
-    ref: str | None  # the target branch name, for labels
-    source: str  # one sentence for the report
+    sha: str | None  # the base commit (or the commit the results belong to)
+    ref: str | None  # the baseline's name in tables and legends: a branch, a short sha, a file name
+    source: str  # one sentence for the report: where the results came from
+    branch: str | None = None  # the base branch, when the baseline is a branch's (records, trend)
+    caveat: str | None = None  # what the verdict line must say (outputs DVC could not reach, ...)
+    compared: str | None = None  # which pair was compared, one sentence for the run facts
     merge_base: str | None = None  # the base commit searched from (``sha`` may be an older recorded one)
 
 
+@dataclass(frozen=True)
+class BaseBranch:
+    """The branch a change is compared with, and how it was chosen (one phrase for the report)."""
+
+    name: str
+    how: str
+
+
+def base_branch(config: Config, git: Git, target: str | None, forge_default: str | None, forge: str) -> BaseBranch:
+    """The base branch: the pull/merge request's target, ``baseline.branch``, the forge's default
+    branch, the clone's ``origin/HEAD``, then ``main`` or ``master``, whichever exists."""
+    if target:
+        return BaseBranch(target, "the target branch of the pull request")
+    if config.baseline_branch:
+        return BaseBranch(config.baseline_branch, "baseline.branch in the config")
+    if forge_default:
+        return BaseBranch(forge_default, f"the default branch on {forge}")
+    remote = git.remote_head()
+    if remote:
+        return BaseBranch(remote, "the clone's default branch (origin/HEAD)")
+    for name in ("main", "master"):
+        if git.branch_ref(name) is not None:
+            return BaseBranch(name, f"the branch named {name} in this clone")
+    return BaseBranch("main", "main by default (no origin/HEAD, no main or master branch)")
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """What CI checked out: the change's head, or a merge of it into the base branch."""
+
+    sha: str | None  # the commit the workspace is at
+    merge_parent: str | None = None  # the base-branch parent when ``sha`` is a merge made by the forge
+    kind: str = ""  # "GitHub's merge commit", "GitLab's merged results commit"
+
+
+def detect_checkout(git: Git, platform: str, change_head: str | None, merged_results: bool = False) -> Checkout:
+    """A pull request run on GitHub's merge commit (``pull_request`` events check out
+    ``refs/pull/N/merge``: HEAD is a merge whose second parent is the PR's head), or a GitLab
+    merged results pipeline: the results include the base branch's newer commits."""
+    head = git.rev("HEAD")
+    if head is None:
+        return Checkout(None)
+    parents = git.parents(head)
+    if len(parents) != 2:
+        return Checkout(head)
+    if platform == "github" and change_head and head != change_head and parents[1] == change_head:
+        return Checkout(head, parents[0], "GitHub's merge commit")
+    if platform == "gitlab" and merged_results:
+        return Checkout(head, parents[0], "GitLab's merged results commit")
+    return Checkout(head)
+
+
+@dataclass(frozen=True)
+class BaseCommit:
+    sha: str | None  # None: none could be found (``how`` says why)
+    how: str  # how it was found, a phrase for the report ("the merge-base with main")
+    label: str  # its name in tables and legends: a branch, a tag, a short sha
+    branch: str | None  # the branch it stands for (records, trend), None for an exact commit
+
+
 def find_base_commit(
-    git: Git, head_sha: str | None, branch: str, given_sha: str | None, base_rev: str | None
-) -> tuple[str | None, str]:
-    """The base commit and how it was found. ``given_sha`` is the platform's merge-base (GitLab)."""
+    git: Git,
+    head_sha: str | None,
+    branch: str,
+    given_sha: str | None,
+    base_rev: str | None,
+    checkout: Checkout | None = None,
+) -> BaseCommit:
+    """The commit to compare with. ``given_sha`` is the platform's merge-base (GitLab, GitHub's
+    compare API); ``base_rev`` is ``--base``: a branch means its merge-base, a sha or a tag that
+    very commit."""
     if base_rev:
         sha = git.rev(base_rev)
         if sha is None:
-            raise InputError(f"--base {base_rev}: no such commit or branch in this repository")
-        if _HEX.match(base_rev):
-            return sha, f"commit {base_rev} given with --base"
+            raise InputError(f"--base {base_rev}: no such commit, branch or tag in this repository")
+        if not git.is_branch(base_rev):
+            kind = "tag" if git.rev(f"refs/tags/{base_rev}") else "commit"
+            name = git.describe_rev(base_rev)
+            return BaseCommit(sha, f"{kind} {name} given with --base", name, None)
         # A branch name: where this change left it, never the branch's moving tip.
         head = head_sha or git.rev("HEAD")
         merge_base = git.merge_base(head, sha) if head else None
         if merge_base is None or merge_base == head:
-            return sha, f"{base_rev} given with --base"
-        return merge_base, f"the merge-base with {base_rev} (given with --base)"
+            return BaseCommit(sha, f"{base_rev} given with --base", base_rev, base_rev)
+        return BaseCommit(merge_base, f"the merge-base with {base_rev} (given with --base)", base_rev, base_rev)
+    if checkout is not None and checkout.merge_parent:
+        how = f"the first parent of {checkout.kind} {(checkout.sha or '')[:7]} ({branch} as merged into)"
+        return BaseCommit(checkout.merge_parent, how, branch, branch)
     if given_sha:
-        return given_sha, f"the merge-base with {branch} reported by the CI"
+        return BaseCommit(given_sha, f"the merge-base with {branch} reported by the CI", branch, branch)
     branch_sha = git.branch_ref(branch)
     if branch_sha is None:
-        return None, f"branch {branch} not found (fetch it, e.g. actions/checkout with fetch-depth: 0)"
+        why = f"branch {branch} not found (fetch it, e.g. actions/checkout with fetch-depth: 0)"
+        return BaseCommit(None, why, branch, branch)
     head = head_sha or git.rev("HEAD")
     if head is None:
-        return None, "this directory has no commits"
+        return BaseCommit(None, "this directory has no commits", branch, branch)
     merge_base = git.merge_base(head, branch_sha)
     if merge_base is None:
         shallow = " (the clone is shallow: fetch full history)" if git.is_shallow() else ""
-        return None, f"no common ancestor with {branch}{shallow}"
+        return BaseCommit(None, f"no common ancestor with {branch}{shallow}", branch, branch)
     if merge_base == head:
         # Running on the base branch itself: compare with the previous commit.
         parents = git.ancestors(head, 2)
         if len(parents) < 2:
-            return None, f"this is the first commit of {branch}"
-        return parents[1], f"the previous commit on {branch}"
-    return merge_base, f"the merge-base with {branch}"
+            return BaseCommit(None, f"this is the first commit of {branch}", branch, branch)
+        return BaseCommit(parents[1], f"the previous commit on {branch}", branch, branch)
+    return BaseCommit(merge_base, f"the merge-base with {branch}", branch, branch)
 
 
 def resolve_baseline(
@@ -104,87 +189,136 @@ def resolve_baseline(
     given_sha: str | None = None,
     base_rev: str | None = None,
     explicit_file: Path | None = None,
+    checkout: Checkout | None = None,
 ) -> Baseline:
-    branch = branch or config.baseline_branch
+    branch = branch or config.baseline_branch or "main"
     if explicit_file is not None:
         metrics = read_values(explicit_file, str(explicit_file))
         return Baseline(
-            RunResults(sha=None, metrics=metrics), None, branch, f"the file {explicit_file.name} given with --baseline"
+            RunResults(sha=None, metrics=metrics),
+            None,
+            explicit_file.name,
+            f"the file {explicit_file.name} given with --baseline",
+            compared=f"this change with the file {explicit_file.name}",
         )
-    sha, how = find_base_commit(git, head_sha, branch, given_sha, base_rev)
+    base = find_base_commit(git, head_sha, branch, given_sha, base_rev, checkout)
+    sha, how, label, on_branch = base.sha, base.how, base.label, base.branch
+    compared = _compared(checkout, head_sha, sha, how)
+    caveat = None
     if sha is not None:
-        available = store.recorded()
-        recorded = store.load(sha) if available is None or sha in available else None
-        if recorded is not None:
-            return Baseline(recorded, sha, branch, f"recorded results of {how} ({sha[:10]})", sha)
-        limit = ANCESTOR_SEARCH_LIMIT if available is not None else PROBE_LIMIT
-        for distance, ancestor in enumerate(git.ancestors(sha, limit)[1:], start=1):
-            recorded = store.load(ancestor) if available is None or ancestor in available else None
-            if recorded is not None:
-                plural = "s" if distance > 1 else ""
-                return Baseline(
-                    recorded,
-                    ancestor,
-                    branch,
-                    f"recorded results of {ancestor[:10]}, {distance} commit{plural} older than "
-                    f"{how} ({sha[:10]}), the nearest recorded",
-                    sha,
-                )
-        committed = committed_results(config, git, sha)
+        found = recorded_results(git, store, sha, how)
+        if found is not None:
+            results, source = found
+            return Baseline(results, results.sha, label, source, on_branch, compared=compared, merge_base=sha)
+        committed, caveat = committed_results(config, git, sha)
         if committed is not None:
-            return Baseline(committed, sha, branch, f"metrics files as committed at {how} ({sha[:10]})", sha)
+            source = f"metrics files as committed at {how} ({sha[:10]})"
+            return Baseline(committed, sha, label, source, on_branch, caveat, compared, merge_base=sha)
     if config.baseline_file:
         path = config.root / config.baseline_file
         if path.exists():
             metrics = read_values(path, config.baseline_file)
-            return Baseline(
-                RunResults(sha=None, metrics=metrics),
-                sha,
-                branch,
-                f"the file {config.baseline_file} named in baseline.file",
-                sha,
-            )
+            source = f"the file {config.baseline_file} named in baseline.file"
+            results = RunResults(sha=None, metrics=metrics)
+            return Baseline(results, sha, config.baseline_file, source, on_branch, caveat, merge_base=sha)
     reason = how if sha is None else f"nothing recorded or committed for {how} ({sha[:10]})"
-    return Baseline(None, sha, branch, f"no baseline: {reason}", sha)
+    if caveat:
+        reason = f"{how} ({(sha or '')[:10]}): {caveat}"
+    return Baseline(None, sha, label, f"no baseline: {reason}", on_branch, caveat, compared, merge_base=sha)
 
 
-def committed_results(config: Config, git: Git, sha: str) -> RunResults | None:
-    """Metrics, params and plot files as committed at ``sha``; None if no metrics file is there.
-    All files come from one ``git cat-file --batch`` (plot data can be large)."""
-    contents = git.show_many(
-        sha, list(dict.fromkeys([*config.metrics, *config.params, *(p.path for p in config.plots)]))
-    )
-    folders = [f"{path}/metrics.json" for path in config.metrics if contents.get(path) is None]  # dvclive
-    contents.update(git.show_many(sha, folders))
-    metric_files = _parsed(config.metrics, contents)
-    scalars = None
+def _compared(checkout: Checkout | None, head_sha: str | None, base_sha: str | None, how: str) -> str | None:
+    if base_sha is None:
+        return None
+    if checkout is not None and checkout.merge_parent == base_sha and checkout.sha:
+        return f"{checkout.kind} {checkout.sha[:7]} (checked out) with its first parent {base_sha[:7]}"
+    head = (checkout.sha if checkout is not None and checkout.sha else head_sha) or "this change"
+    return f"{head[:7]} with {how} ({base_sha[:7]})"
+
+
+def recorded_results(git: Git, store: ResultStore, sha: str, how: str) -> tuple[RunResults, str] | None:
+    """Results recorded for ``sha``, else for its nearest recorded first-parent ancestor."""
+    available = store.recorded()
+    recorded = store.load(sha) if available is None or sha in available else None
+    if recorded is not None:
+        return recorded, f"recorded results of {how} ({sha[:10]})"
+    limit = ANCESTOR_SEARCH_LIMIT if available is not None else PROBE_LIMIT
+    for distance, ancestor in enumerate(git.ancestors(sha, limit)[1:], start=1):
+        recorded = store.load(ancestor) if available is None or ancestor in available else None
+        if recorded is not None:
+            plural = "s" if distance > 1 else ""
+            source = (
+                f"recorded results of {ancestor[:10]}, {distance} commit{plural} older than "
+                f"{how} ({sha[:10]}), the nearest recorded"
+            )
+            return replace(recorded, sha=recorded.sha or ancestor), source
+    return None
+
+
+def declared_at(config: Config, git: Git, sha: str) -> Declarations:
+    """What to read at commit ``sha``: cml-bot.yaml's declarations (this checkout's) and what the
+    dvc.yaml files of that commit declare (DVC reads each revision's own)."""
+    own = config.own or config.declared
+    if config.layout is None or not (config.layout.files or config.layout.repos or config.dvc_declared):
+        return own
+    from cml_bot import dvcproject
+
+    return merge_declarations(own, dvcproject.declarations(config.layout, git, rev=sha))
+
+
+def committed_results(config: Config, git: Git, sha: str) -> tuple[RunResults | None, str | None]:
+    """Metrics, params and plot files as committed at ``sha`` (None if none of them is there),
+    and what the verdict line must say about files DVC keeps in its cache and could not reach.
+    Files come from one ``git cat-file --batch`` (plot data can be large)."""
+    declared = declared_at(config, git, sha)
+    tree: Tree
+    if config.layout is not None and declared.cached:
+        from cml_bot.dvcproject import CommitTree
+
+        tree = CommitTree(git, sha, config.layout, declared.cached)
+    else:
+        tree = GitTree(git, sha)
+    results = read_results(declared, tree, sha)
     if config.tensorboard is not None:  # the logdir as committed, for teams that commit it
         from cml_bot.sources.tensorboard import committed_scalars
 
         scalars = committed_scalars(config.tensorboard, git, sha)
-    if not metric_files and scalars is None:
-        return None
-    files = {spec.path: data for spec in config.plots if (data := contents.get(spec.path)) is not None}
-    results = RunResults(
-        sha=sha, metrics=combine(metric_files), params=combine(_parsed(config.params, contents)), files=files
-    )
-    if scalars is not None:
-        results = replace(
-            results, metrics={**results.metrics, **scalars.metrics}, files={**results.files, **scalars.files}
-        )
-    return results
+        if scalars is not None:
+            results = replace(
+                results, metrics={**results.metrics, **scalars.metrics}, files={**results.files, **scalars.files}
+            )
+    unreachable = getattr(tree, "unreachable", {})
+    caveat = _unreachable_caveat(unreachable) if unreachable else None
+    nothing = not (results.metrics or results.params or results.files)
+    if nothing and (not results.problems or all(f in unreachable for f in results.problems)):
+        return None, caveat
+    return results, caveat
 
 
-def _parsed(paths: Sequence[str], contents: Mapping[str, bytes | None]) -> list[tuple[str, dict[str, Value]]]:
-    found = []
-    for path in paths:
-        name, data = path, contents.get(path)
-        if data is None:  # a dvclive output folder
-            name = f"{path}/metrics.json"
-            data = contents.get(name)
-        if data is not None:
-            found.append((path, parse_values(data, name)))
-    return found
+def _unreachable_caveat(unreachable: Mapping[str, str]) -> str:
+    files = list(unreachable)
+    shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    first = next(iter(unreachable.values()))
+    why = first.split(": ", 1)[-1]
+    return f"base outputs {shown} unreachable: {why}"
+
+
+def exact_results(
+    config: Config, git: Git, store: ResultStore, rev: str
+) -> tuple[RunResults | None, str, str, str | None]:
+    """The results of exactly ``rev`` (``cml-bot diff A B``): recorded for that commit, else as
+    committed (and in DVC's cache). Returns them, where they came from, its name and a caveat."""
+    sha = git.rev(rev)
+    if sha is None:
+        raise InputError(f"{rev}: no such commit, branch or tag in this repository")
+    name = git.describe_rev(rev)
+    available = store.recorded()
+    if available is None or sha in available:
+        recorded = store.load(sha)
+        if recorded is not None:
+            return replace(recorded, sha=sha), f"recorded results of {name} ({sha[:10]})", name, None
+    committed, caveat = committed_results(config, git, sha)
+    return committed, f"metrics files as committed at {name} ({sha[:10]})", name, caveat
 
 
 def trend_history(git: Git, store: ResultStore, sha: str | None, count: int) -> list[RunResults]:

@@ -150,6 +150,20 @@ def _parser() -> argparse.ArgumentParser:
         command = _command(sub, name, text)
         _report_options(command, pipeline=True)
 
+    compare = sub.add_parser(
+        "diff",
+        help="compare two revisions exactly, as `dvc metrics diff A B` does (writes the report locally)",
+        description="Compare the results of exactly revision A (no merge-base) with exactly revision B, or with "
+        "the workspace: recorded results of that commit, else its committed files (and DVC's cache). The report "
+        "is written locally; nothing is posted or recorded.",
+    )
+    compare.add_argument("a_rev", metavar="A", help="the baseline: a branch, tag or commit, taken as is")
+    compare.add_argument("b_rev", metavar="B", nargs="?", help="the revision compared with A (default: the workspace)")
+    _common(compare)
+    compare.add_argument("--out", type=Path, help="report folder (default: cml-bot-report in the repo)")
+    compare.add_argument("--junit", type=Path, help="write the gates as JUnit XML to this file")
+    compare.add_argument("--fail-on-regression", action="store_true", help="exit 1 when a threshold fails")
+
     record = _command(sub, "record", "store this commit's results as a baseline for later pull requests")
     _common(record)
 
@@ -319,6 +333,7 @@ def _dispatch(args: argparse.Namespace, argv: Sequence[str], environ: Mapping[st
         "publish": _publish,
         "record": _record,
         "merge": _report,
+        "diff": _diff,
     }
     try:
         return commands[args.command](args, environ, console)
@@ -380,7 +395,26 @@ def _report(args: argparse.Namespace, env: Mapping[str, str], console: Console) 
     return EXIT_OK
 
 
+def _diff(args: argparse.Namespace, env: Mapping[str, str], console: Console) -> int:
+    from cml_bot.app import Effects, Options, run
+
+    options = Options(
+        root=args.directory,
+        config_path=args.config,
+        dry_run=True,
+        report_dir=args.out,
+        junit=args.junit,
+        record=False,
+        compare=(args.a_rev, args.b_rev),
+    )
+    outcome = run(options, Effects(env=env, echo=console.say))
+    _show(outcome, env, console)
+    return EXIT_FAILED if outcome.verdict.value == "regressed" and args.fail_on_regression else EXIT_OK
+
+
 def _show(outcome: Outcome, env: Mapping[str, str], console: Console) -> None:
+    for warning in outcome.report.warnings:
+        console.warn(f"cml-bot: warning: {scrub(warning, env)}")
     console.say(f"cml-bot: {outcome.summary}")
     for notice in outcome.notices:
         console.say(f"cml-bot: {notice}")
@@ -484,4 +518,3 @@ def _publish(args: argparse.Namespace, env: Mapping[str, str], console: Console)
     if outcome.verdict.value == "regressed" and args.fail_on_regression:
         return EXIT_FAILED
     return EXIT_OK
-

@@ -2,7 +2,8 @@
 
 The schema is declared once, here, by the parsing functions below; every error names the file,
 the key path (``plots[2].template``) and what was expected, and is raised as :class:`ConfigError`.
-Where the repo has a ``dvc.yaml``, its ``metrics``, ``params`` and ``plots`` declarations are added.
+Where the project has ``dvc.yaml`` files, what they declare (metrics, params, plots) is added: see
+:mod:`cml_bot.dvcproject`.
 """
 
 from __future__ import annotations
@@ -11,19 +12,36 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from cml_bot.errors import ConfigError
 from cml_bot.files import DuplicateKeyError, UniqueKeyFastLoader, read_limited
+from cml_bot.git import Git
 from cml_bot.metrics import MAX_FILE_BYTES, MAX_NAMES
 from cml_bot.secrets import redact_url
+
+if TYPE_CHECKING:
+    from cml_bot.dvcproject import Layout
 
 CONFIG_FILE = "cml-bot.yaml"
 DVC_FILE = "dvc.yaml"
 
-PLOT_TEMPLATES = ("linear", "scatter", "bar", "confusion", "confusion_normalized", "image")
+# DVC's built-in templates, plus "bar" (vertical bars, categories on x) and "image".
+PLOT_TEMPLATES = (
+    "linear",
+    "simple",
+    "smooth",
+    "scatter",
+    "scatter_jitter",
+    "bar",
+    "bar_horizontal",
+    "bar_horizontal_sorted",
+    "confusion",
+    "confusion_normalized",
+    "image",
+)
 DIRECTIONS = ("higher", "lower")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _REPORT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -61,14 +79,49 @@ class Step:
 
 
 @dataclass(frozen=True)
+class PlotSource:
+    """One series of a plot: field ``y`` of ``file`` against field ``x`` of ``x_file``.
+
+    When ``x_file`` is another file, its rows are joined with ``file``'s by position, as DVC does.
+    """
+
+    file: str
+    y: str | None = None  # None: the file's last column (DVC's default)
+    x: str | None = None  # None: a step/epoch/iteration column, else the row number
+    x_file: str | None = None  # None: the same file
+
+
+@dataclass(frozen=True)
 class PlotSpec:
-    """A plot, in DVC's terms: a data file with x/y fields and a template, or an image file."""
+    """A plot, in DVC's terms: an id with data sources, a template and labels, or an image file.
+
+    The simple form names one data file as ``path`` with ``x`` and ``y`` fields (cml-bot.yaml's
+    ``plots`` and DVC's ``{file: {x, y}}``). DVC's ``{id: {x, y: {file: field}}}`` form names the
+    plot ``path`` and lists its series in ``sources``; :attr:`series` gives both forms alike.
+    """
 
     path: str
     x: str | None = None
     y: tuple[str, ...] = ()
     template: str = "linear"
     title: str | None = None
+    sources: tuple[PlotSource, ...] = ()
+    x_label: str | None = None
+    y_label: str | None = None
+    header: bool = True  # CSV/TSV: False when the first row is data (columns are then "0", "1", ...)
+
+    @property
+    def series(self) -> tuple[PlotSource, ...]:
+        if self.sources:
+            return self.sources
+        return tuple(PlotSource(self.path, y, self.x) for y in (self.y or (None,)))
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """Every file the plot reads, in order (an image plot reads its own file)."""
+        if self.template == "image" or not self.sources:
+            return (self.path,)
+        return tuple(dict.fromkeys(f for s in self.sources for f in (s.file, s.x_file) if f))
 
 
 @dataclass(frozen=True)
@@ -128,7 +181,7 @@ class Config:
     root: Path
     title: str = "cml-bot report"
     report_id: str = "default"
-    baseline_branch: str = "main"
+    baseline_branch: str | None = None  # None: the forge's default branch, origin/HEAD, main or master
     baseline_file: str | None = None
     data_branch: str = "cml-bot-data"  # where CI records results on GitHub/GitLab
     trend: int = 10  # recorded base-branch commits in the trend plot; 0 turns it off
@@ -142,6 +195,52 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     mlflow: MlflowSource | None = None
     tensorboard: TensorBoardSource | None = None
+    param_keys: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (params file, the only keys tracked)
+    # Derived from the same files as the fields above (left out of comparisons):
+    own: Declarations | None = field(default=None, compare=False)  # what cml-bot.yaml alone declares
+    dvc_declared: Declarations | None = field(default=None, compare=False)  # what the dvc.yaml files declare
+    layout: Layout | None = field(default=None, compare=False)  # where dvc.yaml files and DVC repositories are
+
+    @property
+    def declared(self) -> Declarations:
+        """Metrics, params and plots to read, cml-bot.yaml's and dvc.yaml's together."""
+        return Declarations(metrics=self.metrics, params=self.params, param_keys=self.param_keys, plots=self.plots)
+
+
+@dataclass(frozen=True)
+class Declarations:
+    """What a project declares to read: metrics and params files, plots, and where that was said."""
+
+    metrics: tuple[str, ...] = ()
+    params: tuple[str, ...] = ()
+    param_keys: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (params file, the only keys tracked)
+    plots: tuple[PlotSpec, ...] = ()
+    cached: tuple[str, ...] = ()  # outputs DVC keeps in its cache rather than in git
+    files: tuple[str, ...] = ()  # the dvc.yaml files read
+    resolver: str = ""  # who resolved them, for -v and the run facts: "cml-bot", "DVC 3.67.1"
+    notes: tuple[str, ...] = ()  # what the reader should know (an unknown template, ...)
+
+    def keys_of(self, path: str) -> tuple[str, ...]:
+        """The keys tracked in params file ``path``; () for all of them."""
+        return next((keys for file, keys in self.param_keys if file == path), ())
+
+
+def merge_declarations(own: Declarations, dvc: Declarations) -> Declarations:
+    """cml-bot.yaml's declarations, then dvc.yaml's that are not there already. A file plotted in
+    cml-bot.yaml replaces dvc.yaml's plots of it; a params file cml-bot.yaml lists is read whole."""
+    metrics = tuple(dict.fromkeys((*own.metrics, *dvc.metrics)))
+    params = tuple(dict.fromkeys((*own.params, *dvc.params)))
+    keys = tuple((file, ks) for file, ks in (*own.param_keys, *dvc.param_keys) if file not in own.params)
+    declared = {p.path for p in own.plots}
+    plots = (*own.plots, *(p for p in dvc.plots if not declared.intersection(p.files) and p.path not in declared))
+    return replace(
+        dvc,
+        metrics=metrics,
+        params=params,
+        param_keys=keys,
+        plots=tuple(dict.fromkeys(plots)),
+        notes=(*own.notes, *dvc.notes),
+    )
 
 
 _TOP_KEYS = (
@@ -262,31 +361,42 @@ def _join(where: str, key: str | int) -> str:
     return f"{where}.{key}" if where else key
 
 
-def load_config(root: Path, config_path: Path | None = None) -> Config:
-    """Read ``cml-bot.yaml`` (or ``config_path``) and ``dvc.yaml`` from ``root``.
+def load_config(root: Path, config_path: Path | None = None, git: Git | None = None) -> Config:
+    """Read ``cml-bot.yaml`` (or ``config_path``) and every ``dvc.yaml`` below ``root``.
 
-    A missing ``cml-bot.yaml`` is allowed when the repo has a ``dvc.yaml``; with neither, the
-    error says what to create.
+    A missing ``cml-bot.yaml`` is allowed where there is a ``dvc.yaml``; with neither, the error
+    says what to create. ``git`` finds dvc.yaml files fast (and skips ignored folders).
     """
+    from cml_bot import dvcproject
+
     root = root.resolve()
     path = config_path if config_path is not None else root / CONFIG_FILE
-    dvc_path = root / DVC_FILE
-    is_dvc = dvc_path.is_file() or (root / ".dvc").is_dir()
-    if path.exists():
+    layout = dvcproject.find_layout(root, git if git is not None else Git(root))
+    if path.exists() or path.is_symlink():  # a FIFO or a dangling link is refused by _load_yaml, not missed
         raw = _load_yaml(path, str(path if config_path is not None else CONFIG_FILE))
         config = parse_config(raw, root, str(path.name if config_path is None else path))
     elif config_path is not None:
         raise ConfigError(f"{config_path}: config file not found")
-    elif dvc_path.is_file():
+    elif layout.files or layout.enclosing is not None:
         config = Config(root=root)
     else:
         raise ConfigError(
-            f"{CONFIG_FILE} not found in {root}; create one (see README, 'Configuration') or run in a DVC repo"
+            f"{CONFIG_FILE} not found in {root}; create one (see README, 'Configuration') or run where a "
+            "dvc.yaml is (a DVC project, or dvclive output with dvcyaml)"
         )
-    if dvc_path.exists():
-        config = _merge_dvc(config, _load_yaml(dvc_path, DVC_FILE))
-    if is_dvc and not config.dvc:
-        config = _replace(config, dvc=True)
+    own = config.declared
+    config = _replace(config, own=own, dvc=bool(layout.files or layout.repos), layout=layout)
+    if layout.files or layout.repos:
+        dvc = dvcproject.declarations(layout)
+        merged = merge_declarations(own, dvc)
+        config = _replace(
+            config,
+            metrics=merged.metrics,
+            params=merged.params,
+            param_keys=merged.param_keys,
+            plots=merged.plots,
+            dvc_declared=dvc,
+        )
     if any((root / spec.path).is_dir() for spec in config.plots):
         config = _replace(config, plots=expand_plot_folders(root, config.plots))
     return config
@@ -297,9 +407,12 @@ PLOT_FILE_SUFFIXES = (".csv", ".tsv", ".json", ".yaml", ".yml", *IMAGE_SUFFIXES)
 
 
 def expand_plot_folders(root: Path, plots: tuple[PlotSpec, ...]) -> tuple[PlotSpec, ...]:
-    """A plot naming a folder (dvclive's ``plots/metrics``) stands for each data file in it, with
-    the folder's options; files already plotted on their own are not drawn twice."""
-    explicit = {spec.path for spec in plots if not (root / spec.path).is_dir()}
+    """A plot naming a folder (dvclive's ``plots``) stands for each data file in it, with the
+    folder's options; dvclive's scikit-learn plots (ROC, precision-recall, confusion matrix, ...)
+    get the templates and labels dvclive gives them. Files already plotted are not drawn twice."""
+    from cml_bot.dvcproject.definitions import dvclive_sklearn_spec
+
+    explicit = {file for spec in plots if not (root / spec.path).is_dir() for file in spec.files}
     expanded: list[PlotSpec] = []
     for spec in plots:
         folder = root / spec.path
@@ -310,9 +423,13 @@ def expand_plot_folders(root: Path, plots: tuple[PlotSpec, ...]) -> tuple[PlotSp
             relative = file.relative_to(root).as_posix()
             if file.is_file() and file.suffix.lower() in PLOT_FILE_SUFFIXES and relative not in explicit:
                 explicit.add(relative)
+                sklearn = dvclive_sklearn_spec(relative, file) if file.suffix.lower() == ".json" else None
+                if sklearn is not None:
+                    expanded.append(sklearn)
+                    continue
                 template = "image" if file.suffix.lower() in IMAGE_SUFFIXES else spec.template
                 title = f"{spec.title}: {file.stem}" if spec.title else relative
-                expanded.append(PlotSpec(path=relative, x=spec.x, y=spec.y, template=template, title=title))
+                expanded.append(replace(spec, path=relative, template=template, title=title, sources=()))
     return tuple(expanded)
 
 
@@ -635,148 +752,3 @@ def _parse_thresholds(r: _Reader, value: object) -> tuple[Threshold, ...]:
             )
         )
     return tuple(rules)
-
-
-def _merge_dvc(config: Config, raw: object) -> Config:
-    """Add dvc.yaml's top-level and per-stage metrics, params and plots not already declared."""
-    r = _Reader(DVC_FILE)
-    top = r.mapping(raw if raw is not None else {}, "")
-    metrics = list(config.metrics)
-    params = list(config.params)
-    plots = list(config.plots)
-
-    def add_metric(path: str) -> None:
-        if path not in metrics:
-            metrics.append(path)
-
-    for i, item in enumerate(_list(r, top, "metrics")):
-        add_metric(r.relative_path(item, f"metrics[{i}]"))
-    for i, item in enumerate(_list(r, top, "params")):
-        path = r.relative_path(item, f"params[{i}]")
-        if path not in params:
-            params.append(path)
-    # A file plotted in cml-bot.yaml wins over dvc.yaml; dvc.yaml may plot one file several ways.
-    declared = {p.path for p in config.plots}
-
-    def add_plot(spec: PlotSpec) -> None:
-        if spec.path not in declared and spec not in plots:
-            plots.append(spec)
-
-    for i, item in enumerate(_list(r, top, "plots")):
-        for spec in _dvc_plot(r, item, f"plots[{i}]"):
-            add_plot(spec)
-    stages = top.get("stages")
-    for name, stage in r.mapping({} if stages is None else stages, "stages").items():
-        where = f"stages.{name}"
-        stage = r.mapping({} if stage is None else stage, where)
-        for i, out in enumerate(_sequence(r, stage, "metrics", where)):
-            add_metric(_dvc_out_path(r, out, f"{where}.metrics[{i}]"))
-        for i, out in enumerate(_sequence(r, stage, "plots", where)):
-            for spec in _dvc_plot(r, out, f"{where}.plots[{i}]"):
-                add_plot(spec)
-        for i, param in enumerate(_sequence(r, stage, "params", where)):
-            # `- params.yaml:` followed by keys, or a bare key name from params.yaml
-            at = f"{where}.params[{i}]"
-            if isinstance(param, Mapping):
-                for file, keys in r.mapping(param, at).items():
-                    if keys is not None and not isinstance(keys, list):
-                        raise r.fail(_join(at, file), "a list of param names", keys)
-                    path = r.relative_path(file, at)
-                    if path not in params:
-                        params.append(path)
-            elif not isinstance(param, str):
-                raise r.fail(at, "a param name or {file: [names]}", param)
-            elif "params.yaml" not in params and (config.root / "params.yaml").is_file():
-                params.append("params.yaml")
-    return _replace(config, metrics=tuple(metrics), params=tuple(params), plots=tuple(plots))
-
-
-def _sequence(r: _Reader, mapping: Mapping[str, Any], key: str, where: str) -> list[Any]:
-    """``mapping[key]`` as a list (absent or null: empty), else a ConfigError naming ``where.key``."""
-    value = mapping.get(key)
-    return [] if value is None else r.sequence(value, _join(where, key))
-
-
-def _dvc_out_path(r: _Reader, out: object, where: str) -> str:
-    if isinstance(out, Mapping):
-        if len(out) != 1:
-            raise r.fail(where, "a path or a one-key mapping {path: options}", out)
-        out = next(iter(out))
-    return r.relative_path(out, where)
-
-
-def _dvc_plot(r: _Reader, item: object, where: str) -> list[PlotSpec]:
-    """DVC plot syntax: ``path``, ``{path: {x, y, template, title}}`` or ``{id: {x, y: {file: field}}}``."""
-    if isinstance(item, str):
-        return [_parse_plot(r, {"path": item}, where)]
-    entry = r.mapping(item, where)
-    specs = []
-    for key, options in entry.items():
-        at = _join(where, key)
-        options = r.mapping({} if options is None else options, at)
-        if options.get("template") is not None and not isinstance(options.get("template"), str):
-            raise r.fail(_join(at, "template"), "a template name", options.get("template"))
-        template = _dvc_template(options.get("template"))
-        x = options.get("x")
-        y = options.get("y")
-        title = options.get("title")
-        if x is not None and not isinstance(x, str):
-            x = r.mapping(x, _join(at, "x"))
-        if title is not None and not isinstance(title, str):
-            raise r.fail(_join(at, "title"), "a string", title)
-        if isinstance(y, Mapping):  # {file: field or [fields]}
-            for file, fields in r.mapping(y, _join(at, "y")).items():
-                fields_list = fields if isinstance(fields, list) else [fields]
-                x_field = x.get(file) if isinstance(x, Mapping) else x
-                specs.append(
-                    _parse_plot(
-                        r,
-                        {
-                            k: v
-                            for k, v in {
-                                "path": file,
-                                "x": x_field,
-                                "y": fields_list,
-                                "template": template,
-                                "title": title or key,
-                            }.items()
-                            if v is not None
-                        },
-                        where,
-                    )
-                )
-        else:
-            specs.append(
-                _parse_plot(
-                    r,
-                    {
-                        k: v
-                        for k, v in {
-                            "path": key,
-                            "x": x if isinstance(x, str) else None,
-                            "y": y,
-                            "template": template,
-                            "title": title,
-                        }.items()
-                        if v is not None
-                    },
-                    where,
-                )
-            )
-    return specs
-
-
-def _dvc_template(name: object) -> str | None:
-    """Map DVC's template names to ours; unknown ones fall back to our default."""
-    mapping = {
-        "linear": "linear",
-        "simple": "linear",
-        "smooth": "linear",
-        "scatter": "scatter",
-        "scatter_jitter": "scatter",
-        "bar_horizontal": "bar",
-        "bar_horizontal_sorted": "bar",
-        "confusion": "confusion",
-        "confusion_normalized": "confusion_normalized",
-    }
-    return mapping.get(name) if isinstance(name, str) else None

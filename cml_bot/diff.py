@@ -1,8 +1,10 @@
 """Compare head with base metrics and params under thresholds -> a verdict (pure).
 
 Direction: each metric is "higher" or "lower" is better, from a threshold rule or guessed from the
-name (loss, error, rmse... lower; accuracy, f1, auc... higher); unknown names have no direction and
-show only the change. Gates come only from ``thresholds`` in the config:
+name (loss, error, rmse... lower; accuracy, f1, auc... higher: :data:`LOWER_WORDS`,
+:data:`HIGHER_WORDS`). Every part of the name counts, the last first, so ``roc_auc.test`` and
+``test/roc_auc`` are both higher-is-better; unknown names have no direction and show only the
+change. Gates come only from ``thresholds`` in the config:
 
 - ``max_drop``: the metric may worsen by at most this much (absolute, or ``"2%"`` of the base value);
 - ``min`` / ``max``: absolute bounds on the head value, checked even without a baseline.
@@ -27,73 +29,27 @@ from cml_bot.model import Verdict
 
 NOISE_RULE = "a change counts only when it exceeds 2 × the standard error of the difference of the means"
 
-_LOWER_WORDS = frozenset(
+# Words of metric names whose values are better lower (documented in README, "Directions").
+LOWER_WORDS = frozenset(
     [
-        "loss",
-        "losses",
-        "error",
-        "err",
-        "errors",
-        "rmse",
-        "mse",
-        "mae",
-        "mape",
-        "smape",
-        "logloss",
-        "perplexity",
-        "ppl",
-        "wer",
-        "cer",
-        "latency",
-        "time",
-        "duration",
-        "seconds",
-        "fpr",
-        "fnr",
-        "far",
-        "frr",
-        "nll",
-        "bpc",
-        "bpd",
-        "divergence",
-        "kl",
-        "distance",
+        *("loss", "losses", "error", "err", "errors", "cost", "regret", "risk"),
+        *("rmse", "mse", "mae", "mape", "smape", "msle", "rmsle", "medae", "mdae", "mdape", "rmsd", "huber"),
+        *("logloss", "crossentropy", "nll", "perplexity", "ppl", "bpc", "bpd", "brier", "hinge", "hamming"),
+        *("wer", "cer", "ter", "fid", "fpr", "fnr", "far", "frr", "eer"),
+        *("divergence", "kl", "distance", "latency", "time", "duration", "seconds", "ms"),
     ]
 )
-_HIGHER_WORDS = frozenset(
+# Words of metric names whose values are better higher.
+HIGHER_WORDS = frozenset(
     [
-        "acc",
-        "accuracy",
-        "f1",
-        "f1score",
-        "auc",
-        "roc",
-        "rocauc",
-        "precision",
-        "recall",
-        "r2",
-        "map",
-        "iou",
-        "miou",
-        "dice",
-        "bleu",
-        "rouge",
-        "meteor",
-        "score",
-        "tpr",
-        "tnr",
-        "specificity",
-        "sensitivity",
-        "ap",
-        "ndcg",
-        "mrr",
-        "hit",
-        "hits",
-        "throughput",
-        "kappa",
-        "mcc",
+        *("acc", "accuracy", "f1", "f1score", "fbeta", "f05", "f2", "auc", "roc", "rocauc", "auroc", "aupr", "auprc"),
+        *("precision", "prec", "recall", "rec", "r2", "rsquared", "r2score", "ap", "map", "avgprec", "mcc"),
+        *("iou", "miou", "dice", "jaccard", "bleu", "sacrebleu", "chrf", "rouge", "meteor", "psnr", "ssim"),
+        *("score", "tpr", "tnr", "specificity", "sensitivity", "ndcg", "mrr", "hit", "hits", "kappa"),
+        *("exactmatch", "em", "top1", "top5", "throughput", "fps", "qps"),
     ]
 )
+_NUMBERED = re.compile(r"^([a-z]+?)(?:@?\d+)$")  # map50, ndcg10, recall5: the word before the number
 
 
 class Status(str, enum.Enum):
@@ -101,6 +57,7 @@ class Status(str, enum.Enum):
     UNCHANGED = "unchanged"
     NEW = "new"
     REMOVED = "removed"
+    MISSING = "missing"  # its file is missing or malformed in this change (``MetricChange.missing``)
 
 
 @dataclass(frozen=True)
@@ -116,6 +73,7 @@ class MetricChange:
     within_noise: bool = False  # repeated values whose change is smaller than the noise
     failures: tuple[str, ...] = ()  # one sentence per failed gate
     gated: bool = False  # a threshold rule with a gate applies to this metric
+    missing: str | None = None  # with status MISSING: why its file gave nothing (one line)
 
 
 @dataclass(frozen=True)
@@ -143,15 +101,15 @@ class Diff:
 
 
 def guess_direction(name: str) -> str | None:
-    """Direction from the metric's last name component, split into words (``val.top1_acc`` -> acc)."""
-    last = re.split(r"[.:/]", name.lower())[-1]
-    words = [w for w in re.split(r"[^a-z0-9]+", last) if w]
-    joined = "".join(words)
-    for candidates in (words[::-1], [joined]):
-        for word in candidates:
-            if word in _LOWER_WORDS:
+    """Direction from the metric's name parts, the last first, each split into words
+    (``val.top1_acc`` -> acc; ``roc_auc.test`` -> test says nothing, roc_auc -> auc)."""
+    for part in reversed(re.split(r"[.:/]", name.lower())):
+        words = [w for w in re.split(r"[^a-z0-9]+", part) if w]
+        joined = "".join(words)
+        for word in (*words[::-1], joined, *(m.group(1) for w in words[::-1] if (m := _NUMBERED.match(w)))):
+            if word in LOWER_WORDS:
                 return "lower"
-            if word in _HIGHER_WORDS:
+            if word in HIGHER_WORDS:
                 return "higher"
     return None
 
@@ -185,11 +143,48 @@ def _same(base: Value | None, head: Value | None) -> bool:
 
 
 def compare_metric(
-    name: str, base: Value | None, head: Value | None, has_baseline: bool, rule: Threshold | None
+    name: str,
+    base: Value | None,
+    head: Value | None,
+    has_baseline: bool,
+    rule: Threshold | None,
+    missing: str | None = None,
 ) -> MetricChange:
-    change = _compare(name, base, head, has_baseline, rule)
     gated = rule is not None and any(v is not None for v in (rule.max_drop, rule.max_drop_pct, rule.min, rule.max))
+    if head is None and missing is not None:
+        # Its file is missing or malformed in this change: not removed, just not known; a gate on
+        # it cannot pass.
+        direction = (rule.direction if rule else None) or guess_direction(name)
+        failures = (f"is missing in this change ({missing})",) if gated else ()
+        return MetricChange(
+            name, base, None, Status.MISSING, direction, failures=failures, gated=gated, missing=missing
+        )
+    change = _compare(name, base, head, has_baseline, rule)
     return replace(change, gated=gated) if gated else change
+
+
+def missing_metrics(
+    base: Mapping[str, Value],
+    base_origins: Mapping[str, str],
+    head: Mapping[str, Value],
+    head_problems: Mapping[str, str],
+) -> dict[str, str]:
+    """Base metrics absent from this change because their file is missing or malformed here:
+    name -> the problem. Without ``base_origins`` (results recorded by an older cml-bot) every
+    absent metric is blamed on the problems there are."""
+    if not head_problems:
+        return {}
+    everything = "; ".join(head_problems.values())
+    found = {}
+    for name in base:
+        if name in head:
+            continue
+        origin = base_origins.get(name)
+        if origin is None:
+            found[name] = everything
+        elif origin in head_problems:
+            found[name] = head_problems[origin]
+    return found
 
 
 def _compare(
@@ -307,13 +302,19 @@ def diff(
     thresholds: Sequence[Threshold] = (),
     base_params: Mapping[str, Value] | None = None,
     head_params: Mapping[str, Value] | None = None,
+    missing: Mapping[str, str] | None = None,
 ) -> Diff:
-    """Compare head with base. ``base_metrics=None`` means there is no baseline at all."""
+    """Compare head with base. ``base_metrics=None`` means there is no baseline at all;
+    ``missing`` names metrics whose file is missing or malformed in this change (see
+    :func:`missing_metrics`)."""
     has_baseline = base_metrics is not None
     base = base_metrics or {}
+    gone = missing or {}
     names = list(head_metrics) + [n for n in base if n not in head_metrics]
     metrics = tuple(
-        compare_metric(name, base.get(name), head_metrics.get(name), has_baseline, rule_for(name, thresholds))
+        compare_metric(
+            name, base.get(name), head_metrics.get(name), has_baseline, rule_for(name, thresholds), gone.get(name)
+        )
         for name in names
     )
     params = diff_params(base_params or {}, head_params or {}, has_baseline)

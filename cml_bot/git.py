@@ -6,12 +6,16 @@ only subprocesses cml-bot starts are git here and the user's commands in :mod:`c
 
 from __future__ import annotations
 
+import functools
+import re
 import subprocess
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cml_bot.errors import CmlBotError
+
+_FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 
 Runner = Callable[[Sequence[str], Path, bytes | None], "subprocess.CompletedProcess[bytes]"]
 
@@ -27,6 +31,8 @@ def run_git(args: Sequence[str], cwd: Path, stdin: bytes | None = None) -> subpr
 class Git:
     root: Path
     runner: Runner = run_git
+    # File listings of commits (by full sha: they never change), read once per run.
+    _listings: dict[str, list[str]] = field(default_factory=dict, compare=False, repr=False)
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[bytes]:
         return self.runner(args, self.root, None)
@@ -54,20 +60,87 @@ class Git:
         return out.split() if out else []
 
     def show(self, revision: str, path: str) -> bytes | None:
-        """The content of ``path`` at ``revision``, or None when it is not there."""
-        result = self._run("show", f"{revision}:{path}")
+        """The content of ``path`` (relative to ``root``) at ``revision``, or None when it is not there."""
+        result = self._run("show", f"{revision}:{self.prefix}{path}")
         return result.stdout if result.returncode == 0 else None
 
-    def files(self, revision: str | None) -> list[str]:
-        """Tracked file paths at ``revision``, or in the index when None."""
-        out = self._out("ls-files") if revision is None else self._out("ls-tree", "-r", "--name-only", revision)
-        return out.splitlines() if out else []
+    def files(self, revision: str | None, under: str = "") -> list[str]:
+        """Tracked file paths (relative to ``root``, below folder ``under``) at ``revision``, or in
+        the index when None."""
+        if revision is not None and _FULL_SHA.match(revision):
+            if revision not in self._listings:
+                out = self._out("ls-tree", "-r", "-z", "--name-only", revision)
+                self._listings[revision] = [path for path in out.split("\0") if path] if out else []
+            listing = self._listings[revision]
+            return [path for path in listing if path.startswith(under)] if under else list(listing)
+        spec = ["--", under] if under else []
+        if revision is None:
+            out = self._out("ls-files", "-z", *spec)
+        else:
+            out = self._out("ls-tree", "-r", "-z", "--name-only", revision, *spec)
+        return [path for path in out.split("\0") if path] if out else []
+
+    def worktree_files(self, pattern: str) -> list[str] | None:
+        """Files matching the glob ``pattern`` in the work tree, tracked or untracked but not ignored
+        (relative to ``root``); None outside a git work tree."""
+        result = self._run("ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", f":(glob){pattern}")
+        if result.returncode != 0:
+            return None
+        return sorted({path for path in result.stdout.decode("utf-8", "replace").split("\0") if path})
+
+    def changed_files(self) -> list[str] | None:
+        """Tracked files (relative to ``root``, below it) with uncommitted changes, staged or not;
+        None outside a git work tree."""
+        result = self._run("status", "--porcelain=v1", "-z", "--untracked-files=no", "--", ".")
+        if result.returncode != 0:
+            return None
+        entries = result.stdout.decode("utf-8", "replace").split("\0")
+        changed, skip = [], False
+        for entry in entries:
+            if skip:  # the source path of a rename
+                skip = False
+                continue
+            if len(entry) > 3:
+                changed.append(entry[3:])
+                skip = entry[0] in "RC"
+        # porcelain paths are relative to the repository's top: make them relative to root
+        prefix = self.prefix
+        return sorted(path.removeprefix(prefix) for path in changed if path.startswith(prefix))
+
+    def parents(self, revision: str) -> list[str]:
+        """The parents of a commit, first parent first, from the commit itself: a shallow clone
+        knows them even when it does not have them."""
+        out = self._out("cat-file", "commit", revision)
+        if not out:
+            return []
+        header = out.split("\n\n", 1)[0]
+        return [line.split()[1] for line in header.splitlines() if line.startswith("parent ")]
+
+    def remote_head(self, remote: str = "origin") -> str | None:
+        """The branch ``origin/HEAD`` names (the remote's default branch when the clone recorded it)."""
+        out = self._out("symbolic-ref", "--quiet", "--short", f"refs/remotes/{remote}/HEAD")
+        return out.removeprefix(f"{remote}/") if out else None
+
+    def describe_rev(self, revision: str) -> str:
+        """A short name for a revision the user gave: a branch or tag as given, a sha cut to 7."""
+        sha = self.rev(revision)
+        if sha is not None and sha.startswith(revision.lower()) and len(revision) >= 7:
+            return sha[:7]
+        return revision
+
+    @functools.cached_property
+    def prefix(self) -> str:
+        """Where ``root`` is inside the repository (``proj/``, or ``""`` at the top): ``rev:path``
+        names a path from the top, so paths relative to ``root`` need it (``-C proj``)."""
+        return self._out("rev-parse", "--show-prefix") or ""
 
     def show_many(self, revision: str, paths: Sequence[str]) -> dict[str, bytes | None]:
-        """The contents of several files at ``revision`` from one ``git cat-file --batch``."""
+        """The contents of several files (relative to ``root``) at ``revision`` from one
+        ``git cat-file --batch``."""
         if not paths:
             return {}
-        request = "".join(f"{revision}:{path}\n" for path in paths).encode("utf-8")
+        prefix = self.prefix
+        request = "".join(f"{revision}:{prefix}{path}\n" for path in paths).encode("utf-8")
         result = self.runner(["cat-file", "--batch"], self.root, request)
         found: dict[str, bytes | None] = {}
         out, offset = result.stdout, 0
@@ -92,6 +165,11 @@ class Git:
     def is_shallow(self) -> bool:
         return self._out("rev-parse", "--is-shallow-repository") == "true"
 
+    def is_branch(self, name: str) -> bool:
+        """Whether ``name`` is a branch here (local, or remote-tracking: ``main``, ``origin/main``)."""
+        refs = (f"refs/heads/{name}", f"refs/remotes/origin/{name}", f"refs/remotes/{name}")
+        return bool(self._out("for-each-ref", "--count=1", "--format=%(refname)", *refs))
+
     def branch_ref(self, branch: str) -> str | None:
         """The commit a base branch name stands for: the remote-tracking branch first (CI checkouts),
         then a local branch."""
@@ -99,4 +177,25 @@ class Git:
             sha = self.rev(candidate)
             if sha:
                 return sha
+        return None
+
+
+class GitTree:
+    """The files of ``revision`` as committed, read through ``git`` (paths relative to its root)."""
+
+    def __init__(self, git: Git, revision: str, label: str | None = None) -> None:
+        self.git = git
+        self.revision = revision
+        self.label = label or revision[:7]
+        self._files: list[str] | None = None
+
+    def read_many(self, paths: Sequence[str]) -> dict[str, bytes | None]:
+        return self.git.show_many(self.revision, list(paths))
+
+    def files_under(self, path: str) -> list[str] | None:
+        folder = path.rstrip("/")
+        found = self.git.files(self.revision, folder + "/")
+        return sorted(found) if found else None
+
+    def missing_reason(self, path: str) -> str | None:
         return None

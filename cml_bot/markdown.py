@@ -249,7 +249,6 @@ def _bitbucket_plain(text: str) -> str:
     return text
 
 
-
 def untrusted_link_target(url: str) -> str:
     """A URL from untrusted data (a record, a bundle) as a link target inside a table cell: every
     character outside plain URL syntax percent-encoded, so it can neither end the link nor split

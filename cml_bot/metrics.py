@@ -1,9 +1,16 @@
 """Metric and param files -> one flat ``{name: value}`` mapping.
 
-Formats are chosen by file extension: ``.json``, ``.yaml``/``.yml``, ``.toml``, ``.csv``, ``.tsv``.
-Nested mappings are flattened with ``.`` (``train.loss``); a list of numbers (several seeds, folds)
-is kept whole as :class:`Samples`; other lists are flattened by index (``layers.0``). A folder is
-read as a dvclive output folder (its ``metrics.json``).
+Formats are chosen by file extension: ``.json``, ``.yaml``/``.yml``, ``.toml``, ``.csv``, ``.tsv``,
+and ``.py`` for params (top-level and class-level assignments of literals, read with :mod:`ast`,
+never run). Nested mappings are flattened with ``.`` (``train.loss``). In metrics, a list of numbers
+(several seeds, folds) is kept whole as :class:`Samples` and other lists are flattened by index
+(``layers.0``); in params every list is one value, shown as a list (``[64, 32]``). A file holding a
+single value (``0.95``) is one metric named after the file. A folder is read as a dvclive output
+folder (its ``metrics.json``) when it is one, else as every metrics file in it.
+
+:func:`collect` reads declared files from a :class:`Tree` (the workspace, a commit) and never
+fails on a missing or malformed file: it says which files gave nothing and why, so a report can
+show their metrics as missing, as DVC does.
 
 Every problem with a file is raised as one-line :class:`InputError` naming the file. This module is
 on the hot path of every run, so it imports only the standard library and PyYAML.
@@ -11,6 +18,7 @@ on the hot path of every run, so it imports only the standard library and PyYAML
 
 from __future__ import annotations
 
+import ast
 import csv
 import datetime
 import io
@@ -19,10 +27,10 @@ import logging
 import math
 import re
 import sys
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path, PurePath
-from typing import Any, TypeAlias
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath, PurePosixPath
+from typing import Any, Protocol, TypeAlias
 
 import yaml
 
@@ -42,18 +50,22 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 __all__ = [
+    "Collected",
     "Samples",
+    "Tree",
     "Value",
+    "WorkspaceTree",
+    "collect",
     "combine",
     "format_value",
     "parse_values",
-    "read_all",
     "read_values",
 ]
 
 logger = logging.getLogger(__name__)
 
 EXTENSIONS = (".json", ".yaml", ".yml", ".toml", ".csv", ".tsv")
+PARAMS_EXTENSIONS = (*EXTENSIONS, ".py")  # DVC reads params from Python files too
 DVCLIVE_METRICS = "metrics.json"
 
 _MAX_DEPTH = 200  # nesting levels of a flattened name
@@ -108,7 +120,12 @@ Value: TypeAlias = float | int | str | bool | Samples | None
 
 
 def read_values(
-    path: Path, shown: str | None = None, *, max_bytes: int = MAX_FILE_BYTES, max_names: int = MAX_NAMES
+    path: Path,
+    shown: str | None = None,
+    *,
+    params: bool = False,
+    max_bytes: int = MAX_FILE_BYTES,
+    max_names: int = MAX_NAMES,
 ) -> dict[str, Value]:
     """Read one metrics/params file, or a dvclive output folder (its ``metrics.json``).
 
@@ -124,48 +141,147 @@ def read_values(
             raise _error(shown, f"is a folder without {DVCLIVE_METRICS} (expected a dvclive output folder)")
         path, shown = inner, f"{shown.rstrip('/')}/{DVCLIVE_METRICS}"
     ext = path.suffix.lower()
-    if ext not in EXTENSIONS:
-        raise _unsupported(shown, ext)
+    if ext not in (PARAMS_EXTENSIONS if params else EXTENSIONS):
+        raise _unsupported(shown, ext, params)
     data = read_limited(
         path, max_bytes, shown, error=lambda message: InputError(" ".join(message.split())), setting=FILE_LIMIT_SETTING
     )
-    values = _parse(data, ext, shown, max_names)
+    values = _parse(data, ext, shown, params, max_names)
     logger.debug("read %d values from %s", len(values), shown)
     return values
 
 
-def read_all(
-    root: Path,
+class Tree(Protocol):
+    """The files of one revision of a project: the workspace, or a commit."""
+
+    label: str  # for messages: "the workspace", "main (abc1234)"
+
+    def read_many(self, paths: Sequence[str]) -> dict[str, bytes | None]:
+        """The content of each file (paths relative to the project); None when it is not there.
+        Raises :class:`InputError` for a file that must not be read (a symlink leading out)."""
+        ...
+
+    def files_under(self, path: str) -> list[str] | None:
+        """The files below folder ``path``, sorted; None when ``path`` is not a folder."""
+        ...
+
+    def missing_reason(self, path: str) -> str | None:
+        """Why a file :meth:`read_many` did not return could not be read, when it is known."""
+        ...
+
+
+class WorkspaceTree:
+    """The files on disk under ``root``; symlinks leading out of it are refused."""
+
+    label = "the workspace"
+
+    def __init__(self, root: Path, max_bytes: int = MAX_FILE_BYTES) -> None:
+        self.root = root
+        self.max_bytes = max_bytes  # limits.file_mb: a pull request's files are read bounded
+        self._resolved = root.resolve()
+
+    def read_many(self, paths: Sequence[str]) -> dict[str, bytes | None]:
+        found: dict[str, bytes | None] = {}
+        for shown in paths:
+            path = self.root / shown
+            if not path.exists() or path.is_dir():  # a FIFO or a device is not skipped: it is refused
+                found[shown] = None
+                continue
+            if not path.resolve().is_relative_to(self._resolved):  # a symlink committed by a PR
+                raise _error(shown, "points outside the repository (symlink); refusing to read it")
+            found[shown] = read_limited(
+                path,
+                self.max_bytes,
+                shown,
+                error=lambda message: InputError(" ".join(message.split())),
+                setting=FILE_LIMIT_SETTING,
+            )
+        return found
+
+    def files_under(self, path: str) -> list[str] | None:
+        folder = self.root / path
+        if not folder.is_dir():
+            return None
+        if not folder.resolve().is_relative_to(self._resolved):
+            raise _error(path, "points outside the repository (symlink); refusing to read it")
+        return sorted(p.relative_to(self.root).as_posix() for p in folder.rglob("*") if p.is_file())
+
+    def missing_reason(self, path: str) -> str | None:
+        return None
+
+
+@dataclass(frozen=True)
+class Collected:
+    """Values read from several files, where each came from, and the files that gave nothing."""
+
+    values: dict[str, Value] = field(default_factory=dict)
+    origins: dict[str, str] = field(default_factory=dict)  # name -> the file it was read from
+    problems: dict[str, str] = field(default_factory=dict)  # file -> why it gave nothing (one line)
+    files: tuple[str, ...] = ()  # the files read
+
+
+def collect(
+    tree: Tree,
     paths: Sequence[str],
     *,
-    missing_ok: bool = False,
-    max_bytes: int = MAX_FILE_BYTES,
+    params: bool = False,
+    keys: Callable[[str], Sequence[str]] = lambda path: (),
     max_names: int = MAX_NAMES,
-) -> dict[str, Value]:
-    """Read several files (``paths`` relative to ``root``) into one namespace; see :func:`combine`.
+) -> Collected:
+    """Read the declared files of ``tree`` into one namespace (see :func:`combine`).
 
-    A missing file raises :class:`InputError` unless ``missing_ok`` (then it is skipped). The
-    files together may hold at most ``max_names`` names and values.
+    A folder stands for its files: a dvclive output folder (``metrics.json`` beside ``plots/``) for
+    its ``metrics.json``, any other folder for every metrics file below it. A file that is missing,
+    unreadable or malformed is skipped and named in ``problems``; ``keys(path)`` restricts a params
+    file to those keys (and what is below them), as a DVC stage tracking ``lr`` reads only ``lr``.
+    The files together may hold at most ``max_names`` names and values: more is an error (a
+    pull request cannot make the report grow without bound), not a problem to skip.
     """
-    files: list[tuple[str, dict[str, Value]]] = []
-    seen: set[str] = set()
-    left = max_names
-    for shown in paths:
-        if shown in seen:
+    extensions = PARAMS_EXTENSIONS if params else EXTENSIONS
+    files: list[str] = []
+    problems: dict[str, str] = {}
+    for path in dict.fromkeys(paths):
+        inside = tree.files_under(path)
+        if inside is None:
+            files.append(path)
             continue
-        seen.add(shown)
-        path = root / shown
-        if not path.exists():
-            if missing_ok:
-                logger.info("%s: not found, skipped", shown)
-                continue
-            raise _error(shown, "file not found")
-        if not path.resolve().is_relative_to(root.resolve()):  # a symlink committed by a PR
-            raise _error(shown, "points outside the repository (symlink); refusing to read it")
-        values = read_values(path, shown, max_bytes=max_bytes, max_names=left)
-        left -= len(values)
-        files.append((shown, values))
-    return combine(files)
+        dvclive = f"{path.rstrip('/')}/{DVCLIVE_METRICS}"
+        if dvclive in inside and any(f.startswith(f"{path.rstrip('/')}/plots/") for f in inside):
+            files.append(dvclive)
+            continue
+        found = [f for f in inside if PurePosixPath(f).suffix.lower() in extensions]
+        if not found:
+            problems[path] = f"{path}: folder has no {'params' if params else 'metrics'} files"
+        files.extend(found)
+    files = list(dict.fromkeys(files))
+    contents = tree.read_many(files)
+    parsed: list[tuple[str, dict[str, Value]]] = []
+    for path in files:
+        data = contents.get(path)
+        if data is None:
+            problems[path] = tree.missing_reason(path) or f"{path}: not found in {tree.label}"
+            continue
+        try:
+            values = parse_values(data, path, params=params, max_names=max_names)
+        except StrictInputError:
+            raise
+        except InputError as exc:
+            problems[path] = str(exc)
+            continue
+        max_names -= len(values)
+        wanted = keys(path)
+        if wanted:
+            values = {name: v for name, v in values.items() if any(_under(name, key) for key in wanted)}
+        logger.info("read %d %s from %s in %s", len(values), "params" if params else "metrics", path, tree.label)
+        parsed.append((path, values))
+    for path, why in problems.items():
+        logger.debug("%s: %s", path, why)
+    merged, origins = combine_with_origins(parsed)
+    return Collected(merged, origins, problems, tuple(path for path, _ in parsed))
+
+
+def _under(name: str, key: str) -> bool:
+    return name == key or name.startswith(key + ".")
 
 
 def combine(files: Sequence[tuple[str, dict[str, Value]]]) -> dict[str, Value]:
@@ -174,26 +290,36 @@ def combine(files: Sequence[tuple[str, dict[str, Value]]]) -> dict[str, Value]:
     A name defined in more than one file is prefixed with its file name and ``:`` in every file
     that defines it (``eval/a.json:acc``, ``eval/b.json:acc``); other names are kept as they are.
     """
+    return combine_with_origins(files)[0]
+
+
+def combine_with_origins(
+    files: Sequence[tuple[str, dict[str, Value]]],
+) -> tuple[dict[str, Value], dict[str, str]]:
+    """:func:`combine`, and the file each merged name came from."""
     owners: dict[str, set[str]] = {}
     for label, values in files:
         for name in values:
             owners.setdefault(name, set()).add(label)
     merged: dict[str, Value] = {}
+    origins: dict[str, str] = {}
     for label, values in files:
         for name, value in values.items():
-            merged[f"{label}:{name}" if len(owners[name]) > 1 else name] = value
-    return merged
+            key = f"{label}:{name}" if len(owners[name]) > 1 else name
+            merged[key] = value
+            origins[key] = label
+    return merged, origins
 
 
-def parse_values(data: bytes, filename: str, *, max_names: int = MAX_NAMES) -> dict[str, Value]:
+def parse_values(data: bytes, filename: str, *, params: bool = False, max_names: int = MAX_NAMES) -> dict[str, Value]:
     """Parse the content of a metrics/params file; the format comes from ``filename``'s extension."""
     ext = PurePath(filename).suffix.lower()
-    if ext not in EXTENSIONS:
-        raise _unsupported(filename, ext)
-    return _parse(data, ext, filename, max_names)
+    if ext not in (PARAMS_EXTENSIONS if params else EXTENSIONS):
+        raise _unsupported(filename, ext, params)
+    return _parse(data, ext, filename, params, max_names)
 
 
-def _parse(data: bytes, ext: str, shown: str, max_names: int = MAX_NAMES) -> dict[str, Value]:
+def _parse(data: bytes, ext: str, shown: str, params: bool = False, max_names: int = MAX_NAMES) -> dict[str, Value]:
     text = _decode(data, shown)
     if ext in (".csv", ".tsv"):
         return _parse_table(text, "\t" if ext == ".tsv" else ",", shown, max_names)
@@ -201,12 +327,20 @@ def _parse(data: bytes, ext: str, shown: str, max_names: int = MAX_NAMES) -> dic
         tree = _load_json(text, shown)
     elif ext == ".toml":
         tree = _load_toml(text, shown)
+    elif ext == ".py":
+        tree = _load_python(text, shown)
     else:
         tree = _load_yaml(text, shown)
+    if _is_scalar(tree):  # a file holding one value (DVC reads those): one metric named after the file
+        return {shown: _leaf(tree)}
     if not isinstance(tree, Mapping):
         kind = ext.lstrip(".").upper().replace("YML", "YAML")
-        raise _error(shown, f"expected a {kind} mapping at the top level, found {_describe(tree)}")
-    return _flatten(tree, shown, max_names)
+        raise _error(shown, f"expected a {kind} mapping (or a single value) at the top level, found {_describe(tree)}")
+    return _flatten(tree, shown, max_names, lists_as_values=params)
+
+
+def _is_scalar(value: object) -> bool:
+    return isinstance(value, int | float | str) and not isinstance(value, bool)
 
 
 def _decode(data: bytes, shown: str) -> str:
@@ -225,7 +359,7 @@ def _load_json(text: str, shown: str) -> object:
     try:
         return load_json(text)
     except DuplicateKeyError as exc:
-        raise _error(shown, f"invalid JSON: {exc}") from None
+        raise StrictInputError(f"{shown}: invalid JSON: {exc}") from None
     except json.JSONDecodeError as exc:
         raise _error(shown, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     except RecursionError:
@@ -243,6 +377,48 @@ def _load_toml(text: str, shown: str) -> object:
         raise _error(shown, "invalid TOML: nested too deeply") from None
     except ValueError as exc:
         raise _error(shown, f"invalid TOML: {exc}") from None
+
+
+def _load_python(text: str, shown: str) -> object:
+    """Literal assignments of a Python params file, as DVC reads them: ``NAME = 1``, ``NAME: int = 1``
+    at the top level and in classes (``Config.lr``), and ``self.name = ...`` in ``__init__``. Only
+    literals are read (:func:`ast.literal_eval`); nothing is run, anything else is skipped."""
+    try:
+        module = ast.parse(text, filename=shown)
+    except SyntaxError as exc:
+        raise _error(shown, f"invalid Python at line {exc.lineno}: {exc.msg}") from None
+    except (ValueError, RecursionError, MemoryError) as exc:
+        raise _error(shown, f"invalid Python: {_exc_text(exc)}") from None
+    return _python_assignments(module.body, self_only=False)
+
+
+def _python_assignments(body: Sequence[ast.stmt], self_only: bool) -> dict[str, object]:
+    found: dict[str, object] = {}
+    for node in body:
+        if isinstance(node, ast.ClassDef) and not self_only:
+            found[node.name] = _python_assignments(node.body, self_only=False)
+        elif isinstance(node, ast.FunctionDef) and node.name == "__init__" and not self_only:
+            found.update(_python_assignments(node.body, self_only=True))
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if len(targets) != 1 or node.value is None:
+                continue
+            name = _python_target(targets[0], self_only)
+            if name is None:
+                continue
+            try:
+                found[name] = ast.literal_eval(node.value)
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                continue  # not a literal: DVC skips it too
+    return found
+
+
+def _python_target(target: ast.expr, self_only: bool) -> str | None:
+    if self_only:
+        if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self":
+            return target.attr
+        return None
+    return target.id if isinstance(target, ast.Name) else None
 
 
 def _yaml_loader(base: type[Any]) -> type[Any]:
@@ -288,7 +464,7 @@ def _load_yaml(text: str, shown: str) -> object:
     except RecursionError:
         raise _error(shown, "invalid YAML: nested too deeply") from None
     except DuplicateKeyError as exc:
-        raise _error(shown, f"invalid YAML: {exc}") from None
+        raise StrictInputError(f"{shown}: invalid YAML: {exc}") from None
     except Exception as exc:  # constructors raise plain ValueError etc. (``!!float abc``, bad dates)
         raise _error(shown, f"invalid YAML: {_exc_text(exc)}") from None
     if tree is None:
@@ -350,7 +526,7 @@ def _parse_table(text: str, delimiter: str, shown: str, max_names: int = MAX_NAM
             if not name:
                 raise _error(shown, f"line {line} has an empty name")
             if name in lines:
-                raise _error(shown, f"name {name[:200]!r} appears twice (lines {lines[name]} and {line})")
+                raise StrictInputError(f"{shown}: name {name[:200]!r} appears twice (lines {lines[name]} and {line})")
             lines[name] = line
             values[name] = _cell(row[1])
         return values
@@ -365,7 +541,7 @@ def _parse_table(text: str, delimiter: str, shown: str, max_names: int = MAX_NAM
             continue
         name = _clean_text(name)
         if name in values:
-            raise _error(shown, f"column {name!r} appears twice in the header (line {header_line})")
+            raise StrictInputError(f"{shown}: column {name!r} appears twice in the header (line {header_line})")
         values[name] = _cell(cell)
     return values
 
@@ -398,8 +574,11 @@ def _cell(text: str) -> Value:
 # Flattening
 
 
-def _flatten(tree: Mapping[Any, Any], shown: str, max_names: int = MAX_NAMES) -> dict[str, Value]:
-    """Flatten nested mappings and lists into ``a.b.0`` names, in document order.
+def _flatten(
+    tree: Mapping[Any, Any], shown: str, max_names: int = MAX_NAMES, lists_as_values: bool = False
+) -> dict[str, Value]:
+    """Flatten nested mappings and lists into ``a.b.0`` names, in document order. With
+    ``lists_as_values`` (params), a list is one value shown as a list, as DVC shows params.
 
     Iterative (no recursion limit); refuses self-referencing YAML aliases, absurd nesting and
     documents whose aliases expand beyond ``max_names`` names and values.
@@ -421,6 +600,12 @@ def _flatten(tree: Mapping[Any, Any], shown: str, max_names: int = MAX_NAMES) ->
             elif isinstance(value, list | tuple | set | frozenset):
                 if isinstance(value, set | frozenset):  # YAML !!set; its order is not kept anyway
                     value = sorted(value, key=repr)
+                if lists_as_values:
+                    visited += _nested_size(value, max_names - visited)
+                    if visited > max_names:
+                        raise _too_many(shown, max_names)
+                    out[name] = _list_text(value)
+                    continue
                 samples = _samples(value)
                 if samples is not None:
                     visited += samples.n
@@ -443,6 +628,29 @@ def _flatten(tree: Mapping[Any, Any], shown: str, max_names: int = MAX_NAMES) ->
             stack.pop()
             on_path.discard(ident)
     return out
+
+
+def _nested_size(value: object, budget: int) -> int:
+    """How many values ``value`` holds, its nested lists and mappings expanded (YAML aliases count
+    as expanded), counted only up to just past ``budget``."""
+    count, stack = 0, [value]
+    while stack and count <= budget:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            stack.extend(item)
+    return count
+
+
+def _list_text(items: Sequence[object]) -> str:
+    """A params list as one line of JSON: ``[64, 32]``, ``["relu", "tanh"]``."""
+    try:
+        text = json.dumps(items, ensure_ascii=False, default=_exc_safe_str)
+    except (ValueError, RecursionError):  # circular YAML aliases
+        text = "[…]"
+    return _clean_text(text)
 
 
 def _samples(items: Sequence[object]) -> Samples | None:
@@ -545,14 +753,25 @@ def _error(shown: str, what: str) -> InputError:
     return InputError(" ".join(f"{shown}: {what}".splitlines()))
 
 
+class StrictInputError(InputError):
+    """A file that is not merely malformed but ambiguous or over a limit (a repeated key, more names
+    than limits.names allows): always an error, never skipped as a missing file would be, so a
+    duplicated value cannot pass unnoticed and a bomb cannot be reported around."""
+
+
+class TooManyNames(StrictInputError):
+    """A file holds more names and values than limits.names allows."""
+
+
 def _too_many(shown: str, limit: int) -> InputError:
     what = f"has more than {limit:,} names and values (YAML aliases count as expanded)"
-    return _error(shown, f"{what}; raise limits.names in cml-bot.yaml if they are all needed")
+    return TooManyNames(f"{shown}: {what}; raise limits.names in cml-bot.yaml if they are all needed")
 
 
-def _unsupported(shown: str, ext: str) -> InputError:
+def _unsupported(shown: str, ext: str, params: bool = False) -> InputError:
     kind = f"'{ext}'" if ext else "without an extension"
-    return _error(shown, f"unsupported file type {kind} (expected {', '.join(EXTENSIONS)})")
+    expected = PARAMS_EXTENSIONS if params else EXTENSIONS
+    return _error(shown, f"unsupported file type {kind} (expected {', '.join(expected)})")
 
 
 def _describe(value: object) -> str:

@@ -39,8 +39,9 @@ class Plan:
     why_not_posted: str | None = None  # one line for the user when a CI run posts nothing
 
 
-def plan(context: CiContext, asked: Request, access: Access, branch: str | None, baseline_branch: str) -> Plan:
-    """Decide one run. ``branch`` is the branch being built (the CI's, or the checkout's locally)."""
+def plan(context: CiContext, asked: Request, access: Access, branch: str | None, baseline_branch: str | None) -> Plan:
+    """Decide one run. ``branch`` is the branch being built (the CI's, or the checkout's locally);
+    ``baseline_branch`` the base branch results are compared with (None for an exact comparison)."""
     on_baseline_push = not context.is_change and branch is not None and branch == baseline_branch
     record = asked.record if asked.record is not None else on_baseline_push
     if asked.dry_run or context.platform == "local":

@@ -49,6 +49,7 @@ class PlotEntry:
     title: str
     images: tuple[str, ...] = ()  # image names, resolved to URLs at render time
     note: str | None = None  # e.g. why it could not be drawn
+    problem: bool = False  # the note is a misconfiguration or failure to warn about
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,9 @@ class RunFacts:
     run_url: str | None = None
     extra: tuple[tuple[str, str], ...] = ()  # more (label, untrusted value) rows
     links: tuple[tuple[str, str], ...] = ()  # (untrusted label, untrusted http(s) URL): runs on a tracking server
+    base_branch: str | None = None  # the base branch and how it was chosen, one phrase
+    compared: str | None = None  # which pair was compared ("GitHub's merge commit ... with its first parent")
+    caveat: str | None = None  # shown in the verdict line: what the baseline lacks (unreachable outputs)
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ class Report:
     data_changes: tuple[DataChange, ...] = ()
     notes: tuple[str, ...] = ()  # warnings for the reader (trusted text from cml-bot)
     shards: tuple[Shard, ...] = ()  # a merged matrix report: one column per shard, ``diff`` unused
+    warnings: tuple[str, ...] = ()  # for stderr, not rendered: the notes and the plots that could not be drawn
 
     @property
     def verdict(self) -> Verdict:
@@ -124,7 +129,9 @@ def verdict_summary(report: Report) -> str:
         return f"no baseline: {len(diff.metrics)} metrics reported"
     improved = sum(1 for m in diff.metrics if m.improved)
     worse = sum(1 for m in diff.metrics if m.improved is False)
-    return f"pass: {compared} metrics compared, {improved} better, {worse} worse within thresholds"
+    missing = sum(1 for m in diff.metrics if m.status is Status.MISSING)
+    gone = f", {missing} missing in this change" if missing else ""
+    return f"pass: {compared} metrics compared, {improved} better, {worse} worse within thresholds{gone}"
 
 
 def _name(name: str) -> str:
@@ -155,13 +162,22 @@ _VERDICT_HEAD = {
 
 
 def _verdict_line(report: Report) -> str:
+    """The verdict, the baseline by name, and what the reader must know: why there is no baseline,
+    or what the baseline lacks (never only in a folded section)."""
     facts = report.facts
     base = ""
     if facts.base_sha:
         ref = f" {md.cell(facts.base_ref)}" if facts.base_ref else ""
         base = f" against{ref} at {md.code_span(facts.base_sha[:10])}"
+    elif facts.base_ref and report.diff.has_baseline:
+        base = f" against {md.cell(facts.base_ref)}"
     summary = md.cell(verdict_summary(report).split(": ", 1)[-1])
-    return f"{_VERDICT_HEAD[report.verdict]}{base}: {summary}"
+    line = f"{_VERDICT_HEAD[report.verdict]}{base}: {summary}"
+    if not report.diff.has_baseline and not report.shards and facts.baseline_source:
+        line += f" ({md.cell(facts.baseline_source.removeprefix('no baseline: '))})"
+    elif facts.caveat:
+        line += f"; {md.cell(facts.caveat)}"
+    return line
 
 
 # --- tables ---------------------------------------------------------------------------------
@@ -196,6 +212,8 @@ def _mark(change: MetricChange) -> str:
         return "new"
     if change.status is Status.REMOVED:
         return "removed"
+    if change.status is Status.MISSING:
+        return "missing"
     if change.within_noise:
         return "≈ within noise"
     if change.improved is True:
@@ -472,6 +490,10 @@ def _facts_section(report: Report) -> list[str]:
         rows.append(["Baseline", md.code_span(facts.base_sha[:12]) + ref])
     if facts.baseline_source:
         rows.append(["Baseline from", md.cell(facts.baseline_source)])
+    if facts.base_branch:
+        rows.append(["Base branch", md.cell(facts.base_branch)])
+    if facts.compared:
+        rows.append(["Compared", md.cell(facts.compared)])
     if facts.duration is not None:
         rows.append(["Duration", f"{facts.duration:.1f} s"])
     if facts.run_url:

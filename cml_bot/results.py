@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cml_bot.config import Declarations
 from cml_bot.errors import InputError
 from cml_bot.files import read_limited
-from cml_bot.metrics import Samples, Value
+from cml_bot.metrics import MAX_NAMES, Samples, Tree, Value, collect
 
 FORMAT_VERSION = 1
 MAX_RESULTS_BYTES = 512_000_000  # one recorded commit's results (plot files included)
@@ -31,6 +32,27 @@ class RunResults:
     params: Mapping[str, Value] = field(default_factory=dict)
     files: Mapping[str, bytes] = field(default_factory=dict)  # plot data/images by repo path
     facts: Mapping[str, str] = field(default_factory=dict)
+    origins: Mapping[str, str] = field(default_factory=dict)  # metric name -> the file it came from
+    problems: Mapping[str, str] = field(default_factory=dict)  # metrics/params file -> why it gave nothing
+
+
+def read_results(declared: Declarations, tree: Tree, sha: str | None, max_names: int = MAX_NAMES) -> RunResults:
+    """The declared metrics, params and plot files of one revision (the workspace, a commit).
+    Files that are missing or malformed are named in ``problems`` instead of failing the run.
+    Metrics and params together may hold at most ``max_names`` names and values (limits.names)."""
+    metrics = collect(tree, declared.metrics, max_names=max_names)
+    left = max_names - len(metrics.values)
+    params = collect(tree, declared.params, params=True, keys=declared.keys_of, max_names=left)
+    plot_files = list(dict.fromkeys(file for spec in declared.plots for file in spec.files))
+    files = {path: data for path, data in tree.read_many(plot_files).items() if data is not None}
+    return RunResults(
+        sha=sha,
+        metrics=metrics.values,
+        params=params.values,
+        files=files,
+        origins=metrics.origins,
+        problems={**metrics.problems, **params.problems},
+    )
 
 
 def _encode_value(value: Value) -> Any:
@@ -55,6 +77,8 @@ def to_json(results: RunResults) -> str:
         "params": {k: _encode_value(v) for k, v in results.params.items()},
         "files": {k: base64.b64encode(v).decode("ascii") for k, v in results.files.items()},
         "facts": dict(results.facts),
+        "origins": dict(results.origins),
+        "problems": dict(results.problems),
     }
     return json.dumps(document, indent=1, sort_keys=True)
 
@@ -70,6 +94,8 @@ def from_json(text: str | bytes, shown: str) -> RunResults:
             params={str(k): _decode_value(v) for k, v in document.get("params", {}).items()},
             files={str(k): base64.b64decode(v) for k, v in document.get("files", {}).items()},
             facts={str(k): str(v) for k, v in document.get("facts", {}).items()},
+            origins={str(k): str(v) for k, v in document.get("origins", {}).items()},
+            problems={str(k): str(v) for k, v in document.get("problems", {}).items()},
         )
     except (ValueError, TypeError, AttributeError) as exc:
         raise InputError(f"{shown}: unreadable results ({exc})") from None

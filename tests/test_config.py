@@ -13,6 +13,7 @@ from cml_bot.config import (
     Config,
     DataConfig,
     DataFile,
+    PlotSource,
     PlotSpec,
     Step,
     Threshold,
@@ -124,7 +125,7 @@ def test_empty_file_gives_defaults(tmp_path: Path) -> None:
     _write(tmp_path, CONFIG_FILE, "")
     config = load_config(tmp_path)
     assert config == Config(root=tmp_path.resolve())
-    assert (config.title, config.report_id, config.baseline_branch) == ("cml-bot report", "default", "main")
+    assert (config.title, config.report_id, config.baseline_branch) == ("cml-bot report", "default", None)
     assert (config.data_branch, config.trend) == ("cml-bot-data", 10)
 
 
@@ -208,7 +209,8 @@ def test_data_shorthand_list_and_numeric_id() -> None:
         (
             {"plots": [{"path": "a.csv", "template": "pie"}]},
             "plots[0].template",
-            "expected one of linear, scatter, bar, confusion, confusion_normalized, image, got str 'pie'",
+            "expected one of linear, simple, smooth, scatter, scatter_jitter, bar, bar_horizontal, "
+            "bar_horizontal_sorted, confusion, confusion_normalized, image, got str 'pie'",
         ),
         ({"plots": [{"path": "a.csv", "y": [1]}]}, "plots[0].y[0]", "expected a non-empty string, got int 1"),
         ({"plots": [{"path": "a.csv", "colour": "red"}]}, "plots[0].colour", "unknown key"),
@@ -348,17 +350,29 @@ def test_dvc_yaml_without_cml_bot_yaml(tmp_path: Path) -> None:
     config = load_config(tmp_path)
     assert config.dvc is True
     assert config.title == "cml-bot report"
-    assert config.metrics == ("dvclive/metrics.json", "eval/metrics.json", "eval/extra.json")
+    # DVC's order: the stages' metrics, then the top-level ones
+    assert config.metrics == ("eval/metrics.json", "eval/extra.json", "dvclive/metrics.json")
     assert config.params == ("params.yaml", "hyper.yaml")
+    # params.yaml is listed whole at the top level; of hyper.yaml the stage tracks depth only
+    assert config.param_keys == (("hyper.yaml", ("depth",)),)
+    roc = (
+        PlotSource("roc.csv", "tpr", "fpr"),
+        PlotSource("roc_val.csv", "tpr", "fpr", "roc.csv"),  # x joined from roc.csv by row, as DVC does
+        PlotSource("roc_val.csv", "tpr_smooth", "fpr", "roc.csv"),
+    )
     assert config.plots == (
         PlotSpec("logs.csv", "step", ("loss",)),
-        PlotSpec("logs.csv", "step", ("acc",), title="Accuracy"),
-        PlotSpec("roc.csv", "fpr", ("tpr",), title="ROC"),
-        PlotSpec("roc_val.csv", None, ("tpr", "tpr_smooth"), title="ROC"),
+        PlotSpec("Accuracy", template="linear", sources=(PlotSource("logs.csv", "acc", "step"),)),
+        PlotSpec("ROC", template="simple", sources=roc),
         PlotSpec("dvclive/plots/images/sample.png", template="image"),
         PlotSpec("ignored_template.csv"),
         PlotSpec("eval/confusion.csv", "actual", ("predicted",), "confusion"),
         PlotSpec("logs.csv"),
+    )
+    assert config.plots[2].files == ("roc.csv", "roc_val.csv")
+    assert config.dvc_declared is not None
+    assert config.dvc_declared.notes == (
+        "Plot ignored_template.csv: template 'my_custom.json' is not one of DVC's built-in templates; drawn as lines.",
     )
 
 
@@ -378,14 +392,14 @@ def test_dvc_yaml_adds_to_cml_bot_yaml_without_duplicates(tmp_path: Path) -> Non
     )
     config = load_config(tmp_path)
     assert config.title == "Both" and config.dvc
-    assert config.metrics == ("eval/metrics.json", "extra/m.json", "dvclive/metrics.json", "eval/extra.json")
-    # A bare param key in a stage means params.yaml, added only when the file exists (it does not here).
+    assert config.metrics == ("eval/metrics.json", "extra/m.json", "eval/extra.json", "dvclive/metrics.json")
+    # A params file cml-bot.yaml lists is read whole.
     assert config.params == ("hyper.yaml", "params.yaml")
-    # cml-bot.yaml's own plot of logs.csv replaces dvc.yaml's plots of that file.
+    assert config.param_keys == ()
+    # cml-bot.yaml's own plot of logs.csv replaces dvc.yaml's plots drawing that file.
     assert [p.path for p in config.plots] == [
         "logs.csv",
-        "roc.csv",
-        "roc_val.csv",
+        "ROC",
         "dvclive/plots/images/sample.png",
         "ignored_template.csv",
         "eval/confusion.csv",
@@ -405,9 +419,9 @@ def test_dot_dvc_folder_marks_a_dvc_repo(tmp_path: Path) -> None:
         ("metrics: [../outside.json]\n", "metrics[0]"),
         ("stages:\n  s:\n    metrics:\n      - /abs.json\n", "stages.s.metrics[0]"),
         ("stages:\n  s:\n    metrics:\n      - {a.json: {}, b.json: {}}\n", "stages.s.metrics[0]"),
-        ("stages:\n  s:\n    plots:\n      - p.csv: {template: confusion, y: 1}\n", "stages.s.plots[0].y"),
+        ("stages:\n  s:\n    plots:\n      - p.csv: {template: confusion, y: [a, {b: c}]}\n", "stages.s.plots[0].y[1]"),
         ("stages: [a]\n", "stages"),
-        ("plots:\n  - p:\n      y: {../p.csv: acc}\n", "plots[0].path"),
+        ("plots:\n  - p:\n      y: {../p.csv: acc}\n", "plots[0].p.path"),
     ],
 )
 def test_dvc_yaml_errors_name_dvc_yaml(tmp_path: Path, dvc_yaml: str, where: str) -> None:
@@ -427,7 +441,10 @@ def test_a_plot_folder_stands_for_its_files(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     config = load_config(tmp_path)
+    # As DVC draws them: the top-level definition, then the stage's folder, file by file with the
+    # folder's options (acc.tsv again: DVC draws both plot ids); notes.txt is no plot file.
     assert [(p.path, p.x, p.y) for p in config.plots] == [
-        ("dvclive/plots/metrics/acc.tsv", None, ("value",)),  # named on its own: kept once, as declared
-        ("dvclive/plots/metrics/loss.tsv", "step", ()),  # from the folder, with the folder's options
+        ("dvclive/plots/metrics/acc.tsv", None, ("value",)),
+        ("dvclive/plots/metrics/acc.tsv", "step", ()),
+        ("dvclive/plots/metrics/loss.tsv", "step", ()),
     ]

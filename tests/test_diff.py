@@ -44,6 +44,17 @@ INF = math.inf
         ("roc_auc", "higher"),
         ("test:precision", "higher"),
         ("mAP", "higher"),
+        ("roc_auc.test", "higher"),  # every name part counts, the last first
+        ("test/roc_auc", "higher"),
+        ("eval/a.json:acc", "higher"),
+        ("r_squared", "higher"),
+        ("rmsle", "lower"),
+        ("avg_prec", "higher"),
+        ("map50", "higher"),
+        ("ndcg@10", "higher"),
+        ("loss.val.rec", "higher"),
+        ("rec_loss", "lower"),  # the last word first
+        ("train.loss.smoothed", "lower"),
         ("learning_rate", None),
         ("epoch", None),
         ("n_samples", None),
@@ -343,3 +354,23 @@ def test_leaving_infinity_is_better_and_reaching_it_is_worse() -> None:
     assert recovered.improved is True and recovered.failures == ()
     blew_up = compare_metric("loss", 0.3, math.inf, True, Threshold("loss", max_drop=0.1))
     assert blew_up.improved is None and blew_up.failures == ("became Infinity",)
+
+
+def test_a_metric_whose_file_is_missing_is_missing_and_a_gate_on_it_fails_with_the_reason() -> None:
+    from cml_bot.diff import missing_metrics
+
+    base = {"acc": 0.9, "f1": 0.8, "other": 1.0}
+    origins = {"acc": "m.json", "f1": "m.json", "other": "o.json"}
+    head = {"other": 1.0}
+    problems = {"m.json": "m.json: invalid JSON at line 1, column 2: Expecting value"}
+    missing = missing_metrics(base, origins, head, problems)
+    assert missing == {"acc": problems["m.json"], "f1": problems["m.json"]}
+    result = diff(base, head, [Threshold("acc", max_drop=0.01)], missing=missing)
+    changes = {m.name: m for m in result.metrics}
+    assert changes["acc"].status is Status.MISSING
+    assert changes["acc"].failures == (f"is missing in this change ({problems['m.json']})",)
+    assert changes["f1"].status is Status.MISSING and changes["f1"].failures == ()
+    assert result.verdict is Verdict.REGRESSED
+    # a record from an older cml-bot has no origins: every absent metric is blamed on the problems
+    assert missing_metrics(base, {}, head, problems) == {"acc": problems["m.json"], "f1": problems["m.json"]}
+    assert missing_metrics(base, origins, head, {}) == {}

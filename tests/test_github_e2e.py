@@ -317,13 +317,13 @@ def test_split_steps_on_a_push_to_main_record_in_the_step_with_the_token(
     first = repo.commit("main")
     repo.write("metrics.json", {"accuracy": 0.81})
     head = repo.commit("main: better")
-    fake_github.add_commit(first, [], branch="main")
-    fake_github.add_commit(head, [first], branch="main")
+    fake_github.add_commit(first, [], branch="master")
+    fake_github.add_commit(head, [first], branch="master")
     push = dict(
         GITHUB_EVENT_NAME="push",
         GITHUB_EVENT_PATH=str(EVENTS / "push.branch.json"),
         GITHUB_SHA=head,
-        GITHUB_REF="refs/heads/main",
+        GITHUB_REF="refs/heads/master",  # the payload's repository.default_branch
     )
     bundle = tmp_path / "bundle"
     no_token = {k: v for k, v in actions_env(fake_github, tmp_path, **push).items() if k != "GITHUB_TOKEN"}

@@ -15,7 +15,16 @@ from hypothesis import strategies as st
 
 from cml_bot import metrics
 from cml_bot.errors import InputError
-from cml_bot.metrics import Samples, Value, combine, format_value, parse_values, read_all, read_values
+from cml_bot.metrics import (
+    Samples,
+    Value,
+    WorkspaceTree,
+    collect,
+    combine,
+    format_value,
+    parse_values,
+    read_values,
+)
 
 Writer = Callable[[str, str | bytes], Path]
 
@@ -271,7 +280,7 @@ def test_tsv_both_shapes() -> None:
     [
         ('{"a": 1,\n "b": }', "eval/m.json", "line 2, column 7"),
         ("[1, 2]", "m.json", "found a list"),
-        ('"text"', "m.json", "found a string"),
+        ("true", "m.json", "found a boolean"),
         ("", "m.json", "line 1, column 1"),
         ("[" * 5000, "m.json", "nested too deeply"),
         ('{"a": ' + "9" * 5000 + "}", "m.json", "invalid JSON"),
@@ -360,37 +369,78 @@ def test_read_values_folder_errors_name_the_file(write: Writer, tmp_path: Path) 
         read_values(tmp_path / "other", "other")
 
 
-def test_read_all_merges_files_and_prefixes_collisions(write: Writer, tmp_path: Path) -> None:
+def test_collect_merges_files_prefixes_collisions_and_says_where_each_came_from(
+    write: Writer, tmp_path: Path
+) -> None:
     write("eval/a.json", '{"acc": 0.9, "loss": 0.3}')
     write("eval/b.json", '{"acc": 0.8, "f1": 0.7}')
     write("params.yaml", "lr: 0.01\n")
-    values = read_all(tmp_path, ["eval/a.json", "eval/b.json", "params.yaml"])
-    assert values == {
+    found = collect(WorkspaceTree(tmp_path), ["eval/a.json", "eval/b.json", "params.yaml"])
+    assert found.values == {
         "eval/a.json:acc": 0.9,
         "loss": 0.3,
         "eval/b.json:acc": 0.8,
         "f1": 0.7,
         "lr": 0.01,
     }
+    assert found.origins == {
+        "eval/a.json:acc": "eval/a.json",
+        "loss": "eval/a.json",
+        "eval/b.json:acc": "eval/b.json",
+        "f1": "eval/b.json",
+        "lr": "params.yaml",
+    }
+    assert found.problems == {}
+    assert found.files == ("eval/a.json", "eval/b.json", "params.yaml")
 
 
-def test_read_all_reads_a_path_listed_twice_once(write: Writer, tmp_path: Path) -> None:
+def test_collect_reads_a_path_listed_twice_once(write: Writer, tmp_path: Path) -> None:
     write("m.json", '{"acc": 0.9}')
-    assert read_all(tmp_path, ["m.json", "m.json"]) == {"acc": 0.9}
+    assert collect(WorkspaceTree(tmp_path), ["m.json", "m.json"]).values == {"acc": 0.9}
 
 
-def test_read_all_missing_files(write: Writer, tmp_path: Path) -> None:
+def test_collect_names_missing_and_malformed_files_instead_of_failing(write: Writer, tmp_path: Path) -> None:
     write("m.json", '{"acc": 0.9}')
-    with pytest.raises(InputError, match=r"^eval/missing\.json: file not found$"):
-        read_all(tmp_path, ["m.json", "eval/missing.json"])
-    assert read_all(tmp_path, ["m.json", "eval/missing.json"], missing_ok=True) == {"acc": 0.9}
-    assert read_all(tmp_path, [], missing_ok=True) == {}
-
-
-def test_read_all_malformed_file_is_an_error_even_when_missing_ok(write: Writer, tmp_path: Path) -> None:
     write("m.csv", "")
-    with pytest.raises(InputError, match=r"^m\.csv: is empty"):
-        read_all(tmp_path, ["m.csv"], missing_ok=True)
+    found = collect(WorkspaceTree(tmp_path), ["m.json", "eval/missing.json", "m.csv"])
+    assert found.values == {"acc": 0.9}
+    assert found.problems == {
+        "eval/missing.json": "eval/missing.json: not found in the workspace",
+        "m.csv": "m.csv: is empty (expected a header row)",
+    }
+    assert collect(WorkspaceTree(tmp_path), []).values == {}
+
+
+def test_collect_refuses_a_symlink_leading_out(write: Writer, tmp_path: Path) -> None:
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.json"
+    outside.write_text('{"secret": 1}')
+    (tmp_path / "m.json").symlink_to(outside)
+    with pytest.raises(InputError, match=r"^m\.json: points outside the repository"):
+        collect(WorkspaceTree(tmp_path), ["m.json"])
+
+
+def test_collect_folders_dvclive_output_or_every_metrics_file(write: Writer, tmp_path: Path) -> None:
+    write("dvclive/metrics.json", '{"acc": 0.9}')
+    write("dvclive/plots/metrics/acc.tsv", "step\tacc\n0\t0.9\n")
+    write("eval/train.json", '{"acc": 0.95}')
+    write("eval/test/scores.yaml", "acc: 0.85\n")
+    write("eval/README.md", "not a metrics file")
+    write("empty/notes.txt", "nothing")
+    found = collect(WorkspaceTree(tmp_path), ["dvclive", "eval", "empty"])
+    assert found.values == {"dvclive/metrics.json:acc": 0.9, "eval/test/scores.yaml:acc": 0.85,
+                            "eval/train.json:acc": 0.95}
+    assert found.problems == {"empty": "empty: folder has no metrics files"}
+
+
+def test_collect_params_keeps_lists_whole_and_only_the_tracked_keys(write: Writer, tmp_path: Path) -> None:
+    write("params.yaml", "train:\n  layers: [64, 32]\n  lr: 0.1\n  opt: {name: adam, betas: [0.9, 0.99]}\nseed: 1\n")
+    tree = WorkspaceTree(tmp_path)
+    every = collect(tree, ["params.yaml"], params=True).values
+    assert every == {"train.layers": "[64, 32]", "train.lr": 0.1, "train.opt.name": "adam",
+                     "train.opt.betas": "[0.9, 0.99]", "seed": 1}
+    assert format_value(every["train.layers"]) == "[64, 32]"  # not "48 ± 22.6 (n=2)"
+    tracked = collect(tree, ["params.yaml"], params=True, keys=lambda path: ("train.opt", "seed"))
+    assert tracked.values == {"train.opt.name": "adam", "train.opt.betas": "[0.9, 0.99]", "seed": 1}
 
 
 def test_combine_prefixes_every_file_that_defines_a_shared_name() -> None:
@@ -535,3 +585,49 @@ def test_property_format_value_is_one_line(value: Value) -> None:
     assert isinstance(shown, str)
     assert len(shown.splitlines()) <= 1
     shown.encode("utf-8")
+
+
+# --- Python params, single values --------------------------------------------------------------------
+
+
+def test_python_params_read_literals_as_dvc_does_without_running_anything() -> None:
+    source = b"""
+import os
+CONST = 1
+IS_DIR: bool = True
+LAYERS = [64, 32]
+PATH = os.environ["HOME"]  # not a literal: skipped
+print("never run")
+
+
+class Config:
+    lr = 0.1
+    name = "adam"
+
+    def __init__(self):
+        self.epochs = 10
+        other = 5
+"""
+    assert parse_values(source, "params.py", params=True) == {
+        "CONST": 1,
+        "IS_DIR": True,
+        "LAYERS": "[64, 32]",
+        "Config.lr": 0.1,
+        "Config.name": "adam",
+        "Config.epochs": 10,
+    }
+    with pytest.raises(InputError, match=r"^params\.py: invalid Python at line 1"):
+        parse_values(b"def (:", "params.py", params=True)
+    with pytest.raises(InputError, match=r"unsupported file type '\.py'"):
+        parse_values(b"A = 1", "metrics.py")  # Python files hold params, not metrics
+
+
+@pytest.mark.parametrize(("data", "filename", "expected"), [
+    (b"0.95\n", "acc.json", {"acc.json": 0.95}),
+    (b"0.8", "eval/score.yaml", {"eval/score.yaml": 0.8}),
+    (b'"v1"', "version.json", {"version.json": "v1"}),
+])
+def test_a_file_holding_one_value_is_one_metric_named_after_the_file(
+    data: bytes, filename: str, expected: dict[str, Value]
+) -> None:
+    assert parse_values(data, filename) == expected

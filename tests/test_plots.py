@@ -117,7 +117,7 @@ def test_overlay_has_a_legend_with_both_labels_and_a_muted_base() -> None:
 
 
 def test_overlay_of_several_columns_names_each_series_and_side() -> None:
-    texts = legend_texts(PlotSpec(path="h.csv"), history(10), history(10, 2.0))
+    texts = legend_texts(PlotSpec(path="h.csv", y=("loss", "acc")), history(10), history(10, 2.0))
     assert texts == ["loss (main)", "acc (main)", "loss (this change)", "acc (this change)"]
 
 
@@ -138,7 +138,7 @@ def test_without_base_a_single_series_has_no_legend_and_title_comes_from_the_spe
 
 def test_base_missing_a_column_draws_what_it_has() -> None:
     base = csv([{"epoch": e, "loss": 1.0 / (e + 1)} for e in range(5)])
-    assert legend_texts(PlotSpec(path="h.csv"), history(5), base) == [
+    assert legend_texts(PlotSpec(path="h.csv", y=("loss", "acc")), history(5), base) == [
         "loss (main)", "loss (this change)", "acc (this change)"]
 
 
@@ -150,12 +150,13 @@ def test_unreadable_base_is_left_out_and_the_head_still_renders(caplog: pytest.L
     assert "h.csv at main" in caplog.text
 
 
-def test_default_x_is_the_row_when_no_step_column() -> None:
+def test_default_x_is_the_row_when_no_step_column_and_default_y_the_last_column_as_in_dvc() -> None:
     data = csv([{"loss": 1.0 / (i + 1), "lr": 0.1} for i in range(5)])
     figure = build_figure(PlotSpec(path="h.csv"), load_table(data, "h.csv"))
     ax = figure.axes[0]
     assert ax.get_xlabel() == "row"
-    assert [line.get_label() for line in ax.get_lines()] == ["loss (this change)", "lr (this change)"]
+    assert ax.get_ylabel() == "lr"
+    assert [line.get_label() for line in ax.get_lines()] == ["this change"]
 
 
 def test_text_x_values_become_labelled_categories() -> None:
@@ -193,17 +194,19 @@ def test_confusion_counts_are_annotated() -> None:
     figure = build_figure(PlotSpec(path="cm.json", template="confusion"), frame)
     ax = figure.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "10"]  # numeric order
-    assert [t.get_text() for t in ax.texts] == ["2", "1", "0", "0", "1", "0", "0", "1", "0"]
-    assert ax.get_xlabel() == "predicted"
-    assert ax.get_ylabel() == "actual"
+    # As DVC draws it: x (actual) across, y (predicted) down
+    assert [t.get_text() for t in ax.texts] == ["2", "0", "0", "1", "1", "1", "0", "0", "0"]
+    assert ax.get_xlabel() == "actual"
+    assert ax.get_ylabel() == "predicted"
 
 
-def test_confusion_normalized_rows_sum_to_one_with_two_decimals() -> None:
+def test_confusion_normalized_rows_sum_to_one_with_two_decimals_as_in_dvc() -> None:
     records = [{"y": a, "pred": p} for a, p in [("a", "a"), ("a", "b"), ("a", "b"), ("b", "b")]]
     frame = load_table(json.dumps({"test": records}).encode(), "cm.json")
     spec = PlotSpec(path="cm.json", x="y", y=("pred",), template="confusion_normalized")
     ax = build_figure(spec, frame).axes[0]
-    assert [t.get_text() for t in ax.texts] == ["0.33", "0.67", "0.00", "1.00"]
+    # each row (a value of y, down) divided by its total, as DVC's confusion_normalized does
+    assert [t.get_text() for t in ax.texts] == ["1.00", "0.00", "0.67", "0.33"]
 
 
 def test_confusion_with_base_is_two_titled_panels() -> None:
@@ -393,12 +396,12 @@ H, C = PlotSpec(path="h.csv"), PlotSpec(path="c.csv", template="confusion")
     ("spec", "data", "message"),
     [
         (replace(H, y=("los",)), b"step,loss\n0,1\n",
-         r"^h\.csv: no column 'los' \(y\); columns: 'step', 'loss'"),
+         r"^h\.csv: no column 'los' \(y\); closest: 'loss'"),
         (replace(H, x="epoch"), b"step,loss\n0,1\n", r"^h\.csv: no column 'epoch' \(x\)"),
         (replace(H, y=("phase",)), b"step,phase\n0,train\n",
          r"^h\.csv: column 'phase' \(y\) is not numeric \(value 'train'\)"),
         (replace(H, y=("loss",)), b"step,loss\n0,\n1,\n", r"^h\.csv: column 'loss' \(y\) has no numbers"),
-        (H, b"name,phase\na,train\n", r"^h\.csv: no numeric column to plot"),
+        (H, b"name,phase\na,train\n", r"^h\.csv: column 'phase' \(y\) is not numeric"),
         (C, b"actual,pred\n1,1\n", r"^c\.csv: no column 'predicted'"),
         (replace(C, y=("a", "b")), b"a,b\n1,1\n", r"^c\.csv: a confusion plot takes one y"),
         (C, b"actual,predicted\n1,\n", r"^c\.csv: no rows with both"),

@@ -492,9 +492,7 @@ class _Worker:
         try:
             return self._download(f, blob, part, _Pace(f, self.clock))
         except OSError as exc:  # the cache's disk: full, read-only, ...
-            raise DataError(
-                f"{f.path}: cannot write to the data cache {self.cache} ({exc.strerror or exc})"
-            ) from None
+            raise DataError(f"{f.path}: cannot write to the data cache {self.cache} ({exc.strerror or exc})") from None
         finally:
             if part.exists() or part.is_symlink():
                 _remove(part)

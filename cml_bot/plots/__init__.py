@@ -9,19 +9,28 @@ bucket for lines, one point per pixel cell for scatter) so a million points rend
 Untrusted text (column names, titles, class labels) only ever goes into the image; ``$`` is
 escaped so it is never parsed as mathtext.
 
-This module imports matplotlib, pandas and numpy: import it lazily, not from ``cml-bot --help``.
+The drawing modules import matplotlib, pandas and numpy; this package imports them on first use of a
+drawing name (:mod:`cml_bot.plots.jobs` never does).
 """
 
-from cml_bot.plots.figures import build_figure, render_trend, untrusted_image_problem
-from cml_bot.plots.render import PlotJob, render_all, render_plot
-from cml_bot.plots.style import safe_name
-from cml_bot.plots.tables import decimate, load_table, thin_points
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from cml_bot.plots.jobs import PlotJob, plot_titles, safe_name
+
+if TYPE_CHECKING:
+    from cml_bot.plots.figures import build_figure, render_trend, untrusted_image_problem
+    from cml_bot.plots.render import render_all, render_plot
+    from cml_bot.plots.tables import decimate, load_table, thin_points
 
 __all__ = [
     "PlotJob",
     "build_figure",
     "decimate",
     "load_table",
+    "plot_titles",
     "render_all",
     "render_plot",
     "render_trend",
@@ -29,3 +38,23 @@ __all__ = [
     "thin_points",
     "untrusted_image_problem",
 ]
+
+# Drawing needs matplotlib, pandas and numpy; they are imported on first use of a drawing name, so
+# `cml_bot.plots.jobs` (what to draw) stays light.
+_LAZY = {
+    "build_figure": "cml_bot.plots.figures",
+    "render_trend": "cml_bot.plots.figures",
+    "render_all": "cml_bot.plots.render",
+    "render_plot": "cml_bot.plots.render",
+    "decimate": "cml_bot.plots.tables",
+    "load_table": "cml_bot.plots.tables",
+    "thin_points": "cml_bot.plots.tables",
+    "untrusted_image_problem": "cml_bot.plots.figures",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cml_bot.plots' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

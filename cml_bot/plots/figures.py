@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import PurePosixPath
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +21,8 @@ from matplotlib.ticker import MaxNLocator
 from cml_bot.config import PlotSpec
 from cml_bot.errors import InputError
 from cml_bot.model import Image
+from cml_bot.plots.jobs import safe_name
+from cml_bot.plots.series import Revision, Series, axis_labels, build_series
 from cml_bot.plots.style import (
     ANNOTATE_CLASSES,
     BASE_COLOR,
@@ -34,18 +38,16 @@ from cml_bot.plots.style import (
     image_text,
     new_figure,
     plot_style,
-    safe_name,
+    shorten,
     to_png,
 )
 from cml_bot.plots.tables import (
     as_numbers,
     decimate,
-    default_x,
+    first_non_numeric,
     is_number_dtype,
-    numeric_column,
     require_column,
     thin_points,
-    y_columns,
 )
 
 log = logging.getLogger(__name__)
@@ -55,20 +57,40 @@ FloatArray = npt.NDArray[np.float64]
 
 def build_figure(
     spec: PlotSpec,
-    head: pd.DataFrame,
-    base: pd.DataFrame | None = None,
+    head: Mapping[str, pd.DataFrame] | pd.DataFrame,
+    base: Mapping[str, pd.DataFrame] | pd.DataFrame | None = None,
     head_label: str = "this change",
     base_label: str = "main",
 ) -> Figure:
-    """Draw ``spec`` for the parsed head (and base) tables on a new Agg-backed Figure."""
+    """Draw ``spec`` for the parsed head (and base) tables, by file (a bare table is the plot's own
+    file), on a new Agg-backed Figure."""
+    revisions = []
+    if base is not None:
+        revisions.append(Revision(base_label, _by_file(spec, base), is_base=True))
+    revisions.append(Revision(head_label, _by_file(spec, head), is_base=False))
     with plot_style():
-        if spec.template in ("linear", "scatter"):
-            return _xy_figure(spec, head, base, head_label, base_label)
+        if spec.template in LINE_TEMPLATES:
+            return _xy_figure(spec, revisions)
         if spec.template == "bar":
-            return _bar_figure(spec, head, base, head_label, base_label)
+            return _bar_figure(spec, revisions)
+        if spec.template in ("bar_horizontal", "bar_horizontal_sorted"):
+            return _barh_figure(spec, revisions)
         if spec.template in ("confusion", "confusion_normalized"):
-            return _confusion_figure(spec, head, base, head_label, base_label)
+            return _confusion_figure(spec, revisions)
     raise ValueError(f"build_figure: no figure for template {spec.template!r}")
+
+
+LINE_TEMPLATES = ("linear", "simple", "smooth", "scatter", "scatter_jitter")
+
+
+def _by_file(spec: PlotSpec, tables: Mapping[str, pd.DataFrame] | pd.DataFrame) -> Mapping[str, pd.DataFrame]:
+    return {spec.path: tables} if isinstance(tables, pd.DataFrame) else tables
+
+
+def _colour(series: Series, several: bool) -> str:
+    if not several:
+        return BASE_COLOR if series.is_base else HEAD_COLOR
+    return f"C{series.source_index % 10}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -76,7 +98,7 @@ def build_figure(
 
 
 class _XAxis:
-    """x values of head and base on one axis: numbers as they are, anything else as categories."""
+    """x values of every series on one axis: numbers as they are, anything else as categories."""
 
     def __init__(self, columns: Sequence[pd.Series]) -> None:
         numbers = [as_numbers(c) for c in columns]
@@ -106,83 +128,68 @@ class _XAxis:
             ax.tick_params(axis="x", labelrotation=30)
 
 
-def _xy_figure(
-    spec: PlotSpec, head: pd.DataFrame, base: pd.DataFrame | None, head_label: str, base_label: str
-) -> Figure:
-    file = spec.path
-    x_name = default_x(head, spec, file)
-    y_names = y_columns(head, spec, x_name, file)
-    tables: list[tuple[pd.DataFrame, str, bool]] = []
-    if base is not None:
-        tables.append((base, base_label, True))
-    tables.append((head, head_label, False))
-    x_columns = [_x_column(frame, x_name) for frame, _, _ in tables]
-    axis = _XAxis(x_columns)
-
+def _xy_figure(spec: PlotSpec, revisions: Sequence[Revision]) -> Figure:
+    drawable: list[tuple[Series, FloatArray]] = []
+    for s in build_series(spec, revisions):
+        numbers = as_numbers(s.y)
+        if numbers is None:
+            if s.is_base:
+                log.info("plot %s: %r not numeric in %s data, not drawn", spec.path, s.field, s.revision)
+                continue
+            raise InputError(
+                f"{s.file}: column {shorten(s.field, 60)!r} (y) is not numeric (value {first_non_numeric(s.y)})"
+            )
+        y_values = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+        if not s.is_base and not np.isfinite(y_values).any():
+            raise InputError(f"{s.file}: column {shorten(s.field, 60)!r} (y) has no numbers")
+        drawable.append((s, y_values))
+    axis = _XAxis([s.x for s, _ in drawable])
     # Numeric axes have short tick labels: fixed margins give the same picture as the constrained
     # layout without its extra draw pass (about 40% of a plot's time). Text categories need it.
     figure, ax = new_figure(FIGSIZE, fixed_margins=axis.categories is None)
-    scatter = spec.template == "scatter"
-    several = len(y_names) > 1
-    for i, (frame, label, is_base) in enumerate(tables):
-        x_all = axis.positions(i, x_columns[i])
-        for k, y_name in enumerate(y_names):
-            if y_name not in frame.columns:
-                log.info("plot %s: %r missing in %s data, not drawn", file, y_name, label)
-                continue
-            try:
-                y_all = numeric_column(frame, y_name, file)
-            except InputError:
-                if is_base:
-                    log.info("plot %s: %r not numeric in %s data, not drawn", file, y_name, label)
-                    continue
-                raise
-            x, y = _finite(x_all, y_all)
-            legend = f"{image_text(y_name, 40)} ({image_text(label, 40)})" if several else image_text(label, 60)
-            colour = f"C{k % 10}" if several else HEAD_COLOR
-            if scatter:
-                size = 5.0 if len(x) <= 1000 else 3.0
-                x, y = thin_points(x, y)
-                ax.plot(
-                    x,
-                    y,
-                    linestyle="none",
-                    marker="o",
-                    markersize=size * 0.85 if is_base else size,
-                    markeredgewidth=0,
-                    color=(colour if several else BASE_COLOR) if is_base else colour,
-                    alpha=0.6 if is_base else 0.85,
-                    label=legend,
-                    zorder=2 if is_base else 3,
-                )
-            else:
-                x, y = _in_x_order(x, y)
-                x, y = decimate(x, y)
-                ax.plot(
-                    x,
-                    y,
-                    color=(colour if several else BASE_COLOR) if is_base else colour,
-                    linewidth=1.1 if is_base else 1.9,
-                    linestyle="--" if is_base and several else "-",
-                    alpha=0.6 if is_base else 1.0,
-                    label=legend,
-                    zorder=2 if is_base else 3,
-                )
+    scatter = spec.template in ("scatter", "scatter_jitter")
+    several = len(spec.series) > 1
+    for i, (s, y_all) in enumerate(drawable):
+        x, y = _finite(axis.positions(i, s.x), y_all)
+        colour = _colour(s, several)
+        if scatter:
+            size = 5.0 if len(x) <= 1000 else 3.0
+            x, y = thin_points(x, y)
+            ax.plot(
+                x,
+                y,
+                linestyle="none",
+                marker="o",
+                markersize=size * 0.85 if s.is_base else size,
+                markeredgewidth=0,
+                color=colour,
+                alpha=0.6 if s.is_base else 0.85,
+                label=image_text(s.label, 70),
+                zorder=2 if s.is_base else 3,
+            )
+        else:
+            x, y = _in_x_order(x, y)
+            x, y = decimate(x, y)
+            ax.plot(
+                x,
+                y,
+                color=colour,
+                linewidth=1.1 if s.is_base else 1.9,
+                linestyle="--" if s.is_base and several else "-",
+                alpha=0.6 if s.is_base else 1.0,
+                label=image_text(s.label, 70),
+                zorder=2 if s.is_base else 3,
+            )
     axis.label_ticks(ax)
-    if axis.categories is None and all(pd.api.types.is_integer_dtype(c.dtype) for c in x_columns):
+    if axis.categories is None and all(pd.api.types.is_integer_dtype(s.x.dtype) for s, _ in drawable):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epoch 2, not 2.5
-    ax.set_xlabel(image_text(x_name, LABEL_CHARS) if x_name is not None else "row")
-    ax.set_ylabel(image_text(y_names[0], LABEL_CHARS) if not several else "value")
+    x_label, y_label = axis_labels(spec, [s for s, _ in drawable])
+    ax.set_xlabel(image_text(x_label, LABEL_CHARS))
+    ax.set_ylabel(image_text(y_label, LABEL_CHARS))
     ax.set_title(image_text(spec.title or spec.path, 90))
-    if base is not None or several:
+    if len(drawable) > 1:
         ax.legend(loc="best")
     return figure
-
-
-def _x_column(frame: pd.DataFrame, x_name: str | None) -> pd.Series:
-    if x_name is not None and x_name in frame.columns:
-        return frame[x_name]
-    return pd.Series(np.arange(len(frame), dtype=np.int64))
 
 
 def _finite(x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -205,53 +212,20 @@ def _in_x_order(x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
 # Bar charts
 
 
-def _bar_figure(
-    spec: PlotSpec, head: pd.DataFrame, base: pd.DataFrame | None, head_label: str, base_label: str
-) -> Figure:
-    file = spec.path
-    x_name = _bar_x(head, spec, file)
-    y_names = y_columns(head, spec, x_name, file)
-    tables: list[tuple[pd.DataFrame, str, bool]] = []
-    if base is not None:
-        tables.append((base, base_label, True))
-    tables.append((head, head_label, False))
-    grouped = [_bar_values(frame, x_name, y_names, file, is_base) for frame, _, is_base in tables]
+def _bar_figure(spec: PlotSpec, revisions: Sequence[Revision]) -> Figure:
+    """Vertical bars (cml-bot's ``bar``): categories from x (else the first text column), the mean
+    of y per category, one bar per series side by side."""
+    spec = _with_category_x(spec, revisions)
+    series = build_series(spec, revisions)
+    grouped = [_means(s.x.astype(str), s) for s in series]
     categories = [str(v) for v in pd.unique(pd.concat([pd.Series(g.index, dtype=object) for g in grouped]))]
     title = image_text(spec.title or spec.path, 90)
     if len(categories) > MAX_BARS:
         title = f"{title} (first {MAX_BARS} of {len(categories)})"
         categories = categories[:MAX_BARS]
-
     figure, ax = new_figure(FIGSIZE)
-    several = len(y_names) > 1
-    bars = len(y_names) * len(tables)
-    width = 0.8 / bars
-    positions = np.arange(len(categories), dtype=np.float64)
-    slot = 0
-    for k, y_name in enumerate(y_names):
-        for (_, label, is_base), values in zip(tables, grouped, strict=True):
-            heights = (
-                values[y_name].reindex(categories).to_numpy(dtype=np.float64, na_value=np.nan)
-                if y_name in values.columns
-                else np.full(len(categories), np.nan)
-            )
-            colour = f"C{k % 10}" if several else HEAD_COLOR
-            offset = (slot - (bars - 1) / 2) * width
-            slot += 1
-            with np.errstate(invalid="ignore"):
-                shown = np.abs(heights) < LIMIT
-            ax.bar(
-                positions[shown] + offset,
-                heights[shown],
-                width=width * 0.95,
-                color=(colour if several else BASE_COLOR) if is_base else colour,
-                alpha=0.45 if is_base and several else 1.0,
-                hatch="//" if is_base and several else None,
-                edgecolor="white" if not (is_base and several) else colour,
-                linewidth=0.5,
-                label=f"{image_text(y_name, 40)} ({image_text(label, 40)})" if several else image_text(label, 60),
-            )
-    ax.set_xticks(positions, labels=[image_text(c, 24) for c in categories])
+    _draw_bars(ax, series, grouped, categories, len(spec.series) > 1, horizontal=False)
+    ax.set_xticks(np.arange(len(categories), dtype=np.float64), labels=[image_text(c, 24) for c in categories])
     if len(categories) > 20:
         ax.tick_params(axis="x", labelrotation=90, labelsize=7)
     elif sum(len(c) + 2 for c in categories) > 80 or any(len(c) > 10 for c in categories):
@@ -259,86 +233,171 @@ def _bar_figure(
         for tick in ax.get_xticklabels():
             tick.set_horizontalalignment("right")
     ax.grid(axis="x", visible=False)
-    ax.set_xlabel(image_text(x_name, LABEL_CHARS) if x_name is not None else "row")
-    ax.set_ylabel(image_text(y_names[0], LABEL_CHARS) if not several else "value")
+    x_label, y_label = axis_labels(spec, series)
+    ax.set_xlabel(image_text(x_label, LABEL_CHARS))
+    ax.set_ylabel(image_text(y_label, LABEL_CHARS))
     ax.set_title(title)
-    if base is not None or several:
+    if len(series) > 1:
         ax.legend(loc="best")
     return figure
 
 
-def _bar_x(frame: pd.DataFrame, spec: PlotSpec, file: str) -> str | None:
-    x_name = default_x(frame, spec, file)
-    if x_name is not None:
-        return x_name
-    for column in frame.columns:
-        if as_numbers(frame[column]) is None:
-            return str(column)
-    return None
+def _with_category_x(spec: PlotSpec, revisions: Sequence[Revision]) -> PlotSpec:
+    """A bar plot without x takes the first text column of its file as categories."""
+    if spec.sources or spec.x is not None:
+        return spec
+    head = revisions[-1].tables.get(spec.path)
+    if head is None:
+        return spec
+    for column in head.columns:
+        if as_numbers(head[column]) is None:
+            return replace(spec, x=str(column))
+    return spec
 
 
-def _bar_values(frame: pd.DataFrame, x_name: str | None, y_names: list[str], file: str, is_base: bool) -> pd.DataFrame:
-    """Mean of each y per category (categories in first-seen order)."""
-    columns: dict[str, object] = {"__x": _x_column(frame, x_name).astype(str).to_numpy()}
-    for y_name in y_names:
-        if y_name not in frame.columns:
-            continue
-        try:
-            columns[y_name] = numeric_column(frame, y_name, file)
-        except InputError:
-            if not is_base:
-                raise
-    table = pd.DataFrame(columns)
-    return table.groupby("__x", sort=False).mean()
+def _means(categories: pd.Series, s: Series, values: pd.Series | None = None) -> pd.Series:
+    """Mean value per category, categories in first-seen order."""
+    numbers = as_numbers(s.y if values is None else values)
+    if numbers is None:
+        if not s.is_base:
+            raise InputError(f"{s.file}: column {shorten(s.field, 60)!r} (y) is not numeric")
+        numbers = pd.Series(np.nan, index=range(len(categories)))
+    table = pd.DataFrame({"c": categories.to_numpy(), "v": numbers.to_numpy(dtype=np.float64, na_value=np.nan)})
+    means: pd.Series = table.groupby("c", sort=False)["v"].mean()
+    return means
+
+
+def _draw_bars(
+    ax: Axes,
+    series: Sequence[Series],
+    grouped: Sequence[pd.Series],
+    categories: list[str],
+    several: bool,
+    horizontal: bool,
+) -> None:
+    count = len(series)
+    width = 0.8 / max(count, 1)
+    positions = np.arange(len(categories), dtype=np.float64)
+    for slot, (s, values) in enumerate(zip(series, grouped, strict=True)):
+        heights = values.reindex(categories).to_numpy(dtype=np.float64, na_value=np.nan)
+        offset = (slot - (count - 1) / 2) * width
+        if horizontal:
+            offset = -offset  # the first series on top
+        with np.errstate(invalid="ignore"):
+            shown = np.abs(heights) < LIMIT
+        colour = _colour(s, several)
+        style: dict[str, Any] = {
+            "color": colour,
+            "alpha": 0.45 if s.is_base and several else 1.0,
+            "hatch": "//" if s.is_base and several else None,
+            "edgecolor": colour if s.is_base and several else "white",
+            "linewidth": 0.5,
+            "label": image_text(s.label, 70),
+        }
+        if horizontal:
+            ax.barh(positions[shown] + offset, heights[shown], height=width * 0.95, **style)
+        else:
+            ax.bar(positions[shown] + offset, heights[shown], width=width * 0.95, **style)
+
+
+def _barh_figure(spec: PlotSpec, revisions: Sequence[Revision]) -> Figure:
+    """DVC's ``bar_horizontal`` (``_sorted``): one bar per value of the y field (categories, down
+    the vertical axis) with the x field's value as its length; sorted by the change's values,
+    largest on top."""
+    series = build_series(spec, revisions)
+    for s in series:
+        if s.x_field is None:
+            raise InputError(f"{s.file}: a horizontal bar plot needs x (the values) and y (the categories)")
+    grouped = [_means(s.y.astype(str), s, values=s.x) for s in series]
+    categories = [str(v) for v in pd.unique(pd.concat([pd.Series(g.index, dtype=object) for g in grouped]))]
+    if spec.template == "bar_horizontal_sorted":
+        head = next((g for s, g in zip(series, grouped, strict=True) if not s.is_base), grouped[-1])
+        order = head.reindex(categories).to_numpy(dtype=np.float64, na_value=-np.inf)
+        categories = [categories[i] for i in np.argsort(-order, kind="stable")]
+    title = image_text(spec.title or spec.path, 90)
+    if len(categories) > MAX_BARS:
+        title = f"{title} (first {MAX_BARS} of {len(categories)})"
+        categories = categories[:MAX_BARS]
+    height = min(12.0, max(FIGSIZE[1], 1.0 + 0.28 * len(categories) * max(1, len(series))))
+    figure, ax = new_figure((FIGSIZE[0], height))
+    _draw_bars(ax, series, grouped, categories, len(spec.series) > 1, horizontal=True)
+    ax.set_yticks(np.arange(len(categories), dtype=np.float64), labels=[image_text(c, 30) for c in categories])
+    ax.invert_yaxis()  # the first category on top, as in DVC
+    ax.grid(axis="y", visible=False)
+    x_fields = {s.x_field for s in series}
+    y_fields = {s.field for s in series}
+    x_label = spec.x_label or (next(iter(x_fields)) or "x" if len(x_fields) == 1 else "x")
+    y_label = spec.y_label or (next(iter(y_fields)) if len(y_fields) == 1 else "y")
+    ax.set_xlabel(image_text(x_label, LABEL_CHARS))
+    ax.set_ylabel(image_text(y_label, LABEL_CHARS))
+    ax.set_title(title)
+    if len(series) > 1:
+        ax.legend(loc="best")
+    return figure
 
 
 # --------------------------------------------------------------------------------------------
 # Confusion matrices
 
 
-def _confusion_figure(
-    spec: PlotSpec, head: pd.DataFrame, base: pd.DataFrame | None, head_label: str, base_label: str
-) -> Figure:
-    file = spec.path
-    if len(spec.y) > 1:
-        raise InputError(f"{file}: a confusion plot takes one y (predicted) field, got {len(spec.y)}")
-    actual = spec.x or "actual"
-    predicted = spec.y[0] if spec.y else "predicted"
+def _confusion_figure(spec: PlotSpec, revisions: Sequence[Revision]) -> Figure:
+    """One panel per source and revision (base first). As DVC draws it: the x field across, the y
+    field down; ``confusion_normalized`` divides each row (a value of y) by its total."""
+    sources = spec.series
+    if len({source.y for source in sources}) > 1:
+        raise InputError(f"{spec.path}: a confusion plot takes one y (predicted) field, got {len(sources)}")
     normalized = spec.template == "confusion_normalized"
-    pairs = [(_class_pairs(head, actual, predicted, file), head_label)]
-    if base is not None:
-        try:
-            pairs.insert(0, (_class_pairs(base, actual, predicted, file), base_label))
-        except InputError as exc:
-            log.warning("plot %s: base data left out: %s", file, exc)
-    labels, keys = _class_labels([p for p, _ in pairs])
+    panels: list[tuple[pd.DataFrame, str, str, str]] = []  # (pairs, panel title, x field, y field)
+    for revision in revisions:
+        for source in sources:
+            frame = revision.tables.get(source.file)
+            if frame is None:
+                continue
+            across = source.x or "actual"
+            down = source.y or "predicted"
+            try:
+                pairs = _class_pairs(frame, across, down, source.file)
+            except InputError as exc:
+                if not revision.is_base:
+                    raise
+                log.warning("plot %s: base data left out: %s", spec.path, exc)
+                continue
+            label = revision.label if len(sources) == 1 else f"{source.file} ({revision.label})"
+            panels.append((pairs, label, across, down))
+    if not panels:
+        raise InputError(f"{spec.path}: no data to draw")
+    labels, keys = _class_labels([p for p, _, _, _ in panels])
     if len(labels) > MAX_CLASSES:
-        raise InputError(f"{file}: {len(labels)} classes, too many for a confusion matrix (at most {MAX_CLASSES})")
-    matrices = [_confusion_matrix(p, keys, normalized) for p, _ in pairs]
+        raise InputError(f"{spec.path}: {len(labels)} classes, too many for a confusion matrix (at most {MAX_CLASSES})")
+    matrices = [_confusion_matrix(p, keys, normalized) for p, _, _, _ in panels]
     vmax = 1.0 if normalized else max(1.0, *(float(m.max()) for m in matrices))
     title = image_text(spec.title or spec.path, 90)
-    if len(pairs) == 1:
+    x_label = spec.x_label or panels[0][2]
+    y_label = spec.y_label or panels[0][3]
+    if len(panels) == 1:
         figure, ax = new_figure(CONFUSION_FIGSIZE)
         axes = [ax]
-        image = _draw_confusion(ax, matrices[0], labels, normalized, vmax, title, actual, predicted)
+        image = _draw_confusion(ax, matrices[0], labels, normalized, vmax, title, x_label, y_label)
     else:
-        figure = Figure(figsize=CONFUSION_PAIR_FIGSIZE, dpi=DPI, layout="constrained")
+        width = CONFUSION_PAIR_FIGSIZE[0] / 2 * len(panels)
+        figure = Figure(figsize=(width, CONFUSION_PAIR_FIGSIZE[1]), dpi=DPI, layout="constrained")
         FigureCanvasAgg(figure)
-        axes = list(figure.subplots(1, 2))
-        for ax, matrix, (_, label) in zip(axes, matrices, pairs, strict=True):
-            image = _draw_confusion(ax, matrix, labels, normalized, vmax, image_text(label, 60), actual, predicted)
+        axes = list(figure.subplots(1, len(panels)))
+        for ax, matrix, (_, label, _, _) in zip(axes, matrices, panels, strict=True):
+            image = _draw_confusion(ax, matrix, labels, normalized, vmax, image_text(label, 60), x_label, y_label)
         figure.suptitle(title, fontsize=11)
     if len(labels) > ANNOTATE_CLASSES:
         figure.colorbar(image, ax=axes, shrink=0.85)
     return figure
 
 
-def _class_pairs(frame: pd.DataFrame, actual: str, predicted: str, file: str) -> pd.DataFrame:
-    require_column(frame, actual, file, "actual, set x")
-    require_column(frame, predicted, file, "predicted, set y")
-    pairs = pd.DataFrame({"a": frame[actual], "p": frame[predicted]}).dropna()
+def _class_pairs(frame: pd.DataFrame, across: str, down: str, file: str) -> pd.DataFrame:
+    """(x value, y value) per row: column ``a`` across, ``p`` down."""
+    require_column(frame, across, file, "x, the classes across")
+    require_column(frame, down, file, "y, the classes down")
+    pairs = pd.DataFrame({"a": frame[across], "p": frame[down]}).dropna()
     if len(pairs) == 0:
-        raise InputError(f"{file}: no rows with both {actual!r} and {predicted!r}")
+        raise InputError(f"{file}: no rows with both {across!r} and {down!r}")
     return pairs
 
 
@@ -357,10 +416,11 @@ def _class_labels(pairs: list[pd.DataFrame]) -> tuple[list[str], list[object]]:
 
 
 def _confusion_matrix(pairs: pd.DataFrame, keys: list[object], normalized: bool) -> FloatArray:
+    """Counts with a row per y value (down) and a column per x value (across)."""
     n = len(keys)
-    actual = pd.Categorical(pairs["a"], categories=keys).codes.astype(np.int64)
-    predicted = pd.Categorical(pairs["p"], categories=keys).codes.astype(np.int64)
-    counts = np.bincount(actual * n + predicted, minlength=n * n).reshape(n, n).astype(np.float64)
+    across = pd.Categorical(pairs["a"], categories=keys).codes.astype(np.int64)
+    down = pd.Categorical(pairs["p"], categories=keys).codes.astype(np.int64)
+    counts = np.bincount(down * n + across, minlength=n * n).reshape(n, n).astype(np.float64)
     if not normalized:
         return counts
     totals = counts.sum(axis=1, keepdims=True)
@@ -375,8 +435,8 @@ def _draw_confusion(
     normalized: bool,
     vmax: float,
     title: str,
-    actual: str,
-    predicted: str,
+    x_label: str,
+    y_label: str,
 ) -> AxesImage:
     n = len(labels)
     image = ax.imshow(matrix, cmap="Blues", vmin=0.0, vmax=vmax, interpolation="nearest")
@@ -404,8 +464,8 @@ def _draw_confusion(
             ax.tick_params(axis="x", labelrotation=45)
             for tick in ax.get_xticklabels():
                 tick.set_horizontalalignment("right")
-    ax.set_xlabel(image_text(predicted, 40))
-    ax.set_ylabel(image_text(actual, 40))
+    ax.set_xlabel(image_text(x_label, 40))
+    ax.set_ylabel(image_text(y_label, 40))
     ax.set_title(title)
     return image
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import re
-import unicodedata
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,7 +27,6 @@ FloatArray = npt.NDArray[np.float64]
 X_DEFAULTS = ("step", "epoch", "iteration")  # column names used as x when the spec names none
 BUCKETS = 2000  # min/max buckets per line series: at most ~4,000 points drawn
 SCATTER_GRID = (400, 250)  # one point kept per cell: at most 100,000 markers drawn
-MAX_DEFAULT_SERIES = 10  # y columns picked automatically (explicit y is honoured in full)
 MAX_BARS = 40  # categories shown in a bar chart
 MAX_CLASSES = 1000  # classes in a confusion matrix
 ANNOTATE_CLASSES = 15  # annotate confusion cells up to this many classes
@@ -104,11 +101,3 @@ def image_text(text: object, limit: int) -> str:
     """Untrusted text for the image: one line, cut to ``limit``, ``$`` never read as mathtext."""
     flat = " ".join(str(text).split())
     return shorten(flat, limit).replace("$", r"\$")
-
-
-def safe_name(text: str) -> str:
-    """A file-name-safe stem: lowercase ``[a-z0-9-]``, no leading/trailing/double ``-``, 1-60 chars."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-    stem = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
-    stem = stem[:60].rstrip("-")
-    return stem or "plot"

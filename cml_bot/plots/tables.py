@@ -3,6 +3,7 @@ series so a million points draw quickly."""
 
 from __future__ import annotations
 
+import difflib
 import io
 import json
 import logging
@@ -13,34 +14,35 @@ import numpy.typing as npt
 import pandas as pd
 import yaml
 
-from cml_bot.config import PlotSpec
 from cml_bot.errors import InputError
-from cml_bot.plots.style import BUCKETS, MAX_DEFAULT_SERIES, SCATTER_GRID, X_DEFAULTS, shorten
+from cml_bot.plots.style import BUCKETS, SCATTER_GRID, shorten
 
 log = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
 
 
-def load_table(data: bytes, filename: str) -> pd.DataFrame:
+def load_table(data: bytes, filename: str, header: bool = True) -> pd.DataFrame:
     """Parse a plot data file: CSV, TSV, JSON or YAML (DVC's plot formats).
 
     JSON/YAML hold a list of records, or an object with exactly one such list
     (``{"train": [{"step": 0, "loss": 1.0}, ...]}``). The format comes from the extension, or is
     sniffed from the content when the extension says nothing. Errors name ``filename``.
     """
-    return load_table_named(data, filename, filename)
+    return load_table_named(data, filename, filename, header)
 
 
-def load_table_named(data: bytes, filename: str, shown: str) -> pd.DataFrame:
-    """:func:`load_table`, naming the file ``shown`` in errors (the base's file says so)."""
+def load_table_named(data: bytes, filename: str, shown: str, header: bool = True) -> pd.DataFrame:
+    """:func:`load_table`, naming the file ``shown`` in errors (the base's file says so). With
+    ``header=False`` (DVC's ``header: false``) a CSV/TSV's first row is data and the columns are
+    named ``"0"``, ``"1"``, ..."""
     if not data.strip():
         raise InputError(f"{shown}: empty file, no rows to plot")
     kind = _table_kind(data, filename)
     if kind in ("json", "yaml"):
         frame = pd.DataFrame.from_records(_records(data, shown, kind))
     else:
-        frame = _read_delimited(data, "\t" if kind == "tsv" else ",", shown)
+        frame = _read_delimited(data, "\t" if kind == "tsv" else ",", shown, header)
     if len(frame.columns) == 0 or len(frame) == 0:
         raise InputError(f"{shown}: no rows to plot")
     frame.columns = pd.Index([str(c) for c in frame.columns])
@@ -99,9 +101,9 @@ def _table_kind(data: bytes, filename: str) -> str:
     return "tsv" if b"\t" in first_line else "csv"
 
 
-def _read_delimited(data: bytes, sep: str, filename: str) -> pd.DataFrame:
+def _read_delimited(data: bytes, sep: str, filename: str, header: bool = True) -> pd.DataFrame:
     try:
-        return pd.read_csv(io.BytesIO(data), sep=sep, encoding="utf-8-sig")
+        return pd.read_csv(io.BytesIO(data), sep=sep, encoding="utf-8-sig", header=0 if header else None)
     except UnicodeDecodeError:
         raise InputError(f"{filename}: not UTF-8 text") from None
     except pd.errors.EmptyDataError:
@@ -143,15 +145,20 @@ def _records(data: bytes, filename: str, kind: str) -> list[dict[str, object]]:
 # Columns
 
 
-def _columns_hint(frame: pd.DataFrame) -> str:
-    names = [repr(shorten(c, 30)) for c in frame.columns[:8]]
-    more = ", ..." if len(frame.columns) > 8 else ""
+def columns_hint(frame: pd.DataFrame, wanted: str | None = None) -> str:
+    """The columns there are, the closest to ``wanted`` first (for an error about a missing one)."""
+    columns = [str(c) for c in frame.columns]
+    close = difflib.get_close_matches(wanted, columns, n=3, cutoff=0.5) if wanted else []
+    if close:
+        return f"closest: {', '.join(repr(shorten(c, 30)) for c in close)}"
+    names = [repr(shorten(c, 30)) for c in columns[:8]]
+    more = ", ..." if len(columns) > 8 else ""
     return f"columns: {', '.join(names)}{more}"
 
 
 def require_column(frame: pd.DataFrame, column: str, file: str, role: str) -> None:
     if column not in frame.columns:
-        raise InputError(f"{file}: no column {shorten(column, 60)!r} ({role}); {_columns_hint(frame)}")
+        raise InputError(f"{file}: no column {shorten(column, 60)!r} ({role}); {columns_hint(frame, column)}")
 
 
 def is_number_dtype(series: pd.Series) -> bool:
@@ -176,13 +183,13 @@ def numeric_column(frame: pd.DataFrame, column: str, file: str, role: str = "y")
     series = frame[column]
     numbers = as_numbers(series)
     if numbers is None:
-        sample = _first_non_numeric(series)
+        sample = first_non_numeric(series)
         raise InputError(f"{file}: column {shorten(column, 60)!r} ({role}) is not numeric (value {sample})")
     values: FloatArray = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
     return values
 
 
-def _first_non_numeric(series: pd.Series) -> str:
+def first_non_numeric(series: pd.Series) -> str:
     for value in series:
         if value is None or (isinstance(value, float) and np.isnan(value)):
             continue
@@ -191,40 +198,6 @@ def _first_non_numeric(series: pd.Series) -> str:
         except (TypeError, ValueError):
             return repr(shorten(str(value), 40))
     return "?"
-
-
-def default_x(frame: pd.DataFrame, spec: PlotSpec, file: str) -> str | None:
-    if spec.x is not None:
-        require_column(frame, spec.x, file, "x")
-        return spec.x
-    lowered = {str(c).lower(): str(c) for c in reversed(list(frame.columns))}
-    for name in X_DEFAULTS:
-        if name in lowered:
-            return lowered[name]
-    return None
-
-
-def y_columns(frame: pd.DataFrame, spec: PlotSpec, x: str | None, file: str) -> list[str]:
-    if spec.y:
-        for column in spec.y:
-            values = numeric_column(frame, column, file)
-            if not np.isfinite(values).any():
-                raise InputError(f"{file}: column {shorten(column, 60)!r} (y) has no numbers")
-        return list(spec.y)
-    picked = []
-    for column in frame.columns:
-        if column == x:
-            continue
-        numbers = as_numbers(frame[column])
-        if numbers is None:
-            continue
-        if bool(np.isfinite(numbers.to_numpy(dtype=np.float64, na_value=np.nan)).any()):
-            picked.append(str(column))
-    if not picked:
-        raise InputError(f"{file}: no numeric column to plot; set y in the plot spec; {_columns_hint(frame)}")
-    if len(picked) > MAX_DEFAULT_SERIES:
-        log.info("plot %s: drawing the first %d of %d numeric columns", file, MAX_DEFAULT_SERIES, len(picked))
-    return picked[:MAX_DEFAULT_SERIES]
 
 
 def cells(values: FloatArray, count: int) -> npt.NDArray[np.int64]:

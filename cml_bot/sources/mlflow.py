@@ -26,7 +26,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -318,15 +318,10 @@ def _baseline(
             "the nearest with runs"
         )
     if baseline.results is None:
-        updated = Baseline(found.results, commit, baseline.ref, how, merge_base=baseline.merge_base)
+        updated = replace(baseline, results=found.results, sha=commit, source=how)
     else:
-        updated = Baseline(
-            merged(baseline.results, found.results),
-            baseline.sha,
-            baseline.ref,
-            f"{baseline.source}; MLflow metrics from {how[0].lower()}{how[1:]}",
-            merge_base=baseline.merge_base,
-        )
+        source_line = f"{baseline.source}; MLflow metrics from {how[0].lower()}{how[1:]}"
+        updated = replace(baseline, results=merged(baseline.results, found.results), source=source_line)
     return updated, found.notes
 
 

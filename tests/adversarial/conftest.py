@@ -20,6 +20,7 @@ import requests  # noqa: F401
 
 import cml_bot.app
 import cml_bot.data
+import cml_bot.evaluation
 import cml_bot.forges.local  # noqa: F401
 from adversarial.harness import Run, run_cli, secret_env
 
@@ -79,6 +80,11 @@ class Project:
         else:
             target.write_text(content, encoding="utf-8")
         return target
+
+    def commit(self) -> None:
+        """Commit the tree as it is (results are only recorded for a clean commit)."""
+        for args in (("add", "-A"), ("commit", "--quiet", "-m", "case")):
+            subprocess.run(["git", *args], cwd=self.root, check=True, capture_output=True)
 
     def config(self, extra: str) -> None:
         """cml-bot.yaml: the base config followed by ``extra``."""

@@ -16,7 +16,7 @@ import pytest
 
 from adversarial.conftest import Project
 from adversarial.harness import JOB_TOKEN, SECRETS, assert_clean, leaks, run_cli
-from cml_bot import app as app_module
+from cml_bot import delivery as app_module
 from cml_bot.secrets import Secrets, redact_url, without_tokens
 
 TOKEN = SECRETS["GITHUB_TOKEN"]
@@ -156,6 +156,7 @@ def test_a_shard_bundle_is_scrubbed(project: Project) -> None:
 
 def test_recorded_results_are_scrubbed(project: Project) -> None:
     project.write("metrics.json", {"accuracy": 0.9, f"name {TOKEN}": 1})
+    project.commit()
     run = project.run("record", report=False)
     assert_clean(run, code=0, roots=roots(project))
     [recorded] = [path for path in run.files if "/.cml-bot/records/" in path and path.endswith(".json")]

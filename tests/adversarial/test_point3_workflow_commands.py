@@ -162,7 +162,7 @@ def test_a_config_error_with_a_command_in_a_key(project: Project) -> None:
 
 
 def test_an_internal_error_with_a_command_in_its_message(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cml_bot import app
+    from cml_bot import evaluation as app
 
     def explode(*args: object, **kwargs: object) -> object:
         raise ValueError("bad\n::add-mask::pwned\r::set-output name=x::y")

@@ -22,7 +22,7 @@ import pytest
 
 from adversarial.conftest import Project
 from adversarial.harness import SECRETS, assert_clean, unshare_available
-from cml_bot import app as app_module
+from cml_bot import evaluation as app_module
 from cml_bot.cli import EXIT_INTERNAL
 from cml_bot.crash import disk_error
 from cml_bot.pipeline import MARKER_VARIABLE
