@@ -14,6 +14,7 @@ class Verdict(str, enum.Enum):
 
     PASS = "pass"
     REGRESSED = "regressed"
+    INCONCLUSIVE = "inconclusive"  # a gate's worsening exceeds its threshold but is not significant
     NO_BASELINE = "no-baseline"
     FAILED = "failed"  # a pipeline step failed; metrics may be missing
 
