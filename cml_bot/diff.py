@@ -307,7 +307,7 @@ def _finish(change: MetricChange, p_adjusted: float | None) -> MetricChange:
 
 
 def may_have_worsened(change: MetricChange, p_adjusted: float) -> str:
-    """"may have dropped: -0.4 pp, 95% CI [-1.3, +0.5]; these 2,000 examples can detect >= 1.1 pp; ..."."""
+    """ "may have dropped: -0.4 pp, 95% CI [-1.3, +0.5]; these 2,000 examples can detect >= 1.1 pp; ..."."""
     evidence = change.evidence
     assert evidence is not None
     word = "dropped" if change.direction == "higher" else "risen"
@@ -408,7 +408,16 @@ def _compare(
             # NaN / Infinity are failures as they are; a finite worsening awaits the evidence.
             (exceeded if worsening is not None and math.isfinite(h) else failures).append(sentence)
     return MetricChange(
-        name, base, head, status, direction, delta, relative, improved, failures=tuple(failures), exceeded=tuple(exceeded)
+        name,
+        base,
+        head,
+        status,
+        direction,
+        delta,
+        relative,
+        improved,
+        failures=tuple(failures),
+        exceeded=tuple(exceeded),
     )
 
 

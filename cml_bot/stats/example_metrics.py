@@ -240,7 +240,10 @@ def per_class_changes(
     base_recall = _safe_ratio(totals[0, :k], support)
     head_recall = _safe_ratio(totals[0, k : 2 * k], support)
     deltas = np.concatenate(
-        [f1(s, 1) - f1(s, 0) for s in (c.astype(np.float64) @ features for c in resample_counts(counts, resamples, seed))]
+        [
+            f1(s, 1) - f1(s, 0)
+            for s in (c.astype(np.float64) @ features for c in resample_counts(counts, resamples, seed))
+        ]
     )
     tail = (1 - confidence) / 2
     low, high = np.quantile(deltas, [tail, 1 - tail], axis=0)
@@ -383,7 +386,9 @@ def _r2_statistic(squares: int, target: int, target_squares: int) -> Callable[[F
     return statistic
 
 
-def _auc_statistic(layout: Sequence[tuple[int, float, float]], offset: int, side: int) -> Callable[[FloatArray], FloatArray]:
+def _auc_statistic(
+    layout: Sequence[tuple[int, float, float]], offset: int, side: int
+) -> Callable[[FloatArray], FloatArray]:
     """Macro mean over one-vs-rest problems of mean*(V10 | pos) + mean*(V01 | neg) - AUC."""
 
     def statistic(sums: FloatArray) -> FloatArray:
