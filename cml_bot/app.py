@@ -20,7 +20,7 @@ from cml_bot.baseline import Baseline, ResultStore, resolve_baseline, trend_hist
 from cml_bot.bundle import SavedRun, load_run, save_run
 from cml_bot.config import Config, load_config
 from cml_bot.context import CiContext, detect
-from cml_bot.diff import Diff, diff, numeric
+from cml_bot.diff import Diff, numeric
 from cml_bot.errors import CmlBotError, ForgeError, InputError, ReadOnlyTokenError
 from cml_bot.forges.base import CommentMode, Forge, Publication
 from cml_bot.forges.local import LocalForge, prepare_folder
@@ -31,6 +31,7 @@ from cml_bot.model import Image, Verdict
 from cml_bot.report import PlotEntry, Report, RunFacts, Shard, render_markdown, verdict_summary
 from cml_bot.results import LocalStore, RunResults, atomic_write
 from cml_bot.secrets import without_tokens
+from cml_bot.verdicts import FLIPS_FILE, PredictionReport, judge
 
 if TYPE_CHECKING:
     from cml_bot.data import DataChange
@@ -158,13 +159,15 @@ def collect_results(config: Config, sha: str | None, missing_ok: bool) -> RunRes
     params = read_all(config.root, config.params, missing_ok=True)
     files = {}
     root = config.root.resolve()
-    for spec in config.plots:
-        path = config.root / spec.path
+    # Per-example predictions ride with the plot files: recorded with main's results, read at the base.
+    predictions = [config.predictions.path] if config.predictions is not None else []
+    for relative in [spec.path for spec in config.plots] + predictions:
+        path = config.root / relative
         if not path.is_file():
             continue
         if not path.resolve().is_relative_to(root):  # a symlink committed by a PR
-            raise InputError(f"{spec.path}: points outside the repository (symlink); refusing to read it")
-        files[spec.path] = path.read_bytes()
+            raise InputError(f"{relative}: points outside the repository (symlink); refusing to read it")
+        files[relative] = path.read_bytes()
     return RunResults(sha=sha, metrics=metrics, params=params, files=files)
 
 
@@ -313,11 +316,14 @@ def build_report(evaluation: Evaluation, draw: bool = True) -> tuple[Report, tup
     """The report and its images; ``draw=False`` skips the plots (for a verdict alone)."""
     config, head, baseline = evaluation.config, evaluation.head, evaluation.baseline
     base = baseline.results
-    result = diff(
-        base.metrics if base else None, head.metrics, config.thresholds, base.params if base else None, head.params
-    )
+    judgement = judge(config, base, head, evaluation.history)
+    result = judgement.diff
     base_label = baseline.ref or config.baseline_branch
     plot_entries, images = render_plots(config, head, base, base_label) if draw else ((), ())
+    if draw and judgement.predictions is not None:
+        delta_entry, delta_image = render_confusion_delta(judgement.predictions, base_label)
+        if delta_image is not None:
+            plot_entries, images = (*plot_entries, delta_entry), (*images, delta_image)
     trend_entry, trend_image = render_trend_plot(evaluation, result) if draw else (PlotEntry(""), None)
     if trend_image is not None:
         plot_entries, images = (*plot_entries, trend_entry), (*images, trend_image)
@@ -329,9 +335,24 @@ def build_report(evaluation: Evaluation, draw: bool = True) -> tuple[Report, tup
         plots=plot_entries,
         pipeline=evaluation.pipeline,
         data_changes=evaluation.data_changes,
-        notes=(*evaluation.notes, *_plot_notes(config, head)),
+        notes=(*evaluation.notes, *judgement.notes, *_plot_notes(config, head)),
+        predictions=judgement.predictions,
+        artifacts=judgement.artifacts,
     )
     return report, images
+
+
+def render_confusion_delta(predictions: PredictionReport, base_label: str) -> tuple[PlotEntry, Image | None]:
+    title = "Confusion change (this change minus base)"
+    if not predictions.base_confusion:
+        return PlotEntry(title), None
+    from cml_bot import plots
+
+    image = plots.render_confusion_delta(
+        predictions.class_names, predictions.base_confusion, predictions.head_confusion, "confusion-delta", title
+    )
+    note = f"counts on the {predictions.common:,} common examples; blue: more than at {base_label}, red: fewer"
+    return PlotEntry(title, (image.name,), note), image
 
 
 def headline_metrics(result: Diff, limit: int = 4) -> list[str]:
@@ -356,12 +377,21 @@ def render_trend_plot(evaluation: Evaluation, result: Diff) -> tuple[PlotEntry, 
     if not current:
         return PlotEntry(title), None
     from cml_bot import plots
+    from cml_bot.stats.history import change_points
 
+    shifts = {
+        name: points
+        for name in current
+        if (points := change_points([values[name] for _, values in history if name in values]))
+        and all(name in values for _, values in history)
+    }
     try:
-        image = plots.render_trend(history, current, "trend", title)
+        image = plots.render_trend(history, current, "trend", title, change_points=shifts)
     except InputError:
         return PlotEntry(title), None
     note = f"the last {len(history)} recorded commits of {branch}, this change at the right"
+    if shifts:
+        note += "; dashed lines: change points (real shifts on the branch, left out of its noise)"
     return PlotEntry(title, (image.name,), note), image
 
 
@@ -442,14 +472,7 @@ def merge(folders: Sequence[Path], options: Options, effects: Effects) -> Outcom
         if run.shard in {r.shard for r in runs}:
             raise InputError(f"{folder}: shard {run.shard} appears twice")
         runs.append(run)
-        base = run.base
-        result = diff(
-            base.metrics if base else None,
-            run.head.metrics,
-            config.thresholds,
-            base.params if base else None,
-            run.head.params,
-        )
+        result = judge(config, run.base, run.head, run.history).diff
         failed = run.pipeline.failed_step if run.pipeline is not None else None
         shards.append(Shard(run.shard, result, failed.name if failed else None))
     evaluation = evaluation_from(runs[0], config, context)
@@ -510,6 +533,9 @@ def publish_report(
     prepare_folder(report_dir)
     local = LocalForge(report_dir, config.title)
     local_urls = local.upload_images(images)
+    (report_dir / FLIPS_FILE).unlink(missing_ok=True)  # an earlier run's list must not look current
+    for artifact in report.artifacts:  # files beside the report (e.g. all prediction flips), never posted
+        atomic_write(report_dir / artifact.name, artifact.data)
     full = render_markdown(report, local_urls)
     local.upsert_comment(full, report.marker, options.mode)
     notices: list[str] = []

@@ -143,15 +143,17 @@ def resolve_baseline(
 def committed_results(config: Config, git: Git, sha: str) -> RunResults | None:
     """Metrics, params and plot files as committed at ``sha``; None if no metrics file is there.
     All files come from one ``git cat-file --batch`` (plot data can be large)."""
+    predictions = [config.predictions.path] if config.predictions is not None else []
     contents = git.show_many(
-        sha, list(dict.fromkeys([*config.metrics, *config.params, *(p.path for p in config.plots)]))
+        sha, list(dict.fromkeys([*config.metrics, *config.params, *(p.path for p in config.plots), *predictions]))
     )
     folders = [f"{path}/metrics.json" for path in config.metrics if contents.get(path) is None]  # dvclive
     contents.update(git.show_many(sha, folders))
     metric_files = _parsed(config.metrics, contents)
     if not metric_files:
         return None
-    files = {spec.path: data for spec in config.plots if (data := contents.get(spec.path)) is not None}
+    paths = [spec.path for spec in config.plots] + predictions
+    files = {path: data for path in paths if (data := contents.get(path)) is not None}
     return RunResults(
         sha=sha, metrics=combine(metric_files), params=combine(_parsed(config.params, contents)), files=files
     )

@@ -25,3 +25,11 @@ class Image:
 
     name: str
     data: bytes
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A file written next to the report (e.g. the full list of prediction flips), never posted."""
+
+    name: str
+    data: bytes

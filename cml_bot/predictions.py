@@ -95,7 +95,7 @@ def _frame(data: bytes, name: str) -> pd.DataFrame:
             return pd.read_csv(io.BytesIO(data), sep="\t" if suffix == ".tsv" else ",", low_memory=False)
         if suffix == ".parquet":
             try:
-                import pyarrow  # noqa: F401
+                import pyarrow  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
             except ImportError:
                 raise InputError(f"{name}: reading Parquet needs pyarrow: pip install 'cml-bot[parquet]'") from None
             return pd.read_parquet(io.BytesIO(data))
@@ -329,7 +329,7 @@ def pair(base: PredictionTable, head: PredictionTable) -> Pairing | str:
         added_ids: TextArray = np.asarray([], dtype=object)
         removed_ids: TextArray = np.asarray([], dtype=object)
     else:
-        positions = pd.Index(base.ids).get_indexer(head.ids)
+        positions = pd.Index(base.ids).get_indexer(pd.Index(head.ids))
         in_base = positions >= 0
         head_index = np.flatnonzero(in_base)
         base_index = positions[in_base]
@@ -339,6 +339,7 @@ def pair(base: PredictionTable, head: PredictionTable) -> Pairing | str:
     ids = head.ids[head_index]
     common = len(head_index)
     first = tuple(str(v) for v in added_ids[:5]), tuple(str(v) for v in removed_ids[:5])
+    base_loss, head_loss = _losses(base, head, base_index, head_index)
     if head.task == "regression":
         assert head.target is not None and base.target is not None and head.value is not None
         assert base.value is not None
@@ -349,11 +350,12 @@ def pair(base: PredictionTable, head: PredictionTable) -> Pairing | str:
             target=target,
             base_value=base.value[base_index],
             head_value=head.value[head_index],
-            **_losses(base, head, base_index, head_index),
+            base_loss=base_loss,
+            head_loss=head_loss,
         )
         return Pairing(examples, ids, matched_by, len(added_ids), len(removed_ids), *first, relabelled)
     if head.task == "loss":
-        examples = PairedExamples(common, **_losses(base, head, base_index, head_index))
+        examples = PairedExamples(common, base_loss=base_loss, head_loss=head_loss)
         return Pairing(examples, ids, matched_by, len(added_ids), len(removed_ids), *first, 0)
     assert head.labels is not None and base.labels is not None
     labels = head.labels[head_index]
@@ -392,7 +394,8 @@ def pair(base: PredictionTable, head: PredictionTable) -> Pairing | str:
         encode(head_predicted),
         base_scores,
         head_scores,
-        **_losses(base, head, base_index, head_index),
+        base_loss=base_loss,
+        head_loss=head_loss,
     )
     return Pairing(
         examples,
@@ -410,10 +413,10 @@ def pair(base: PredictionTable, head: PredictionTable) -> Pairing | str:
 
 def _losses(
     base: PredictionTable, head: PredictionTable, base_index: npt.NDArray[np.int64], head_index: npt.NDArray[np.int64]
-) -> dict[str, FloatArray | None]:
+) -> tuple[FloatArray | None, FloatArray | None]:
     if base.loss is None or head.loss is None:
-        return {}
-    return {"base_loss": base.loss[base_index], "head_loss": head.loss[head_index]}
+        return None, None
+    return base.loss[base_index], head.loss[head_index]
 
 
 def _aligned_scores(

@@ -19,13 +19,16 @@ from typing import TYPE_CHECKING, Any
 from tabulate import tabulate
 
 from cml_bot import markdown as md
-from cml_bot.diff import NOISE_RULE, Diff, MetricChange, ParamChange, Status
+from cml_bot.diff import NOISE_RULE, Diff, MetricChange, Outcome, ParamChange, Status
 from cml_bot.metrics import Value, format_value
-from cml_bot.model import Verdict
+from cml_bot.model import Artifact, Verdict
+from cml_bot.report_stats import examples_section, inconclusive_section, interval_cell, mark, rules_section
+from cml_bot.stats.evidence import CONFIDENCE
 
 if TYPE_CHECKING:
     from cml_bot.data import DataChange
     from cml_bot.pipeline import PipelineResult
+    from cml_bot.verdicts import PredictionReport
 
 GITHUB_LIMIT = 65_536
 MARKER_TEMPLATE = "<!-- cml-bot report (id: {report_id}) -->"
@@ -76,6 +79,8 @@ class Report:
     data_changes: tuple[DataChange, ...] = ()
     notes: tuple[str, ...] = ()  # warnings for the reader (trusted text from cml-bot)
     shards: tuple[Shard, ...] = ()  # a merged matrix report: one column per shard, ``diff`` unused
+    predictions: PredictionReport | None = None  # per-example results of both revisions, paired
+    artifacts: tuple[Artifact, ...] = ()  # files for the report folder (the full list of flips)
 
     @property
     def verdict(self) -> Verdict:
@@ -83,7 +88,7 @@ class Report:
             return Verdict.FAILED
         if self.shards:
             verdicts = {Verdict.FAILED if s.failed_step else s.diff.verdict for s in self.shards}
-            for verdict in (Verdict.FAILED, Verdict.REGRESSED, Verdict.PASS):
+            for verdict in (Verdict.FAILED, Verdict.REGRESSED, Verdict.INCONCLUSIVE, Verdict.PASS):
                 if verdict in verdicts:
                     return verdict
             return Verdict.NO_BASELINE
@@ -111,22 +116,37 @@ def verdict_summary(report: Report) -> str:
         names = ", ".join(m.name for m in regressions[:3])
         more = f" and {len(regressions) - 3} more" if len(regressions) > 3 else ""
         return f"regressed: {names}{more}"
+    unsure = diff.inconclusive
+    if unsure:
+        names = ", ".join(m.name for m in unsure[:3])
+        more = f" and {len(unsure) - 3} more" if len(unsure) > 3 else ""
+        return f"inconclusive: {names}{more} may have worsened beyond the threshold (not significant)"
     compared = sum(1 for m in diff.metrics if m.status in (Status.CHANGED, Status.UNCHANGED))
     if not diff.has_baseline:
         return f"no baseline: {len(diff.metrics)} metrics reported"
     improved = sum(1 for m in diff.metrics if m.improved)
     worse = sum(1 for m in diff.metrics if m.improved is False)
-    return f"pass: {compared} metrics compared, {improved} better, {worse} worse within thresholds"
+    same = sum(1 for m in diff.metrics if m.outcome is Outcome.NO_CHANGE)
+    claimless = sum(1 for m in diff.metrics if m.status is Status.CHANGED and m.outcome is None)
+    parts = [f"{improved} better", f"{worse} worse"]
+    if same:
+        parts.append(f"{same} with no detectable change")
+    if claimless:
+        parts.append(f"{claimless} changed without evidence")
+    return f"pass: {compared} metrics compared, {', '.join(parts)}"
 
 
 def _shards_summary(report: Report) -> str:
     failed = [s.name for s in report.shards if s.failed_step]
     regressed = [s.name for s in report.shards if s.diff.regressions and not s.failed_step]
+    unsure = [s.name for s in report.shards if s.diff.verdict is Verdict.INCONCLUSIVE and not s.failed_step]
     count = len(report.shards)
     if failed:
         return f"pipeline failed: in {', '.join(failed)} ({len(failed)} of {count} shards)"
     if regressed:
         return f"regressed: in {', '.join(regressed)} ({len(regressed)} of {count} shards)"
+    if unsure:
+        return f"inconclusive: in {', '.join(unsure)} ({len(unsure)} of {count} shards)"
     shards = f"{count} shard{'s' if count != 1 else ''}"
     if report.verdict is Verdict.NO_BASELINE:
         return f"no baseline: {shards} reported"
@@ -136,6 +156,7 @@ def _shards_summary(report: Report) -> str:
 _VERDICT_HEAD = {
     Verdict.PASS: "✓ **Pass**",
     Verdict.REGRESSED: "✗ **Regressed**",
+    Verdict.INCONCLUSIVE: "? **Inconclusive**",
     Verdict.NO_BASELINE: "○ **No baseline**",
     Verdict.FAILED: "✗ **Pipeline failed**",
 }
@@ -176,24 +197,32 @@ def _change_cells(change: MetricChange) -> tuple[str, str]:
 
 
 def _mark(change: MetricChange) -> str:
-    """A colour-free marker: readable in light and dark themes and by screen readers."""
+    """A colour-free marker: readable in light and dark themes and by screen readers. Better or
+    worse only when the evidence says so; a change without evidence is marked as such."""
     if change.failures:
         return "✗ regressed"
     if change.status is Status.NEW:
         return "new"
     if change.status is Status.REMOVED:
         return "removed"
-    if change.within_noise:
-        return "≈ within noise"
-    if change.improved is True:
+    judged = mark(change)
+    if judged is not None:
+        return judged
+    if change.status is Status.UNCHANGED:
+        return ""
+    if change.improved is True:  # leaving Infinity or NaN needs no test
         return "✓ better"
-    if change.improved is False:
-        return "↘ worse"
-    return "" if change.status is Status.UNCHANGED else "changed"
+    return "single run" if change.delta is not None and change.direction is not None else "changed"
 
 
-def metrics_table(changes: Sequence[MetricChange], has_baseline: bool, base_label: str) -> str:
-    if has_baseline:
+def metrics_table(changes: Sequence[MetricChange], has_baseline: bool, base_label: str, intervals: bool = False) -> str:
+    if has_baseline and intervals:
+        headers = ["Metric", md.cell(base_label), "This change", "Change", f"{CONFIDENCE:.0%} CI", "%", ""]
+        rows = []
+        for c in changes:
+            delta, relative = _change_cells(c)
+            rows.append([md.cell(c.name), _cell(c.base), _cell(c.head), delta, interval_cell(c), relative, _mark(c)])
+    elif has_baseline:
         headers = ["Metric", md.cell(base_label), "This change", "Change", "%", ""]
         rows = [[md.cell(c.name), _cell(c.base), _cell(c.head), *_change_cells(c), _mark(c)] for c in changes]
     else:
@@ -226,6 +255,7 @@ class _Budget:
     """How much detail to show; each level drops more (see ``_LEVELS``)."""
 
     unchanged_params: bool = True
+    example_details: bool = True  # the broken examples and per-class tables
     step_table: bool = True
     log_lines: int = LOG_TAIL_LINES
     data_changes: bool = True
@@ -241,6 +271,7 @@ def _levels() -> tuple[tuple[str, _Budget], ...]:
     steps: tuple[tuple[str, dict[str, Any]], ...] = (
         ("", {}),
         ("unchanged params", {"unchanged_params": False}),
+        ("per-example tables", {"example_details": False}),
         ("pipeline step timings", {"step_table": False, "log_lines": 10}),
         ("data changes", {"data_changes": False}),
         ("unchanged metrics", {"unchanged_metrics": False}),
@@ -367,10 +398,11 @@ def _metrics_section(report: Report, metrics: list[MetricChange], heading: str, 
         return ["### Metrics by shard", "", shards_table(report.shards, base_label), ""]
     if not metrics:
         return []
-    lines = [heading, "", metrics_table(metrics, report.diff.has_baseline, base_label), ""]
+    table = metrics_table(metrics, report.diff.has_baseline, base_label, intervals=report.diff.judged)
+    lines = [heading, "", table, ""]
     if report.diff.uses_noise_rule:
         lines += [f"_Repeated values are shown as mean ± std; {NOISE_RULE}._", ""]
-    return lines
+    return lines + rules_section(report.diff)
 
 
 def _params_section(report: Report, budget: _Budget, base_label: str) -> list[str]:
@@ -495,9 +527,17 @@ def _render(
     )
     if regressions:
         lines += [*regressions, ""]
+    if not report.shards:
+        unsure = section(("inconclusive",), lambda: inconclusive_section(report.diff))
+        lines += [*unsure, ""] if unsure else []
     lines += section(("pipeline", budget.step_table, budget.log_lines), lambda: _pipeline_section(report, budget))
     metrics, heading = _select_metrics(report, budget)
     lines += section(("metrics", heading, len(metrics)), lambda: _metrics_section(report, metrics, heading, base_label))
+    if report.predictions is not None and not report.shards:
+        predictions = report.predictions
+        lines += section(
+            ("examples", budget.example_details), lambda: examples_section(predictions, budget.example_details)
+        )
     lines += section(
         ("params", budget.params, budget.unchanged_params), lambda: _params_section(report, budget, base_label)
     )

@@ -294,7 +294,7 @@ def test_golden(name: str) -> None:
 
 
 def test_verdict_lines() -> None:
-    assert verdict_summary(pass_report()).startswith("pass: 4 metrics compared, 1 better, 1 worse")
+    assert verdict_summary(pass_report()) == "pass: 4 metrics compared, 0 better, 0 worse, 2 changed without evidence"
     assert verdict_summary(regressed_report()) == "regressed: accuracy, loss, rmse"
     assert verdict_summary(no_baseline_report()) == "no baseline: 3 metrics reported"
     assert verdict_summary(failed_pipeline_report()) == "pipeline failed: step 'train' exited with 1"

@@ -26,17 +26,24 @@ x_train, x_test, y_train, y_test = train_test_split(
 scaler = StandardScaler().fit(x_train)
 x_train, x_test = scaler.transform(x_train), scaler.transform(x_test)
 
-model = SGDClassifier(loss="log_loss", alpha=params["alpha"], learning_rate="constant",
-                      eta0=params["learning_rate"], random_state=params["seed"])
+model = SGDClassifier(
+    loss="log_loss",
+    alpha=params["alpha"],
+    learning_rate="constant",
+    eta0=params["learning_rate"],
+    random_state=params["seed"],
+)
 classes = np.unique(digits.target)
 rows = []
 for epoch in range(1, params["epochs"] + 1):
     model.partial_fit(x_train, y_train, classes=classes)
-    rows.append({
-        "epoch": epoch,
-        "train_loss": round(log_loss(y_train, model.predict_proba(x_train), labels=classes), 5),
-        "val_loss": round(log_loss(y_test, model.predict_proba(x_test), labels=classes), 5),
-    })
+    rows.append(
+        {
+            "epoch": epoch,
+            "train_loss": round(log_loss(y_train, model.predict_proba(x_train), labels=classes), 5),
+            "val_loss": round(log_loss(y_test, model.predict_proba(x_test), labels=classes), 5),
+        }
+    )
     print(f"epoch {epoch:2d}  train_loss {rows[-1]['train_loss']:.4f}  val_loss {rows[-1]['val_loss']:.4f}")
 
 predicted = model.predict(x_test)

@@ -12,7 +12,7 @@ escaped so it is never parsed as mathtext.
 This module imports matplotlib, pandas and numpy: import it lazily, not from ``cml-bot --help``.
 """
 
-from cml_bot.plots.figures import build_figure, render_trend
+from cml_bot.plots.figures import build_figure, render_confusion_delta, render_trend
 from cml_bot.plots.render import PlotJob, render_all, render_plot
 from cml_bot.plots.style import safe_name
 from cml_bot.plots.tables import decimate, load_table, thin_points
@@ -23,6 +23,7 @@ __all__ = [
     "decimate",
     "load_table",
     "render_all",
+    "render_confusion_delta",
     "render_plot",
     "render_trend",
     "safe_name",

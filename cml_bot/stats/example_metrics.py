@@ -190,10 +190,7 @@ def _compare_labels(
             (data.base_pred == data.labels).astype(np.int64),
             (data.head_pred == data.labels).astype(np.int64),
         )
-        return {
-            k.name: MetricComparison(k, v.result, v.units)
-            for k, v in _compare_labels(collapsed, kinds, resamples, seed, confidence).items()
-        }
+        return _compare_labels(collapsed, kinds, resamples, seed, confidence)
     triples, counts = _cells(data, classes)
     features = _label_features(triples, classes)
     positive = positive_class(data.classes) if classes == 2 else 1
@@ -399,7 +396,8 @@ def _auc_statistic(
             v10, v01 = sums[:, at + 2 + 2 * side], sums[:, at + 3 + 2 * side]
             with np.errstate(divide="ignore", invalid="ignore"):
                 values.append(v10 / pos + v01 / neg - (head_auc if side else base_auc))
-        return np.mean(np.stack(values, axis=1), axis=1)
+        mean: FloatArray = np.mean(np.stack(values, axis=1), axis=1)
+        return mean
 
     return statistic
 
@@ -413,7 +411,11 @@ def _units(features: FloatArray, seed: int) -> tuple[FloatArray, IntArray, str]:
     group_of = np.empty(n, dtype=np.int64)
     group_of[np.random.default_rng(seed + 1).permutation(n)] = np.arange(n) % groups
     sums = np.stack([np.bincount(group_of, weights=column, minlength=groups) for column in features.T], axis=1)
-    return sums, np.ones(groups, dtype=np.int64), f"{groups:,} random groups of ~{math.ceil(n / groups)} examples"
+    return (
+        sums.astype(np.float64),
+        np.ones(groups, dtype=np.int64),
+        f"{groups:,} random groups of ~{math.ceil(n / groups)} examples",
+    )
 
 
 def observed(data: PairedExamples, names: Sequence[str]) -> Mapping[str, tuple[float, float]]:

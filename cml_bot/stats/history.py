@@ -9,7 +9,8 @@ successive differences, which a level shift barely touches. The factor was chose
 histories of pure noise and of one shift (see tests/test_stats.py): about 4% false change points on
 20 or more points (14% on 10), and 3σ shifts found 98% of the time on 20 points.
 Only the points after the last change point estimate the noise, robustly: the median absolute
-deviation scaled to a standard deviation (scipy's ``median_abs_deviation(scale="normal")``), so one bad run does not inflate it.
+deviation scaled to a standard deviation (scipy's ``median_abs_deviation(scale="normal")``), so
+one bad run does not inflate it.
 
 A change between two single runs then has standard error σ√2 (both are one draw of that noise);
 "within main's usual variation" means inside ± z(1 - α/2) σ√2.
