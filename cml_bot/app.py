@@ -8,6 +8,7 @@ repo). Nothing here prints or exits: the CLI shows the :class:`Outcome`.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import time
@@ -377,20 +378,28 @@ def render_trend_plot(evaluation: Evaluation, result: Diff) -> tuple[PlotEntry, 
     if not current:
         return PlotEntry(title), None
     from cml_bot import plots
-    from cml_bot.stats.history import change_points
+    from cml_bot.stats.history import history_noise
 
-    shifts = {
-        name: points
-        for name in current
-        if (points := change_points([values[name] for _, values in history if name in values]))
-        and all(name in values for _, values in history)
-    }
+    shifts: dict[str, tuple[int, ...]] = {}
+    bands: dict[str, tuple[int, float, float]] = {}
+    for name in current:
+        if not all(name in values for _, values in history):
+            continue
+        noise = history_noise([values[name] for _, values in history])
+        if noise is None:
+            continue
+        shifts[name] = noise.change_points
+        if math.isfinite(noise.sigma):  # the level of the last segment ± 2 sigma of one run
+            start = noise.change_points[-1] if noise.change_points else 0
+            bands[name] = (start, noise.level - 2 * noise.sigma, noise.level + 2 * noise.sigma)
     try:
-        image = plots.render_trend(history, current, "trend", title, change_points=shifts)
+        image = plots.render_trend(history, current, "trend", title, change_points=shifts, bands=bands)
     except InputError:
         return PlotEntry(title), None
     note = f"the last {len(history)} recorded commits of {branch}, this change at the right"
-    if shifts:
+    if bands:
+        note += "; shaded: the usual variation of one run (±2σ)"
+    if any(shifts.values()):
         note += "; dashed lines: change points (real shifts on the branch, left out of its noise)"
     return PlotEntry(title, (image.name,), note), image
 

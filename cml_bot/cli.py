@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from cml_bot.app import Outcome
 
 EXIT_OK = 0
-EXIT_FAILED = 1  # pipeline failed, regression with --fail-on-regression, forge failure
+EXIT_FAILED = 1  # pipeline failed, regression with --fail-on-regression, forge failure,
+# inconclusive with --fail-on-inconclusive (by default an inconclusive verdict exits 0)
 EXIT_USAGE = 2  # the user's input is wrong: config, files, arguments
 
 
@@ -122,6 +123,11 @@ def _report_options(command: argparse.ArgumentParser, pipeline: bool) -> None:
         help="update the sticky comment in place (default), add a new one, or delete and re-add it",
     )
     command.add_argument("--fail-on-regression", action="store_true", help="exit 1 when a threshold fails")
+    command.add_argument(
+        "--fail-on-inconclusive",
+        action="store_true",
+        help="exit 1 when a gate's worsening exceeds its threshold but is not significant (default: exit 0)",
+    )
     command.add_argument(
         "--baseline", type=Path, help="a metrics file to compare against instead of the base branch's results"
     )
@@ -227,6 +233,8 @@ def _report(args: argparse.Namespace, env: Mapping[str, str], console: Console) 
         return EXIT_FAILED
     if outcome.verdict.value == "regressed" and args.fail_on_regression:
         return EXIT_FAILED
+    if outcome.verdict.value == "inconclusive" and args.fail_on_inconclusive:
+        return EXIT_FAILED
     return EXIT_OK
 
 
@@ -248,6 +256,9 @@ def _show(outcome: Outcome, env: Mapping[str, str], console: Console) -> None:
         for metric in outcome.report.diff.metrics:
             if metric.improved is False and not metric.failures:
                 console.say(f"::warning title=cml-bot::{_workflow_escape(metric.name + ' got worse')}")
+            if metric.inconclusive and not metric.failures:
+                message = f"{metric.name} " + "; ".join(metric.inconclusive)
+                console.say(f"::warning title=cml-bot inconclusive::{_workflow_escape(message)}")
         _write_outputs(
             env,
             {

@@ -78,7 +78,7 @@ def read_predictions(data: bytes, spec: PredictionsConfig, shown: str | None = N
     name = shown or spec.path
     if len(data) > MAX_BYTES:
         raise InputError(f"{name}: {len(data):,} bytes, more than the {MAX_BYTES:,} a predictions file may have")
-    frame = _frame(data, name)
+    frame = _frame(data, spec.path, name)
     if len(frame) > MAX_ROWS:
         raise InputError(f"{name}: {len(frame):,} rows, more than the {MAX_ROWS:,} a predictions file may have")
     if len(frame) == 0:
@@ -86,8 +86,8 @@ def read_predictions(data: bytes, spec: PredictionsConfig, shown: str | None = N
     return _table(frame, spec, name)
 
 
-def _frame(data: bytes, name: str) -> pd.DataFrame:
-    suffix = PurePosixPath(name).suffix.lower()
+def _frame(data: bytes, path: str, name: str) -> pd.DataFrame:
+    suffix = PurePosixPath(path).suffix.lower()
     if suffix not in SUFFIXES:
         raise InputError(f"{name}: unsupported predictions format {suffix or '(none)'}; use {', '.join(SUFFIXES)}")
     try:

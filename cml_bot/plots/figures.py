@@ -458,10 +458,12 @@ def render_trend(
     name: str,
     title: str,
     change_points: Mapping[str, Sequence[int]] | None = None,
+    bands: Mapping[str, tuple[int, float, float]] | None = None,
 ) -> Image:
     """Each headline metric over recorded base-branch commits (oldest first, labelled by short sha),
     with this change's value marked as a separate point at the right, and a dashed line before each
-    change point (the index of the first commit of a new level)."""
+    change point (the index of the first commit of a new level). ``bands`` shades, from the commit
+    where it starts to this change, each metric's usual variation: (start index, low, high)."""
     metrics = [metric for metric in current if any(metric in values for _, values in history)]
     if not metrics:
         raise InputError("trend: no headline metric has recorded history")
@@ -482,6 +484,18 @@ def render_trend(
                 linestyle="none",
                 label="this change",
             )
+            band = (bands or {}).get(metric)
+            if band is not None:
+                start, low, high = band
+                ax.fill_between(
+                    [start - 0.5, len(history) + 0.5],
+                    low,
+                    high,
+                    color="#1f77b4",
+                    alpha=0.12,
+                    linewidth=0,
+                    label="usual variation",
+                )
             for index in (change_points or {}).get(metric, ()):
                 ax.axvline(index - 0.5, color="#d62728", linestyle="--", linewidth=1.0, alpha=0.8)
             ax.set_ylabel(image_text(metric, 24))
