@@ -300,7 +300,7 @@ def _finish(change: MetricChange, p_adjusted: float | None) -> MetricChange:
     if change.evidence is None or p_adjusted is None or change.alpha is None:
         return replace(change, failures=change.failures + change.exceeded, exceeded=())
     if p_adjusted < change.alpha:
-        why = f"significant: {_p(p_adjusted)} < α = {change.alpha:g}"
+        why = f"significant ({_p(p_adjusted)}, α = {change.alpha:g})"
         failed = tuple(f"{sentence}; {why}" for sentence in change.exceeded)
         return replace(change, failures=change.failures + failed, exceeded=(), p_adjusted=p_adjusted)
     return replace(change, inconclusive=(may_have_worsened(change, p_adjusted),), exceeded=(), p_adjusted=p_adjusted)

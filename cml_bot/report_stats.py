@@ -61,10 +61,10 @@ def rules_section(diff: Diff) -> list[str]:
     for change in judged:
         evidence = change.evidence
         assert evidence is not None
-        parts = [evidence.rule, f"two-sided p = {_p(evidence.p_two_sided())}"]
+        parts = [evidence.rule, f"two-sided {_p(evidence.p_two_sided())}"]
         if change.p_adjusted is not None and change.alpha is not None:
             adjusted = " after correction" if diff.tested_gates > 1 and settings.correction != "none" else ""
-            parts.append(f"gate: one-sided p = {_p(change.p_adjusted)}{adjusted}, α = {change.alpha:g}")
+            parts.append(f"gate: one-sided {_p(change.p_adjusted)}{adjusted}, α = {change.alpha:g}")
         if change.detectable is not None:
             parts.append(
                 f"can detect a worsening of >= {format_change(change.detectable, evidence.percent_points, False)} "
@@ -86,7 +86,7 @@ def rules_section(diff: Diff) -> list[str]:
 
 
 def _p(value: float) -> str:
-    return f"{value:.2g}" if value >= 0.001 else "< 0.001"
+    return f"p = {value:.2g}" if value >= 0.001 else "p < 0.001"
 
 
 def _details(summary: str, body: str, open_: bool = False) -> str:

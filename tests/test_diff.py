@@ -290,7 +290,7 @@ def test_samples_outside_noise_regress() -> None:
     head = Samples((0.80, 0.81, 0.82))
     change = compare_metric("accuracy", base, head, True, Threshold("accuracy", max_drop=0.05))
     assert not change.within_noise and change.improved is False
-    assert change.failures == ("dropped by 0.1 (allowed 0.05); significant: p < 0.001 < α = 0.05",)
+    assert change.failures == ("dropped by 0.1 (allowed 0.05); significant (p < 0.001, α = 0.05)",)
 
 
 def test_samples_improvement_outside_noise_is_better() -> None:
