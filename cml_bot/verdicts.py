@@ -106,7 +106,8 @@ def judge(config: Config, base: RunResults | None, head: RunResults, history: Se
             evidence, report, artifacts = found
     noise: dict[str, HistoryNoise] = {}
     if base is not None and len(history) >= MIN_SEGMENT:
-        evidence.update(_from_history(config, base, head, history, evidence, noise))
+        for name, usual in _from_history(config, base, head, history, noise).items():
+            evidence[name] = _both(evidence[name], usual) if name in evidence else usual
     result = diff(
         base.metrics if base else None,
         head.metrics,
@@ -382,12 +383,32 @@ def _csv_safe(text: str) -> str:
 # --- recorded history ------------------------------------------------------------------------------
 
 
+def _both(examples: Evidence, history: Evidence) -> Evidence:
+    """Paired evidence and main's usual variation together: a change counts only when both say so.
+
+    A paired test conditions on the two trained models, so the difference two seeds of the same
+    code make is, to it, a real difference. The history of the base branch (each commit retrained)
+    holds that run-to-run noise. Rejecting only when both tests reject is an intersection-union
+    test (Berger 1982): its level is at most alpha under either kind of noise. Its detectable
+    effect is the larger of the two."""
+    from dataclasses import replace
+
+    se = max(examples.se or 0.0, history.se or 0.0) or None
+    noise = history.noise if history.noise is not None else 0.0
+    rule = (
+        f"{examples.rule}; and against main's usual variation of a change, ±{noise:.3g} "
+        f"({history.count} recorded commits): a change counts only when both tests agree"
+    )
+    return replace(
+        examples, rule=rule, p_up=max(examples.p_up, history.p_up), p_down=max(examples.p_down, history.p_down), se=se
+    )
+
+
 def _from_history(
     config: Config,
     base: RunResults,
     head: RunResults,
     history: Sequence[RunResults],
-    known: Mapping[str, Evidence],
     noise: dict[str, HistoryNoise],
 ) -> dict[str, Evidence]:
     """Single-run metrics judged against the base branch's usual variation."""
@@ -400,7 +421,7 @@ def _from_history(
     names = [
         name
         for name, value in head.metrics.items()
-        if name not in known and single(value) is not None and single(base.metrics.get(name)) is not None
+        if single(value) is not None and single(base.metrics.get(name)) is not None
     ]
     names.sort(key=lambda name: rule_for(name, config.thresholds) is None)  # gated metrics first
     found: dict[str, Evidence] = {}

@@ -17,6 +17,7 @@ Label metrics resample cells of identical (true, base, head) triples, exactly. T
 examples, exactly up to ``EXACT_EXAMPLES``; beyond that, ``EXACT_EXAMPLES`` random groups of
 examples (each group's sums, drawn with replacement), which keeps the bootstrap's variance within a
 few percent (the random group method, Wolter 2007, ch. 2) at a fixed cost for any number of examples.
+Accuracy and error rate only depend on right / wrong at each side, so they resample four cells.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from cml_bot.stats.paired import (
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-EXACT_EXAMPLES = 5_000  # continuous metrics: resample examples up to this many, random groups beyond
+EXACT_EXAMPLES = 2_000  # continuous metrics: resample examples up to this many, random groups beyond
 MAX_CLASSES = 100  # label and AUC metrics per class are resampled for at most this many classes
 
 
@@ -181,7 +182,10 @@ def _compare_labels(
     data: PairedExamples, kinds: Sequence[MetricKind], resamples: int, seed: int, confidence: float
 ) -> dict[str, MetricComparison]:
     classes = len(data.classes)
-    if classes > MAX_CLASSES:  # only correct / wrong matters: two classes of correctness
+    correctness = [k for k in kinds if k.name in ("accuracy", "error_rate")]
+    if correctness and (classes > 2 or len(correctness) < len(kinds)):
+        # Accuracy depends only on right / wrong at each side: four cells instead of up to k^3, the
+        # same bootstrap at a cost that does not grow with the number of classes.
         assert data.labels is not None and data.base_pred is not None and data.head_pred is not None
         collapsed = PairedExamples(
             data.count,
@@ -190,7 +194,9 @@ def _compare_labels(
             (data.base_pred == data.labels).astype(np.int64),
             (data.head_pred == data.labels).astype(np.int64),
         )
-        return _compare_labels(collapsed, kinds, resamples, seed, confidence)
+        found = _compare_labels(collapsed, correctness, resamples, seed, confidence)
+        rest = [k for k in kinds if k not in correctness]
+        return {**found, **(_compare_labels(data, rest, resamples, seed, confidence) if rest else {})}
     triples, counts = _cells(data, classes)
     features = _label_features(triples, classes)
     positive = positive_class(data.classes) if classes == 2 else 1

@@ -89,11 +89,11 @@ def resample_counts(frequencies: IntArray, resamples: int, seed: int) -> Iterato
         if by_multinomial:
             yield rng.multinomial(n, shares, size=size).astype(np.int64)
         else:
-            picks = rng.integers(0, n, size=(size, n))
+            picks = rng.integers(0, n, size=(size, n), dtype=np.int32 if n < 2**31 else np.int64)
             if unit_of_example is not None:
                 picks = unit_of_example[picks]
-            picks += (np.arange(size, dtype=np.int64) * units)[:, None]
-            yield np.bincount(picks.ravel(), minlength=size * units).reshape(size, units)
+            flat = picks.astype(np.int64) + (np.arange(size, dtype=np.int64) * units)[:, None]
+            yield np.bincount(flat.ravel(), minlength=size * units).reshape(size, units)
         done += size
 
 
