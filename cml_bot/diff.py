@@ -296,7 +296,7 @@ def _has_drop_gate(rule: Threshold | None) -> bool:
 def _finish(change: MetricChange, p_adjusted: float | None) -> MetricChange:
     """Turn drop-gate sentences awaiting the test into failures (significant) or inconclusive ones."""
     if not change.exceeded:
-        return replace(change, p_adjusted=p_adjusted)
+        return change if p_adjusted == change.p_adjusted else replace(change, p_adjusted=p_adjusted)
     if change.evidence is None or p_adjusted is None or change.alpha is None:
         return replace(change, failures=change.failures + change.exceeded, exceeded=())
     if p_adjusted < change.alpha:

@@ -253,8 +253,10 @@ def test_history_noise_is_robust_and_uses_the_last_level() -> None:
     assert noise is not None and 10 in noise.change_points and noise.segment >= 5
     assert noise.sigma == pytest.approx(0.002, rel=0.5) and noise.level == pytest.approx(0.90, abs=0.002)
     comparison = compare_with_history(0.90, 0.95, noise)
-    assert comparison is not None and comparison.p_up < 1e-6
-    assert comparison.band == pytest.approx(scipy_stats.norm.ppf(0.975) * noise.sigma * math.sqrt(2))
+    assert comparison is not None and comparison.p_up < 0.01
+    df = 0.37 * (noise.segment - 1)
+    assert comparison.df == pytest.approx(df)
+    assert comparison.band == pytest.approx(scipy_stats.t.ppf(0.975, df) * noise.sigma * math.sqrt(2))
     assert history_noise([0.9, 0.91]) is None
 
 

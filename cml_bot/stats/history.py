@@ -13,7 +13,10 @@ deviation scaled to a standard deviation (scipy's ``median_abs_deviation(scale="
 one bad run does not inflate it.
 
 A change between two single runs then has standard error σ√2 (both are one draw of that noise);
-"within main's usual variation" means inside ± z(1 - α/2) σ√2.
+"within main's usual variation" means inside ± t(1 - α/2) σ√2. σ comes from a handful of points
+and the MAD is a noisy estimate (37% as efficient as the standard deviation on normal data,
+Rousseeuw & Croux 1993), so the reference is Student's t with 0.37 (m - 1) degrees of freedom rather
+than the normal distribution, which would call too many changes real.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MIN_SEGMENT = 5  # points after the last change point needed to estimate the noise
+MAD_EFFICIENCY = 0.37  # the MAD's asymptotic efficiency relative to the standard deviation (normal data)
 MIN_CHANGE_SIZE = 2  # shortest segment PELT may cut
 PENALTY_FACTOR = 4.0  # x sigma^2 log n per change point
 
@@ -81,21 +85,23 @@ class HistoryComparison:
     p_up: float
     p_down: float
     band: float  # ± this is main's usual variation of a change (two-sided, at the confidence level)
+    df: float  # degrees of freedom of the t reference
 
 
 def compare_with_history(
     base: float, head: float, noise: HistoryNoise, confidence: float = 0.95
 ) -> HistoryComparison | None:
-    """A single-run change judged against main's usual variation (normal approximation)."""
+    """A single-run change judged against main's usual variation (Student's t, see the module)."""
     if not math.isfinite(noise.sigma) or not math.isfinite(base) or not math.isfinite(head):
         return None
-    from scipy.stats import norm
+    from scipy.stats import t
 
     delta = head - base
     se = noise.sigma * math.sqrt(2)
+    df = max(1.0, MAD_EFFICIENCY * (noise.segment - 1))
     if se == 0:
         up = 0.0 if delta > 0 else 1.0
         down = 0.0 if delta < 0 else 1.0
-        return HistoryComparison(delta, 0.0, up, down, 0.0)
-    band = float(norm.ppf(1 - (1 - confidence) / 2)) * se
-    return HistoryComparison(delta, se, float(norm.sf(delta / se)), float(norm.cdf(delta / se)), band)
+        return HistoryComparison(delta, 0.0, up, down, 0.0, df)
+    band = float(t.ppf(1 - (1 - confidence) / 2, df)) * se
+    return HistoryComparison(delta, se, float(t.sf(delta / se, df)), float(t.cdf(delta / se, df)), band, df)
