@@ -18,6 +18,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cml_bot.config import Config, PredictionsConfig, StatisticsConfig
 from cml_bot.diff import Diff, diff, numeric
@@ -27,6 +28,11 @@ from cml_bot.model import Artifact
 from cml_bot.results import RunResults
 from cml_bot.stats.evidence import CONFIDENCE, Evidence
 from cml_bot.stats.history import MIN_SEGMENT, HistoryNoise
+
+if TYPE_CHECKING:  # pandas and scipy load only when there are predictions to read
+    from cml_bot.predictions import Pairing, PredictionTable
+    from cml_bot.stats.example_metrics import MetricComparison
+    from cml_bot.stats.paired import McNemar
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +231,7 @@ def _from_predictions(
                     "(map it under predictions.metrics if it should be)."
                 )
             continue
-        evidence[name] = _example_evidence(compared[chosen], chosen, pairing, mcnemar, settings.resamples)
+        evidence[name] = _example_evidence(compared[chosen], chosen, pairing, mcnemar)
     report, artifacts = _prediction_report(spec, pairing, base_table.dropped + head_table.dropped, settings)
     return evidence, _with_judged(report, tuple(evidence)), artifacts
 
@@ -236,22 +242,19 @@ def _with_judged(report: PredictionReport, judged: tuple[str, ...]) -> Predictio
     return replace(report, judged=judged)
 
 
-def _head_values(head_table: object, kinds: Sequence[str]) -> dict[str, float]:
+def _head_values(head_table: PredictionTable, kinds: Sequence[str]) -> dict[str, float]:
     """Each metric on all of head's examples (the evaluation set changed, so the pairs are fewer)."""
-    from cml_bot.predictions import PredictionTable, pair
+    from cml_bot.predictions import pair
     from cml_bot.stats.example_metrics import observed
 
-    assert isinstance(head_table, PredictionTable)
     alone = pair(head_table, head_table)
     assert not isinstance(alone, str)
     return {kind: head for kind, (_, head) in observed(alone.examples, kinds).items()}
 
 
-def _mcnemar(pairing: object) -> object:
-    from cml_bot.predictions import Pairing
+def _mcnemar(pairing: Pairing) -> McNemar | None:
     from cml_bot.stats.paired import mcnemar
 
-    assert isinstance(pairing, Pairing)
     data = pairing.examples
     if data.labels is None or data.base_pred is None or data.head_pred is None:
         return None
@@ -260,17 +263,12 @@ def _mcnemar(pairing: object) -> object:
     return mcnemar(int((~base_right & head_right).sum()), int((base_right & ~head_right).sum()))
 
 
-def _example_evidence(comparison: object, kind: str, pairing: object, test: object, resamples: int) -> Evidence:
-    from cml_bot.predictions import Pairing
-    from cml_bot.stats.example_metrics import MetricComparison
-    from cml_bot.stats.paired import McNemar
-
-    assert isinstance(comparison, MetricComparison) and isinstance(pairing, Pairing)
+def _example_evidence(comparison: MetricComparison, kind: str, pairing: Pairing, test: McNemar | None) -> Evidence:
     result = comparison.result
     where = f"paired on {comparison.units} matched by {pairing.matched_by}"
     interval = f"{CONFIDENCE:.0%} CI from {result.resamples:,} bootstrap resamples"
     p_up, p_down = result.p_up, result.p_down
-    if kind in ("accuracy", "error_rate") and isinstance(test, McNemar):
+    if kind in ("accuracy", "error_rate") and test is not None:
         rule = f"{where}: mid-p McNemar test ({test.fixed:,} fixed, {test.broken:,} broken); {interval}"
         p_up, p_down = (test.p_up, test.p_down) if kind == "accuracy" else (test.p_down, test.p_up)
     else:
@@ -290,14 +288,12 @@ def _example_evidence(comparison: object, kind: str, pairing: object, test: obje
 
 
 def _prediction_report(
-    spec: PredictionsConfig, pairing: object, dropped: int, settings: StatisticsConfig
+    spec: PredictionsConfig, pairing: Pairing, dropped: int, settings: StatisticsConfig
 ) -> tuple[PredictionReport, tuple[Artifact, ...]]:
     import numpy as np
 
-    from cml_bot.predictions import Pairing
     from cml_bot.stats.example_metrics import per_class_changes
 
-    assert isinstance(pairing, Pairing)
     data = pairing.examples
     report = PredictionReport(
         path=spec.path,
