@@ -298,7 +298,9 @@ def _parse_table(text: str, delimiter: str, shown: str) -> dict[str, Value]:
             if header is None:
                 header, header_line = [cell.strip() for cell in row], reader.line_num
                 name_value = (
-                    len(header) == 2 and header[0].lower() in _NAME_HEADERS and header[1].lower() in _VALUE_HEADERS
+                    len(header) == 2
+                    and header[0].lower() in _NAME_HEADERS
+                    and header[1].lower() in _VALUE_HEADERS
                 )
             elif name_value:
                 rows.append((reader.line_num, row))
@@ -324,7 +326,9 @@ def _parse_table(text: str, delimiter: str, shown: str) -> dict[str, Value]:
 
     line, row = rows[-1]
     if len(row) != len(header):
-        raise _error(shown, f"line {line} has {_fields(len(row))}, the header (line {header_line}) has {len(header)}")
+        raise _error(
+            shown, f"line {line} has {_fields(len(row))}, the header (line {header_line}) has {len(header)}"
+        )
     for name, cell in zip(header, row, strict=True):
         if not name:  # an unnamed column: pandas' index
             continue

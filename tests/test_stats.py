@@ -251,10 +251,15 @@ def test_history_noise_is_robust_and_uses_the_last_level() -> None:
     after[7] = 0.5  # one broken run: cut out as a segment of its own, or outvoted by the median
     noise = history_noise(np.r_[before, after])
     assert noise is not None and 10 in noise.change_points and noise.segment >= 5
+    # An outlier inside a level that PELT does not cut away: left out of sigma by the 3.5 MAD rule.
+    steady = np.r_[0.9 + rng.normal(size=7) * 0.002, 0.91, 0.9 + rng.normal(size=7) * 0.002]
+    polluted = history_noise(steady)
+    assert polluted is not None and polluted.change_points == () and polluted.used == polluted.segment - 1
+    assert polluted.sigma == pytest.approx(0.002, rel=0.5)
     assert noise.sigma == pytest.approx(0.002, rel=0.5) and noise.level == pytest.approx(0.90, abs=0.002)
     comparison = compare_with_history(0.90, 0.95, noise)
     assert comparison is not None and comparison.p_up < 0.01
-    df = 0.37 * (noise.segment - 1)
+    df = noise.used - 1
     assert comparison.df == pytest.approx(df)
     assert comparison.band == pytest.approx(scipy_stats.t.ppf(0.975, df) * noise.sigma * math.sqrt(2))
     assert history_noise([0.9, 0.91]) is None

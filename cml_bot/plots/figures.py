@@ -524,7 +524,11 @@ def render_confusion_delta(
     n = len(classes)
     limit = max(1.0, float(np.abs(delta).max()))
     with plot_style():
-        figure, ax = new_figure(CONFUSION_FIGSIZE)
+        # Fixed margins: the constrained layout's second draw pass was most of this figure's time.
+        figure = Figure(figsize=CONFUSION_FIGSIZE, dpi=DPI)
+        FigureCanvasAgg(figure)
+        figure.subplots_adjust(left=0.16, right=0.86, bottom=0.16, top=0.92)
+        ax = figure.add_subplot()
         image = ax.imshow(delta, cmap="RdBu", vmin=-limit, vmax=limit, interpolation="nearest")
         ax.grid(visible=False)
         if n <= ANNOTATE_CLASSES:
@@ -543,5 +547,5 @@ def render_confusion_delta(
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(image_text(title, 90))
-        figure.colorbar(image, ax=ax, shrink=0.85, label="this change − base")
+        figure.colorbar(image, ax=ax, shrink=0.85, label="this change − base", fraction=0.05, pad=0.03)
         return Image(f"{safe_name(name)}.png", to_png(figure, "confusion delta"))

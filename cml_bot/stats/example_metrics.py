@@ -35,7 +35,8 @@ from cml_bot.stats.paired import (
     DEFAULT_SEED,
     BootstrapResult,
     paired_bootstrap,
-    resample_counts,
+    resampled_sums,
+    summarize,
 )
 
 FloatArray = npt.NDArray[np.float64]
@@ -118,6 +119,25 @@ def _cells(data: PairedExamples, classes: int) -> tuple[IntArray, IntArray]:
     return triples.astype(np.int64), counts.astype(np.int64)
 
 
+_LAST_SUMS: list[tuple[tuple[int, ...], tuple[object, ...], tuple[FloatArray, FloatArray]]] = []
+
+
+def _label_sums(data: PairedExamples, classes: int, resamples: int, seed: int) -> tuple[FloatArray, FloatArray]:
+    """Per-class sums over all examples and over each resample of the (true, base, head) cells.
+
+    The label metrics and the per-class changes of one comparison share these resamples: drawing
+    them is the costly part (one binomial per cell and resample), so the last ones are kept."""
+    arrays = (data.labels, data.base_pred, data.head_pred)
+    key = (*(id(a) for a in arrays), classes, resamples, seed)
+    for cached_key, _, value in _LAST_SUMS:
+        if cached_key == key:
+            return value
+    triples, counts = _cells(data, classes)
+    value = resampled_sums(_label_features(triples, classes), counts, resamples, seed)
+    _LAST_SUMS[:] = [(key, arrays, value)]  # the arrays are kept alive so their ids stay theirs
+    return value
+
+
 def _label_features(triples: IntArray, classes: int) -> FloatArray:
     """Per cell: [TP base (k), TP head (k), predicted base (k), predicted head (k), support (k)]."""
     k = classes
@@ -197,14 +217,12 @@ def _compare_labels(
         found = _compare_labels(collapsed, correctness, resamples, seed, confidence)
         rest = [k for k in kinds if k not in correctness]
         return {**found, **(_compare_labels(data, rest, resamples, seed, confidence) if rest else {})}
-    triples, counts = _cells(data, classes)
-    features = _label_features(triples, classes)
     positive = positive_class(data.classes) if classes == 2 else 1
     statistics = {
         k.name: (label_statistic(k.name, classes, 0, positive), label_statistic(k.name, classes, 1, positive))
         for k in kinds
     }
-    results = paired_bootstrap(features, counts, statistics, resamples, seed, confidence)
+    results = summarize(*_label_sums(data, classes, resamples, seed), statistics, confidence)
     units = f"{data.count:,} examples"
     return {name: MetricComparison(KINDS[name], result, units) for name, result in results.items()}
 
@@ -228,8 +246,7 @@ def per_class_changes(
     classes = len(data.classes)
     if data.labels is None or data.count == 0 or classes > MAX_CLASSES:
         return []
-    triples, counts = _cells(data, classes)
-    features = _label_features(triples, classes)
+    totals, resampled = _label_sums(data, classes, resamples, seed)
     k = classes
 
     def f1(sums: FloatArray, side: int) -> FloatArray:
@@ -237,17 +254,11 @@ def per_class_changes(
         predicted = sums[:, (2 + side) * k : (3 + side) * k]
         return _safe_ratio(2 * tp, predicted + sums[:, 4 * k : 5 * k])
 
-    totals = (counts.astype(np.float64) @ features)[None, :]
     base_f1, head_f1 = f1(totals, 0)[0], f1(totals, 1)[0]
     support = totals[0, 4 * k : 5 * k]
     base_recall = _safe_ratio(totals[0, :k], support)
     head_recall = _safe_ratio(totals[0, k : 2 * k], support)
-    deltas = np.concatenate(
-        [
-            f1(s, 1) - f1(s, 0)
-            for s in (c.astype(np.float64) @ features for c in resample_counts(counts, resamples, seed))
-        ]
-    )
+    deltas = f1(resampled, 1) - f1(resampled, 0)
     tail = (1 - confidence) / 2
     low, high = np.quantile(deltas, [tail, 1 - tail], axis=0)
     return [

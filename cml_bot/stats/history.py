@@ -8,15 +8,17 @@ twice the Schwarz criterion's 2 σ² log n (a mean and a location per change), w
 successive differences, which a level shift barely touches. The factor was chosen on simulated
 histories of pure noise and of one shift (see tests/test_stats.py): about 4% false change points on
 20 or more points (14% on 10), and 3σ shifts found 98% of the time on 20 points.
-Only the points after the last change point estimate the noise, robustly: the median absolute
-deviation scaled to a standard deviation (scipy's ``median_abs_deviation(scale="normal")``), so
-one bad run does not inflate it.
+Only the points after the last change point estimate the noise, robustly: points further than
+3.5 robust standard deviations from the median (the MAD scaled to a standard deviation, scipy's
+``median_abs_deviation(scale="normal")``; the outlier rule of Iglewicz & Hoaglin 1993) are left
+out, so one bad run does not inflate it, and σ is the standard deviation of the others. The MAD
+alone would be robust too, but it is 37% as efficient as the standard deviation on normal data
+(Rousseeuw & Croux 1993): on the handful of commits a history has, it would cost much power.
 
 A change between two single runs then has standard error σ√2 (both are one draw of that noise);
-"within main's usual variation" means inside ± t(1 - α/2) σ√2. σ comes from a handful of points
-and the MAD is a noisy estimate (37% as efficient as the standard deviation on normal data,
-Rousseeuw & Croux 1993), so the reference is Student's t with 0.37 (m - 1) degrees of freedom rather
-than the normal distribution, which would call too many changes real.
+"within main's usual variation" means inside ± t(1 - α/2) σ√2, with Student's t on the m - 1
+degrees of freedom of σ's m points (the normal distribution would call too many changes real: σ
+rests on few points).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MIN_SEGMENT = 5  # points after the last change point needed to estimate the noise
-MAD_EFFICIENCY = 0.37  # the MAD's asymptotic efficiency relative to the standard deviation (normal data)
+OUTLIER_Z = 3.5  # robust z-score beyond which a recorded run is left out of the noise
 MIN_CHANGE_SIZE = 2  # shortest segment PELT may cut
 PENALTY_FACTOR = 4.0  # x sigma^2 log n per change point
 
@@ -36,9 +38,10 @@ PENALTY_FACTOR = 4.0  # x sigma^2 log n per change point
 @dataclass(frozen=True)
 class HistoryNoise:
     change_points: tuple[int, ...]  # indices where a new level starts (0 < i < len(values))
-    segment: int  # points after the last change point, used for the noise
-    sigma: float  # robust standard deviation of one run around its level
+    segment: int  # points after the last change point
+    sigma: float  # standard deviation of one run around its level, outliers left out
     level: float  # median of the last segment
+    used: int = 0  # points behind sigma (the segment less its outliers)
 
 
 def change_points(values: Sequence[float]) -> tuple[int, ...]:
@@ -74,8 +77,12 @@ def history_noise(values: Sequence[float]) -> HistoryNoise | None:
         return HistoryNoise(points, len(segment), math.nan, float(np.median(segment)))
     from scipy.stats import median_abs_deviation
 
-    sigma = float(median_abs_deviation(segment, scale="normal"))
-    return HistoryNoise(points, len(segment), sigma, float(np.median(segment)))
+    level = float(np.median(segment))
+    robust = float(median_abs_deviation(segment, scale="normal"))
+    kept = segment[np.abs(segment - level) <= OUTLIER_Z * robust] if robust > 0 else segment
+    if len(kept) < 3:
+        kept = segment
+    return HistoryNoise(points, len(segment), float(np.std(kept, ddof=1)), level, len(kept))
 
 
 @dataclass(frozen=True)
@@ -98,7 +105,7 @@ def compare_with_history(
 
     delta = head - base
     se = noise.sigma * math.sqrt(2)
-    df = max(1.0, MAD_EFFICIENCY * (noise.segment - 1))
+    df = float(max(1, noise.used - 1))
     if se == 0:
         up = 0.0 if delta > 0 else 1.0
         down = 0.0 if delta < 0 else 1.0

@@ -126,19 +126,33 @@ def paired_bootstrap(
     ``(1 + #{delta* <= 0}) / (B + 1)`` for "higher" (Davison & Hinkley 1997, sec. 4.4), so they agree
     with the percentile interval.
     """
+    totals, sums = resampled_sums(units, frequencies, resamples, seed)
+    return summarize(totals, sums, statistics, confidence)
+
+
+def resampled_sums(
+    units: FloatArray, frequencies: IntArray, resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED
+) -> tuple[FloatArray, FloatArray]:
+    """The features' sums over all units (1 x features) and over each resample (resamples x features)."""
     freq = np.asarray(frequencies, dtype=np.int64)
     totals = (freq.astype(np.float64) @ units)[None, :]
-    chunks: dict[str, list[FloatArray]] = {name: [] for name in statistics}
-    for counts in resample_counts(freq, resamples, seed):
-        sums = counts.astype(np.float64) @ units
-        for name, (base_statistic, head_statistic) in statistics.items():
-            with np.errstate(divide="ignore", invalid="ignore"):
-                chunks[name].append(head_statistic(sums) - base_statistic(sums))
+    sums = np.concatenate([counts.astype(np.float64) @ units for counts in resample_counts(freq, resamples, seed)])
+    return totals, sums
+
+
+def summarize(
+    totals: FloatArray,
+    sums: FloatArray,
+    statistics: Mapping[str, tuple[Statistic, Statistic]],
+    confidence: float = 0.95,
+) -> dict[str, BootstrapResult]:
+    """Each statistic's value, interval and p-values from the sums of :func:`resampled_sums`."""
     results = {}
     for name, (base_statistic, head_statistic) in statistics.items():
         with np.errstate(divide="ignore", invalid="ignore"):
             base, head = float(base_statistic(totals)[0]), float(head_statistic(totals)[0])
-        results[name] = _summary(base, head, np.concatenate(chunks[name]), confidence)
+            deltas = head_statistic(sums) - base_statistic(sums)
+        results[name] = _summary(base, head, deltas, confidence)
     return results
 
 
