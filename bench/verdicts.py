@@ -351,8 +351,14 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--report-examples", type=int, default=100_000)
     parser.add_argument("--skip-report", action="store_true")
+    parser.add_argument("--only-speed", action="store_true", help="skip the simulations")
     args = parser.parse_args()
-    print(f"# bench/verdicts.py: {os.cpu_count()} cores, Python {sys.version.split()[0]}, numpy {np.__version__}")
+    load = ", load average " + " ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"# bench/verdicts.py: {os.cpu_count()} cores{load}, Python {sys.version.split()[0]}, numpy {np.__version__}")
+    if args.only_speed:
+        bootstrap_speed(args.repeat)
+        report_speed(args.repeat, args.report_examples)
+        return 0
     started = time.perf_counter()
     pool, labels, _ = train_pool(args.seeds)
     accuracies = (pool == labels).mean(axis=1)

@@ -401,7 +401,9 @@ def _compare(
     if direction is not None and not math.isnan(delta) and math.isfinite(h):
         signed = -delta if direction == "higher" else delta
         worsening = signed if math.isfinite(signed) else None  # gates treat Infinity on their own
-    improved = True if (math.isinf(b) and math.isfinite(h) and direction is not None) else None
+    improved = None
+    if math.isinf(b) and math.isfinite(h) and direction is not None:  # leaving +-Infinity needs no test
+        improved = (b > 0) == (direction == "lower")
     exceeded: list[str] = []
     if rule is not None and direction is not None:
         for sentence in _drop_failures(b, h, worsening, rule, direction):

@@ -364,5 +364,8 @@ def test_params_diff() -> None:
 def test_leaving_infinity_is_better_and_reaching_it_is_worse() -> None:
     recovered = compare_metric("loss", math.inf, 0.3, True, None)
     assert recovered.improved is True and recovered.failures == ()
+    # Leaving Infinity is judged without a test, in the metric's direction.
+    assert compare_metric("accuracy", INF, 0.9, True, None).improved is False
+    assert compare_metric("accuracy", -INF, 0.9, True, None).improved is True
     blew_up = compare_metric("loss", 0.3, math.inf, True, Threshold("loss", max_drop=0.1))
     assert blew_up.improved is None and blew_up.failures == ("became Infinity",)
