@@ -27,8 +27,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 MIN_SEGMENT = 5  # points after the last change point needed to estimate the noise
 OUTLIER_Z = 3.5  # robust z-score beyond which a recorded run is left out of the noise
 MIN_CHANGE_SIZE = 2  # shortest segment PELT may cut
@@ -46,6 +44,8 @@ class HistoryNoise:
 
 def change_points(values: Sequence[float]) -> tuple[int, ...]:
     """Where the level of ``values`` shifts (indices of the first point of each new segment)."""
+    import numpy as np  # here, not at the top: cml_bot.verdicts imports this module on every run
+
     series = np.asarray([float(v) for v in values], dtype=np.float64)
     if len(series) < 2 * MIN_CHANGE_SIZE or not np.isfinite(series).all():
         return ()
@@ -67,6 +67,8 @@ def change_points(values: Sequence[float]) -> tuple[int, ...]:
 
 def history_noise(values: Sequence[float]) -> HistoryNoise | None:
     """The noise of the latest level of ``values`` (oldest first), or None with too little history."""
+    import numpy as np
+
     series = [float(v) for v in values if math.isfinite(float(v))]
     if len(series) < MIN_SEGMENT:
         return None
