@@ -175,8 +175,16 @@ def collect_results(config: Config, sha: str | None, missing_ok: bool) -> RunRes
 def render_plots(
     config: Config, head: RunResults, base: RunResults | None, base_label: str
 ) -> tuple[tuple[PlotEntry, ...], tuple[Image, ...]]:
+    return start_plots(config, head, base, base_label)()
+
+
+def start_plots(
+    config: Config, head: RunResults, base: RunResults | None, base_label: str
+) -> Callable[[], tuple[tuple[PlotEntry, ...], tuple[Image, ...]]]:
+    """Start drawing the plots (in forked workers where possible); the returned function waits for
+    them. The run judges the change meanwhile instead of idling while the workers draw."""
     if not config.plots:
-        return (), ()
+        return lambda: ((), ())
     from cml_bot import plots  # matplotlib and pandas load only when there is something to draw
 
     entries: list[PlotEntry | None] = []
@@ -191,15 +199,20 @@ def render_plots(
         name = f"plot-{number:02d}-{plots.safe_name(title)}"
         jobs.append((len(entries), title, plots.PlotJob(spec, head_data, base_data, name, base_label)))
         entries.append(None)
-    images: list[Image] = []
-    for (index, title, job), rendered in zip(jobs, plots.render_all([j for _, _, j in jobs]), strict=True):
-        if isinstance(rendered, str):
-            entries[index] = PlotEntry(title, note=f"could not draw: {rendered}")
-            continue
-        images.extend(rendered)
-        note = None if base is None or job.base is not None else f"not in {base_label}: this change only"
-        entries[index] = PlotEntry(title, tuple(image.name for image in rendered), note)
-    return tuple(entry for entry in entries if entry is not None), tuple(images)
+    pending = plots.start_render_all([j for _, _, j in jobs])
+
+    def finish() -> tuple[tuple[PlotEntry, ...], tuple[Image, ...]]:
+        images: list[Image] = []
+        for (index, title, job), rendered in zip(jobs, pending(), strict=True):
+            if isinstance(rendered, str):
+                entries[index] = PlotEntry(title, note=f"could not draw: {rendered}")
+                continue
+            images.extend(rendered)
+            note = None if base is None or job.base is not None else f"not in {base_label}: this change only"
+            entries[index] = PlotEntry(title, tuple(image.name for image in rendered), note)
+        return tuple(entry for entry in entries if entry is not None), tuple(images)
+
+    return finish
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -317,10 +330,15 @@ def build_report(evaluation: Evaluation, draw: bool = True) -> tuple[Report, tup
     """The report and its images; ``draw=False`` skips the plots (for a verdict alone)."""
     config, head, baseline = evaluation.config, evaluation.head, evaluation.baseline
     base = baseline.results
-    judgement = judge(config, base, head, evaluation.history)
-    result = judgement.diff
     base_label = baseline.ref or config.baseline_branch
-    plot_entries, images = render_plots(config, head, base, base_label) if draw else ((), ())
+    plots_drawn = start_plots(config, head, base, base_label) if draw else (lambda: ((), ()))
+    try:
+        judgement = judge(config, base, head, evaluation.history)
+    except BaseException:
+        plots_drawn()  # never leave the plot workers behind
+        raise
+    result = judgement.diff
+    plot_entries, images = plots_drawn()
     if draw and judgement.predictions is not None:
         delta_entry, delta_image = render_confusion_delta(judgement.predictions, base_label)
         if delta_image is not None:

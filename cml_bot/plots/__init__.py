@@ -13,7 +13,7 @@ This module imports matplotlib, pandas and numpy: import it lazily, not from ``c
 """
 
 from cml_bot.plots.figures import build_figure, render_confusion_delta, render_trend
-from cml_bot.plots.render import PlotJob, render_all, render_plot
+from cml_bot.plots.render import PlotJob, render_all, render_plot, start_render_all
 from cml_bot.plots.style import safe_name
 from cml_bot.plots.tables import decimate, load_table, thin_points
 
@@ -27,5 +27,6 @@ __all__ = [
     "render_plot",
     "render_trend",
     "safe_name",
+    "start_render_all",
     "thin_points",
 ]

@@ -8,7 +8,7 @@ import multiprocessing
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,7 +81,13 @@ _JOBS: Sequence[PlotJob] = ()  # read by forked workers (inherited, never pickle
 
 
 def render_all(jobs: Sequence[PlotJob], workers: int | None = None) -> list[list[Image] | str]:
-    """Render every job: its images, or the reason it could not be drawn (an InputError's text).
+    """Render every job: its images, or the reason it could not be drawn (see :func:`start_render_all`)."""
+    return start_render_all(jobs, workers)()
+
+
+def start_render_all(jobs: Sequence[PlotJob], workers: int | None = None) -> Callable[[], list[list[Image] | str]]:
+    """Start rendering every job; the returned function waits and gives each job's images, or the
+    reason it could not be drawn (an InputError's text).
 
     Drawing is CPU-bound and holds the GIL, so with several plots and cores the jobs run in forked
     worker processes, which inherit the already imported matplotlib and the data. Forking is only
@@ -90,17 +96,26 @@ def render_all(jobs: Sequence[PlotJob], workers: int | None = None) -> list[list
     global _JOBS
     count = min(workers or os.cpu_count() or 1, len(jobs))
     if count < 2 or not _fork_is_safe():
-        return [_render_job(job) for job in jobs]
+        return lambda: [_render_job(job) for job in jobs]
     # Largest inputs first, so the slow plot does not start last.
     order = sorted(range(len(jobs)), key=lambda i: -(len(jobs[i].head) + len(jobs[i].base or b"")))
     _JOBS = jobs
     try:
-        with multiprocessing.get_context("fork").Pool(processes=count) as pool:
-            results = pool.map(_render_index, order, chunksize=1)
+        pool = multiprocessing.get_context("fork").Pool(processes=count)  # the workers fork here
     finally:
-        _JOBS = ()
-    by_index = dict(zip(order, results, strict=True))
-    return [by_index[i] for i in range(len(jobs))]
+        _JOBS = ()  # the workers have their copy
+    pending = pool.map_async(_render_index, order, chunksize=1)
+
+    def finish() -> list[list[Image] | str]:
+        try:
+            results = pending.get()
+        finally:
+            pool.terminate()
+            pool.join()
+        by_index = dict(zip(order, results, strict=True))
+        return [by_index[i] for i in range(len(jobs))]
+
+    return finish
 
 
 def _fork_is_safe() -> bool:
