@@ -338,11 +338,15 @@ def build_report(evaluation: Evaluation, draw: bool = True) -> tuple[Report, tup
         plots_drawn()  # never leave the plot workers behind
         raise
     result = judgement.diff
+    # Drawn here, while the plot workers (if any) still draw theirs.
+    delta_entry, delta_image = (
+        render_confusion_delta(judgement.predictions, base_label)
+        if draw and judgement.predictions is not None
+        else (PlotEntry(""), None)
+    )
     plot_entries, images = plots_drawn()
-    if draw and judgement.predictions is not None:
-        delta_entry, delta_image = render_confusion_delta(judgement.predictions, base_label)
-        if delta_image is not None:
-            plot_entries, images = (*plot_entries, delta_entry), (*images, delta_image)
+    if delta_image is not None:
+        plot_entries, images = (*plot_entries, delta_entry), (*images, delta_image)
     trend_entry, trend_image = render_trend_plot(evaluation, result) if draw else (PlotEntry(""), None)
     if trend_image is not None:
         plot_entries, images = (*plot_entries, trend_entry), (*images, trend_image)

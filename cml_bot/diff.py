@@ -172,6 +172,7 @@ class Diff:
     verdict: Verdict
     statistics: StatisticsConfig = field(default_factory=StatisticsConfig)
     tested_gates: int = 0  # drop gates with evidence, the family the correction runs over
+    corrected: bool = False  # their p-values were adjusted (only needed when a gate exceeded its threshold)
 
     @property
     def regressions(self) -> tuple[MetricChange, ...]:
@@ -514,7 +515,10 @@ def diff(
         for name in names
     ]
     family = [i for i, m in enumerate(judged) if m.alpha is not None and m.p_adjusted is not None]
-    adjusted = adjust_p_values([judged[i].p_adjusted or 1.0 for i in family], settings.correction)
+    raw = [judged[i].p_adjusted or 1.0 for i in family]
+    # The correction decides only gates whose worsening exceeds the threshold; with none, it is moot.
+    corrected = len(family) > 1 and settings.correction != "none" and any(judged[i].exceeded for i in family)
+    adjusted = adjust_p_values(raw, settings.correction) if corrected else raw
     p_by_index: dict[int, float] = dict(zip(family, adjusted, strict=True))
     metrics = tuple(_finish(m, p_by_index.get(i)) for i, m in enumerate(judged))
     params = diff_params(base_params or {}, head_params or {}, has_baseline)
@@ -533,6 +537,7 @@ def diff(
         verdict=verdict,
         statistics=settings,
         tested_gates=len(family),
+        corrected=corrected,
     )
 
 

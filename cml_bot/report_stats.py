@@ -63,7 +63,7 @@ def rules_section(diff: Diff) -> list[str]:
         assert evidence is not None
         parts = [evidence.rule, f"two-sided {_p(evidence.p_two_sided())}"]
         if change.p_adjusted is not None and change.alpha is not None:
-            adjusted = " after correction" if diff.tested_gates > 1 and settings.correction != "none" else ""
+            adjusted = " after correction" if diff.corrected else ""
             parts.append(f"gate: one-sided {_p(change.p_adjusted)}{adjusted}, α = {change.alpha:g}")
         if change.detectable is not None:
             parts.append(

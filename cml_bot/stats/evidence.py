@@ -50,9 +50,9 @@ def detectable_effect(se: float | None, alpha: float = DEFAULT_ALPHA, power: flo
     Wang, Sample Size Calculations in Clinical Research, ch. 3)."""
     if se is None or not math.isfinite(se):
         return None
-    from scipy.stats import norm
+    from scipy.special import ndtri  # the normal quantile function (scipy.stats.norm.ppf calls it)
 
-    return float((norm.ppf(1 - alpha) + norm.ppf(power)) * se)
+    return float((ndtri(1 - alpha) + ndtri(power)) * se)
 
 
 def adjust_p_values(p_values: Sequence[float], correction: str) -> list[float]:
