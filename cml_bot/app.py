@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from cml_bot import verdicts
 from cml_bot.baseline import Baseline
 from cml_bot.bundle import SavedRun, load_run, save_run
 from cml_bot.config import load_config
 from cml_bot.context import detect
 from cml_bot.delivery import deliver, publish_bundle, saved_run
-from cml_bot.diff import diff
 from cml_bot.errors import InputError
 from cml_bot.evaluation import Evaluation, build_report, evaluate, record_refusal
 from cml_bot.report import Report, RunFacts, Shard, verdict_summary
@@ -104,14 +104,7 @@ def merge(folders: Sequence[Path], options: Options, effects: Effects) -> Outcom
         if saved.shard in {r.shard for r in runs}:
             raise InputError(f"{folder}: shard {saved.shard} appears twice")
         runs.append(saved)
-        base = saved.base
-        result = diff(
-            base.metrics if base else None,
-            saved.head.metrics,
-            config.thresholds,
-            base.params if base else None,
-            saved.head.params,
-        )
+        result = verdicts.judge(config, saved.base, saved.head, saved.history).diff
         failed = saved.pipeline.failed_step if saved.pipeline is not None else None
         shards.append(Shard(saved.shard, result, failed.name if failed else None))
     first = runs[0]

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from cml_bot.progress import TransferMeter
 
 EXIT_OK = 0
-EXIT_FAILED = 1  # pipeline failed, regression with --fail-on-regression, forge failure
+EXIT_FAILED = 1  # pipeline failed, regression with --fail-on-regression, forge failure,
+# inconclusive with --fail-on-inconclusive (by default an inconclusive verdict exits 0)
 EXIT_USAGE = 2  # the user's input is wrong: config, files, arguments; a full disk
 EXIT_INTERNAL = 3  # a bug in cml-bot: one line on stderr, the traceback in a log file
 
@@ -162,7 +163,7 @@ def _parser() -> argparse.ArgumentParser:
     _common(compare)
     compare.add_argument("--out", type=Path, help="report folder (default: cml-bot-report in the repo)")
     compare.add_argument("--junit", type=Path, help="write the gates as JUnit XML to this file")
-    compare.add_argument("--fail-on-regression", action="store_true", help="exit 1 when a threshold fails")
+    _verdict_options(compare)
 
     record = _command(sub, "record", "store this commit's results as a baseline for later pull requests")
     _common(record)
@@ -219,8 +220,29 @@ def _publishing_options(command: argparse.ArgumentParser) -> None:
         default="update",
         help="update the sticky comment in place (default), add a new one, or delete and re-add it",
     )
-    command.add_argument("--fail-on-regression", action="store_true", help="exit 1 when a threshold fails")
+    _verdict_options(command)
     command.add_argument("--junit", type=Path, help="write the gates as JUnit XML to this file")
+
+
+def _verdict_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--fail-on-regression", action="store_true", help="exit 1 when a threshold fails")
+    command.add_argument(
+        "--fail-on-inconclusive",
+        action="store_true",
+        help="exit 1 when a gate's worsening exceeds its threshold but is not significant (default: exit 0)",
+    )
+
+
+def _verdict_exit(outcome: Outcome, args: argparse.Namespace) -> int:
+    """The exit code a finished run's verdict asks for under the --fail-on-* options."""
+    verdict = outcome.verdict.value
+    if verdict == "failed":
+        return EXIT_FAILED
+    if verdict == "regressed" and args.fail_on_regression:
+        return EXIT_FAILED
+    if verdict == "inconclusive" and args.fail_on_inconclusive:
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def _report_options(command: argparse.ArgumentParser, pipeline: bool) -> None:
@@ -386,13 +408,9 @@ def _report(args: argparse.Namespace, env: Mapping[str, str], console: Console) 
     )
     outcome = merge(args.shards, options, effects) if args.command == "merge" else run(options, effects)
     _show(outcome, env, console)
-    if outcome.verdict.value == "failed":
-        return EXIT_FAILED
     if outcome.bundle_dir is not None and args.fail_if_not_posted:
         return EXIT_FAILED
-    if outcome.verdict.value == "regressed" and args.fail_on_regression:
-        return EXIT_FAILED
-    return EXIT_OK
+    return _verdict_exit(outcome, args)
 
 
 def _diff(args: argparse.Namespace, env: Mapping[str, str], console: Console) -> int:
@@ -409,7 +427,7 @@ def _diff(args: argparse.Namespace, env: Mapping[str, str], console: Console) ->
     )
     outcome = run(options, Effects(env=env, echo=console.say))
     _show(outcome, env, console)
-    return EXIT_FAILED if outcome.verdict.value == "regressed" and args.fail_on_regression else EXIT_OK
+    return _verdict_exit(outcome, args)
 
 
 def _show(outcome: Outcome, env: Mapping[str, str], console: Console) -> None:
@@ -434,6 +452,9 @@ def _show(outcome: Outcome, env: Mapping[str, str], console: Console) -> None:
         for metric in outcome.report.diff.metrics:
             if metric.improved is False and not metric.failures:
                 console.command("warning", one_line(f"{metric.name} got worse"), title="cml-bot")
+            if metric.inconclusive and not metric.failures:
+                message = f"{metric.name} " + "; ".join(metric.inconclusive)
+                console.command("warning", one_line(message), title="cml-bot inconclusive")
         _write_outputs(
             env,
             {
@@ -513,8 +534,4 @@ def _publish(args: argparse.Namespace, env: Mapping[str, str], console: Console)
         args.bundle, options, Effects(env=env, echo=console.say, sleep=_SLEEP.get()), head_sha=args.head_sha
     )
     _show(outcome, env, console)
-    if outcome.verdict.value == "failed":
-        return EXIT_FAILED
-    if outcome.verdict.value == "regressed" and args.fail_on_regression:
-        return EXIT_FAILED
-    return EXIT_OK
+    return _verdict_exit(outcome, args)

@@ -134,6 +134,38 @@ class Threshold:
     max_drop_pct: float | None = None  # relative worsening allowed, in percent
     min: float | None = None
     max: float | None = None
+    alpha: float | None = None  # one-sided significance of a drop; None: statistics.alpha
+
+
+PREDICTION_TASKS = ("classification", "regression")
+
+
+@dataclass(frozen=True)
+class PredictionsConfig:
+    """A per-example results file, written by both revisions (see docs/statistics.md).
+
+    Columns not named are guessed from common names (``id``, ``label``/``y_true``/``actual``,
+    ``prediction``/``y_pred``/``predicted``, ``proba_<class>``, ``score``, ``loss``)."""
+
+    path: str
+    id: str | None = None  # example id column; None: guessed, or the row number
+    label: str | None = None  # true label, or the target of a regression
+    prediction: str | None = None  # predicted label or value
+    scores: tuple[str, ...] = ()  # probability columns, one per class, or one positive-class score column
+    loss: str | None = None  # per-example loss column
+    task: str | None = None  # "classification" | "regression"; None: guessed from the values
+    metrics: tuple[tuple[str, str], ...] = ()  # (metric name, per-example metric) pairs set by the user
+
+
+CORRECTIONS = ("bh", "none")
+
+
+@dataclass(frozen=True)
+class StatisticsConfig:
+    alpha: float = 0.05  # one-sided, in the bad direction, for every gate without its own alpha
+    correction: str = "bh"  # across gated metrics: Benjamini-Hochberg, or none
+    resamples: int = 2000  # paired bootstrap resamples
+    seed: int = 20_240_601  # the bootstrap's seed: the same inputs give the same intervals
 
 
 REDUCTIONS = ("last", "min", "max")
@@ -200,11 +232,16 @@ class Config:
     own: Declarations | None = field(default=None, compare=False)  # what cml-bot.yaml alone declares
     dvc_declared: Declarations | None = field(default=None, compare=False)  # what the dvc.yaml files declare
     layout: Layout | None = field(default=None, compare=False)  # where dvc.yaml files and DVC repositories are
+    predictions: PredictionsConfig | None = None
+    statistics: StatisticsConfig = field(default_factory=StatisticsConfig)
 
     @property
     def declared(self) -> Declarations:
         """Metrics, params and plots to read, cml-bot.yaml's and dvc.yaml's together."""
-        return Declarations(metrics=self.metrics, params=self.params, param_keys=self.param_keys, plots=self.plots)
+        carried = (self.predictions.path,) if self.predictions is not None else ()
+        return Declarations(
+            metrics=self.metrics, params=self.params, param_keys=self.param_keys, plots=self.plots, carried=carried
+        )
 
 
 @dataclass(frozen=True)
@@ -219,6 +256,7 @@ class Declarations:
     files: tuple[str, ...] = ()  # the dvc.yaml files read
     resolver: str = ""  # who resolved them, for -v and the run facts: "cml-bot", "DVC 3.67.1"
     notes: tuple[str, ...] = ()  # what the reader should know (an unknown template, ...)
+    carried: tuple[str, ...] = ()  # files kept with the results though not plotted (per-example predictions)
 
     def keys_of(self, path: str) -> tuple[str, ...]:
         """The keys tracked in params file ``path``; () for all of them."""
@@ -240,6 +278,7 @@ def merge_declarations(own: Declarations, dvc: Declarations) -> Declarations:
         param_keys=keys,
         plots=tuple(dict.fromkeys(plots)),
         notes=(*own.notes, *dvc.notes),
+        carried=own.carried,
     )
 
 
@@ -256,6 +295,8 @@ _TOP_KEYS = (
     "limits",
     "mlflow",
     "tensorboard",
+    "predictions",
+    "statistics",
 )
 
 
@@ -518,6 +559,8 @@ def parse_config(raw: object, root: Path, file: str = CONFIG_FILE) -> Config:
         limits=_parse_limits(r, top.get("limits")),
         mlflow=mlflow,
         tensorboard=_parse_tensorboard(r, top.get("tensorboard")),
+        predictions=_parse_predictions(r, top.get("predictions")),
+        statistics=_parse_statistics(r, top.get("statistics")),
     )
 
 
@@ -723,7 +766,7 @@ def _parse_thresholds(r: _Reader, value: object) -> tuple[Threshold, ...]:
         where = f"thresholds.{pattern}"
         if isinstance(spec, str) and spec in DIRECTIONS:
             spec = {"direction": spec}
-        entry = r.mapping(spec, where, ("direction", "max_drop", "min", "max"))
+        entry = r.mapping(spec, where, ("direction", "max_drop", "min", "max", "alpha"))
         direction = entry.get("direction")
         if direction is not None and direction not in DIRECTIONS:
             raise r.fail(_join(where, "direction"), "higher or lower", direction)
@@ -741,6 +784,7 @@ def _parse_thresholds(r: _Reader, value: object) -> tuple[Threshold, ...]:
                     raise r.fail(_join(where, "max_drop"), "a number >= 0", drop)
         low = r.number(entry["min"], _join(where, "min")) if "min" in entry else None
         high = r.number(entry["max"], _join(where, "max")) if "max" in entry else None
+        alpha = _alpha(r, entry["alpha"], _join(where, "alpha")) if "alpha" in entry else None
         rules.append(
             Threshold(
                 pattern=str(pattern),
@@ -749,6 +793,73 @@ def _parse_thresholds(r: _Reader, value: object) -> tuple[Threshold, ...]:
                 max_drop_pct=max_drop_pct,
                 min=low,
                 max=high,
+                alpha=alpha,
             )
         )
     return tuple(rules)
+
+
+def _alpha(r: _Reader, value: object, where: str) -> float:
+    alpha = r.number(value, where)
+    if not 0 < alpha < 0.5:
+        raise r.fail(where, "a significance level between 0 and 0.5 (e.g. 0.05)", value)
+    return alpha
+
+
+_PREDICTION_KEYS = ("path", "id", "label", "prediction", "scores", "loss", "task", "metrics")
+
+
+def _parse_predictions(r: _Reader, value: object) -> PredictionsConfig | None:
+    """``predictions: FILE`` or a mapping with ``path`` and the columns (see PredictionsConfig)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = {"path": value}
+    entry = r.mapping(value, "predictions", _PREDICTION_KEYS)
+    if "path" not in entry:
+        raise r.fail("predictions.path", "the per-example results file")
+    path = r.relative_path(entry["path"], "predictions.path")
+    columns = {
+        key: r.text(str(entry[key]) if isinstance(entry[key], int) else entry[key], f"predictions.{key}")
+        for key in ("id", "label", "prediction", "loss")
+        if key in entry
+    }
+    scores: tuple[str, ...] = ()
+    if "scores" in entry:
+        raw = entry["scores"]
+        items = raw if isinstance(raw, list) else [raw]
+        scores = tuple(
+            r.text(str(v) if isinstance(v, int) else v, f"predictions.scores[{i}]") for i, v in enumerate(items)
+        )
+        if not scores:
+            raise r.fail("predictions.scores", "a column, a list of columns or a pattern such as 'proba_*'", raw)
+    task = entry.get("task")
+    if task is not None and task not in PREDICTION_TASKS:
+        raise r.fail("predictions.task", " or ".join(PREDICTION_TASKS), task)
+    metrics: list[tuple[str, str]] = []
+    if "metrics" in entry:
+        from cml_bot.stats.kinds import KIND_NAMES
+
+        for name, kind in r.mapping(entry["metrics"], "predictions.metrics").items():
+            if kind not in KIND_NAMES:
+                raise r.fail(f"predictions.metrics.{name}", f"one of {', '.join(KIND_NAMES)}", kind)
+            metrics.append((str(name), str(kind)))
+    return PredictionsConfig(path=path, scores=scores, task=task, metrics=tuple(metrics), **columns)
+
+
+def _parse_statistics(r: _Reader, value: object) -> StatisticsConfig:
+    if value is None:
+        return StatisticsConfig()
+    entry = r.mapping(value, "statistics", ("alpha", "correction", "resamples", "seed"))
+    defaults = StatisticsConfig()
+    alpha = _alpha(r, entry["alpha"], "statistics.alpha") if "alpha" in entry else defaults.alpha
+    correction = entry.get("correction", defaults.correction)
+    if correction not in CORRECTIONS:
+        raise r.fail("statistics.correction", "bh (Benjamini-Hochberg) or none", correction)
+    resamples = entry.get("resamples", defaults.resamples)
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or not 2000 <= resamples <= 100_000:
+        raise r.fail("statistics.resamples", "a whole number from 2000 to 100000", resamples)
+    seed = entry.get("seed", defaults.seed)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise r.fail("statistics.seed", "a whole number >= 0", seed)
+    return StatisticsConfig(alpha=alpha, correction=correction, resamples=resamples, seed=seed)

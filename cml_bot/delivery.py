@@ -51,6 +51,7 @@ def deliver(
     head = evaluation.head
     folder = ReportFolder(options.report_dir or config.root / DEFAULT_REPORT_DIR, report.title)
     folder.prepare()
+    folder.write_artifacts(report.artifacts)
     folder.write_report(secrets.scrub(render_markdown(report, folder.write_images(images))))
     if options.junit is not None:
         atomic_write(options.junit, secrets.scrub(junit_xml(report)).encode("utf-8"))
@@ -235,15 +236,18 @@ def publish_bundle(folder: Path, options: Options, effects: Effects, head_sha: s
 
 
 def _files_to_publish(config: Config, files: Mapping[str, bytes]) -> tuple[dict[str, bytes], list[str]]:
-    """The bundle's files this side's config plots; images only when they really are PNG/JPEG/GIF."""
-    wanted = {spec.path: spec for spec in config.plots}
+    """The bundle's files this side's config plots or carries (per-example predictions); images only
+    when they really are PNG/JPEG/GIF."""
+    templates = {file: spec.template for spec in config.plots for file in spec.files}
+    if config.predictions is not None:
+        templates.setdefault(config.predictions.path, "predictions")
     kept: dict[str, bytes] = {}
     notes: list[str] = []
     for path, data in files.items():
-        spec = wanted.get(path)
-        if spec is None:
+        template = templates.get(path)
+        if template is None:
             continue
-        if spec.template == "image":
+        if template == "image":
             from cml_bot.plots import untrusted_image_problem
 
             problem = untrusted_image_problem(data)

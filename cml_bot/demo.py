@@ -1,8 +1,11 @@
 """``cml-bot demo``: the whole loop on a real example, offline.
 
 Creates a git repo with a small training project (scikit-learn's bundled digits data set and an SGD
-classifier), commits a baseline on ``main`` and runs it (recording main's results), then makes a
-branch that changes a hyperparameter, runs the pipeline again and writes the dry-run report.
+classifier) and gives ``main`` a recorded history: a few commits that retrain with another seed
+(main's usual variation), then the baseline, run and recorded like CI does on pushes to main. A
+branch then changes a hyperparameter, runs the pipeline again and writes the dry-run report: with
+per-example predictions of both revisions it shows confidence intervals, prediction flips, the
+confusion delta and the trend of main with its change points.
 """
 
 from __future__ import annotations
@@ -19,12 +22,17 @@ from importlib import resources
 from pathlib import Path
 
 from cml_bot import __version__
-from cml_bot.app import Effects, Options, Outcome, run
+from cml_bot.app import RECORDS_DIR, Effects, Options, Outcome, run
+from cml_bot.config import Step
 from cml_bot.errors import CmlBotError
+from cml_bot.metrics import read_values
+from cml_bot.results import LocalStore, RunResults
 
 PROJECT_FILES = ("train.py", "params.yaml", "cml-bot.yaml")
 BRANCH = "higher-learning-rate"
-GITIGNORE = "metrics.json\ntrain_log.csv\nconfusion.csv\ncml-bot-report/\n.cml-bot/\n"
+GITIGNORE = "metrics.json\ntrain_log.csv\nconfusion.csv\npredictions.csv\ncml-bot-report/\n.cml-bot/\n"
+HISTORY_SEEDS = (1, 2, 3, 4, 5, 6)  # earlier commits of main, each retrained with another seed
+BASE_SEED = 7
 
 
 def _clean_env(env: Mapping[str, str]) -> dict[str, str]:
@@ -64,6 +72,48 @@ def create_project(repo: Path, python: str = sys.executable) -> None:
     (repo / ".gitignore").write_text(GITIGNORE, encoding="utf-8")
 
 
+def _set_seed(repo: Path, seed: int) -> None:
+    params = repo / "params.yaml"
+    lines = params.read_text(encoding="utf-8").splitlines()
+    params.write_text(
+        "\n".join(f"  seed: {seed}" if line.strip().startswith("seed:") else line for line in lines) + "\n",
+        encoding="utf-8",
+    )
+
+
+def record_history(repo: Path, outputs: Path, env: Mapping[str, str], echo: Callable[[str], None]) -> None:
+    """One commit of main per seed, with the results that running the pipeline there records.
+
+    Training is deterministic for a seed, so all seeds are trained by one process (``train.py
+    --seeds``) instead of starting Python (and importing scikit-learn) once per commit; each commit's
+    recorded results are that seed's outputs, as ``cml-bot run --record`` would store them."""
+    from cml_bot.pipeline import run_pipeline
+
+    seeds = ",".join(str(seed) for seed in HISTORY_SEEDS)
+    command = f"{shlex.quote(sys.executable)} train.py --seeds {seeds} --out {shlex.quote(str(outputs))}"
+    result = run_pipeline((Step("history", command, timeout=600),), repo, env=env, echo=lambda line: None)
+    if not result.ok:
+        tail = result.steps[-1].log_tail[-1:] if result.steps else ()
+        raise CmlBotError(f"demo: training main's history failed: {' '.join(tail) or 'see the log'}")
+    store = LocalStore(repo / RECORDS_DIR)
+    for seed in HISTORY_SEEDS:
+        _set_seed(repo, seed)
+        _git(repo, env, "commit", "--quiet", "-am", f"Retrain with seed {seed}")
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, env=dict(env), capture_output=True, text=True, check=True
+        ).stdout.strip()
+        folder = outputs / str(seed)
+        store.save(
+            RunResults(
+                sha=sha,
+                metrics=read_values(folder / "metrics.json"),
+                params=read_values(repo / "params.yaml"),
+                files={"predictions.csv": (folder / "predictions.csv").read_bytes()},
+            )
+        )
+        echo(f"cml-bot demo: recorded seed {seed} on main ({sha[:7]})")
+
+
 def run_demo(
     out: Path | None = None,
     workdir: Path | None = None,
@@ -89,6 +139,11 @@ def run_demo(
     _git(repo, clean, "init", "--quiet", "--initial-branch=main")
     _git(repo, clean, "add", "-A")
     _git(repo, clean, "commit", "--quiet", "-m", "Digits classifier: baseline")
+
+    echo(f"cml-bot demo: giving main a history: {len(HISTORY_SEEDS)} commits retrained with other seeds")
+    record_history(repo, base / "history", clean, echo)
+    _set_seed(repo, BASE_SEED)
+    _git(repo, clean, "commit", "--quiet", "-am", f"Back to seed {BASE_SEED}")
 
     echo("cml-bot demo: training on main (the baseline) and recording its results")
     main_report = base / "report-main"

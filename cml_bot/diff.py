@@ -9,9 +9,15 @@ change. Gates come only from ``thresholds`` in the config:
 - ``max_drop``: the metric may worsen by at most this much (absolute, or ``"2%"`` of the base value);
 - ``min`` / ``max``: absolute bounds on the head value, checked even without a baseline.
 
-Repeated values (several seeds) are compared by their means, and a worsening counts as a regression
-only when it also exceeds the noise: twice the standard error of the difference of the means
-(``2 * sqrt(s_base^2/n_base + s_head^2/n_head)``). That rule is stated in the report.
+Whether a change is real or noise is decided by the evidence there is about it, strongest first
+(see docs/statistics.md): per-example results of both revisions (paired tests), repeated values
+(several seeds: Welch's test), the metric's recorded history on the base branch, or none. With
+evidence, a metric is *better*, *worse* or shows *no detectable change* (two-sided at alpha), and a
+``max_drop`` gate *regresses* only when the worsening exceeds its threshold AND is significant
+(one-sided at the gate's alpha, after the Benjamini-Hochberg correction across gated metrics); a
+worsening beyond the threshold that is not significant is *inconclusive*. Without evidence the
+change is shown without a claim and gates apply as configured. Bounds are never tested: they apply
+to the value as it is.
 """
 
 from __future__ import annotations
@@ -21,13 +27,15 @@ import fnmatch
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
-from cml_bot.config import Threshold
+from cml_bot.config import StatisticsConfig, Threshold
 from cml_bot.metrics import Samples, Value
 from cml_bot.model import Verdict
+from cml_bot.stats.evidence import CONFIDENCE, Evidence, adjust_p_values, detectable_effect
 
-NOISE_RULE = "a change counts only when it exceeds 2 × the standard error of the difference of the means"
+NOISE_RULE = "repeated values are compared with Welch's t-test (Student's when one side has a single run)"
+CORRECTION_NAMES = {"bh": "Benjamini-Hochberg", "none": "no correction"}
 
 # Words of metric names whose values are better lower (documented in README, "Directions").
 LOWER_WORDS = frozenset(
@@ -60,6 +68,21 @@ class Status(str, enum.Enum):
     MISSING = "missing"  # its file is missing or malformed in this change (``MetricChange.missing``)
 
 
+class Outcome(str, enum.Enum):
+    """What the evidence says about a metric's change (None on a MetricChange: no evidence, no claim)."""
+
+    BETTER = "better"
+    WORSE = "worse"
+    CHANGED = "changed"  # significant, but the metric has no direction
+    NO_CHANGE = "no detectable change"
+
+
+class Gate(str, enum.Enum):
+    PASS = "pass"
+    REGRESSED = "regressed"
+    INCONCLUSIVE = "inconclusive"
+
+
 @dataclass(frozen=True)
 class MetricChange:
     name: str
@@ -69,11 +92,26 @@ class MetricChange:
     direction: str | None = None  # "higher" | "lower" | None
     delta: float | None = None  # head - base, numeric metrics only
     relative: float | None = None  # delta / |base|, None when base is 0
-    improved: bool | None = None  # None: no direction, no change or not numeric
-    within_noise: bool = False  # repeated values whose change is smaller than the noise
+    improved: bool | None = None  # None: no direction, no change, not numeric or no evidence for a claim
+    within_noise: bool = False  # evidence, and no detectable change (outcome NO_CHANGE)
     failures: tuple[str, ...] = ()  # one sentence per failed gate
     gated: bool = False  # a threshold rule with a gate applies to this metric
     missing: str | None = None  # with status MISSING: why its file gave nothing (one line)
+    evidence: Evidence | None = None  # the statistics behind the outcome; None: no claim
+    outcome: Outcome | None = None
+    inconclusive: tuple[str, ...] = ()  # one sentence per gate whose worsening may be noise
+    alpha: float | None = None  # the one-sided level its drop gate is tested at
+    p_adjusted: float | None = None  # the drop gate's p-value after the correction across gates
+    detectable: float | None = None  # smallest worsening detectable at 80% power (alpha one-sided)
+    exceeded: tuple[str, ...] = ()  # drop-gate sentences awaiting the test (internal to diff)
+
+    @property
+    def gate(self) -> Gate | None:
+        if not self.gated:
+            return None
+        if self.failures:
+            return Gate.REGRESSED
+        return Gate.INCONCLUSIVE if self.inconclusive else Gate.PASS
 
 
 @dataclass(frozen=True)
@@ -90,14 +128,26 @@ class Diff:
     params: tuple[ParamChange, ...]
     has_baseline: bool
     verdict: Verdict
+    statistics: StatisticsConfig = field(default_factory=StatisticsConfig)
+    tested_gates: int = 0  # drop gates with evidence, the family the correction runs over
+    corrected: bool = False  # their p-values were adjusted (only needed when a gate exceeded its threshold)
 
     @property
     def regressions(self) -> tuple[MetricChange, ...]:
         return tuple(m for m in self.metrics if m.failures)
 
     @property
+    def inconclusive(self) -> tuple[MetricChange, ...]:
+        return tuple(m for m in self.metrics if m.inconclusive and not m.failures)
+
+    @property
     def uses_noise_rule(self) -> bool:
         return any(isinstance(m.head, Samples) or isinstance(m.base, Samples) for m in self.metrics)
+
+    @property
+    def judged(self) -> bool:
+        """Some metric has statistical evidence (the report then shows intervals and rules)."""
+        return any(m.evidence is not None for m in self.metrics)
 
 
 def guess_direction(name: str) -> str | None:
@@ -148,6 +198,23 @@ def compare_metric(
     head: Value | None,
     has_baseline: bool,
     rule: Threshold | None,
+    evidence: Evidence | None = None,
+    alpha: float = StatisticsConfig.alpha,
+    missing: str | None = None,
+) -> MetricChange:
+    """One metric judged on its own (no correction across gates; :func:`diff` applies one)."""
+    change = _judge(name, base, head, has_baseline, rule, evidence, alpha, missing)
+    return _finish(change, change.p_adjusted)
+
+
+def _judge(
+    name: str,
+    base: Value | None,
+    head: Value | None,
+    has_baseline: bool,
+    rule: Threshold | None,
+    evidence: Evidence | None,
+    alpha: float,
     missing: str | None = None,
 ) -> MetricChange:
     gated = rule is not None and any(v is not None for v in (rule.max_drop, rule.max_drop_pct, rule.min, rule.max))
@@ -160,7 +227,116 @@ def compare_metric(
             name, base, None, Status.MISSING, direction, failures=failures, gated=gated, missing=missing
         )
     change = _compare(name, base, head, has_baseline, rule)
-    return replace(change, gated=gated) if gated else change
+    if gated:
+        change = replace(change, gated=True)
+    if change.status is not Status.CHANGED and change.status is not Status.UNCHANGED:
+        return change
+    if evidence is None and change.delta is not None:
+        evidence = runs_evidence(base, head)
+    if evidence is None or change.delta is None or not math.isfinite(change.delta):
+        return change
+    gate_alpha = rule.alpha if rule is not None and rule.alpha is not None else alpha
+    significant = evidence.p_two_sided() < alpha
+    direction = change.direction
+    if not significant:
+        outcome = Outcome.NO_CHANGE
+    elif direction is None:
+        outcome = Outcome.CHANGED
+    else:
+        outcome = Outcome.BETTER if evidence.p_better(direction) < evidence.p_worse(direction) else Outcome.WORSE
+    improved = {Outcome.BETTER: True, Outcome.WORSE: False}.get(outcome)
+    p_worse = evidence.p_worse(direction) if direction is not None else None
+    return replace(
+        change,
+        evidence=evidence,
+        outcome=outcome,
+        improved=improved,
+        within_noise=outcome is Outcome.NO_CHANGE,
+        alpha=gate_alpha if _has_drop_gate(rule) else None,
+        p_adjusted=p_worse if _has_drop_gate(rule) else None,
+        detectable=detectable_effect(evidence.se, gate_alpha),
+    )
+
+
+def _has_drop_gate(rule: Threshold | None) -> bool:
+    return rule is not None and (rule.max_drop is not None or rule.max_drop_pct is not None)
+
+
+def _finish(change: MetricChange, p_adjusted: float | None) -> MetricChange:
+    """Turn drop-gate sentences awaiting the test into failures (significant) or inconclusive ones."""
+    if not change.exceeded:
+        return change if p_adjusted == change.p_adjusted else replace(change, p_adjusted=p_adjusted)
+    if change.evidence is None or p_adjusted is None or change.alpha is None:
+        return replace(change, failures=change.failures + change.exceeded, exceeded=())
+    if p_adjusted < change.alpha:
+        why = f"significant ({_p(p_adjusted)}, α = {change.alpha:g})"
+        failed = tuple(f"{sentence}; {why}" for sentence in change.exceeded)
+        return replace(change, failures=change.failures + failed, exceeded=(), p_adjusted=p_adjusted)
+    return replace(change, inconclusive=(may_have_worsened(change, p_adjusted),), exceeded=(), p_adjusted=p_adjusted)
+
+
+def may_have_worsened(change: MetricChange, p_adjusted: float) -> str:
+    """ "may have dropped: -0.4 pp, 95% CI [-1.3, +0.5]; these 2,000 examples can detect >= 1.1 pp; ..."."""
+    evidence = change.evidence
+    assert evidence is not None
+    word = "dropped" if change.direction == "higher" else "risen"
+    sentence = f"may have {word}: {format_change(evidence.delta, evidence.percent_points)}"
+    if evidence.low is not None and evidence.high is not None:
+        sentence += f", {CONFIDENCE:.0%} CI {format_interval(evidence.low, evidence.high, evidence.percent_points)}"
+    sentence += f" ({_p(p_adjusted)}, not below α = {change.alpha:g})"
+    if change.detectable is not None:
+        what = {"examples": "examples", "runs": "runs", "history": "recorded commits"}[evidence.source]
+        more = "add examples or seeds" if evidence.source != "runs" else "add seeds"
+        sentence += (
+            f"; these {evidence.count:,} {what} can detect >= "
+            f"{format_change(change.detectable, evidence.percent_points, signed=False)}; {more}"
+        )
+    return sentence
+
+
+def format_change(value: float, percent_points: bool, signed: bool = True) -> str:
+    if percent_points:
+        text = f"{value * 100:+.2f}" if signed else f"{value * 100:.2f}"
+        return f"{text} pp"
+    return f"{value:+.4g}" if signed else f"{value:.4g}"
+
+
+def format_interval(low: float, high: float, percent_points: bool) -> str:
+    if percent_points:
+        return f"[{low * 100:+.2f}, {high * 100:+.2f}] pp"
+    return f"[{low:+.4g}, {high:+.4g}]"
+
+
+def _p(value: float) -> str:
+    return f"p = {value:.2g}" if value >= 0.001 else "p < 0.001"
+
+
+def runs_evidence(base: Value | None, head: Value | None) -> Evidence | None:
+    """Welch's test for repeated values (seeds, folds); None unless a side has several values."""
+    if not isinstance(base, Samples) and not isinstance(head, Samples):
+        return None
+    base_values = base.values if isinstance(base, Samples) else (numeric(base),)
+    head_values = head.values if isinstance(head, Samples) else (numeric(head),)
+    if any(v is None for v in (*base_values, *head_values)):
+        return None
+    from cml_bot.stats.runs import compare_runs
+
+    result = compare_runs([v for v in base_values if v is not None], [v for v in head_values if v is not None])
+    if result is None:
+        return None
+    test = "Welch's t-test" if result.welch else "Student's t-test (one side has a single run)"
+    rule = f"{len(base_values)} vs {len(head_values)} runs: {test} on the means, {CONFIDENCE:.0%} CI of the difference"
+    return Evidence(
+        "runs",
+        rule,
+        result.delta,
+        result.low,
+        result.high,
+        result.p_up,
+        result.p_down,
+        result.se,
+        len(base_values) + len(head_values),
+    )
 
 
 def missing_metrics(
@@ -191,7 +367,7 @@ def _compare(
     name: str, base: Value | None, head: Value | None, has_baseline: bool, rule: Threshold | None
 ) -> MetricChange:
     direction = (rule.direction if rule else None) or guess_direction(name)
-    has_drop_gate = rule is not None and (rule.max_drop is not None or rule.max_drop_pct is not None)
+    has_drop_gate = _has_drop_gate(rule)
     if head is None:
         # A gated metric that this change no longer produces cannot be said to pass.
         gated = rule is not None and (has_drop_gate or rule.min is not None or rule.max is not None)
@@ -213,29 +389,31 @@ def _compare(
     delta = h - b
     relative = delta / abs(b) if b != 0 and math.isfinite(b) and math.isfinite(delta) else None
     worsening = None
-    improved = None
     # Leaving Infinity is judged (loss inf -> 0.3 is better); reaching it is left to the gates.
+    # Without evidence the direction of a change is not a claim (improved stays None).
     if direction is not None and not math.isnan(delta) and math.isfinite(h):
         signed = -delta if direction == "higher" else delta
-        improved = None if signed == 0 else signed < 0
         worsening = signed if math.isfinite(signed) else None  # gates treat Infinity on their own
-    within_noise = False
-    noise = _noise(base, head)
-    if noise is not None and worsening is not None and abs(worsening) <= noise:
-        within_noise, improved = True, None
-    if rule is not None and direction is not None and not within_noise:
-        failures.extend(_drop_failures(b, h, worsening, rule, direction))
-    return MetricChange(name, base, head, status, direction, delta, relative, improved, within_noise, tuple(failures))
-
-
-def _noise(base: Value, head: Value) -> float | None:
-    if not isinstance(base, Samples) and not isinstance(head, Samples):
-        return None
-    variance = 0.0
-    for side in (base, head):
-        if isinstance(side, Samples) and side.n > 1:
-            variance += side.std**2 / side.n
-    return 2 * math.sqrt(variance)
+    improved = None
+    if math.isinf(b) and math.isfinite(h) and direction is not None:  # leaving +-Infinity needs no test
+        improved = (b > 0) == (direction == "lower")
+    exceeded: list[str] = []
+    if rule is not None and direction is not None:
+        for sentence in _drop_failures(b, h, worsening, rule, direction):
+            # NaN / Infinity are failures as they are; a finite worsening awaits the evidence.
+            (exceeded if worsening is not None and math.isfinite(h) else failures).append(sentence)
+    return MetricChange(
+        name,
+        base,
+        head,
+        status,
+        direction,
+        delta,
+        relative,
+        improved,
+        failures=tuple(failures),
+        exceeded=tuple(exceeded),
+    )
 
 
 def _bound_failures(head: Value, rule: Threshold | None) -> list[str]:
@@ -302,29 +480,62 @@ def diff(
     thresholds: Sequence[Threshold] = (),
     base_params: Mapping[str, Value] | None = None,
     head_params: Mapping[str, Value] | None = None,
+    evidence: Mapping[str, Evidence] | None = None,
+    statistics: StatisticsConfig | None = None,
     missing: Mapping[str, str] | None = None,
 ) -> Diff:
-    """Compare head with base. ``base_metrics=None`` means there is no baseline at all;
+    """Compare head with base. ``base_metrics=None`` means there is no baseline at all.
+
+    ``evidence`` holds per-example or history evidence by metric name (see cml_bot.verdicts);
+    repeated values are judged here. The drop gates with evidence form one family: their one-sided
+    p-values are corrected together (``statistics.correction``) before each is compared with its alpha.
     ``missing`` names metrics whose file is missing or malformed in this change (see
-    :func:`missing_metrics`)."""
+    :func:`missing_metrics`).
+    """
+    settings = statistics or StatisticsConfig()
     has_baseline = base_metrics is not None
     base = base_metrics or {}
+    given = evidence or {}
     gone = missing or {}
     names = list(head_metrics) + [n for n in base if n not in head_metrics]
-    metrics = tuple(
-        compare_metric(
-            name, base.get(name), head_metrics.get(name), has_baseline, rule_for(name, thresholds), gone.get(name)
+    judged = [
+        _judge(
+            name,
+            base.get(name),
+            head_metrics.get(name),
+            has_baseline,
+            rule_for(name, thresholds),
+            given.get(name),
+            settings.alpha,
+            gone.get(name),
         )
         for name in names
-    )
+    ]
+    family = [i for i, m in enumerate(judged) if m.alpha is not None and m.p_adjusted is not None]
+    raw = [judged[i].p_adjusted or 1.0 for i in family]
+    # The correction decides only gates whose worsening exceeds the threshold; with none, it is moot.
+    corrected = len(family) > 1 and settings.correction != "none" and any(judged[i].exceeded for i in family)
+    adjusted = adjust_p_values(raw, settings.correction) if corrected else raw
+    p_by_index: dict[int, float] = dict(zip(family, adjusted, strict=True))
+    metrics = tuple(_finish(m, p_by_index.get(i)) for i, m in enumerate(judged))
     params = diff_params(base_params or {}, head_params or {}, has_baseline)
     if any(m.failures for m in metrics):
         verdict = Verdict.REGRESSED
+    elif any(m.inconclusive for m in metrics):
+        verdict = Verdict.INCONCLUSIVE
     elif not has_baseline:
         verdict = Verdict.NO_BASELINE
     else:
         verdict = Verdict.PASS
-    return Diff(metrics=metrics, params=params, has_baseline=has_baseline, verdict=verdict)
+    return Diff(
+        metrics=metrics,
+        params=params,
+        has_baseline=has_baseline,
+        verdict=verdict,
+        statistics=settings,
+        tested_gates=len(family),
+        corrected=corrected,
+    )
 
 
 def diff_params(base: Mapping[str, Value], head: Mapping[str, Value], has_baseline: bool) -> tuple[ParamChange, ...]:

@@ -6,10 +6,11 @@ in :class:`~cml_bot.runtime.Effects` (records, the merge-base when the clone can
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from cml_bot import plotserver
+from cml_bot import plotserver, verdicts
 from cml_bot.baseline import (
     Baseline,
     ResultStore,
@@ -21,7 +22,7 @@ from cml_bot.baseline import (
 )
 from cml_bot.config import Config, load_config
 from cml_bot.context import CiContext, detect
-from cml_bot.diff import Diff, diff, missing_metrics, numeric
+from cml_bot.diff import Diff, diff, numeric
 from cml_bot.errors import ForgeError, InputError
 from cml_bot.findings import closest_files, describe_config, run_findings, threshold_notes, uncommitted_changes
 from cml_bot.git import Git
@@ -32,10 +33,12 @@ from cml_bot.report import PlotEntry, Report, RunFacts, Shard
 from cml_bot.results import RunResults, read_results
 from cml_bot.runtime import Effects, Options, token_kind
 from cml_bot.secrets import without_tokens
+from cml_bot.stats.history import history_noise
 
 if TYPE_CHECKING:
     from cml_bot.data import DataChange
     from cml_bot.pipeline import PipelineResult
+    from cml_bot.verdicts import PredictionReport
 
 log = logging.getLogger(__name__)
 
@@ -339,11 +342,15 @@ def build_report(evaluation: Evaluation, draw: bool = True) -> tuple[Report, tup
     """The report and its images; ``draw=False`` skips the plots (for a verdict alone)."""
     config, head, baseline = evaluation.config, evaluation.head, evaluation.baseline
     base = baseline.results
-    missing = missing_metrics(base.metrics, base.origins, head.metrics, head.problems) if base else {}
+    judgement = verdicts.judge(config, base, head, evaluation.history)
+    result = judgement.diff
     base_metrics, base_params = (base.metrics, base.params) if base else (None, None)
-    result = diff(base_metrics, head.metrics, config.thresholds, base_params, head.params, missing=missing)
     base_label = baseline.ref or "base"
     plot_entries, images = render_plots(config, head, base, base_label, evaluation.plotter) if draw else ((), ())
+    if draw and judgement.predictions is not None:
+        delta_entry, delta_image = render_confusion_delta(evaluation, judgement.predictions, base_label)
+        if delta_image is not None:
+            plot_entries, images = (*plot_entries, delta_entry), (*images, delta_image)
     trend_entry, trend_image = render_trend_plot(evaluation, result) if draw else (PlotEntry(""), None)
     if trend_image is not None:
         plot_entries, images = (*plot_entries, trend_entry), (*images, trend_image)
@@ -351,7 +358,7 @@ def build_report(evaluation: Evaluation, draw: bool = True) -> tuple[Report, tup
         Shard(name, diff(base_metrics, run.metrics, config.thresholds, base_params, run.params))
         for name, run in evaluation.shards
     )
-    notes = (*evaluation.notes, *threshold_notes(config, result), *_plot_notes(config, head))
+    notes = (*evaluation.notes, *judgement.notes, *threshold_notes(config, result), *_plot_notes(config, head))
     report = Report(
         title=config.title,
         report_id=config.report_id,
@@ -363,8 +370,29 @@ def build_report(evaluation: Evaluation, draw: bool = True) -> tuple[Report, tup
         notes=notes,
         warnings=(*notes, *(f"plot {p.title!r}: {p.note}" for p in plot_entries if p.problem)),
         shards=shards,
+        predictions=judgement.predictions,
+        artifacts=judgement.artifacts,
     )
     return report, images
+
+
+def render_confusion_delta(
+    evaluation: Evaluation, predictions: PredictionReport, base_label: str
+) -> tuple[PlotEntry, Image | None]:
+    title = "Confusion change (this change minus base)"
+    if not predictions.base_confusion:
+        return PlotEntry(title), None
+    plotter = evaluation.plotter or InProcess()
+    image = plotter.call(
+        "cml_bot.plots.figures:render_confusion_delta",
+        predictions.class_names,
+        predictions.base_confusion,
+        predictions.head_confusion,
+        "confusion-delta",
+        title,
+    )
+    note = f"counts on the {predictions.common:,} common examples; blue: more than at {base_label}, red: fewer"
+    return PlotEntry(title, (image.name,), note), image
 
 
 def headline_metrics(result: Diff, limit: int = 4) -> list[str]:
@@ -388,12 +416,28 @@ def render_trend_plot(evaluation: Evaluation, result: Diff) -> tuple[PlotEntry, 
     ]
     if not current:
         return PlotEntry(title), None
+    shifts: dict[str, tuple[int, ...]] = {}
+    bands: dict[str, tuple[int, float, float]] = {}
+    for name in current:
+        if not all(name in values for _, values in history):
+            continue
+        noise = history_noise([values[name] for _, values in history])
+        if noise is None:
+            continue
+        shifts[name] = noise.change_points
+        if math.isfinite(noise.sigma):  # the level of the last segment ± 2 sigma of one run
+            start = noise.change_points[-1] if noise.change_points else 0
+            bands[name] = (start, noise.level - 2 * noise.sigma, noise.level + 2 * noise.sigma)
     try:
         plotter = evaluation.plotter or InProcess()
-        image = plotter.call("cml_bot.plots.figures:render_trend", history, current, "trend", title)
+        image = plotter.call("cml_bot.plots.figures:render_trend", history, current, "trend", title, shifts, bands)
     except InputError:
         return PlotEntry(title), None
     note = f"the last {len(history)} recorded commits of {branch}, this change at the right"
+    if bands:
+        note += "; shaded: the usual variation of one run (±2σ)"
+    if any(shifts.values()):
+        note += "; dashed lines: change points (real shifts on the branch, left out of its noise)"
     return PlotEntry(title, (image.name,), note), image
 
 

@@ -1,5 +1,10 @@
 """The gates as JUnit XML, so GitLab's merge request widget (and other CI UIs) list each failing
-threshold by name (pure)."""
+threshold by name (pure).
+
+Three outcomes per gate: passed (an empty test case), regressed (``<failure>``) and inconclusive
+(``<skipped>`` with a message starting "inconclusive: "): the worsening exceeds the threshold but
+is not significant, so the gate could neither pass nor fail it. CI UIs show skipped cases apart
+from passed and failed ones, and a skipped case never fails the pipeline by itself."""
 
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ def junit_xml(report: Report) -> str:
     suite = ET.Element("testsuite", name="cml-bot")
     cases = 0
     failures = 0
+    skipped = 0
     if report.pipeline is not None:
         for step in report.pipeline.steps:
             case = ET.SubElement(
@@ -48,7 +54,12 @@ def junit_xml(report: Report) -> str:
             failures += 1
             message = f"{metric.name} " + "; ".join(metric.failures)
             ET.SubElement(case, "failure", message=_xml(message))
+        elif metric.inconclusive:
+            skipped += 1
+            message = f"inconclusive: {metric.name} " + "; ".join(metric.inconclusive)
+            ET.SubElement(case, "skipped", message=_xml(message))
     suite.set("tests", str(cases))
     suite.set("failures", str(failures))
     suite.set("errors", "0")
+    suite.set("skipped", str(skipped))
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"

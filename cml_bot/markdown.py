@@ -171,6 +171,12 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def details(summary: str, body: str, open_: bool = False) -> str:
+    """A collapsible block (``summary`` already escaped); Bitbucket's rendering flattens it."""
+    attr = " open" if open_ else ""
+    return f"<details{attr}><summary>{summary}</summary>\n\n{body}\n\n</details>"
+
+
 # --- Bitbucket Cloud ------------------------------------------------------------------------------
 #
 # Bitbucket Cloud renders comments with Python-Markdown and escapes raw HTML: an HTML comment (the

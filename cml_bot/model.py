@@ -14,6 +14,7 @@ class Verdict(str, enum.Enum):
 
     PASS = "pass"
     REGRESSED = "regressed"
+    INCONCLUSIVE = "inconclusive"  # a gate's worsening exceeds its threshold but is not significant
     NO_BASELINE = "no-baseline"
     FAILED = "failed"  # a pipeline step failed; metrics may be missing
 
@@ -21,6 +22,14 @@ class Verdict(str, enum.Enum):
 @dataclass(frozen=True)
 class Image:
     """A rendered plot or user image. ``name`` is a plain file name, unique within one report."""
+
+    name: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A file written next to the report (e.g. the full list of prediction flips), never posted."""
 
     name: str
     data: bytes

@@ -18,13 +18,16 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from cml_bot import markdown as md
-from cml_bot.diff import NOISE_RULE, Diff, MetricChange, ParamChange, Status
+from cml_bot.diff import NOISE_RULE, Diff, MetricChange, Outcome, ParamChange, Status
 from cml_bot.metrics import Value, format_value
-from cml_bot.model import Verdict
+from cml_bot.model import Artifact, Verdict
+from cml_bot.report_stats import examples_section, inconclusive_section, interval_cell, mark, rules_section
+from cml_bot.stats.evidence import CONFIDENCE
 
 if TYPE_CHECKING:
     from cml_bot.data import DataChange
     from cml_bot.pipeline import PipelineResult
+    from cml_bot.verdicts import PredictionReport
 
 GITHUB_LIMIT = 65_536
 MARKER_TEMPLATE = "<!-- cml-bot report (id: {report_id}) -->"
@@ -89,6 +92,8 @@ class Report:
     notes: tuple[str, ...] = ()  # warnings for the reader (trusted text from cml-bot)
     shards: tuple[Shard, ...] = ()  # a merged matrix report: one column per shard, ``diff`` unused
     warnings: tuple[str, ...] = ()  # for stderr, not rendered: the notes and the plots that could not be drawn
+    predictions: PredictionReport | None = None  # per-example results of both revisions, paired
+    artifacts: tuple[Artifact, ...] = ()  # files for the report folder (the full list of flips)
 
     @property
     def verdict(self) -> Verdict:
@@ -96,7 +101,7 @@ class Report:
             return Verdict.FAILED
         if self.shards:
             verdicts = {Verdict.FAILED if s.failed_step else s.diff.verdict for s in self.shards}
-            for verdict in (Verdict.FAILED, Verdict.REGRESSED, Verdict.PASS):
+            for verdict in (Verdict.FAILED, Verdict.REGRESSED, Verdict.INCONCLUSIVE, Verdict.PASS):
                 if verdict in verdicts:
                     return verdict
             return Verdict.NO_BASELINE
@@ -124,14 +129,31 @@ def verdict_summary(report: Report) -> str:
         names = ", ".join(_name(m.name) for m in regressions[:3])
         more = f" and {len(regressions) - 3} more" if len(regressions) > 3 else ""
         return f"regressed: {names}{more}"
+    unsure = diff.inconclusive
+    if unsure:
+        names = ", ".join(_name(m.name) for m in unsure[:3])
+        more = f" and {len(unsure) - 3} more" if len(unsure) > 3 else ""
+        return f"inconclusive: {names}{more} may have worsened beyond the threshold (not significant)"
     compared = sum(1 for m in diff.metrics if m.status in (Status.CHANGED, Status.UNCHANGED))
     if not diff.has_baseline:
-        return f"no baseline: {len(diff.metrics)} metrics reported"
+        return f"no baseline: {_plural(len(diff.metrics), 'metric')} reported"
     improved = sum(1 for m in diff.metrics if m.improved)
     worse = sum(1 for m in diff.metrics if m.improved is False)
+    same = sum(1 for m in diff.metrics if m.outcome is Outcome.NO_CHANGE)
+    claimless = sum(1 for m in diff.metrics if m.status is Status.CHANGED and m.outcome is None)
     missing = sum(1 for m in diff.metrics if m.status is Status.MISSING)
-    gone = f", {missing} missing in this change" if missing else ""
-    return f"pass: {compared} metrics compared, {improved} better, {worse} worse within thresholds{gone}"
+    parts = [f"{improved} better", f"{worse} worse"]
+    if same:
+        parts.append(f"{same} with no detectable change")
+    if claimless:
+        parts.append(f"{claimless} changed without evidence")
+    if missing:
+        parts.append(f"{missing} missing in this change")
+    return f"pass: {_plural(compared, 'metric')} compared, {', '.join(parts)}"
+
+
+def _plural(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
 
 
 def _name(name: str) -> str:
@@ -142,11 +164,14 @@ def _name(name: str) -> str:
 def _shards_summary(report: Report) -> str:
     failed = [_name(s.name) for s in report.shards if s.failed_step]
     regressed = [_name(s.name) for s in report.shards if s.diff.regressions and not s.failed_step]
+    unsure = [_name(s.name) for s in report.shards if s.diff.verdict is Verdict.INCONCLUSIVE and not s.failed_step]
     count = len(report.shards)
     if failed:
         return f"pipeline failed: in {', '.join(failed)} ({len(failed)} of {count} shards)"
     if regressed:
         return f"regressed: in {', '.join(regressed)} ({len(regressed)} of {count} shards)"
+    if unsure:
+        return f"inconclusive: in {', '.join(unsure)} ({len(unsure)} of {count} shards)"
     shards = f"{count} shard{'s' if count != 1 else ''}"
     if report.verdict is Verdict.NO_BASELINE:
         return f"no baseline: {shards} reported"
@@ -156,6 +181,7 @@ def _shards_summary(report: Report) -> str:
 _VERDICT_HEAD = {
     Verdict.PASS: "✓ **Pass**",
     Verdict.REGRESSED: "✗ **Regressed**",
+    Verdict.INCONCLUSIVE: "? **Inconclusive**",
     Verdict.NO_BASELINE: "○ **No baseline**",
     Verdict.FAILED: "✗ **Pipeline failed**",
 }
@@ -205,7 +231,8 @@ def _change_cells(change: MetricChange) -> tuple[str, str]:
 
 
 def _mark(change: MetricChange) -> str:
-    """A colour-free marker: readable in light and dark themes and by screen readers."""
+    """A colour-free marker: readable in light and dark themes and by screen readers. Better or
+    worse only when the evidence says so; a change without evidence is marked as such."""
     if change.failures:
         return "✗ regressed"
     if change.status is Status.NEW:
@@ -214,17 +241,24 @@ def _mark(change: MetricChange) -> str:
         return "removed"
     if change.status is Status.MISSING:
         return "missing"
-    if change.within_noise:
-        return "≈ within noise"
-    if change.improved is True:
+    judged = mark(change)
+    if judged is not None:
+        return judged
+    if change.status is Status.UNCHANGED:
+        return ""
+    if change.improved is True:  # leaving Infinity or NaN needs no test
         return "✓ better"
-    if change.improved is False:
-        return "↘ worse"
-    return "" if change.status is Status.UNCHANGED else "changed"
+    return "single run" if change.delta is not None and change.direction is not None else "changed"
 
 
-def metrics_table(changes: Sequence[MetricChange], has_baseline: bool, base_label: str) -> str:
-    if has_baseline:
+def metrics_table(changes: Sequence[MetricChange], has_baseline: bool, base_label: str, intervals: bool = False) -> str:
+    if has_baseline and intervals:
+        headers = ["Metric", md.cell(base_label), "This change", "Change", f"{CONFIDENCE:.0%} CI", "%", ""]
+        rows = []
+        for c in changes:
+            delta, relative = _change_cells(c)
+            rows.append([md.cell(c.name), _cell(c.base), _cell(c.head), delta, interval_cell(c), relative, _mark(c)])
+    elif has_baseline:
         headers = ["Metric", md.cell(base_label), "This change", "Change", "%", ""]
         rows = [[md.cell(c.name), _cell(c.base), _cell(c.head), *_change_cells(c), _mark(c)] for c in changes]
     else:
@@ -244,11 +278,6 @@ def params_table(changes: Sequence[ParamChange], has_baseline: bool, base_label:
     return md.table(headers, rows)
 
 
-def _details(summary: str, body: str, open_: bool = False) -> str:
-    attr = " open" if open_ else ""
-    return f"<details{attr}><summary>{summary}</summary>\n\n{body}\n\n</details>"
-
-
 # --- sections -------------------------------------------------------------------------------
 
 
@@ -257,6 +286,7 @@ class _Budget:
     """How much detail to show; each level drops more (see ``_LEVELS``)."""
 
     unchanged_params: bool = True
+    example_details: bool = True  # the broken examples and per-class tables
     step_table: bool = True
     log_lines: int = LOG_TAIL_LINES
     data_changes: bool = True
@@ -272,6 +302,7 @@ def _levels() -> tuple[tuple[str, _Budget], ...]:
     steps: tuple[tuple[str, dict[str, Any]], ...] = (
         ("", {}),
         ("unchanged params", {"unchanged_params": False}),
+        ("per-example tables", {"example_details": False}),
         ("pipeline step timings", {"step_table": False, "log_lines": 10}),
         ("data changes", {"data_changes": False}),
         ("unchanged metrics", {"unchanged_metrics": False}),
@@ -325,7 +356,7 @@ def _pipeline_section(report: Report, budget: _Budget) -> list[str]:
         tail = list(failed.log_tail[-budget.log_lines :]) if budget.log_lines else []
         out += [f"**Step {md.cell(failed.name)} {how}.** Metrics below may be missing or stale.", ""]
         if tail:
-            out += [_details(f"Last {len(tail)} lines of the log", md.code_block(tail), open_=True), ""]
+            out += [md.details(f"Last {len(tail)} lines of the log", md.code_block(tail), open_=True), ""]
     if budget.step_table:
         rows = [
             [
@@ -339,7 +370,7 @@ def _pipeline_section(report: Report, budget: _Budget) -> list[str]:
         table = md.table(["Step", "Command", "Time", "Result"], rows)
         count = len(pipeline.steps)
         summary = f"Pipeline: {count} step{'s' if count != 1 else ''}, {pipeline.duration:.1f} s"
-        out += [_details(summary, table), ""]
+        out += [md.details(summary, table), ""]
     return out
 
 
@@ -398,10 +429,11 @@ def _metrics_section(report: Report, metrics: list[MetricChange], heading: str, 
         return ["### Metrics by shard", "", shards_table(report.shards, base_label), ""]
     if not metrics:
         return []
-    lines = [heading, "", metrics_table(metrics, report.diff.has_baseline, base_label), ""]
+    table = metrics_table(metrics, report.diff.has_baseline, base_label, intervals=report.diff.judged)
+    lines = [heading, "", table, ""]
     if report.diff.uses_noise_rule:
         lines += [f"_Repeated values are shown as mean ± std; {NOISE_RULE}._", ""]
-    return lines
+    return lines + rules_section(report.diff)
 
 
 def _params_section(report: Report, budget: _Budget, base_label: str) -> list[str]:
@@ -409,7 +441,7 @@ def _params_section(report: Report, budget: _Budget, base_label: str) -> list[st
         if not budget.params or not any(s.diff.params for s in report.shards):
             return []
         table = shards_table(report.shards, base_label, params=True)
-        return [_details("Params by shard", table, open_=True), ""]
+        return [md.details("Params by shard", table, open_=True), ""]
     params = report.diff.params
     if not params or not budget.params:
         return []
@@ -422,7 +454,7 @@ def _params_section(report: Report, budget: _Budget, base_label: str) -> list[st
             unchanged = []
     if unchanged and budget.unchanged_params:
         table = params_table(unchanged, report.diff.has_baseline, base_label)
-        lines += [_details(f"{len(unchanged)} unchanged params", table), ""]
+        lines += [md.details(f"{len(unchanged)} unchanged params", table), ""]
     elif unchanged:
         lines += [f"_{len(unchanged)} unchanged params not shown._", ""]
     return lines
@@ -472,7 +504,7 @@ def _data_section(report: Report) -> list[str]:
         )
     table = md.table(["Data", "State", "Hash", "Rows", "Columns", "Labels"], rows)
     changed = sum(1 for c in changes if c.changed)
-    return [_details(f"Data: {changed} of {len(changes)} files changed", table, open_=changed > 0), ""]
+    return [md.details(f"Data: {changed} of {len(changes)} files changed", table, open_=changed > 0), ""]
 
 
 def _count(value: int | None) -> str:
@@ -507,7 +539,7 @@ def _facts_section(report: Report) -> list[str]:
     if not rows:
         return []
     table = md.table(["", ""], rows)
-    return [_details("Run facts", table), ""]
+    return [md.details("Run facts", table), ""]
 
 
 def _render(
@@ -533,9 +565,17 @@ def _render(
     )
     if regressions:
         lines += [*regressions, ""]
+    if not report.shards:
+        unsure = section(("inconclusive",), lambda: inconclusive_section(report.diff))
+        lines += [*unsure, ""] if unsure else []
     lines += section(("pipeline", budget.step_table, budget.log_lines), lambda: _pipeline_section(report, budget))
     metrics, heading = _select_metrics(report, budget)
     lines += section(("metrics", heading, len(metrics)), lambda: _metrics_section(report, metrics, heading, base_label))
+    if report.predictions is not None and not report.shards:
+        predictions = report.predictions
+        lines += section(
+            ("examples", budget.example_details), lambda: examples_section(predictions, budget.example_details)
+        )
     lines += section(
         ("params", budget.params, budget.unchanged_params), lambda: _params_section(report, budget, base_label)
     )

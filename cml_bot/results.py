@@ -43,7 +43,7 @@ def read_results(declared: Declarations, tree: Tree, sha: str | None, max_names:
     metrics = collect(tree, declared.metrics, max_names=max_names)
     left = max_names - len(metrics.values)
     params = collect(tree, declared.params, params=True, keys=declared.keys_of, max_names=left)
-    plot_files = list(dict.fromkeys(file for spec in declared.plots for file in spec.files))
+    plot_files = list(dict.fromkeys([*(file for spec in declared.plots for file in spec.files), *declared.carried]))
     files = {path: data for path, data in tree.read_many(plot_files).items() if data is not None}
     return RunResults(
         sha=sha,

@@ -124,8 +124,12 @@ class User:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "id": self.id, "username": self.username, "name": self.username, "state": "active",
-            "avatar_url": None, "web_url": f"https://gitlab.example/{self.username}",
+            "id": self.id,
+            "username": self.username,
+            "name": self.username,
+            "state": "active",
+            "avatar_url": None,
+            "web_url": f"https://gitlab.example/{self.username}",
         }
 
 
@@ -199,9 +203,7 @@ class FakeGitLab:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -260,11 +262,22 @@ class FakeGitLab:
                 parent = commit_sha
             project.branches[source] = sha
             mr = existing or {
-                "id": 5000 + iid, "iid": iid, "project_id": project.id, "title": f"MR {iid}", "description": "",
-                "source_project_id": project.id, "target_project_id": project.id, "draft": False,
-                "work_in_progress": False, "merge_commit_sha": None, "squash_commit_sha": None,
-                "author": self.others[7].as_json(), "web_url": f"{self.web_url}/-/merge_requests/{iid}",
-                "created_at": self._now(), "_base": base, "_commits": [],
+                "id": 5000 + iid,
+                "iid": iid,
+                "project_id": project.id,
+                "title": f"MR {iid}",
+                "description": "",
+                "source_project_id": project.id,
+                "target_project_id": project.id,
+                "draft": False,
+                "work_in_progress": False,
+                "merge_commit_sha": None,
+                "squash_commit_sha": None,
+                "author": self.others[7].as_json(),
+                "web_url": f"{self.web_url}/-/merge_requests/{iid}",
+                "created_at": self._now(),
+                "_base": base,
+                "_commits": [],
             }
             mr.update(state=state, sha=sha, source_branch=source, target_branch=target, updated_at=self._now())
             mr["diff_refs"] = {"base_sha": base, "head_sha": sha, "start_sha": project.branches.get(target, base)}
@@ -383,8 +396,13 @@ class FakeGitLab:
             project.refs[f"refs/merge-requests/{iid}/merge"] = merge_sha
             mr["diff_refs"]["start_sha"] = tip
             return self._new_pipeline(
-                merge_sha, f"refs/merge-requests/{iid}/merge", "merge_request_event", iid, "merged_result",
-                pipeline_id, "running",
+                merge_sha,
+                f"refs/merge-requests/{iid}/merge",
+                "merge_request_event",
+                iid,
+                "merged_result",
+                pipeline_id,
+                "running",
             )
 
     def branches_containing(self, sha: str) -> list[str]:
@@ -463,7 +481,13 @@ class FakeGitLab:
         return note
 
     def _new_pipeline(
-        self, sha: str, ref: str, source: str, iid: int | None, event_type: str | None, pipeline_id: int | None,
+        self,
+        sha: str,
+        ref: str,
+        source: str,
+        iid: int | None,
+        event_type: str | None,
+        pipeline_id: int | None,
         status: str,
     ) -> Pipeline:
         pipelines = self.project.pipelines
@@ -477,8 +501,9 @@ class FakeGitLab:
         """A commit with a given id (one a test made in a real local repository) on top of ``parent``."""
         if sha not in self.project.commits:
             base = self.project.commits[parent]
-            self.project.commits[sha] = Commit(sha, (parent,), message, dict(base.files), dict(base.last_commit),
-                                               self._now())
+            self.project.commits[sha] = Commit(
+                sha, (parent,), message, dict(base.files), dict(base.last_commit), self._now()
+            )
 
     def _ancestry(self, head: str) -> set[str]:
         seen: set[str] = set()
@@ -490,8 +515,9 @@ class FakeGitLab:
                 todo.extend(self.project.commits[sha].parent_ids)
         return seen
 
-    def _commit_to(self, branch: str, message: str, changes: dict[str, bytes | None], *,
-                   start: str | None = None) -> Commit:
+    def _commit_to(
+        self, branch: str, message: str, changes: dict[str, bytes | None], *, start: str | None = None
+    ) -> Commit:
         """A commit on ``branch``'s head, or on ``start`` (a branch or sha) creating ``branch``; None deletes."""
         project = self.project
         parent_id = project.branches.get(start or branch) or (start if start in project.commits else None)
@@ -636,14 +662,23 @@ class _Handler(BaseHTTPRequestHandler):
                 if not isinstance(name, str):
                     continue
                 filename = part.get_filename()
-                fields[name] = FilePart(str(filename), part.get_content_type(), data) if filename else (
-                    data.decode("utf-8", "replace"))
+                fields[name] = (
+                    FilePart(str(filename), part.get_content_type(), data)
+                    if filename
+                    else (data.decode("utf-8", "replace"))
+                )
             return fields, None
         return None, f"unsupported Content-Type {content_type!r}"
 
     def _violations(
-        self, method: str, path: str, found: Match | str | None, queries: dict[str, list[str]],
-        body: dict[str, Any] | None, body_problem: str | None, raw: bytes,
+        self,
+        method: str,
+        path: str,
+        found: Match | str | None,
+        queries: dict[str, list[str]],
+        body: dict[str, Any] | None,
+        body_problem: str | None,
+        raw: bytes,
     ) -> list[str]:
         if found is None:
             return [f"{method} {path}: no such endpoint in the GitLab contract"]
@@ -692,18 +727,27 @@ class _Handler(BaseHTTPRequestHandler):
             # and Retry-After.
             wait = fault.retry_after if fault.retry_after is not None else 60
             reset = int(time.time()) + wait
-            headers.update({
-                "RateLimit-Name": "throttle_authenticated_api", "RateLimit-Limit": "120",
-                "RateLimit-Observed": "121", "RateLimit-Remaining": "0", "RateLimit-Reset": str(reset),
-                "RateLimit-ResetTime": formatdate(reset, usegmt=True), "Retry-After": str(wait),
-            })
+            headers.update(
+                {
+                    "RateLimit-Name": "throttle_authenticated_api",
+                    "RateLimit-Limit": "120",
+                    "RateLimit-Observed": "121",
+                    "RateLimit-Remaining": "0",
+                    "RateLimit-Reset": str(reset),
+                    "RateLimit-ResetTime": formatdate(reset, usegmt=True),
+                    "Retry-After": str(wait),
+                }
+            )
             text = fault.message if fault.message not in ("Bad Gateway", "") else "Retry later"
             self._send(429, text.encode(), headers)
             return
         if fault.status == 429:
             # An application rate limit (e.g. notes creation): JSON, no headers (same docs page).
-            self._send(429, {"message": {"error": "This endpoint has been requested too many times. Try again later."}},
-                       headers)
+            self._send(
+                429,
+                {"message": {"error": "This endpoint has been requested too many times. Try again later."}},
+                headers,
+            )
             return
         if fault.status == 409 and fault.message == "Bad Gateway":
             # POST /statuses/:sha while another update holds the lock: "retry the request".
@@ -712,11 +756,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(fault.status, {"message": fault.message}, headers)
 
     def _rate_limit_headers(self) -> dict[str, str]:
-        """"Headers returned for all requests" (user_and_ip_rate_limits.html); GitLab.com allows 2,000/min."""
+        """ "Headers returned for all requests" (user_and_ip_rate_limits.html); GitLab.com allows 2,000/min."""
         observed = len(self.server_fake.requests)
-        return {"RateLimit-Name": "throttle_authenticated_api", "RateLimit-Limit": "2000",
-                "RateLimit-Observed": str(observed), "RateLimit-Remaining": str(max(0, 2000 - observed)),
-                "RateLimit-Reset": str(int(time.time()) // 60 * 60 + 60)}
+        return {
+            "RateLimit-Name": "throttle_authenticated_api",
+            "RateLimit-Limit": "2000",
+            "RateLimit-Observed": str(observed),
+            "RateLimit-Remaining": str(max(0, 2000 - observed)),
+            "RateLimit-Reset": str(int(time.time()) // 60 * 60 + 60),
+        }
 
     def _send(self, status: int, body: Any, headers: dict[str, str]) -> None:
         headers = {**self._rate_limit_headers(), **headers}
@@ -736,8 +784,14 @@ class _Handler(BaseHTTPRequestHandler):
     # -- behaviour -----------------------------------------------------------------------------------
 
     def _answer(
-        self, method: str, found: Match | str | None, queries: dict[str, list[str]], query: dict[str, str],
-        body: dict[str, Any] | None, body_problem: str | None, caller: Caller,
+        self,
+        method: str,
+        found: Match | str | None,
+        queries: dict[str, list[str]],
+        query: dict[str, str],
+        body: dict[str, Any] | None,
+        body_problem: str | None,
+        caller: Caller,
     ) -> Reply:
         if found is None:
             raise Reply(404, {"error": "404 Not Found"})
@@ -757,9 +811,15 @@ class _Handler(BaseHTTPRequestHandler):
             raise Reply(400, {"error": ", ".join(errors)})  # Grape's validation answer
         if endpoint.name == "current user":
             if not self.server_fake.user_endpoint:
-                raise Reply(403, {"error": "insufficient_scope",
-                                   "error_description": "The request requires higher privileges than provided by "
-                                                        "the access token.", "scope": "api read_user"})
+                raise Reply(
+                    403,
+                    {
+                        "error": "insufficient_scope",
+                        "error_description": "The request requires higher privileges than provided by "
+                        "the access token.",
+                        "scope": "api read_user",
+                    },
+                )
             assert caller.user is not None
             return Reply(200, caller.user.as_json())
         self._project(found.path["id"], caller)
@@ -792,8 +852,16 @@ class _Handler(BaseHTTPRequestHandler):
     def _get_project(self, path: dict[str, str], params: dict[str, Any], caller: Caller) -> Reply:
         fake = self.server_fake
         project = fake.project
-        return Reply(200, {"id": project.id, "path_with_namespace": project.path, "web_url": fake.web_url,
-                            "default_branch": project.default_branch, "visibility": "private"})
+        return Reply(
+            200,
+            {
+                "id": project.id,
+                "path_with_namespace": project.path,
+                "web_url": fake.web_url,
+                "default_branch": project.default_branch,
+                "visibility": "private",
+            },
+        )
 
     # https://docs.gitlab.com/ee/api/merge_requests.html#get-single-mr: sha is the head, diff_refs
     def _get_merge_request(self, path: dict[str, str], params: dict[str, Any], caller: Caller) -> Reply:
@@ -834,9 +902,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _note_body(self, params: dict[str, Any]) -> str:
         body = params["body"]
         if not body.strip():
-            raise message(400, "400 Bad request - Note {:note=>[\"can't be blank\"]}")
+            raise message(400, '400 Bad request - Note {:note=>["can\'t be blank"]}')
         if len(body) > NOTE_BODY_LIMIT:
-            raise message(400, "400 Bad request - Note {:note=>[\"is too long (maximum is 1000000 characters)\"]}")
+            raise message(400, '400 Bad request - Note {:note=>["is too long (maximum is 1000000 characters)"]}')
         return str(body)
 
     def _may_admin_note(self, note: dict[str, Any], caller: Caller) -> None:
@@ -883,8 +951,16 @@ class _Handler(BaseHTTPRequestHandler):
             "markdown": f"![{alt}]({url})",
         }
         assert caller.user is not None
-        project.uploads.append({**record, "filename": filename, "data": upload.data, "secret": secret,
-                                "created_at": fake._now(), "uploaded_by": caller.user.id})
+        project.uploads.append(
+            {
+                **record,
+                "filename": filename,
+                "data": upload.data,
+                "secret": secret,
+                "created_at": fake._now(),
+                "uploaded_by": caller.user.id,
+            }
+        )
         return Reply(201, record)
 
     # https://docs.gitlab.com/ee/api/project_markdown_uploads.html#list-uploads: Maintainer role,
@@ -894,9 +970,15 @@ class _Handler(BaseHTTPRequestHandler):
         if self._role(caller) < ROLES["maintainer"]:
             raise forbidden()
         items = [
-            {"id": u["id"], "size": len(u["data"]), "filename": u["filename"], "created_at": u["created_at"],
-             "uploaded_by": {k: v for k, v in fake._user(u["uploaded_by"]).as_json().items()
-                             if k in ("id", "name", "username")}}
+            {
+                "id": u["id"],
+                "size": len(u["data"]),
+                "filename": u["filename"],
+                "created_at": u["created_at"],
+                "uploaded_by": {
+                    k: v for k, v in fake._user(u["uploaded_by"]).as_json().items() if k in ("id", "name", "username")
+                },
+            }
             for u in sorted(fake.project.uploads, key=lambda u: u["created_at"], reverse=True)
         ]
         return paginated(items, params, f"{fake.api_url}/projects/{fake.project.id}/uploads")
@@ -934,4 +1016,3 @@ class _Handler(BaseHTTPRequestHandler):
             found = [mr for mr in found if mr["state"] == params["state"]]
         base = f"{fake.api_url}/projects/{fake.project.id}/repository/commits/{sha}/merge_requests"
         return paginated(found, params, base, totals=False)
-

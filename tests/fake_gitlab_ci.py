@@ -29,10 +29,22 @@ TRANSITIONS = {
     "cancel": ("created", "pending", "running"),
     "skip": ("created",),
 }
-EVENTS = {"pending": ["enqueue!"], "running": ["enqueue", "run!"], "success": ["success!"], "failed": ["drop!"],
-          "canceled": ["cancel!"], "skipped": ["skip!"]}
-RESULT = {"enqueue": "pending", "run": "running", "success": "success", "drop": "failed", "cancel": "canceled",
-          "skip": "skipped"}
+EVENTS = {
+    "pending": ["enqueue!"],
+    "running": ["enqueue", "run!"],
+    "success": ["success!"],
+    "failed": ["drop!"],
+    "canceled": ["cancel!"],
+    "skipped": ["skip!"],
+}
+RESULT = {
+    "enqueue": "pending",
+    "run": "running",
+    "success": "success",
+    "drop": "failed",
+    "cancel": "canceled",
+    "skip": "skipped",
+}
 
 
 @dataclass
@@ -49,8 +61,15 @@ class Pipeline:
     status: str = "running"
 
     def as_json(self, web_url: str) -> dict[str, Any]:
-        return {"id": self.id, "iid": self.iid, "sha": self.sha, "ref": self.ref, "source": self.source,
-                "status": self.status, "web_url": f"{web_url}/-/pipelines/{self.id}"}
+        return {
+            "id": self.id,
+            "iid": self.iid,
+            "sha": self.sha,
+            "ref": self.ref,
+            "source": self.source,
+            "status": self.status,
+            "web_url": f"{web_url}/-/pipelines/{self.id}",
+        }
 
 
 @dataclass
@@ -75,11 +94,20 @@ def job_json(fake: FakeGitLab, job: Job) -> dict[str, Any]:
     """The CommitStatus entity (commits.html#set-commit-pipeline-status response attributes)."""
     finished = job.status not in ("created", "pending", "running")
     return {
-        "id": job.id, "sha": job.sha, "ref": job.ref, "status": job.status, "name": job.name,
-        "target_url": job.target_url, "description": job.description, "coverage": job.coverage,
-        "created_at": job.created_at, "started_at": None if job.status in ("created", "pending") else job.created_at,
-        "finished_at": job.created_at if finished else None, "allow_failure": False,
-        "author": fake._user(job.user_id).as_json(), "pipeline_id": job.pipeline_id,
+        "id": job.id,
+        "sha": job.sha,
+        "ref": job.ref,
+        "status": job.status,
+        "name": job.name,
+        "target_url": job.target_url,
+        "description": job.description,
+        "coverage": job.coverage,
+        "created_at": job.created_at,
+        "started_at": None if job.status in ("created", "pending") else job.created_at,
+        "finished_at": job.created_at if finished else None,
+        "allow_failure": False,
+        "author": fake._user(job.user_id).as_json(),
+        "pipeline_id": job.pipeline_id,
     }
 
 
@@ -114,8 +142,18 @@ def set_commit_status(fake: FakeGitLab, sha: str, params: dict[str, Any], user_i
     name = params.get("name") or params.get("context") or "default"
     # "If a running or pending job with the same name, user and sha already exists in the target
     # pipeline, GitLab updates its status"; otherwise a new job, and the old one is retried (hidden).
-    job = next((j for j in project.jobs if j.pipeline_id == pipeline.id and j.status in OPEN_JOB
-                and j.ref == ref and j.name == name and j.user_id == user_id), None)
+    job = next(
+        (
+            j
+            for j in project.jobs
+            if j.pipeline_id == pipeline.id
+            and j.status in OPEN_JOB
+            and j.ref == ref
+            and j.name == name
+            and j.user_id == user_id
+        ),
+        None,
+    )
     fresh = job is None
     if job is None:
         job = Job(fake._next_id(), pipeline.id, sha, ref, name, user_id, created_at=fake._now())
@@ -123,8 +161,11 @@ def set_commit_status(fake: FakeGitLab, sha: str, params: dict[str, Any], user_i
         bare = event.rstrip("!")
         if job.status not in TRANSITIONS[bare]:
             if event.endswith("!"):  # observed: 400 "Cannot transition status via :run from :running"
-                raise message(400, f"Cannot transition status via :{bare} from :{job.status} "
-                                   f"(Reason(s): Status cannot transition via \"{bare}\")")
+                raise message(
+                    400,
+                    f"Cannot transition status via :{bare} from :{job.status} "
+                    f'(Reason(s): Status cannot transition via "{bare}")',
+                )
             continue
         job.status = RESULT[bare]
     for key in ("target_url", "description"):

@@ -148,19 +148,22 @@ class RepositoryApi:
         content = commit.files[file_path]
         if raw:
             return Reply(200, content)
-        return Reply(200, {
-            "file_name": file_path.rsplit("/", 1)[-1],
-            "file_path": file_path,
-            "size": len(content),
-            "encoding": "base64",
-            "content": base64.b64encode(content).decode("ascii"),
-            "content_sha256": hashlib.sha256(content).hexdigest(),
-            "ref": params["ref"],
-            "blob_id": blob_id(content),
-            "commit_id": commit.id,
-            "last_commit_id": commit.last_commit[file_path],
-            "execute_filemode": False,
-        })
+        return Reply(
+            200,
+            {
+                "file_name": file_path.rsplit("/", 1)[-1],
+                "file_path": file_path,
+                "size": len(content),
+                "encoding": "base64",
+                "content": base64.b64encode(content).decode("ascii"),
+                "content_sha256": hashlib.sha256(content).hexdigest(),
+                "ref": params["ref"],
+                "blob_id": blob_id(content),
+                "commit_id": commit.id,
+                "last_commit_id": commit.last_commit[file_path],
+                "execute_filemode": False,
+            },
+        )
 
     def _branch_json(self, name: str) -> dict[str, Any]:
         project = self.fake.project
@@ -200,7 +203,7 @@ class RepositoryApi:
         for path in commit.files:
             if not path.startswith(prefix):
                 continue
-            name, _, deeper = path[len(prefix):].partition("/")
+            name, _, deeper = path[len(prefix) :].partition("/")
             if deeper:
                 folders.add(name)
             else:
@@ -208,12 +211,22 @@ class RepositoryApi:
         if folder and not folders and not files:
             raise message(404, "404 Tree Not Found")
         entries = [
-            {"id": hashlib.sha1(f"tree:{prefix}{n}".encode()).hexdigest(), "name": n, "type": "tree",
-             "path": f"{prefix}{n}", "mode": "040000"}
+            {
+                "id": hashlib.sha1(f"tree:{prefix}{n}".encode()).hexdigest(),
+                "name": n,
+                "type": "tree",
+                "path": f"{prefix}{n}",
+                "mode": "040000",
+            }
             for n in sorted(folders)
         ] + [
-            {"id": blob_id(commit.files[f"{prefix}{n}"]), "name": n, "type": "blob",
-             "path": f"{prefix}{n}", "mode": "100644"}
+            {
+                "id": blob_id(commit.files[f"{prefix}{n}"]),
+                "name": n,
+                "type": "blob",
+                "path": f"{prefix}{n}",
+                "mode": "100644",
+            }
             for n in sorted(files)
         ]
         base = f"{self.fake.api_url}/projects/{self.fake.project.id}/repository/tree"
@@ -233,8 +246,9 @@ class RepositoryApi:
         if start not in project.branches and start not in project.commits:
             raise message(400, "You can only create or edit files when you are on a branch")
         if start != branch and branch in project.branches:
-            raise message(400, f"Something went wrong when we tried to create '{branch}' for you: "
-                               "Branch already exists")
+            raise message(
+                400, f"Something went wrong when we tried to create '{branch}' for you: Branch already exists"
+            )
         base = project.commits[project.branches.get(start) or start]
         changes: dict[str, bytes | None] = {}
         for action in actions:
@@ -243,8 +257,11 @@ class RepositoryApi:
             encoded: bytes | None = None
             if isinstance(content, str):
                 try:
-                    encoded = base64.b64decode(content, validate=True) if action.get("encoding") == "base64" else (
-                        content.encode("utf-8"))
+                    encoded = (
+                        base64.b64decode(content, validate=True)
+                        if action.get("encoding") == "base64"
+                        else (content.encode("utf-8"))
+                    )
                 except (binascii.Error, ValueError):
                     raise message(400, "400 Bad request - content is not valid base64") from None
             exists = path in base.files or (path in changes and changes[path] is not None)
@@ -253,8 +270,12 @@ class RepositoryApi:
             if kind in ("update", "delete", "move", "chmod") and not exists and kind != "move":
                 raise message(400, "A file with this name doesn't exist")
             last = action.get("last_commit_id")
-            if kind in ("update", "delete", "move") and last and path in base.last_commit and (
-                    last != base.last_commit[path]):
+            if (
+                kind in ("update", "delete", "move")
+                and last
+                and path in base.last_commit
+                and (last != base.last_commit[path])
+            ):
                 raise message(400, "You are attempting to update a file that has changed since you started editing it.")
             if kind in ("create", "update"):
                 if encoded is None:
@@ -269,5 +290,12 @@ class RepositoryApi:
                 changes[previous] = None
                 changes[path] = encoded if encoded is not None else base.files[previous]
         commit = fake._commit_to(branch, data["commit_message"], changes, start=start if start != branch else None)
-        return Reply(201, {**commit.as_json(), "stats": {"additions": 0, "deletions": 0, "total": 0}, "status": None,
-                           "web_url": f"{fake.web_url}/-/commit/{commit.id}"})
+        return Reply(
+            201,
+            {
+                **commit.as_json(),
+                "stats": {"additions": 0, "deletions": 0, "total": 0},
+                "status": None,
+                "web_url": f"{fake.web_url}/-/commit/{commit.id}",
+            },
+        )

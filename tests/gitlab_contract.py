@@ -89,135 +89,256 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("current user", "GET", "/user", f"{DOCS}/users.html#get-the-current-user", unauthenticated=401),
     # https://docs.gitlab.com/ee/api/projects.html#get-a-single-project
     Endpoint(
-        "get project", "GET", "/projects/:id", f"{DOCS}/projects.html#get-a-single-project", path=PROJECT,
-        params={"license": Param("boolean"), "statistics": Param("boolean"),
-                "with_custom_attributes": Param("boolean")},
+        "get project",
+        "GET",
+        "/projects/:id",
+        f"{DOCS}/projects.html#get-a-single-project",
+        path=PROJECT,
+        params={
+            "license": Param("boolean"),
+            "statistics": Param("boolean"),
+            "with_custom_attributes": Param("boolean"),
+        },
     ),
     # https://docs.gitlab.com/ee/api/merge_requests.html#get-single-mr
     Endpoint(
-        "get merge request", "GET", "/projects/:id/merge_requests/:merge_request_iid",
-        f"{DOCS}/merge_requests.html#get-single-mr", path=MR, job_token=True,
-        params={"include_diverged_commits_count": Param("boolean"), "include_rebase_in_progress": Param("boolean"),
-                "render_html": Param("boolean")},
+        "get merge request",
+        "GET",
+        "/projects/:id/merge_requests/:merge_request_iid",
+        f"{DOCS}/merge_requests.html#get-single-mr",
+        path=MR,
+        job_token=True,
+        params={
+            "include_diverged_commits_count": Param("boolean"),
+            "include_rebase_in_progress": Param("boolean"),
+            "render_html": Param("boolean"),
+        },
     ),
     # https://docs.gitlab.com/ee/api/notes.html#list-all-merge-request-notes
     Endpoint(
-        "list merge request notes", "GET", "/projects/:id/merge_requests/:merge_request_iid/notes",
-        f"{DOCS}/notes.html#list-all-merge-request-notes", path=MR, paginated=True, job_token=True,
+        "list merge request notes",
+        "GET",
+        "/projects/:id/merge_requests/:merge_request_iid/notes",
+        f"{DOCS}/notes.html#list-all-merge-request-notes",
+        path=MR,
+        paginated=True,
+        job_token=True,
         unauthenticated=401,
-        params={"sort": Param("string", values=("asc", "desc")),
-                "order_by": Param("string", values=("created_at", "updated_at"))},
+        params={
+            "sort": Param("string", values=("asc", "desc")),
+            "order_by": Param("string", values=("created_at", "updated_at")),
+        },
     ),
     # https://docs.gitlab.com/ee/api/notes.html#get-single-merge-request-note
     Endpoint(
-        "get merge request note", "GET", "/projects/:id/merge_requests/:merge_request_iid/notes/:note_id",
-        f"{DOCS}/notes.html#get-single-merge-request-note", path=NOTE, job_token=True, unauthenticated=401,
+        "get merge request note",
+        "GET",
+        "/projects/:id/merge_requests/:merge_request_iid/notes/:note_id",
+        f"{DOCS}/notes.html#get-single-merge-request-note",
+        path=NOTE,
+        job_token=True,
+        unauthenticated=401,
     ),
     # https://docs.gitlab.com/ee/api/notes.html#create-new-merge-request-note
     Endpoint(
-        "create merge request note", "POST", "/projects/:id/merge_requests/:merge_request_iid/notes",
-        f"{DOCS}/notes.html#create-new-merge-request-note", path=MR, body="json_or_form", unauthenticated=401,
-        params={"body": Param("string", required=True, max_length=NOTE_BODY_LIMIT),
-                "created_at": Param("string"), "internal": Param("boolean"),
-                "merge_request_diff_head_sha": Param("string")},
+        "create merge request note",
+        "POST",
+        "/projects/:id/merge_requests/:merge_request_iid/notes",
+        f"{DOCS}/notes.html#create-new-merge-request-note",
+        path=MR,
+        body="json_or_form",
+        unauthenticated=401,
+        params={
+            "body": Param("string", required=True, max_length=NOTE_BODY_LIMIT),
+            "created_at": Param("string"),
+            "internal": Param("boolean"),
+            "merge_request_diff_head_sha": Param("string"),
+        },
     ),
     # https://docs.gitlab.com/ee/api/notes.html#modify-existing-merge-request-note
     Endpoint(
-        "update merge request note", "PUT", "/projects/:id/merge_requests/:merge_request_iid/notes/:note_id",
-        f"{DOCS}/notes.html#modify-existing-merge-request-note", path=NOTE, body="json_or_form",
+        "update merge request note",
+        "PUT",
+        "/projects/:id/merge_requests/:merge_request_iid/notes/:note_id",
+        f"{DOCS}/notes.html#modify-existing-merge-request-note",
+        path=NOTE,
+        body="json_or_form",
         unauthenticated=401,
-        params={"body": Param("string", required=True, max_length=NOTE_BODY_LIMIT),
-                "confidential": Param("boolean")},
+        params={"body": Param("string", required=True, max_length=NOTE_BODY_LIMIT), "confidential": Param("boolean")},
     ),
     # https://docs.gitlab.com/ee/api/notes.html#delete-a-merge-request-note
     Endpoint(
-        "delete merge request note", "DELETE", "/projects/:id/merge_requests/:merge_request_iid/notes/:note_id",
-        f"{DOCS}/notes.html#delete-a-merge-request-note", path=NOTE, unauthenticated=401,
+        "delete merge request note",
+        "DELETE",
+        "/projects/:id/merge_requests/:merge_request_iid/notes/:note_id",
+        f"{DOCS}/notes.html#delete-a-merge-request-note",
+        path=NOTE,
+        unauthenticated=401,
     ),
     # https://docs.gitlab.com/ee/api/project_markdown_uploads.html#upload-a-file
     Endpoint(
-        "upload a file", "POST", "/projects/:id/uploads", f"{DOCS}/project_markdown_uploads.html#upload-a-file",
-        path=PROJECT, body="multipart", unauthenticated=401, params={"file": Param("file", required=True)},
+        "upload a file",
+        "POST",
+        "/projects/:id/uploads",
+        f"{DOCS}/project_markdown_uploads.html#upload-a-file",
+        path=PROJECT,
+        body="multipart",
+        unauthenticated=401,
+        params={"file": Param("file", required=True)},
     ),
     # https://docs.gitlab.com/ee/api/project_markdown_uploads.html#list-uploads (Maintainer role)
     Endpoint(
-        "list uploads", "GET", "/projects/:id/uploads", f"{DOCS}/project_markdown_uploads.html#list-uploads",
-        path=PROJECT, paginated=True,
+        "list uploads",
+        "GET",
+        "/projects/:id/uploads",
+        f"{DOCS}/project_markdown_uploads.html#list-uploads",
+        path=PROJECT,
+        paginated=True,
     ),
     # https://docs.gitlab.com/ee/api/project_markdown_uploads.html#download-an-uploaded-file-by-secret-and-filename
     Endpoint(
-        "download an upload", "GET", "/projects/:id/uploads/:secret/:filename",
+        "download an upload",
+        "GET",
+        "/projects/:id/uploads/:secret/:filename",
         f"{DOCS}/project_markdown_uploads.html#download-an-uploaded-file-by-secret-and-filename",
         path={**PROJECT, "secret": Param("string", required=True), "filename": Param("string", required=True)},
     ),
     # https://docs.gitlab.com/ee/api/commits.html#set-commit-pipeline-status
     Endpoint(
-        "set commit status", "POST", "/projects/:id/statuses/:sha",
-        f"{DOCS}/commits.html#set-commit-pipeline-status", path=SHA, body="json_or_form", unauthenticated=401,
-        params={"state": Param("string", required=True,
-                               values=("pending", "running", "success", "failed", "canceled", "skipped")),
-                "ref": Param("string", max_length=255), "name": Param("string"), "context": Param("string"),
-                "target_url": Param("string", max_length=255), "description": Param("string", max_length=255),
-                "coverage": Param("float"), "pipeline_id": Param("integer")},
+        "set commit status",
+        "POST",
+        "/projects/:id/statuses/:sha",
+        f"{DOCS}/commits.html#set-commit-pipeline-status",
+        path=SHA,
+        body="json_or_form",
+        unauthenticated=401,
+        params={
+            "state": Param(
+                "string", required=True, values=("pending", "running", "success", "failed", "canceled", "skipped")
+            ),
+            "ref": Param("string", max_length=255),
+            "name": Param("string"),
+            "context": Param("string"),
+            "target_url": Param("string", max_length=255),
+            "description": Param("string", max_length=255),
+            "coverage": Param("float"),
+            "pipeline_id": Param("integer"),
+        },
     ),
     # https://docs.gitlab.com/ee/api/commits.html#list-commit-statuses
     Endpoint(
-        "list commit statuses", "GET", "/projects/:id/repository/commits/:sha/statuses",
-        f"{DOCS}/commits.html#list-commit-statuses", path=SHA, paginated=True, unauthenticated=401,
-        params={"all": Param("boolean"), "name": Param("string"), "ref": Param("string"), "stage": Param("string"),
-                "pipeline_id": Param("integer"), "order_by": Param("string", values=("id", "pipeline_id")),
-                "sort": Param("string", values=("asc", "desc"))},
+        "list commit statuses",
+        "GET",
+        "/projects/:id/repository/commits/:sha/statuses",
+        f"{DOCS}/commits.html#list-commit-statuses",
+        path=SHA,
+        paginated=True,
+        unauthenticated=401,
+        params={
+            "all": Param("boolean"),
+            "name": Param("string"),
+            "ref": Param("string"),
+            "stage": Param("string"),
+            "pipeline_id": Param("integer"),
+            "order_by": Param("string", values=("id", "pipeline_id")),
+            "sort": Param("string", values=("asc", "desc")),
+        },
     ),
     # https://docs.gitlab.com/ee/api/commits.html#list-merge-requests-associated-with-a-commit
     Endpoint(
-        "merge requests of a commit", "GET", "/projects/:id/repository/commits/:sha/merge_requests",
-        f"{DOCS}/commits.html#list-merge-requests-associated-with-a-commit", path=SHA, paginated=True,
-        job_token=True, params={"state": Param("string", values=("opened", "closed", "locked", "merged"))},
+        "merge requests of a commit",
+        "GET",
+        "/projects/:id/repository/commits/:sha/merge_requests",
+        f"{DOCS}/commits.html#list-merge-requests-associated-with-a-commit",
+        path=SHA,
+        paginated=True,
+        job_token=True,
+        params={"state": Param("string", values=("opened", "closed", "locked", "merged"))},
     ),
     # https://docs.gitlab.com/ee/api/commits.html#retrieve-a-commit
     Endpoint(
-        "get commit", "GET", "/projects/:id/repository/commits/:sha", f"{DOCS}/commits.html#retrieve-a-commit",
-        path=SHA, job_token=True, params={"stats": Param("boolean")},
+        "get commit",
+        "GET",
+        "/projects/:id/repository/commits/:sha",
+        f"{DOCS}/commits.html#retrieve-a-commit",
+        path=SHA,
+        job_token=True,
+        params={"stats": Param("boolean")},
     ),
     # https://docs.gitlab.com/ee/api/commits.html#create-a-commit
     Endpoint(
-        "create commit", "POST", "/projects/:id/repository/commits", f"{DOCS}/commits.html#create-a-commit",
-        path=PROJECT, body="json_or_form", unauthenticated=401,
-        params={"branch": Param("string", required=True), "commit_message": Param("string", required=True),
-                "actions": Param("array", items=COMMIT_ACTION), "allow_empty": Param("boolean"),
-                "author_email": Param("string"), "author_name": Param("string"), "force": Param("boolean"),
-                "start_branch": Param("string"), "start_project": Param("string"), "start_sha": Param("string"),
-                "stats": Param("boolean")},
+        "create commit",
+        "POST",
+        "/projects/:id/repository/commits",
+        f"{DOCS}/commits.html#create-a-commit",
+        path=PROJECT,
+        body="json_or_form",
+        unauthenticated=401,
+        params={
+            "branch": Param("string", required=True),
+            "commit_message": Param("string", required=True),
+            "actions": Param("array", items=COMMIT_ACTION),
+            "allow_empty": Param("boolean"),
+            "author_email": Param("string"),
+            "author_name": Param("string"),
+            "force": Param("boolean"),
+            "start_branch": Param("string"),
+            "start_project": Param("string"),
+            "start_sha": Param("string"),
+            "stats": Param("boolean"),
+        },
     ),
     # https://docs.gitlab.com/ee/api/repositories.html#list-repository-tree
     Endpoint(
-        "list repository tree", "GET", "/projects/:id/repository/tree",
-        f"{DOCS}/repositories.html#list-repository-tree", path=PROJECT, paginated=True,
-        params={"ref": Param("string"), "path": Param("string"), "recursive": Param("boolean"),
-                "pagination": Param("string", values=("legacy", "keyset", "none")), "page_token": Param("string")},
+        "list repository tree",
+        "GET",
+        "/projects/:id/repository/tree",
+        f"{DOCS}/repositories.html#list-repository-tree",
+        path=PROJECT,
+        paginated=True,
+        params={
+            "ref": Param("string"),
+            "path": Param("string"),
+            "recursive": Param("boolean"),
+            "pagination": Param("string", values=("legacy", "keyset", "none")),
+            "page_token": Param("string"),
+        },
     ),
     # https://docs.gitlab.com/ee/api/repository_files.html#get-raw-file-from-repository
     Endpoint(
-        "get raw file", "GET", "/projects/:id/repository/files/:file_path/raw",
-        f"{DOCS}/repository_files.html#get-raw-file-from-repository", job_token=True,
+        "get raw file",
+        "GET",
+        "/projects/:id/repository/files/:file_path/raw",
+        f"{DOCS}/repository_files.html#get-raw-file-from-repository",
+        job_token=True,
         path={**PROJECT, "file_path": Param("string", required=True)},
         params={"ref": Param("string"), "lfs": Param("boolean")},
     ),
     # https://docs.gitlab.com/ee/api/repository_files.html#get-file-from-repository
     Endpoint(
-        "get file", "GET", "/projects/:id/repository/files/:file_path",
+        "get file",
+        "GET",
+        "/projects/:id/repository/files/:file_path",
         f"{DOCS}/repository_files.html#get-file-from-repository",
-        path={**PROJECT, "file_path": Param("string", required=True)}, params={"ref": Param("string", required=True)},
+        path={**PROJECT, "file_path": Param("string", required=True)},
+        params={"ref": Param("string", required=True)},
     ),
     # https://docs.gitlab.com/ee/api/branches.html#list-repository-branches
     Endpoint(
-        "list branches", "GET", "/projects/:id/repository/branches", f"{DOCS}/branches.html#list-repository-branches",
-        path=PROJECT, paginated=True, job_token=True,
+        "list branches",
+        "GET",
+        "/projects/:id/repository/branches",
+        f"{DOCS}/branches.html#list-repository-branches",
+        path=PROJECT,
+        paginated=True,
+        job_token=True,
         params={"search": Param("string"), "regex": Param("string")},
     ),
     # https://docs.gitlab.com/ee/api/branches.html#get-single-repository-branch
     Endpoint(
-        "get branch", "GET", "/projects/:id/repository/branches/:branch",
+        "get branch",
+        "GET",
+        "/projects/:id/repository/branches/:branch",
         f"{DOCS}/branches.html#get-single-repository-branch",
         path={**PROJECT, "branch": Param("string", required=True)},
     ),
@@ -282,8 +403,9 @@ def check(found: Match, query: Mapping[str, list[str]], body: Mapping[str, Any] 
         problems += _check_value(where, name, param, value, from_query=name in query)
     for name, param in allowed.items():
         if param.required and name not in given:
-            problems.append(Problem(f"{where}: required attribute {name!r} is missing ({endpoint.doc})",
-                                    f"{name} is missing"))
+            problems.append(
+                Problem(f"{where}: required attribute {name!r} is missing ({endpoint.doc})", f"{name} is missing")
+            )
     return problems
 
 
@@ -307,8 +429,11 @@ def _check_value(where: str, name: str, param: Param, value: Any, *, from_query:
                     problems += _check_value(where, label, item_param, item_value, from_query=False)
             for key, item_param in param.items.items():
                 if item_param.required and key not in item:
-                    problems.append(Problem(f"{where}: required {name}[{index}][{key}] is missing",
-                                            f"{name}[{index}][{key}] is missing"))
+                    problems.append(
+                        Problem(
+                            f"{where}: required {name}[{index}][{key}] is missing", f"{name}[{index}][{key}] is missing"
+                        )
+                    )
         return problems
     text = value if isinstance(value, str) else None
     if param.type == "integer":
@@ -322,8 +447,12 @@ def _check_value(where: str, name: str, param: Param, value: Any, *, from_query:
     if not ok:
         return invalid
     if param.values and value not in param.values:
-        return [Problem(f"{where}: {name}={_show(value)} is not one of {list(param.values)}",
-                        f"{name} does not have a valid value")]
+        return [
+            Problem(
+                f"{where}: {name}={_show(value)} is not one of {list(param.values)}",
+                f"{name} does not have a valid value",
+            )
+        ]
     if param.max_length is not None and text is not None and len(text) > param.max_length:
         return [Problem(f"{where}: {name} is {len(text):,} characters, over the documented {param.max_length:,}", "")]
     return []

@@ -40,8 +40,13 @@ def check_contract(server: FakeGitLab) -> None:
 def fake() -> Iterator[FakeGitLab]:
     with FakeGitLab() as server:
         server.add_merge_request(MR_IID, sha=HEAD_SHA, source_branch="feature")
-        server.add_pipeline(HEAD_SHA, source="merge_request_event", merge_request_iid=MR_IID,
-                            event_type="detached", pipeline_id=MR_PIPELINE_ID)
+        server.add_pipeline(
+            HEAD_SHA,
+            source="merge_request_event",
+            merge_request_iid=MR_IID,
+            event_type="detached",
+            pipeline_id=MR_PIPELINE_ID,
+        )
         yield server
         check_contract(server)
 

@@ -149,8 +149,7 @@ def test_cold_pull_over_http_places_hardlinks_to_verified_read_only_blobs(
     url, served = server
     contents = {f"/f{i}.csv": f"a,b\n{i},{i * i}\n".encode() * (i + 1) for i in range(6)}
     served.files.update(contents)
-    files = [DataFile(f"data/sub/f{i}.csv", f"{url}/f{i}.csv?token=x", sha(contents[f"/f{i}.csv"]))
-             for i in range(6)]
+    files = [DataFile(f"data/sub/f{i}.csv", f"{url}/f{i}.csv?token=x", sha(contents[f"/f{i}.csv"])) for i in range(6)]
     cache = tmp_path / "cache"
     lines: list[str] = []
 
@@ -173,9 +172,7 @@ def test_cold_pull_over_http_places_hardlinks_to_verified_read_only_blobs(
     assert "6 data files (6 downloaded)" in result.summary
 
 
-def test_warm_pull_is_a_stat_check_without_hashing_or_network(
-    server: Server, repo: Path, tmp_path: Path
-) -> None:
+def test_warm_pull_is_a_stat_check_without_hashing_or_network(server: Server, repo: Path, tmp_path: Path) -> None:
     url, served = server
     served.files["/a.bin"] = b"x" * 5000
     files = [DataFile("a.bin", f"{url}/a.bin", sha(b"x" * 5000))]
@@ -197,9 +194,7 @@ def test_warm_pull_is_a_stat_check_without_hashing_or_network(
     assert len(served.requests) == 1
 
 
-def test_changed_mtime_rehashes_in_place_without_network(
-    server: Server, repo: Path, tmp_path: Path
-) -> None:
+def test_changed_mtime_rehashes_in_place_without_network(server: Server, repo: Path, tmp_path: Path) -> None:
     url, served = server
     served.files["/a.bin"] = b"abc" * 100
     config = config_for(repo, [DataFile("a.bin", f"{url}/a.bin", sha(b"abc" * 100))], tmp_path / "cache")
@@ -210,9 +205,7 @@ def test_changed_mtime_rehashes_in_place_without_network(
     assert [f.action for f in pull(config, fetch=no_network).files] == ["up-to-date"]
 
 
-def test_modified_workspace_file_is_restored_and_cache_stays_intact(
-    server: Server, repo: Path, tmp_path: Path
-) -> None:
+def test_modified_workspace_file_is_restored_and_cache_stays_intact(server: Server, repo: Path, tmp_path: Path) -> None:
     url, served = server
     served.files["/a.csv"] = b"good\n"
     cache = tmp_path / "cache"
@@ -229,9 +222,7 @@ def test_modified_workspace_file_is_restored_and_cache_stays_intact(
     assert blob_path(cache, sha(b"good\n")).read_bytes() == b"good\n"
 
 
-def test_damaged_cache_blob_is_not_placed_but_downloaded_again(
-    server: Server, repo: Path, tmp_path: Path
-) -> None:
+def test_damaged_cache_blob_is_not_placed_but_downloaded_again(server: Server, repo: Path, tmp_path: Path) -> None:
     url, served = server
     served.files["/a.csv"] = b"good\n"
     cache = tmp_path / "cache"
@@ -347,9 +338,7 @@ def test_404_fails_at_once_without_leaking_the_query(server: Server, repo: Path,
     assert sleeps == []
 
 
-def test_truncated_response_is_resumed_with_a_range_request(
-    server: Server, repo: Path, tmp_path: Path
-) -> None:
+def test_truncated_response_is_resumed_with_a_range_request(server: Server, repo: Path, tmp_path: Path) -> None:
     url, served = server
     body = bytes(range(256)) * 4000  # 1 MB
     served.files["/big.bin"] = body
@@ -418,9 +407,7 @@ def test_leftover_part_longer_than_the_file_restarts(server: Server, repo: Path,
     assert served.requests == [("/d.csv", "bytes=100-"), ("/d.csv", None)]
 
 
-def test_server_without_range_support_restarts_the_file(
-    server: Server, repo: Path, tmp_path: Path
-) -> None:
+def test_server_without_range_support_restarts_the_file(server: Server, repo: Path, tmp_path: Path) -> None:
     url, served = server
     served.ranges = False
     body = b"abcdefgh" * 1000
@@ -742,7 +729,8 @@ def test_set_data_entry_keeps_a_comment_after_a_re_emitted_section() -> None:
     out = set_data_entry("title: T\ndata:\n  cache: x # keep\n", DataFile("a.csv", "u", "b" * 64))
     assert "# keep" in out
     assert yaml.safe_load(out) == {
-        "title": "T", "data": {"cache": "x", "files": [{"path": "a.csv", "url": "u", "sha256": "b" * 64}]},
+        "title": "T",
+        "data": {"cache": "x", "files": [{"path": "a.csv", "url": "u", "sha256": "b" * 64}]},
     }
 
 

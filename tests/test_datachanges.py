@@ -68,7 +68,9 @@ def test_unknown_base_content_compares_hashes_only(repo: GitRepo, tmp_path: Path
     repo.write("cml-bot.yaml", _config("https://example.invalid/b.csv", "b" * 64).replace("{cache}", str(tmp_path)))
     repo.commit()
     out, err = io.StringIO(), io.StringIO()
-    assert main(["report", "--dry-run", "-C", str(repo.root)], env={"PATH": "/usr/bin:/bin"},
-                console=Console(out, err)) == 0, err.getvalue()
+    assert (
+        main(["report", "--dry-run", "-C", str(repo.root)], env={"PATH": "/usr/bin:/bin"}, console=Console(out, err))
+        == 0
+    ), err.getvalue()
     report = (repo.root / "cml-bot-report" / "report.md").read_text()
     assert "| data/train.csv | changed | `bbbbbbbbbbbb` | —" in report.replace("  ", " ").replace("  ", " ")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,23 @@ def test_demo_runs_whole_loop_offline(tmp_path: Path) -> None:
         assert f"]({name})" in report
     assert "accuracy" in report and "f1_macro" in report.replace("\\_", "_")
     assert '<img src="plot-01-loss-per-epoch.png"' in (folder / "index.html").read_text()
+    # Per-example predictions of both revisions: intervals, the rule, flips, classes, confusion delta.
+    plain = report.replace("\\", "")
+    assert "| 95% CI " in plain and "] pp |" in plain
+    assert "accuracy: paired on 540 examples matched by the id column 'id': mid-p McNemar test (" in plain
+    flips = re.search(r"\*\*Predictions: (\d+) examples fixed, (\d+) broken\*\*", plain)
+    assert flips is not None, plain
+    listed = (folder / "prediction-flips.csv").read_text().splitlines()
+    assert listed[0] == "id,label,base,head,change"
+    changes = [line.rsplit(",", 1)[1] for line in listed[1:]]
+    assert (changes.count("fixed"), changes.count("broken")) == (int(flips.group(1)), int(flips.group(2)))
+    assert "F1 per class" in plain and "First " in plain and " broken example" in plain
+    assert (folder / "confusion-delta.png").read_bytes().startswith(b"\x89PNG")
+    # main's recorded history (six seeds and the baseline): the trend and the noise band.
+    assert "the last 7 recorded commits of main" in plain and "usual variation of one run" in plain
+    assert (folder / "trend.png").read_bytes().startswith(b"\x89PNG")
+    # A -0.2 pp change on 540 examples is noise: no better/worse claim, no failed gate.
+    assert "≈ no detectable change" in plain and "↘ worse" not in plain and "✗ regressed" not in plain
     # The demo is local even inside CI: nothing posted, no token used or shown.
     assert "ghp_shouldneverbeused" not in out.getvalue() + err.getvalue() + report
     assert str(folder / "report.md") in out.getvalue()

@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 
 from cml_bot.config import Threshold
 from cml_bot.diff import (
+    Gate,
     MetricChange,
+    Outcome,
     ParamChange,
     Status,
     compare_metric,
@@ -67,7 +69,13 @@ def test_guess_direction(name: str, expected: str | None) -> None:
 
 def test_rule_direction_overrides_guess() -> None:
     change = compare_metric("accuracy", 0.9, 0.8, True, Threshold("accuracy", direction="lower"))
-    assert change.direction == "lower" and change.improved is True
+    assert change.direction == "lower"
+    runs = compare_metric("accuracy", Samples((0.9, 0.91, 0.92)), Samples((0.8, 0.81, 0.82)), True, change_rule())
+    assert runs.improved is True and runs.outcome is Outcome.BETTER
+
+
+def change_rule() -> Threshold:
+    return Threshold("accuracy", direction="lower")
 
 
 def test_rule_for_prefers_exact_match_over_earlier_glob() -> None:
@@ -215,17 +223,27 @@ def test_nan_unchanged_is_unchanged_and_relative_needs_a_finite_base() -> None:
     assert compare_metric("loss", 1.0, NAN, True, None).relative is None  # not "nan%"
     assert compare_metric("loss", 0.0, 1.0, True, None).relative is None
     change = compare_metric("loss", 2.0, 1.0, True, None)
-    assert (change.delta, change.relative, change.improved, change.status) == (-1.0, -0.5, True, Status.CHANGED)
+    # A single run with no other evidence: the change is shown, no claim is made.
+    assert (change.delta, change.relative, change.improved, change.status) == (-1.0, -0.5, None, Status.CHANGED)
+    assert change.outcome is None and change.evidence is None
 
 
 def test_improvement_and_worsening_without_gates() -> None:
-    better = compare_metric("accuracy", 0.8, 0.9, True, None)
-    worse = compare_metric("accuracy", 0.9, 0.8, True, None)
+    better = compare_metric("accuracy", Samples((0.8, 0.81, 0.79)), Samples((0.9, 0.91, 0.89)), True, None)
+    worse = compare_metric("accuracy", Samples((0.9, 0.91, 0.89)), Samples((0.8, 0.81, 0.79)), True, None)
     flat = compare_metric("accuracy", 0.9, 0.9, True, None)
-    unknown = compare_metric("epoch", 3, 5, True, None)
+    unknown = compare_metric("epoch", Samples((3, 3.1, 2.9)), Samples((5, 5.1, 4.9)), True, None)
     assert (better.improved, worse.improved, flat.improved, unknown.improved) == (True, False, None, None)
+    assert (better.outcome, worse.outcome, flat.outcome, unknown.outcome) == (
+        Outcome.BETTER,
+        Outcome.WORSE,
+        None,
+        Outcome.CHANGED,
+    )
+    single = compare_metric("accuracy", 0.8, 0.9, True, None)
+    assert single.improved is None and single.outcome is None  # no evidence: no claim
     assert not any(c.failures or c.gated for c in (better, worse, flat, unknown))
-    assert unknown.delta == 2.0 and unknown.direction is None
+    assert unknown.delta == pytest.approx(2.0) and unknown.direction is None
 
 
 # --- new, removed, text ------------------------------------------------------------------------
@@ -283,7 +301,7 @@ def test_samples_outside_noise_regress() -> None:
     head = Samples((0.80, 0.81, 0.82))
     change = compare_metric("accuracy", base, head, True, Threshold("accuracy", max_drop=0.05))
     assert not change.within_noise and change.improved is False
-    assert change.failures == ("dropped by 0.1 (allowed 0.05)",)
+    assert change.failures == ("dropped by 0.1 (allowed 0.05); significant (p < 0.001, α = 0.05)",)
 
 
 def test_samples_improvement_outside_noise_is_better() -> None:
@@ -292,12 +310,17 @@ def test_samples_improvement_outside_noise_is_better() -> None:
 
 
 def test_samples_against_a_single_number() -> None:
-    # Only the head has spread: noise 2 * 0.1 / sqrt(4) = 0.1.
+    # The single base run is taken as noisy as the head's runs (Student's pooled test, df 3):
+    # 0.95 vs mean 0.8 (sd 0.082) is t = -1.64, one-sided p = 0.099: it may be noise.
     head = Samples((0.7, 0.8, 0.9, 0.8))
-    within = compare_metric("accuracy", 0.85, head, True, Threshold("accuracy", max_drop=0.0))
-    outside = compare_metric("accuracy", 0.95, head, True, Threshold("accuracy", max_drop=0.0))
-    assert within.within_noise and within.failures == ()
-    assert not outside.within_noise and len(outside.failures) == 1
+    within = compare_metric("accuracy", 0.85, head, True, Threshold("accuracy", max_drop=0.1))
+    unsure = compare_metric("accuracy", 0.95, head, True, Threshold("accuracy", max_drop=0.0))
+    outside = compare_metric("accuracy", 1.2, head, True, Threshold("accuracy", max_drop=0.0))
+    assert within.within_noise and within.failures == () and within.inconclusive == ()
+    assert unsure.failures == () and unsure.p_adjusted == pytest.approx(0.0994, abs=1e-3)
+    assert unsure.inconclusive[0].startswith("may have dropped: -0.15, 95% CI [")
+    assert unsure.inconclusive[0].endswith("these 5 runs can detect >= 0.227; add seeds")
+    assert outside.gate is Gate.REGRESSED and len(outside.failures) == 1
 
 
 def test_uses_noise_rule() -> None:
@@ -352,6 +375,9 @@ def test_params_diff() -> None:
 def test_leaving_infinity_is_better_and_reaching_it_is_worse() -> None:
     recovered = compare_metric("loss", math.inf, 0.3, True, None)
     assert recovered.improved is True and recovered.failures == ()
+    # Leaving Infinity is judged without a test, in the metric's direction.
+    assert compare_metric("accuracy", INF, 0.9, True, None).improved is False
+    assert compare_metric("accuracy", -INF, 0.9, True, None).improved is True
     blew_up = compare_metric("loss", 0.3, math.inf, True, Threshold("loss", max_drop=0.1))
     assert blew_up.improved is None and blew_up.failures == ("became Infinity",)
 

@@ -25,9 +25,7 @@ PROJECT = "/projects/42"
 NOTES = f"{PROJECT}/merge_requests/{MR_IID}/notes"
 
 
-def call(
-    fake: FakeGitLab, method: str, path: str, *, auth: str | None = "private", **kwargs: Any
-) -> requests.Response:
+def call(fake: FakeGitLab, method: str, path: str, *, auth: str | None = "private", **kwargs: Any) -> requests.Response:
     """One request below /api/v4 with the project token (``auth``: private, bearer, job, job-bearer, none)."""
     headers = {
         "private": {"PRIVATE-TOKEN": fake.token},
@@ -95,7 +93,8 @@ def test_an_unknown_endpoint_or_method_is_a_violation(fake: FakeGitLab) -> None:
     assert call(fake, "GET", f"{PROJECT}/merge_requests/{MR_IID}/approvals").status_code == 404
     assert call(fake, "PUT", f"{PROJECT}/uploads").status_code == 405
     assert [v.split(":")[0] for v in take_violations(fake)] == [
-        f"GET /api/v4{PROJECT}/merge_requests/{MR_IID}/approvals", f"PUT /api/v4{PROJECT}/uploads",
+        f"GET /api/v4{PROJECT}/merge_requests/{MR_IID}/approvals",
+        f"PUT /api/v4{PROJECT}/uploads",
     ]
 
 
@@ -116,8 +115,15 @@ def test_the_project_token_is_the_bot_user_with_either_header(fake: FakeGitLab) 
     for auth in ("job", "job-bearer", "job-as-private", "bad", None):
         answer = call(fake, "GET", "/user", auth=auth)
         assert (answer.status_code, answer.json()) == (401, {"message": "401 Unauthorized"}), auth
-    assert [r.auth for r in fake.requests] == ["private", "private", "job", "job", "job-in-private-token", "bad",
-                                               "none"]
+    assert [r.auth for r in fake.requests] == [
+        "private",
+        "private",
+        "job",
+        "job",
+        "job-in-private-token",
+        "bad",
+        "none",
+    ]
 
 
 def test_the_job_token_reads_what_the_ci_job_token_docs_list(fake: FakeGitLab) -> None:
@@ -177,9 +183,14 @@ def test_notes_are_paginated_with_gitlabs_headers(fake: FakeGitLab) -> None:
         fake.add_note(MR_IID, f"n{i}")
     first = call(fake, "GET", NOTES)
     assert len(first.json()) == 20 and first.json()[0]["body"] == "n44"  # newest first by default
-    assert {k: first.headers[k] for k in ("X-Page", "X-Per-Page", "X-Next-Page", "X-Prev-Page", "X-Total",
-                                         "X-Total-Pages")} == {
-        "X-Page": "1", "X-Per-Page": "20", "X-Next-Page": "2", "X-Prev-Page": "", "X-Total": "45",
+    assert {
+        k: first.headers[k] for k in ("X-Page", "X-Per-Page", "X-Next-Page", "X-Prev-Page", "X-Total", "X-Total-Pages")
+    } == {
+        "X-Page": "1",
+        "X-Per-Page": "20",
+        "X-Next-Page": "2",
+        "X-Prev-Page": "",
+        "X-Total": "45",
         "X-Total-Pages": "3",
     }
     assert first.links["next"]["url"].endswith("notes?page=2&per_page=20")
@@ -246,10 +257,13 @@ def test_the_merge_requests_of_a_commit_are_every_one_containing_it(fake: FakeGi
     project = client.projects.get(42, lazy=True)
     found = project.commits.get("c1" * 20, lazy=True).merge_requests()
     assert [(m["iid"], m["sha"], m["state"]) for m in found] == [
-        (10, "c1" * 20, "closed"), (9, "c2" * 20, "opened"), (8, "c1" * 20, "opened"),
+        (10, "c1" * 20, "closed"),
+        (9, "c2" * 20, "opened"),
+        (8, "c1" * 20, "opened"),
     ]
     assert {(m["source_branch"], m["target_branch"]) for m in found if m["iid"] in (8, 9)} == {
-        ("step-1", "main"), ("step-2", "main"),
+        ("step-1", "main"),
+        ("step-2", "main"),
     }
     opened = call(fake, "GET", f"{PROJECT}/repository/commits/{'c1' * 20}/merge_requests", params={"state": "opened"})
     assert [m["iid"] for m in opened.json()] == [9, 8]
@@ -326,8 +340,11 @@ def test_moving_a_status_to_the_state_it_is_in_is_refused(fake: FakeGitLab) -> N
     every = call(fake, "GET", f"{PROJECT}/repository/commits/{HEAD_SHA}/statuses", params={"all": "true"}).json()
     assert [s["status"] for s in every] == ["success", "failed"]
     post_status(fake, HEAD_SHA, state="pending", name="queue")
-    assert post_status(fake, HEAD_SHA, state="pending", name="queue").json()["message"].startswith(
-        "Cannot transition status via :enqueue from :pending")
+    assert (
+        post_status(fake, HEAD_SHA, state="pending", name="queue")
+        .json()["message"]
+        .startswith("Cannot transition status via :enqueue from :pending")
+    )
 
 
 def test_a_409_conflict_on_a_status_has_no_effect_and_a_retry_succeeds(fake: FakeGitLab) -> None:
@@ -371,8 +388,11 @@ def test_an_upload_answers_its_relative_url_and_markdown(fake: FakeGitLab, clien
     assert uploaded["full_path"] == f"/-/project/42/uploads/{secret.group(1)}/loss.png"
     assert uploaded["markdown"] == f"![loss]({uploaded['url']})"
     download = call(fake, "GET", f"{PROJECT}{uploaded['url']}")
-    assert (download.status_code, download.content, download.headers["Content-Type"]) == (200, b"\x89PNG data",
-                                                                                          "image/png")
+    assert (download.status_code, download.content, download.headers["Content-Type"]) == (
+        200,
+        b"\x89PNG data",
+        "image/png",
+    )
 
 
 def test_an_upload_needs_a_multipart_file(fake: FakeGitLab) -> None:
@@ -423,10 +443,17 @@ def test_a_fault_before_or_after_the_effect(fake: FakeGitLab, kind: str, applied
 
 
 def test_an_action_and_a_barrier_make_races_deterministic(fake: FakeGitLab) -> None:
-    fake.fail("POST", "/notes$", "pass", times=2, barrier=threading.Barrier(2),
-              action=lambda server: server.add_note(MR_IID, "racer"))
-    threads = [threading.Thread(target=call, args=(fake, "POST", NOTES), kwargs={"json": {"body": f"{i}"}})
-               for i in range(2)]
+    fake.fail(
+        "POST",
+        "/notes$",
+        "pass",
+        times=2,
+        barrier=threading.Barrier(2),
+        action=lambda server: server.add_note(MR_IID, "racer"),
+    )
+    threads = [
+        threading.Thread(target=call, args=(fake, "POST", NOTES), kwargs={"json": {"body": f"{i}"}}) for i in range(2)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -447,8 +474,9 @@ def test_files_raw_and_json(fake: FakeGitLab) -> None:
     assert (missing_ref.status_code, missing_ref.json()) == (400, {"error": "ref is missing"})
     take_violations(fake)
     assert call(fake, "GET", f"{PROJECT}/repository/files/nope/raw").json() == {"message": "404 File Not Found"}
-    assert call(fake, "GET", f"{PROJECT}/repository/files/README.md/raw",
-                params={"ref": "gone"}).json() == {"message": "404 Commit Not Found"}
+    assert call(fake, "GET", f"{PROJECT}/repository/files/README.md/raw", params={"ref": "gone"}).json() == {
+        "message": "404 Commit Not Found"
+    }
 
 
 def test_tree_branches_and_commits(fake: FakeGitLab) -> None:
@@ -464,12 +492,29 @@ def test_tree_branches_and_commits(fake: FakeGitLab) -> None:
     stale = {"action": "update", "file_path": "records/000.json", "content": "[]", "last_commit_id": "0" * 40}
     answer = call(fake, "POST", commits, json={"branch": "data", "commit_message": "m", "actions": [stale]})
     assert answer.status_code == 400 and "has changed since you started editing it" in answer.json()["message"]
-    branch_exists = call(fake, "POST", commits, json={"branch": "data", "start_branch": "main", "commit_message": "m",
-                                                      "actions": [{**create, "file_path": "new.json"}]})
+    branch_exists = call(
+        fake,
+        "POST",
+        commits,
+        json={
+            "branch": "data",
+            "start_branch": "main",
+            "commit_message": "m",
+            "actions": [{**create, "file_path": "new.json"}],
+        },
+    )
     assert branch_exists.status_code == 400 and "Branch already exists" in branch_exists.json()["message"]
-    protected = call(fake, "POST", commits, json={"branch": "main", "commit_message": "m",
-                                                  "actions": [{**create, "file_path": "new.json"}]})
+    protected = call(
+        fake,
+        "POST",
+        commits,
+        json={"branch": "main", "commit_message": "m", "actions": [{**create, "file_path": "new.json"}]},
+    )
     assert protected.status_code == 403  # the default branch is protected; the bot is a Developer
-    made = call(fake, "POST", commits, json={"branch": "data", "commit_message": "m",
-                                             "actions": [{**create, "file_path": "new.json"}]})
+    made = call(
+        fake,
+        "POST",
+        commits,
+        json={"branch": "data", "commit_message": "m", "actions": [{**create, "file_path": "new.json"}]},
+    )
     assert made.status_code == 201 and fake.branch_files("data")["new.json"] == b"{}"

@@ -48,9 +48,7 @@ def test_template_defines_a_base_job_and_a_merge_request_job() -> None:
         ),
     ],
 )
-def test_script_passes_the_variables_to_cml_bot(
-    tmp_path: Path, variables: dict[str, str], expected: list[str]
-) -> None:
+def test_script_passes_the_variables_to_cml_bot(tmp_path: Path, variables: dict[str, str], expected: list[str]) -> None:
     bash = shutil.which("bash")
     if bash is None:
         pytest.skip("bash is not installed")

@@ -238,9 +238,7 @@ def test_code_span_stays_in_its_cell(value: str) -> None:
 
 
 def test_html_text_escapes_tags_quotes_and_mentions() -> None:
-    assert md.html_text('<b a="1">@me & you\n</b>') == (
-        "&lt;b a=&quot;1&quot;&gt;@\u200bme &amp; you &lt;/b&gt;"
-    )
+    assert md.html_text('<b a="1">@me & you\n</b>') == ("&lt;b a=&quot;1&quot;&gt;@\u200bme &amp; you &lt;/b&gt;")
 
 
 def test_link_target_encodes_breaking_characters() -> None:

@@ -70,9 +70,7 @@ def test_json_flattens_nested_mappings_with_dots() -> None:
 
 
 def test_json_keeps_types_and_document_order() -> None:
-    values = parse_values(
-        b'{"z": 1, "a": 1.5, "name": "resnet", "ok": true, "bad": false, "none": null}', "m.json"
-    )
+    values = parse_values(b'{"z": 1, "a": 1.5, "name": "resnet", "ok": true, "bad": false, "none": null}', "m.json")
     assert list(values) == ["z", "a", "name", "ok", "bad", "none"]
     assert type(values["z"]) is int
     assert type(values["a"]) is float
@@ -141,9 +139,7 @@ def test_json_huge_integer_in_a_list_is_not_samples() -> None:
 
 
 def test_yaml_nested_params() -> None:
-    text = (
-        "train:\n  lr: 0.01\n  epochs: 10\n  optimizer: adam\nmodel:\n  layers: [64, 32]\n  dropout: null\n"
-    )
+    text = "train:\n  lr: 0.01\n  epochs: 10\n  optimizer: adam\nmodel:\n  layers: [64, 32]\n  dropout: null\n"
     assert parse_values(text.encode(), "params.yaml") == {
         "train.lr": 0.01,
         "train.epochs": 10,
@@ -323,9 +319,7 @@ def test_invalid_utf16_is_an_input_error() -> None:
     assert "not valid UTF-16" in parse_error(b"\xff\xfe\x00\xd8", "m.json")
 
 
-@pytest.mark.parametrize(
-    ("filename", "shown_ext"), [("m.txt", "'.txt'"), ("metrics", "without an extension")]
-)
+@pytest.mark.parametrize(("filename", "shown_ext"), [("m.txt", "'.txt'"), ("metrics", "without an extension")])
 def test_unsupported_extension(filename: str, shown_ext: str) -> None:
     message = parse_error(b"{}", filename)
     assert f"unsupported file type {shown_ext}" in message
@@ -369,9 +363,7 @@ def test_read_values_folder_errors_name_the_file(write: Writer, tmp_path: Path) 
         read_values(tmp_path / "other", "other")
 
 
-def test_collect_merges_files_prefixes_collisions_and_says_where_each_came_from(
-    write: Writer, tmp_path: Path
-) -> None:
+def test_collect_merges_files_prefixes_collisions_and_says_where_each_came_from(write: Writer, tmp_path: Path) -> None:
     write("eval/a.json", '{"acc": 0.9, "loss": 0.3}')
     write("eval/b.json", '{"acc": 0.8, "f1": 0.7}')
     write("params.yaml", "lr: 0.01\n")
@@ -427,8 +419,11 @@ def test_collect_folders_dvclive_output_or_every_metrics_file(write: Writer, tmp
     write("eval/README.md", "not a metrics file")
     write("empty/notes.txt", "nothing")
     found = collect(WorkspaceTree(tmp_path), ["dvclive", "eval", "empty"])
-    assert found.values == {"dvclive/metrics.json:acc": 0.9, "eval/test/scores.yaml:acc": 0.85,
-                            "eval/train.json:acc": 0.95}
+    assert found.values == {
+        "dvclive/metrics.json:acc": 0.9,
+        "eval/test/scores.yaml:acc": 0.85,
+        "eval/train.json:acc": 0.95,
+    }
     assert found.problems == {"empty": "empty: folder has no metrics files"}
 
 
@@ -436,8 +431,13 @@ def test_collect_params_keeps_lists_whole_and_only_the_tracked_keys(write: Write
     write("params.yaml", "train:\n  layers: [64, 32]\n  lr: 0.1\n  opt: {name: adam, betas: [0.9, 0.99]}\nseed: 1\n")
     tree = WorkspaceTree(tmp_path)
     every = collect(tree, ["params.yaml"], params=True).values
-    assert every == {"train.layers": "[64, 32]", "train.lr": 0.1, "train.opt.name": "adam",
-                     "train.opt.betas": "[0.9, 0.99]", "seed": 1}
+    assert every == {
+        "train.layers": "[64, 32]",
+        "train.lr": 0.1,
+        "train.opt.name": "adam",
+        "train.opt.betas": "[0.9, 0.99]",
+        "seed": 1,
+    }
     assert format_value(every["train.layers"]) == "[64, 32]"  # not "48 ± 22.6 (n=2)"
     tracked = collect(tree, ["params.yaml"], params=True, keys=lambda path: ("train.opt", "seed"))
     assert tracked.values == {"train.opt.name": "adam", "train.opt.betas": "[0.9, 0.99]", "seed": 1}
@@ -622,11 +622,14 @@ class Config:
         parse_values(b"A = 1", "metrics.py")  # Python files hold params, not metrics
 
 
-@pytest.mark.parametrize(("data", "filename", "expected"), [
-    (b"0.95\n", "acc.json", {"acc.json": 0.95}),
-    (b"0.8", "eval/score.yaml", {"eval/score.yaml": 0.8}),
-    (b'"v1"', "version.json", {"version.json": "v1"}),
-])
+@pytest.mark.parametrize(
+    ("data", "filename", "expected"),
+    [
+        (b"0.95\n", "acc.json", {"acc.json": 0.95}),
+        (b"0.8", "eval/score.yaml", {"eval/score.yaml": 0.8}),
+        (b'"v1"', "version.json", {"version.json": "v1"}),
+    ],
+)
 def test_a_file_holding_one_value_is_one_metric_named_after_the_file(
     data: bytes, filename: str, expected: dict[str, Value]
 ) -> None:

@@ -42,8 +42,9 @@ def csv(rows: list[dict[str, object]]) -> bytes:
 
 
 def history(epochs: int, scale: float = 1.0) -> bytes:
-    return csv([{"epoch": e, "loss": round(scale / (e + 1), 5), "acc": round(1 - scale / (e + 2), 5)}
-                for e in range(epochs)])
+    return csv(
+        [{"epoch": e, "loss": round(scale / (e + 1), 5), "acc": round(1 - scale / (e + 2), 5)} for e in range(epochs)]
+    )
 
 
 def confusion_records(seed: int, correct_every: int) -> bytes:
@@ -58,8 +59,9 @@ def confusion_records(seed: int, correct_every: int) -> bytes:
 
 
 def legend_texts(spec: PlotSpec, head: bytes, base: bytes | None) -> list[str]:
-    figure = build_figure(spec, load_table(head, spec.path),
-                          None if base is None else load_table(base, spec.path), "this change", "main")
+    figure = build_figure(
+        spec, load_table(head, spec.path), None if base is None else load_table(base, spec.path), "this change", "main"
+    )
     legend = figure.axes[0].get_legend()
     assert legend is not None
     return [t.get_text() for t in legend.get_texts()]
@@ -139,7 +141,10 @@ def test_without_base_a_single_series_has_no_legend_and_title_comes_from_the_spe
 def test_base_missing_a_column_draws_what_it_has() -> None:
     base = csv([{"epoch": e, "loss": 1.0 / (e + 1)} for e in range(5)])
     assert legend_texts(PlotSpec(path="h.csv", y=("loss", "acc")), history(5), base) == [
-        "loss (main)", "loss (this change)", "acc (this change)"]
+        "loss (main)",
+        "loss (this change)",
+        "acc (this change)",
+    ]
 
 
 def test_unreadable_base_is_left_out_and_the_head_still_renders(caplog: pytest.LogCaptureFixture) -> None:
@@ -177,8 +182,11 @@ def test_dollar_signs_in_untrusted_text_are_not_mathtext() -> None:
 def test_bar_groups_values_per_text_category() -> None:
     head = csv([{"class": c, "f1": v} for c, v in [("cat", 0.9), ("dog", 0.8), ("cat", 0.7)]])
     base = csv([{"class": c, "f1": v} for c, v in [("dog", 0.6), ("bird", 0.5)]])
-    figure = build_figure(PlotSpec(path="per_class.csv", template="bar"),
-                          load_table(head, "per_class.csv"), load_table(base, "per_class.csv"))
+    figure = build_figure(
+        PlotSpec(path="per_class.csv", template="bar"),
+        load_table(head, "per_class.csv"),
+        load_table(base, "per_class.csv"),
+    )
     ax = figure.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["dog", "bird", "cat"]
     heights = sorted(round(p.get_height(), 3) for p in ax.patches if isinstance(p, Rectangle))
@@ -211,8 +219,13 @@ def test_confusion_normalized_rows_sum_to_one_with_two_decimals_as_in_dvc() -> N
 
 def test_confusion_with_base_is_two_titled_panels() -> None:
     spec = PlotSpec(path="cm.json", template="confusion", title="Validation")
-    figure = build_figure(spec, load_table(confusion_records(1, 3), "cm.json"),
-                          load_table(confusion_records(2, 2), "cm.json"), "this change", "main")
+    figure = build_figure(
+        spec,
+        load_table(confusion_records(1, 3), "cm.json"),
+        load_table(confusion_records(2, 2), "cm.json"),
+        "this change",
+        "main",
+    )
     panels = [ax for ax in figure.axes if ax.get_title()]
     assert [ax.get_title() for ax in panels] == ["main", "this change"]
     assert all(ax.get_legend() is None for ax in panels)
@@ -293,8 +306,9 @@ def test_large_series_are_decimated_before_drawing(million_rows: bytes) -> None:
 def test_same_input_gives_the_same_bytes_whatever_the_global_style() -> None:
     spec = PlotSpec(path="h.csv", template="linear")
     first = render_plot(spec, history(30), history(25, 1.2), "p")[0].data
-    with matplotlib.rc_context({"lines.linewidth": 7, "font.size": 20, "axes.prop_cycle":
-                                cycler(color=["red", "green"])}):
+    with matplotlib.rc_context(
+        {"lines.linewidth": 7, "font.size": 20, "axes.prop_cycle": cycler(color=["red", "green"])}
+    ):
         second = render_plot(spec, history(30), history(25, 1.2), "p")[0].data
     assert first == second
     assert b"Software" not in first
@@ -395,11 +409,13 @@ H, C = PlotSpec(path="h.csv"), PlotSpec(path="c.csv", template="confusion")
 @pytest.mark.parametrize(
     ("spec", "data", "message"),
     [
-        (replace(H, y=("los",)), b"step,loss\n0,1\n",
-         r"^h\.csv: no column 'los' \(y\); closest: 'loss'"),
+        (replace(H, y=("los",)), b"step,loss\n0,1\n", r"^h\.csv: no column 'los' \(y\); closest: 'loss'"),
         (replace(H, x="epoch"), b"step,loss\n0,1\n", r"^h\.csv: no column 'epoch' \(x\)"),
-        (replace(H, y=("phase",)), b"step,phase\n0,train\n",
-         r"^h\.csv: column 'phase' \(y\) is not numeric \(value 'train'\)"),
+        (
+            replace(H, y=("phase",)),
+            b"step,phase\n0,train\n",
+            r"^h\.csv: column 'phase' \(y\) is not numeric \(value 'train'\)",
+        ),
         (replace(H, y=("loss",)), b"step,loss\n0,\n1,\n", r"^h\.csv: column 'loss' \(y\) has no numbers"),
         (H, b"name,phase\na,train\n", r"^h\.csv: column 'phase' \(y\) is not numeric"),
         (C, b"actual,pred\n1,1\n", r"^c\.csv: no column 'predicted'"),
@@ -407,9 +423,7 @@ H, C = PlotSpec(path="h.csv"), PlotSpec(path="c.csv", template="confusion")
         (C, b"actual,predicted\n1,\n", r"^c\.csv: no rows with both"),
     ],
 )
-def test_bad_plot_data_raises_input_error_naming_file_and_column(
-    spec: PlotSpec, data: bytes, message: str
-) -> None:
+def test_bad_plot_data_raises_input_error_naming_file_and_column(spec: PlotSpec, data: bytes, message: str) -> None:
     with pytest.raises(InputError, match=message):
         render_plot(spec, data, None, "p")
 
@@ -453,3 +467,38 @@ def test_integer_x_gets_integer_ticks() -> None:
     figure.canvas.draw()
     ticks = figure.axes[0].get_xticks()
     assert all(float(t).is_integer() for t in ticks)
+
+
+# --- statistics figures -----------------------------------------------------------------------------
+
+
+def test_confusion_delta_is_a_deterministic_diverging_png() -> None:
+    from cml_bot.plots import render_confusion_delta
+
+    classes = ["cat", "dog", "$x$ <b>"]
+    base = [[50, 2, 1], [3, 40, 0], [0, 1, 30]]
+    head = [[48, 4, 1], [1, 42, 0], [0, 1, 30]]
+    image = render_confusion_delta(classes, base, head, "confusion-delta", "Confusion change")
+    assert image.name == "confusion-delta.png" and image.data.startswith(b"\x89PNG")
+    again = render_confusion_delta(classes, base, head, "confusion-delta", "Confusion change")
+    assert again.data == image.data
+    pixels = np.asarray(PILImage.open(io.BytesIO(image.data)).convert("RGB"), dtype=np.int64)
+    reddish = ((pixels[..., 0] - pixels[..., 2]) > 60).sum()
+    bluish = ((pixels[..., 2] - pixels[..., 0]) > 60).sum()
+    assert reddish > 500 and bluish > 500  # both signs are drawn, in opposite colours
+
+
+def test_trend_marks_change_points_and_the_usual_variation() -> None:
+    from cml_bot.plots import render_trend
+
+    history = [(f"sha{i}", {"accuracy": 0.80 + (0.05 if i >= 5 else 0.0) + 0.001 * (i % 2)}) for i in range(10)]
+    plain = render_trend(history, {"accuracy": 0.86}, "trend", "Trend")
+    marked = render_trend(
+        history,
+        {"accuracy": 0.86},
+        "trend",
+        "Trend",
+        change_points={"accuracy": (5,)},
+        bands={"accuracy": (5, 0.848, 0.853)},
+    )
+    assert plain.data != marked.data and marked.data.startswith(b"\x89PNG")

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from cml_bot.config import Threshold
+from cml_bot.config import Threshold, parse_config
 from cml_bot.data import DataChange
 from cml_bot.diff import Diff, diff
 from cml_bot.metrics import Samples, Value
@@ -36,6 +36,8 @@ from cml_bot.report import (
     render_markdown,
     verdict_summary,
 )
+from cml_bot.results import RunResults
+from cml_bot.verdicts import judge
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -268,7 +270,81 @@ def hostile_report() -> Report:
     )
 
 
+def _predictions(ids: list[str], labels: list[str], predicted: list[str]) -> bytes:
+    rows = ["id,label,prediction", *(f"{i},{y},{p}" for i, y, p in zip(ids, labels, predicted, strict=True))]
+    return ("\n".join(rows) + "\n").encode()
+
+
+def judged_report(broken: int, max_drop: float, added: int = 0) -> Report:
+    """Real statistics on deterministic per-example results: 1,000 examples, 3 classes (one of
+    them hostile text), base 90% accurate; head fixes 10 and breaks ``broken``."""
+    classes = ("cat", "dog", "<b>@fox|</b>")
+    ids = [f"ex-{i:04d}" for i in range(1000)]
+    labels = [classes[i % 3] for i in range(1000)]
+    base = [classes[(i + 1) % 3] if i % 10 == 0 else labels[i] for i in range(1000)]
+    head = list(base)
+    for i in range(0, 100, 10):  # fix 10 wrong ones
+        head[i] = labels[i]
+    right = [i for i in range(1000) if base[i] == labels[i]]
+    for i in right[-broken:]:
+        head[i] = classes[(classes.index(labels[i]) + 1) % 3]
+    head_ids, head_labels = ids[added:] + [f"new-{k}" for k in range(added)], labels[added:] + labels[:added]
+    head = head[added:] + head[:added]
+
+    def accuracy(y: list[str], p: list[str]) -> float:
+        return round(sum(a == b for a, b in zip(y, p, strict=True)) / len(y), 5)
+
+    config = parse_config(
+        {
+            "metrics": ["metrics.json"],
+            "predictions": "predictions.csv",
+            "thresholds": {"accuracy": {"max_drop": max_drop}, "f1_macro": {"max_drop": "5%"}},
+        },
+        Path("."),
+    )
+    f1 = {"base": 0.0, "head": 0.0}
+    from sklearn.metrics import f1_score
+
+    f1["base"] = round(float(f1_score(labels, base, average="macro")), 5)
+    f1["head"] = round(float(f1_score(head_labels, head, average="macro")), 5)
+    base_results = RunResults(
+        "b" * 40,
+        {"accuracy": accuracy(labels, base), "f1_macro": f1["base"], "epochs": 10},
+        files={"predictions.csv": _predictions(ids, labels, base)},
+    )
+    head_results = RunResults(
+        "h" * 40,
+        {"accuracy": accuracy(head_labels, head), "f1_macro": f1["head"], "epochs": 12},
+        files={"predictions.csv": _predictions(head_ids, head_labels, head)},
+    )
+    judgement = judge(config, base_results, head_results)
+    return Report(
+        title="Pets classifier",
+        report_id="default",
+        diff=judgement.diff,
+        facts=FACTS,
+        plots=(PlotEntry("Confusion change (this change minus base)", ("confusion-delta.png",)),),
+        notes=judgement.notes,
+        predictions=judgement.predictions,
+        artifacts=judgement.artifacts,
+    )
+
+
+def inconclusive_report() -> Report:
+    report = judged_report(broken=18, max_drop=0.005)
+    assert report.verdict is Verdict.INCONCLUSIVE
+    return report
+
+
+def paired_report() -> Report:
+    report = judged_report(broken=60, max_drop=0.01, added=3)
+    assert report.verdict is Verdict.REGRESSED
+    return report
+
+
 REPORTS = {
+    "inconclusive": inconclusive_report,
+    "paired": paired_report,
     "pass": pass_report,
     "regressed": regressed_report,
     "no_baseline": no_baseline_report,
@@ -279,6 +355,7 @@ URLS = {
     "plot-01-loss.png": "https://example.org/img/plot 01.png",
     "plot-02-confusion.png": "plot-02-confusion.png",
     "p.png": "https://example.org/p(1).png",
+    "confusion-delta.png": "confusion-delta.png",
 }
 
 
@@ -292,7 +369,7 @@ def test_golden(name: str) -> None:
 
 
 def test_verdict_lines() -> None:
-    assert verdict_summary(pass_report()).startswith("pass: 4 metrics compared, 1 better, 1 worse")
+    assert verdict_summary(pass_report()) == "pass: 4 metrics compared, 0 better, 0 worse, 2 changed without evidence"
     assert verdict_summary(regressed_report()) == "regressed: accuracy, loss, rmse"
     assert verdict_summary(no_baseline_report()) == "no baseline: 3 metrics reported"
     assert verdict_summary(failed_pipeline_report()) == "pipeline failed: step 'train' exited with 1"
@@ -307,7 +384,13 @@ def test_verdict_is_the_first_line_after_the_title() -> None:
         lines = render_markdown(build(), URLS).split("\n")
         assert lines[0].startswith("<!-- cml-bot report (id: ")
         assert lines[1].startswith("## ")
-        head = {"pass": "✓ **Pass**", "regressed": "✗ **Regressed**", "no_baseline": "○ **No baseline**"}
+        head = {
+            "pass": "✓ **Pass**",
+            "regressed": "✗ **Regressed**",
+            "paired": "✗ **Regressed**",
+            "no_baseline": "○ **No baseline**",
+            "inconclusive": "? **Inconclusive**",
+        }
         assert lines[3].startswith(head.get(name, "✗ **Pipeline failed**")), (name, lines[3])
 
 

@@ -29,7 +29,6 @@ from cml_bot.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-
 def available() -> bool:
     """Whether DVC can be imported (without importing it)."""
     import importlib.util

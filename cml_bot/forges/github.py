@@ -57,6 +57,7 @@ FULL_REPORT_HINT = "the job summary of this run and its `cml-bot-report` artifac
 _STATES = {
     Verdict.PASS: "success",
     Verdict.NO_BASELINE: "success",
+    Verdict.INCONCLUSIVE: "success",  # not a failure by default (--fail-on-inconclusive fails the job)
     Verdict.REGRESSED: "failure",
     Verdict.FAILED: "error",
 }

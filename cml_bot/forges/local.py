@@ -10,13 +10,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from cml_bot.config import IMAGE_SUFFIXES
-from cml_bot.model import Image
+from cml_bot.model import Artifact, Image
 from cml_bot.report import render_html
 from cml_bot.results import atomic_write
+from cml_bot.verdicts import FLIPS_FILE
 
 REPORT_FILE = "report.md"
 PREVIEW_FILE = "index.html"
 PREVIEW_LIMIT = 2_000_000  # characters of markdown rendered into the HTML preview
+ARTIFACT_FILES = frozenset([FLIPS_FILE])  # files a run may leave beside the report
 
 
 class ReportFolder:
@@ -42,7 +44,8 @@ class ReportFolder:
         if not ignore.exists():
             ignore.write_text("# written by cml-bot\n*\n", encoding="utf-8")
         for old in self.folder.iterdir():
-            if old.is_file() and old.suffix.lower() in IMAGE_SUFFIXES:
+            # An earlier run's images or flips list must not look current.
+            if old.is_file() and (old.suffix.lower() in IMAGE_SUFFIXES or old.name in ARTIFACT_FILES):
                 old.unlink()
 
     def write_images(self, images: Sequence[Image]) -> Mapping[str, str]:
@@ -50,6 +53,12 @@ class ReportFolder:
         for image in images:
             atomic_write(self.folder / image.name, image.data)
         return {image.name: image.name for image in images}
+
+    def write_artifacts(self, artifacts: Sequence[Artifact]) -> None:
+        """Files beside the report for the reader of the folder (e.g. every prediction flip); they
+        are never uploaded or posted."""
+        for artifact in artifacts:
+            atomic_write(self.folder / artifact.name, artifact.data)
 
     def write_report(self, body: str) -> None:
         atomic_write(self.report, body.encode("utf-8"))

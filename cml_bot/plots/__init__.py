@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from cml_bot.plots.jobs import PlotJob, plot_titles, safe_name
 
 if TYPE_CHECKING:
-    from cml_bot.plots.figures import build_figure, render_trend, untrusted_image_problem
+    from cml_bot.plots.figures import build_figure, render_confusion_delta, render_trend, untrusted_image_problem
     from cml_bot.plots.render import render_all, render_plot
     from cml_bot.plots.tables import decimate, load_table, thin_points
 
@@ -32,6 +32,7 @@ __all__ = [
     "load_table",
     "plot_titles",
     "render_all",
+    "render_confusion_delta",
     "render_plot",
     "render_trend",
     "safe_name",
@@ -44,6 +45,7 @@ __all__ = [
 _LAZY = {
     "build_figure": "cml_bot.plots.figures",
     "render_trend": "cml_bot.plots.figures",
+    "render_confusion_delta": "cml_bot.plots.figures",
     "render_all": "cml_bot.plots.render",
     "render_plot": "cml_bot.plots.render",
     "decimate": "cml_bot.plots.tables",

@@ -541,10 +541,17 @@ def untrusted_image_problem(data: bytes) -> str | None:
 
 
 def render_trend(
-    history: Sequence[tuple[str, Mapping[str, float]]], current: Mapping[str, float], name: str, title: str
+    history: Sequence[tuple[str, Mapping[str, float]]],
+    current: Mapping[str, float],
+    name: str,
+    title: str,
+    change_points: Mapping[str, Sequence[int]] | None = None,
+    bands: Mapping[str, tuple[int, float, float]] | None = None,
 ) -> Image:
     """Each headline metric over recorded base-branch commits (oldest first, labelled by short sha),
-    with this change's value marked as a separate point at the right."""
+    with this change's value marked as a separate point at the right, and a dashed line before each
+    change point (the index of the first commit of a new level). ``bands`` shades, from the commit
+    where it starts to this change, each metric's usual variation: (start index, low, high)."""
     metrics = [metric for metric in current if any(metric in values for _, values in history)]
     if not metrics:
         raise InputError("trend: no headline metric has recorded history")
@@ -565,6 +572,20 @@ def render_trend(
                 linestyle="none",
                 label="this change",
             )
+            band = (bands or {}).get(metric)
+            if band is not None:
+                start, low, high = band
+                ax.fill_between(
+                    [start - 0.5, len(history) + 0.5],
+                    low,
+                    high,
+                    color="#1f77b4",
+                    alpha=0.12,
+                    linewidth=0,
+                    label="usual variation",
+                )
+            for index in (change_points or {}).get(metric, ()):
+                ax.axvline(index - 0.5, color="#d62728", linestyle="--", linewidth=1.0, alpha=0.8)
             ax.set_ylabel(image_text(metric, 24))
             ax.grid(True, alpha=0.3)
         labels = [image_text(sha, 10) for sha, _ in history] + ["this change"]
@@ -572,3 +593,47 @@ def render_trend(
         axes[0].legend(loc="best", fontsize=8)
         axes[0].set_title(image_text(title, LABEL_CHARS))
         return Image(f"{safe_name(name)}.png", to_png(figure, "trend"))
+
+
+# Confusion delta
+
+
+def render_confusion_delta(
+    classes: Sequence[str],
+    base: Sequence[Sequence[int]],
+    head: Sequence[Sequence[int]],
+    name: str,
+    title: str,
+) -> Image:
+    """Head's confusion counts minus base's on the same examples, on a diverging scale centred on
+    zero (blue: more examples in that cell than at the base, red: fewer). On the diagonal blue is
+    good; off it, blue means new confusions."""
+    delta = np.asarray(head, dtype=np.float64) - np.asarray(base, dtype=np.float64)
+    n = len(classes)
+    limit = max(1.0, float(np.abs(delta).max()))
+    with plot_style():
+        # Fixed margins: the constrained layout's second draw pass was most of this figure's time.
+        figure = Figure(figsize=CONFUSION_FIGSIZE, dpi=DPI)
+        FigureCanvasAgg(figure)
+        figure.subplots_adjust(left=0.16, right=0.86, bottom=0.16, top=0.92)
+        ax = figure.add_subplot()
+        image = ax.imshow(delta, cmap="RdBu", vmin=-limit, vmax=limit, interpolation="nearest")
+        ax.grid(visible=False)
+        if n <= ANNOTATE_CLASSES:
+            size = 10 if n <= 5 else 8 if n <= 10 else 6
+            for row in range(n):
+                for col in range(n):
+                    value = int(delta[row, col])
+                    if value:
+                        colour = "white" if abs(value) > 0.6 * limit else "#222222"
+                        ax.text(col, row, f"{value:+d}", ha="center", va="center", fontsize=size, color=colour)
+        labels = [image_text(v, 16) for v in classes]
+        ax.set_xticks(range(n), labels=labels)
+        ax.set_yticks(range(n), labels=labels)
+        if any(len(v) > 3 for v in classes) or n > 12:
+            ax.tick_params(axis="x", labelrotation=45)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(image_text(title, 90))
+        figure.colorbar(image, ax=ax, shrink=0.85, label="this change − base", fraction=0.05, pad=0.03)
+        return Image(f"{safe_name(name)}.png", to_png(figure, "confusion delta"))

@@ -106,9 +106,7 @@ class Project:
         env.update(extra)
         return env
 
-    def run(
-        self, *args: str, env: dict[str, str] | None = None, report: bool = True, seconds: int = 20
-    ) -> Run:
+    def run(self, *args: str, env: dict[str, str] | None = None, report: bool = True, seconds: int = 20) -> Run:
         """``cml-bot ARGS -C root``; ``report`` adds the output options of run/report."""
         argv = [*args, "-C", str(self.root)]
         if report:

@@ -36,8 +36,8 @@ def roots(project: Project) -> tuple:
     [
         pytest.param("env; exit 1", id="env"),
         pytest.param("printenv CI_REPOSITORY_URL CI_REGISTRY_PASSWORD CI_DEPENDENCY_PROXY_PASSWORD; exit 1", id="gl"),
-        pytest.param("echo \"$GITHUB_TOKEN $CML_BOT_TOKEN $GITLAB_TOKEN $CI_JOB_TOKEN\"; exit 1", id="forge-vars"),
-        pytest.param("echo \"$AWS_SECRET_ACCESS_KEY $MY_SERVICE_KEY $DB_PASSWORD $HF_TOKEN\"; exit 1", id="user"),
+        pytest.param('echo "$GITHUB_TOKEN $CML_BOT_TOKEN $GITLAB_TOKEN $CI_JOB_TOKEN"; exit 1', id="forge-vars"),
+        pytest.param('echo "$AWS_SECRET_ACCESS_KEY $MY_SERVICE_KEY $DB_PASSWORD $HF_TOKEN"; exit 1', id="user"),
     ],
 )
 def test_a_failing_step_that_prints_its_environment(project: Project, command: str) -> None:
