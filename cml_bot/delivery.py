@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from cml_bot import markdown as md
 from cml_bot.bundle import SavedRun, load_run, save_run
 from cml_bot.config import Config, load_config
 from cml_bot.context import CiContext, detect
@@ -38,8 +39,12 @@ def deliver(
     images: tuple[Image, ...],
     *,
     publishing: bool = False,
+    kept_bundle: Path | None = None,
 ) -> Outcome:
-    """Write the report folder (always), then do what :func:`plan` decides: record, post or save."""
+    """Write the report folder (always), then do what :func:`plan` decides: record, post or save.
+
+    ``kept_bundle``: the bundle being published when it stays for another job if this one may not
+    post (the Action's posting step on a pull request; not the trusted workflow_run job)."""
     from cml_bot.forges.local import ReportFolder
 
     config, context = evaluation.config, evaluation.context
@@ -80,9 +85,14 @@ def deliver(
                 effects, context, report, images, options.mode, secrets, verify=publishing
             )
         except ReadOnlyTokenError as exc:
-            if publishing:
+            if publishing and kept_bundle is None:
                 raise
-            decided = replace(decided, save_bundle=True, why_not_posted=str(exc))
+            if kept_bundle is not None:
+                why = f"{exc}; the results stay in {kept_bundle} for a trusted publish workflow"
+                decided = replace(decided, save_bundle=False, why_not_posted=why)
+                outcome = replace(outcome, destination=context.platform, bundle_dir=kept_bundle)
+            else:
+                decided = replace(decided, save_bundle=True, why_not_posted=str(exc))
         else:
             notices.extend(posted_notes)
             _write_summary(effects.env, secrets.scrub(render_markdown(report, urls, limit=SUMMARY_LIMIT)))
@@ -94,7 +104,7 @@ def deliver(
         save_run(bundle_dir, saved_run(evaluation, shard=None), secrets)
         notices.append(f"report saved for a trusted step to post: cml-bot publish --bundle {bundle_dir}")
         outcome = replace(outcome, destination=context.platform, bundle_dir=bundle_dir)
-    if context.platform != "local":
+    if context.platform != "local" and options.post:  # --no-post: the publish step writes the summary
         _write_summary(effects.env, secrets.scrub(render_markdown(report, {}, limit=SUMMARY_LIMIT)))
     return replace(outcome, notices=tuple(notices))
 
@@ -132,7 +142,10 @@ def post(
         notes.append(f"plots not posted: {exc}")
     publication = Publication(None, False)
     if change is not None:
-        where_full = f"The full report is in {forge.full_report_hint}."
+        run = context.job_url or context.run_url  # from the CI's environment, never from the change
+        where_full = f"The full report is in {forge.full_report_hint}" + (
+            f" ([open the run]({md.link_target(run)}))." if run else "."
+        )
         body = secrets.scrub(
             render_markdown(report, urls, limit=forge.comment_limit, where_full=where_full, flavour=forge.flavour)
         )
@@ -232,7 +245,10 @@ def publish_bundle(folder: Path, options: Options, effects: Effects, head_sha: s
     )
     evaluation = replace(evaluation, data_changes=saved.data_changes, notes=(*evaluation.notes, *file_notes))
     report, images = build_report(evaluation)
-    return deliver(options, effects, evaluation, report, images, publishing=True)
+    # In the job that made the bundle (the Action's posting step), a token that may not write leaves
+    # the bundle for the fork workflow's upload; in the trusted workflow_run job it is an error.
+    kept = folder if context.event_name != "workflow_run" else None
+    return deliver(options, effects, evaluation, report, images, publishing=True, kept_bundle=kept)
 
 
 def _files_to_publish(config: Config, files: Mapping[str, bytes]) -> tuple[dict[str, bytes], list[str]]:

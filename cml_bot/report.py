@@ -293,22 +293,28 @@ class _Budget:
     unchanged_metrics: bool = True
     plots: bool = True
     params: bool = True
-    changed_metrics: bool = True
+    changed_metrics: bool = True  # False: only gated metrics (and failures)
+    gated_metrics: bool = True  # False: only the failed gates
     max_metric_rows: int | None = None
 
 
 def _levels() -> tuple[tuple[str, _Budget], ...]:
-    """Each level drops one more section (named for the reader) on top of the previous level."""
+    """Each level drops one more section (named for the reader) on top of the previous level.
+
+    What matters is kept longest: the verdict and the failed gates always; then every gated and every
+    changed metric; then the plots; the rest (params, per-example tables, step timings, data
+    changes, unchanged metrics) goes first."""
     steps: tuple[tuple[str, dict[str, Any]], ...] = (
         ("", {}),
         ("unchanged params", {"unchanged_params": False}),
         ("per-example tables", {"example_details": False}),
         ("pipeline step timings", {"step_table": False, "log_lines": 10}),
         ("data changes", {"data_changes": False}),
+        ("params", {"params": False, "log_lines": 5}),
         ("unchanged metrics", {"unchanged_metrics": False}),
         ("plots", {"plots": False}),
-        ("params", {"params": False, "log_lines": 5}),
-        ("metrics that passed", {"changed_metrics": False}),
+        ("ungated metrics that passed", {"changed_metrics": False}),
+        ("gates that passed", {"gated_metrics": False}),
     )
     levels, budget = [], _Budget()
     for label, changes in steps:
@@ -405,14 +411,19 @@ def _select_metrics(report: Report, budget: _Budget) -> tuple[list[MetricChange]
     metrics = list(diff.metrics)
     hidden = ""
     if not budget.unchanged_metrics:
-        kept = [m for m in metrics if m.status is not Status.UNCHANGED or m.failures]
+        kept = [m for m in metrics if m.status is not Status.UNCHANGED or m.failures or m.gated]
         if len(kept) < len(metrics):
-            hidden = f"{len(metrics) - len(kept)} unchanged metrics"
+            hidden = f"{_plural(len(metrics) - len(kept), 'unchanged metric')}"
         metrics = kept
     if not budget.changed_metrics:
+        kept = [m for m in metrics if m.failures or m.gated]
+        if len(kept) < len(metrics):
+            hidden = f"{_plural(len(diff.metrics) - len(kept), 'metric')} without a gate"
+        metrics = kept
+    if not budget.gated_metrics:
         kept = [m for m in metrics if m.failures]
         if len(kept) < len(metrics):
-            hidden = f"{len(diff.metrics) - len(kept)} metrics that passed"
+            hidden = f"{_plural(len(diff.metrics) - len(kept), 'metric')} that passed"
         metrics = kept
     # Regressions first, then changes, then the rest, each in the file's order (sort is stable).
     metrics.sort(key=lambda m: 0 if m.failures else 1 if m.status is not Status.UNCHANGED else 2)
@@ -420,7 +431,7 @@ def _select_metrics(report: Report, budget: _Budget) -> tuple[list[MetricChange]
     if budget.max_metric_rows is not None and len(metrics) > budget.max_metric_rows:
         cut = f"; showing {budget.max_metric_rows} of {len(metrics)} rows"
         metrics = metrics[: budget.max_metric_rows]
-    heading = "### Metrics" + (f" ({hidden} hidden{cut})" if hidden or cut else "")
+    heading = "### Metrics" + (f" ({hidden} in the full report{cut})" if hidden or cut else "")
     return metrics, heading
 
 

@@ -354,3 +354,27 @@ def test_verbose_says_what_was_read_from_where(repo: GitRepo) -> None:
     assert "cml-bot: read 1 metrics from metrics.json in the workspace" in text
     assert "cml-bot: read 1 metrics from metrics.json in " in text.replace("the workspace", "")
     assert "cml-bot: baseline: metrics files as committed at the merge-base with main" in text
+
+
+def test_diff_an_inconclusive_gate_fails_only_when_asked(repo: GitRepo) -> None:
+    """Three seeds a side: the mean drops by more than max_drop, but within the seeds' spread."""
+    repo.write("cml-bot.yaml", CONFIG)
+    repo.write("metrics.json", {"accuracy": [0.90, 0.94, 0.86]})
+    repo.commit("three seeds")
+    repo.write("metrics.json", {"accuracy": [0.88, 0.93, 0.84]})
+
+    code, out, _ = _cli(["diff", "HEAD", "--fail-on-regression"], repo.root)
+    assert code == 0, out
+    assert out.startswith("cml-bot: inconclusive: accuracy may have worsened beyond the threshold")
+    code, out, _ = _cli(["diff", "HEAD", "--fail-on-inconclusive"], repo.root)
+    assert code == 1, out
+
+
+def test_the_report_folder_never_shows_an_earlier_runs_flips(repo: GitRepo) -> None:
+    _project(repo, 0.8)
+    stale = repo.root / "cml-bot-report" / "prediction-flips.csv"
+    stale.parent.mkdir()
+    stale.write_text("id,label,base,head\nold,1,1,2\n", encoding="utf-8")
+    code, out, _ = _cli(["diff", "HEAD"], repo.root)
+    assert code == 0, out
+    assert not stale.exists()  # this run judged no predictions: an old list must not look current

@@ -222,3 +222,54 @@ def test_an_oversized_bundle_is_refused_by_its_size(tmp_path: Path, size: int) -
     with open(tmp_path / "run.json", "wb") as handle:
         handle.truncate(size)  # sparse: no disk used
     _fails_fast(tmp_path, "more than the limit of 67.1 MB")
+
+
+def _predictions(wrong: int, rows: int = 300) -> str:
+    lines = ["id,label,prediction"]
+    lines += [f"ex{i},{i % 3},{(i + 1) % 3 if i < wrong else i % 3}" for i in range(rows)]
+    return "\n".join(lines) + "\n"
+
+
+def test_the_bundles_predictions_are_judged_with_this_sides_baseline(
+    fake_github: FakeGitHub, repo: GitRepo, tmp_path: Path
+) -> None:
+    """Per-example results travel in the bundle as data; the paired test runs on the trusted side
+    against the base's predictions from this side's git."""
+    repo.write("cml-bot.yaml", CONFIG + "predictions: predictions.csv\n")
+    repo.write("metrics.json", {"accuracy": 0.90})
+    repo.write("predictions.csv", _predictions(wrong=30))
+    main_sha = repo.commit("main")
+    fake_github.add_commit(main_sha, [], branch="main")
+    fake_github.add_commit(HEAD_SHA, [main_sha])
+    repo.git("checkout", "--quiet", "-b", "changes")
+    repo.write("metrics.json", {"accuracy": 0.80})
+    repo.write("predictions.csv", _predictions(wrong=60))
+    repo.commit("worse")
+    bundle = tmp_path / "bundle"
+    env = github_env(fake_github, GITHUB_STEP_SUMMARY=str(tmp_path / "summary.md"))
+    code, out, err = cli(["report", "--base", "main", "--no-post", "--bundle-dir", str(bundle)], env, repo)
+    assert code == 0, out + err
+
+    code, out, err = publish(fake_github, repo, tmp_path, bundle)
+
+    assert code == 0, out + err
+    [comment] = fake_github.comments_on(2)
+    assert "### Per-example results" in comment["body"]
+    assert "**Predictions: 0 examples fixed, 30 broken**" in comment["body"]
+
+
+def test_publish_keeps_every_file_a_plot_reads_and_nothing_else() -> None:
+    """A DVC plot id whose x and y come from two files (dvc.yaml's ``{x: {a: step}, y: {b: loss}}``)."""
+    from dataclasses import replace
+
+    from cml_bot.config import PlotSource, PlotSpec, parse_config
+    from cml_bot.delivery import _files_to_publish
+
+    config = parse_config({"predictions": "predictions.csv"}, Path("."))
+    plot = PlotSpec("loss", sources=(PlotSource("loss.csv", "loss", "step", "steps.csv"),))
+    config = replace(config, plots=(plot,))
+    files = {name: b"a,b\n1,2\n" for name in ("steps.csv", "loss.csv", "predictions.csv", "secret.txt")}
+
+    kept, notes = _files_to_publish(config, files)
+
+    assert sorted(kept) == ["loss.csv", "predictions.csv", "steps.csv"] and notes == []

@@ -265,6 +265,10 @@ def test_a_report_over_the_limit_posts_a_trimmed_comment(
     assert len(full) > 65536
     assert len(comment["body"]) <= 65536 and comment["body"].count(MARKER) == 1
     assert "To fit the size limit" in comment["body"]
+    assert (
+        "The full report is in the job summary of this run and its `cml-bot-report` artifact "
+        "([open the run](https://github.com/Codertocat/Hello-World/actions/runs/42))._"
+    ) in comment["body"]
     assert "layer2499" in summary and "layer2499" not in comment["body"]
     assert TOKEN not in out + err + summary
 

@@ -537,6 +537,48 @@ def test_detail_goes_first_when_a_little_over() -> None:
     assert "### Metrics" in text and "### Plots" in text  # the rest is kept
 
 
+GITLAB_NOTE_LIMIT = 1_000_000  # characters of a GitLab note (cml_bot.forges.gitlab)
+
+
+def test_a_report_of_megabytes_keeps_every_gated_and_changed_metric_then_plots() -> None:
+    """Issue 11: trimming keeps the verdict, the failed gates, every gated and every changed metric,
+    then the plots; the rest goes first, and the note says where the full report is."""
+    count = 40_000
+    base: dict[str, Value] = {f"layer{i // 100}.metric_{i}_score": 0.5 for i in range(count)}
+    head = dict(base)
+    changed = [f"layer{i // 100}.metric_{i}_score" for i in range(0, count, 400)]  # 100 changed
+    for name in changed:
+        head[name] = 0.52
+    head["layer0.metric_0_score"] = 0.4  # one failed gate
+    gates = [Threshold("layer0.metric_0_score", max_drop=0.01), Threshold("layer1.*", max_drop=0.01)]
+    params: dict[str, Value] = {f"param_{i}": "x" * 200 for i in range(3000)}
+    report = Report(
+        "Huge",
+        "default",
+        diff(base, head, gates, params, params),
+        FACTS,
+        plots=tuple(PlotEntry(f"plot {i}", (f"p{i}.png",)) for i in range(20)),
+        data_changes=tuple(DataChange(f"data/{i}.csv", "a" * 64, "b" * 64, 1, 2) for i in range(500)),
+    )
+    assert len(render_markdown(report)) > 1_500_000
+    urls = {f"p{i}.png": f"https://gitlab.example/uploads/{i}/p{i}.png" for i in range(20)}
+    where = "The full report is in the `cml-bot-report` artifact of this job (`report.md`)."
+
+    text = render_markdown(report, urls, limit=GITLAB_NOTE_LIMIT, where_full=where)
+
+    check_valid(text, report, GITLAB_NOTE_LIMIT)
+    assert "**Regressed**" in text and "- layer0.metric\\_0\\_score: dropped by" in text
+    rows = {line.split(" | ")[0].removeprefix("| ") for line in text.splitlines() if line.startswith("| layer")}
+    gated = {c.name.replace("_", "\\_") for c in report.diff.metrics if c.gated}
+    moved = {c.name.replace("_", "\\_") for c in report.diff.metrics if c.status.value != "unchanged"}
+    assert len(gated) == 101 and gated <= rows
+    assert moved <= rows
+    assert "unchanged metrics in the full report" in text
+    assert all(f"![plot {i}](https://gitlab.example/uploads/{i}/p{i}.png)" in text for i in range(20))
+    assert "leaves out: unchanged params, data changes, params, unchanged metrics." in text
+    assert text.rstrip().splitlines()[-3].endswith(where + "_")
+
+
 def test_html_preview() -> None:
     report = hostile_report()
     page = render_html(render_markdown(report, URLS), report.title)
@@ -552,7 +594,7 @@ def test_dropped_note_names_only_sections_that_were_there() -> None:
     text = render_markdown(report, limit=GITHUB_LIMIT)
     check_valid(text, report, GITHUB_LIMIT)
     assert "_To fit the size limit this comment leaves out: unchanged metrics. The full report" in text
-    assert "### Metrics (2999 unchanged metrics hidden)" in text
+    assert "### Metrics (2,999 unchanged metrics in the full report)" in text
     assert "| metric\\_7 " in text
 
 
