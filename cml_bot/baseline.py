@@ -275,9 +275,9 @@ def committed_results(config: Config, git: Git, sha: str) -> tuple[RunResults | 
     if config.layout is not None and declared.cached:
         from cml_bot.dvcproject import CommitTree
 
-        tree = CommitTree(git, sha, config.layout, declared.cached)
+        tree = CommitTree(git, sha, config.layout, declared.cached, max_bytes=config.limits.file_bytes)
     else:
-        tree = GitTree(git, sha)
+        tree = GitTree(git, sha, max_bytes=config.limits.file_bytes)
     results = read_results(declared, tree, sha)
     if config.tensorboard is not None:  # the logdir as committed, for teams that commit it
         from cml_bot.sources.tensorboard import committed_scalars

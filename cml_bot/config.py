@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from cml_bot.errors import ConfigError
-from cml_bot.files import DuplicateKeyError, UniqueKeyFastLoader, read_limited
+from cml_bot.files import MAX_FILE_BYTES, DuplicateKeyError, UniqueKeyFastLoader, read_limited
 from cml_bot.git import Git
-from cml_bot.metrics import MAX_FILE_BYTES, MAX_NAMES
+from cml_bot.metrics import MAX_NAMES
 from cml_bot.secrets import redact_url
 
 if TYPE_CHECKING:

@@ -39,6 +39,7 @@ def describe_size(n: int) -> str:
 
 
 FILE_LIMIT_SETTING = "limits.file_mb in cml-bot.yaml"
+MAX_FILE_BYTES = 50_000_000  # one metrics, params or plot file: the default of limits.file_mb
 
 
 def read_limited(

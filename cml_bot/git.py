@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cml_bot.errors import CmlBotError
+from cml_bot.errors import CmlBotError, InputError
+from cml_bot.files import FILE_LIMIT_SETTING, MAX_FILE_BYTES, describe_size
 
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 
@@ -134,6 +135,19 @@ class Git:
         names a path from the top, so paths relative to ``root`` need it (``-C proj``)."""
         return self._out("rev-parse", "--show-prefix") or ""
 
+    def object_sizes(self, revision: str, paths: Sequence[str]) -> dict[str, int | None]:
+        """The size of each file (relative to ``root``) at ``revision``, None when it is not a
+        file there, from one ``git cat-file --batch-check`` (nothing is read)."""
+        if not paths:
+            return {}
+        request = "".join(f"{revision}:{self.prefix}{path}\n" for path in paths).encode("utf-8")
+        lines = self.runner(["cat-file", "--batch-check"], self.root, request).stdout.splitlines()
+        sizes: dict[str, int | None] = {}
+        for path, line in zip(paths, lines, strict=False):
+            header = line.split()
+            sizes[path] = int(header[2]) if len(header) == 3 and header[1] == b"blob" else None
+        return sizes
+
     def show_many(self, revision: str, paths: Sequence[str]) -> dict[str, bytes | None]:
         """The contents of several files (relative to ``root``) at ``revision`` from one
         ``git cat-file --batch``."""
@@ -183,13 +197,21 @@ class Git:
 class GitTree:
     """The files of ``revision`` as committed, read through ``git`` (paths relative to its root)."""
 
-    def __init__(self, git: Git, revision: str, label: str | None = None) -> None:
+    def __init__(self, git: Git, revision: str, label: str | None = None, max_bytes: int = MAX_FILE_BYTES) -> None:
         self.git = git
         self.revision = revision
         self.label = label or revision[:7]
+        self.max_bytes = max_bytes  # limits.file_mb, as for the workspace: any commit may be hostile
         self._files: list[str] | None = None
 
     def read_many(self, paths: Sequence[str]) -> dict[str, bytes | None]:
+        """The files as committed; one over ``max_bytes`` is an error, found before it is read."""
+        for path, size in self.git.object_sizes(self.revision, list(paths)).items():
+            if size is not None and size > self.max_bytes:
+                raise InputError(
+                    f"{path} at {self.label}: is {describe_size(size)}, more than the limit of "
+                    f"{describe_size(self.max_bytes)} ({FILE_LIMIT_SETTING})"
+                )
         return self.git.show_many(self.revision, list(paths))
 
     def files_under(self, path: str) -> list[str] | None:

@@ -37,6 +37,7 @@ import yaml
 from cml_bot.errors import InputError
 from cml_bot.files import (
     FILE_LIMIT_SETTING,
+    MAX_FILE_BYTES,
     DuplicateKeyError,
     UniqueKeyFastLoader,
     UniqueKeySafeLoader,
@@ -69,8 +70,7 @@ PARAMS_EXTENSIONS = (*EXTENSIONS, ".py")  # DVC reads params from Python files t
 DVCLIVE_METRICS = "metrics.json"
 
 _MAX_DEPTH = 200  # nesting levels of a flattened name
-# Defaults of ``limits:`` in cml-bot.yaml (see cml_bot.config.Limits).
-MAX_FILE_BYTES = 50_000_000  # one metrics, params or plot file
+# Defaults of ``limits:`` in cml-bot.yaml (see cml_bot.config.Limits); MAX_FILE_BYTES is in cml_bot.files.
 # Names and values read from metrics and params files, all files together. YAML aliases are
 # counted as expanded (a 600-byte alias bomb is a million names) and so are CSV rows.
 MAX_NAMES = 100_000

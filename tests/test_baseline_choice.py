@@ -378,3 +378,17 @@ def test_the_report_folder_never_shows_an_earlier_runs_flips(repo: GitRepo) -> N
     code, out, _ = _cli(["diff", "HEAD"], repo.root)
     assert code == 0, out
     assert not stale.exists()  # this run judged no predictions: an old list must not look current
+
+
+def test_a_committed_file_over_the_limit_is_refused_before_it_is_read(repo: GitRepo) -> None:
+    """The baseline's files come from git: bounded like the workspace's (limits.file_mb)."""
+    repo.write("cml-bot.yaml", CONFIG + "limits: {file_mb: 0.001}\n")
+    repo.write("metrics.json", '{"accuracy": 0.8, "padding": "' + "x" * 2000 + '"}')
+    repo.commit("a big metrics file")
+    repo.write("metrics.json", {"accuracy": 0.85})
+
+    code, _, err = _cli(["diff", "HEAD"], repo.root)
+
+    assert code == 2
+    assert err.strip().startswith("cml-bot: error: metrics.json at ")
+    assert "more than the limit of" in err and "limits.file_mb" in err

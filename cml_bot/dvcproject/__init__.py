@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from cml_bot import __version__
-from cml_bot.config import Declarations, load_config_text
+from cml_bot.config import CONFIG_MAX_BYTES, Declarations, load_config_text
 from cml_bot.dvcproject import plain
 from cml_bot.errors import ConfigError
+from cml_bot.files import MAX_FILE_BYTES
 from cml_bot.git import Git, GitTree
 from cml_bot.metrics import Tree, WorkspaceTree
 
@@ -111,7 +112,7 @@ def declarations(layout: Layout, git: Git | None = None, rev: str | None = None)
         files = list(layout.files)
     else:
         assert git is not None
-        tree = GitTree(git, rev)
+        tree = GitTree(git, rev, max_bytes=CONFIG_MAX_BYTES)
         files = [f for f in git.files(rev) if PurePosixPath(f).name == DVC_FILE]
     contents = tree.read_many(files)
     documents = {file: _parse(data, file) for file, data in contents.items() if data is not None}
@@ -184,9 +185,16 @@ class CommitTree:
     local cache, else the configured remote). What DVC cannot reach is kept in ``unreachable``."""
 
     def __init__(
-        self, git: Git, revision: str, layout: Layout, cached: Sequence[str], label: str | None = None
+        self,
+        git: Git,
+        revision: str,
+        layout: Layout,
+        cached: Sequence[str],
+        label: str | None = None,
+        max_bytes: int = MAX_FILE_BYTES,
     ) -> None:
-        self.git_tree = GitTree(git, revision, label)
+        self.git_tree = GitTree(git, revision, label, max_bytes)
+        self.max_bytes = max_bytes
         self.label = self.git_tree.label
         self.revision = revision
         self.layout = layout
@@ -228,7 +236,7 @@ class CommitTree:
         for repo, group in by_repo.items():
             inside = {(self.layout.root / p).resolve().relative_to(repo).as_posix(): p for p in group}
             log.info("reading %s at %s through DVC", ", ".join(group), self.revision[:7])
-            for repo_path, result in api.read_outputs(repo, self.revision, list(inside)).items():
+            for repo_path, result in api.read_outputs(repo, self.revision, list(inside), self.max_bytes).items():
                 path = inside[repo_path]
                 if isinstance(result, bytes):
                     found[path] = result

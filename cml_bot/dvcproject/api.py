@@ -25,6 +25,7 @@ from typing import Any
 from cml_bot.config import PLOT_FILE_SUFFIXES, Declarations, PlotSpec, _Reader
 from cml_bot.dvcproject.definitions import plot_spec
 from cml_bot.errors import ConfigError
+from cml_bot.files import FILE_LIMIT_SETTING, MAX_FILE_BYTES, describe_size
 
 log = logging.getLogger(__name__)
 
@@ -170,9 +171,12 @@ def _flat_keys(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
     return keys
 
 
-def read_outputs(dvc_root: Path, rev: str, paths: Sequence[str]) -> dict[str, bytes | str]:
+def read_outputs(
+    dvc_root: Path, rev: str, paths: Sequence[str], max_bytes: int = MAX_FILE_BYTES
+) -> dict[str, bytes | str]:
     """Files of commit ``rev`` through DVC (``paths`` relative to ``dvc_root``): from the local
-    cache, else from the configured remote. A file DVC cannot reach maps to the reason, one line."""
+    cache, else from the configured remote. A file DVC cannot reach, or one over ``max_bytes``
+    (read no further), maps to the reason, one line."""
     found: dict[str, bytes | str] = {}
     try:
         with open_repo(dvc_root, rev) as repo:
@@ -180,7 +184,9 @@ def read_outputs(dvc_root: Path, rev: str, paths: Sequence[str]) -> dict[str, by
             for path in paths:
                 try:
                     with fs.open(f"{fs.root_marker}{path}", mode="rb") as handle:
-                        found[path] = handle.read()
+                        data = handle.read(max_bytes + 1)
+                    too_big = f"larger than the limit of {describe_size(max_bytes)} ({FILE_LIMIT_SETTING})"
+                    found[path] = data if len(data) <= max_bytes else too_big
                 except Exception as exc:  # DVC raises many kinds: missing cache, remote errors, ...
                     found[path] = _one_line(exc) or type(exc).__name__
     except ConfigError as exc:  # DVC cannot open the repository at that commit (DVC 1 layout, ...)
