@@ -45,20 +45,12 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(HERE))
 
-from _common import median_seconds, row, side_by_side, tool  # noqa: E402
+from _common import GIT_ENV, median_seconds, row, side_by_side, tool  # noqa: E402
 from fake_github import HEAD_SHA, TOKEN, FakeGitHub, github_env  # noqa: E402
 
 METRICS, PARAMS, SMALL_PLOTS = 50, 20, 4
 TARGET_RATIO, TARGET_SECONDS = 3.0, 1.5
 DVCLIVE_TARGET = 0.7  # cml-bot's report at most this share of DVC's three commands
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-    "GIT_COMMITTER_NAME": "Bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
 
 
 def git(repo: Path, *args: str) -> str:

@@ -30,7 +30,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(HERE))
 
-from _common import median_seconds, row  # noqa: E402
+from _common import GIT_ENV, median_seconds, row  # noqa: E402
 from fake_github import EVENTS, HEAD_SHA, TOKEN, FakeGitHub, github_env  # noqa: E402
 
 from cml_bot.cli import Console  # noqa: E402
@@ -41,14 +41,6 @@ from cml_bot.forges.github import COMMENT_LIMIT  # noqa: E402
 from cml_bot.report import Report, RunFacts, render_markdown  # noqa: E402
 
 TARGET_SECONDS, TARGET_REQUESTS = 1.0, 8
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-    "GIT_COMMITTER_NAME": "Bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
 
 
 def diff_and_render(count: int) -> str:

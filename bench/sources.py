@@ -37,18 +37,10 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(HERE))
 
-from _common import median_seconds, row  # noqa: E402
+from _common import GIT_ENV, median_seconds, row  # noqa: E402
 from mlflow_server import QUIET, client, start_server  # noqa: E402
 
 RUNS, METRICS, STEPS = 5, 20, 1000
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-    "GIT_COMMITTER_NAME": "Bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
 
 
 def git(root: Path, *args: str) -> str:

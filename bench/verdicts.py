@@ -44,7 +44,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import median_seconds, tool  # noqa: E402
+from _common import GIT_ENV, median_seconds, tool  # noqa: E402
 
 from cml_bot.config import parse_config  # noqa: E402
 from cml_bot.model import Verdict  # noqa: E402
@@ -303,15 +303,7 @@ def report_speed(repeat: int, n: int) -> None:
     if cml_bot is None:
         print("cml-bot is not installed: pip install -e .", file=sys.stderr)
         return
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "Bench",
-        "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-        "GIT_COMMITTER_NAME": "Bench",
-        "GIT_COMMITTER_EMAIL": "bench@example.invalid",
-        "GIT_CONFIG_GLOBAL": os.devnull,
-        "GIT_CONFIG_NOSYSTEM": "1",
-    }
+    env = {**os.environ, **GIT_ENV}
     for name in ("CI", "GITHUB_ACTIONS", "GITLAB_CI"):
         env.pop(name, None)
     times = {}
