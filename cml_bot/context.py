@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from cml_bot import answers
 from cml_bot.errors import ConfigError
 
 Platform = Literal["github", "gitlab", "bitbucket", "local"]
@@ -68,7 +69,7 @@ def load_event(env: Mapping[str, str]) -> Mapping[str, Any]:
 
 def github_context(env: Mapping[str, str], event: Mapping[str, Any]) -> CiContext:
     server = env.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
-    repo = env.get("GITHUB_REPOSITORY") or _str(_dig(event, "repository", "full_name"))
+    repo = env.get("GITHUB_REPOSITORY") or answers.text(answers.dig(event, "repository", "full_name"))
     run_id = env.get("GITHUB_RUN_ID")
     run_url = f"{server}/{repo}/actions/runs/{run_id}" if repo and run_id else None
     event_name = env.get("GITHUB_EVENT_NAME")
@@ -79,26 +80,26 @@ def github_context(env: Mapping[str, str], event: Mapping[str, Any]) -> CiContex
         "server_url": server,
         "event_name": event_name,
         "run_url": run_url,
-        "default_branch": _str(_dig(event, "repository", "default_branch")),
+        "default_branch": answers.text(answers.dig(event, "repository", "default_branch")),
     }
     pull = event.get("pull_request")
     triggering = event.get("workflow_run")
     if event_name == "workflow_run" and isinstance(triggering, Mapping):
         return _workflow_run_context(common, repo, triggering)
     if isinstance(pull, Mapping):
-        head_repo = _str(_dig(pull, "head", "repo", "full_name"))
+        head_repo = answers.text(answers.dig(pull, "head", "repo", "full_name"))
         return CiContext(
             **common,
             change_number=_int(pull.get("number")) or _int(event.get("number")),
-            head_sha=_str(_dig(pull, "head", "sha")),
-            head_ref=_str(_dig(pull, "head", "ref")),
-            base_ref=_str(_dig(pull, "base", "ref")),
+            head_sha=answers.text(answers.dig(pull, "head", "sha")),
+            head_ref=answers.text(answers.dig(pull, "head", "ref")),
+            base_ref=answers.text(answers.dig(pull, "base", "ref")),
             is_fork=head_repo is not None and repo is not None and head_repo != repo,
             checked_out_sha=env.get("GITHUB_SHA") or None,  # refs/pull/N/merge, unless checked out otherwise
         )
     ref = env.get("GITHUB_REF", "")
     head_ref = ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else env.get("GITHUB_REF_NAME")
-    sha = env.get("GITHUB_SHA") or _str(event.get("after"))
+    sha = env.get("GITHUB_SHA") or answers.text(event.get("after"))
     return CiContext(**common, head_sha=sha, head_ref=head_ref, checked_out_sha=sha)
 
 
@@ -106,17 +107,17 @@ def _workflow_run_context(common: dict[str, Any], repo: str | None, run: Mapping
     """A ``workflow_run`` job (the trusted publish workflow): the commit and branch are those of the
     run that triggered it, as GitHub reports them (never what a bundle says). A fork's pull request
     is not listed in ``pull_requests``; the forge finds it by its head commit."""
-    head_sha = _str(run.get("head_sha"))
+    head_sha = answers.text(run.get("head_sha"))
     pulls = [p for p in run.get("pull_requests") or [] if isinstance(p, Mapping)]
-    number = next((_int(p.get("number")) for p in pulls if _dig(p, "head", "sha") == head_sha), None)
-    head_repo = _str(_dig(run, "head_repository", "full_name"))
-    base_ref = next((_str(_dig(p, "base", "ref")) for p in pulls), None)
+    number = next((_int(p.get("number")) for p in pulls if answers.dig(p, "head", "sha") == head_sha), None)
+    head_repo = answers.text(answers.dig(run, "head_repository", "full_name"))
+    base_ref = next((answers.text(answers.dig(p, "base", "ref")) for p in pulls), None)
     return CiContext(
-        **{**common, "run_url": _str(run.get("html_url")) or common["run_url"]},
+        **{**common, "run_url": answers.text(run.get("html_url")) or common["run_url"]},
         change_number=number,
         change_event=run.get("event") in ("pull_request", "pull_request_target"),
         head_sha=head_sha,
-        head_ref=_str(run.get("head_branch")),
+        head_ref=answers.text(run.get("head_branch")),
         base_ref=base_ref,
         is_fork=head_repo is not None and repo is not None and head_repo != repo,
     )
@@ -174,18 +175,6 @@ def bitbucket_context(env: Mapping[str, str]) -> CiContext:
         event_name="pull-request" if number is not None else "push",
         run_url=f"{BITBUCKET_SERVER}/{repo}/pipelines/results/{build}" if repo and build else None,
     )
-
-
-def _dig(value: object, *keys: str) -> object:
-    for key in keys:
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(key)
-    return value
-
-
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 def _int(value: object) -> int | None:

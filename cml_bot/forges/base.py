@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from cml_bot.baseline import ResultStore
+from cml_bot.errors import ForgeError
 from cml_bot.forges.sticky import CommentMode, Publication, Thread
 from cml_bot.model import Image, Verdict
 from cml_bot.report import Flavour, Report
@@ -93,3 +94,13 @@ class CodeInsights(Protocol):
     verdict, headline metrics and one annotation per failed gate, on the head commit."""
 
     def code_insights(self, report: Report, link: str | None) -> None: ...
+
+
+def check_head(forge: str, change: str, actual: object, sha: str, same: bool | None = None) -> None:
+    """Refuse to post when the pull/merge request's head (``actual``, from the forge now) is not the
+    commit the report was made for. ``same`` overrides the plain comparison (abbreviated shas)."""
+    if not (actual == sha if same is None else same):
+        raise ForgeError(
+            f"{forge}: {change} head is {str(actual)[:12]}, not {sha[:12]}; refusing to post a report made for "
+            "another commit"
+        )

@@ -42,11 +42,12 @@ from typing import Any
 
 import requests
 
+from cml_bot import answers
 from cml_bot.baseline import ResultStore
 from cml_bot.context import CiContext
 from cml_bot.diff import numeric
 from cml_bot.errors import ForgeError, ReadOnlyTokenError
-from cml_bot.forges.base import Change
+from cml_bot.forges.base import Change, check_head
 from cml_bot.forges.http import ConnectionFailure, HttpError, JsonClient, Request, Response
 from cml_bot.forges.sticky import Comment, EditRefused
 from cml_bot.model import Image, Verdict
@@ -227,18 +228,14 @@ class Bitbucket:
             for pull in page_values(page)
             if pull.get("state") == "OPEN"
             and isinstance(pull.get("id"), int)
-            and _same_commit(_dig(pull, "source", "commit", "hash"), sha)
+            and _same_commit(answers.dig(pull, "source", "commit", "hash"), sha)
         )
         return Change(headed[0], sha) if headed else None
 
     def verify_head(self, change: Change, sha: str) -> None:
         pull = self.client.json(Request("GET", f"{self.repo_path}/pullrequests/{change.number}"))
-        actual = _dig(pull, "source", "commit", "hash")
-        if not _same_commit(actual, sha):
-            raise ForgeError(
-                f"Bitbucket: pull request #{change.number} head is {str(actual)[:12]}, not {sha[:12]}; "
-                "refusing to post a report made for another commit"
-            )
+        actual = answers.dig(pull, "source", "commit", "hash")
+        check_head("Bitbucket", f"pull request #{change.number}", actual, sha, same=_same_commit(actual, sha))
 
     # -- comments ----------------------------------------------------------------------------------
 
@@ -248,11 +245,9 @@ class Bitbucket:
     def identity(self) -> str | None:
         if not self._identity_known:
             self._identity_known = True
-            answer = self.client.send(Request("GET", "/user"), accept=frozenset({401, 403}))
-            if answer.ok:  # an API token's account
-                self._identity = _uuid(_dig(self.client.decode(answer, Request("GET", "/user")), "uuid"))
-            else:  # a repository access token's bot user, which /user does not name
-                self._identity = self.account
+            user = self.client.json_unless(Request("GET", "/user"), frozenset({401, 403}))
+            # An API token's account; a repository access token's bot user, which /user does not name.
+            self._identity = _uuid(answers.dig(user, "uuid")) if user is not None else self.account
             log.info("Bitbucket: our comments are those by %s", self._identity or "(unknown until we post)")
         return self._identity
 
@@ -345,7 +340,7 @@ class Bitbucket:
     def merge_base(self, base_ref: str, head_sha: str) -> str | None:
         path = f"{self.repo_path}/merge-base/{_q(head_sha)}..{_q(base_ref)}"
         try:
-            sha = _dig(self.client.json(Request("GET", path)), "hash")
+            sha = answers.dig(self.client.json(Request("GET", path)), "hash")
         except ForgeError as exc:
             log.warning("Bitbucket: no merge-base of %s and %s from the API: %s", base_ref, head_sha[:10], exc)
             return None
@@ -460,12 +455,12 @@ def _failed_gates(report: Report) -> list[str]:
 def _comment(item: object) -> Comment | None:
     if not isinstance(item, dict) or not isinstance(item.get("id"), int):
         return None
-    raw = _dig(item, "content", "raw")
-    url = _dig(item, "links", "html", "href")
+    raw = answers.dig(item, "content", "raw")
+    url = answers.dig(item, "links", "html", "href")
     return Comment(
         id=str(item["id"]),
         body=raw if isinstance(raw, str) else "",
-        author=_uuid(_dig(item, "user", "uuid")) or "",
+        author=_uuid(answers.dig(item, "user", "uuid")) or "",
         url=url if isinstance(url, str) and url.startswith(("https://", "http://")) else None,
     )
 
@@ -492,14 +487,6 @@ def _uuid(value: object) -> str | None:
 def page_values(page: object) -> list[dict[str, Any]]:
     values = page.get("values") if isinstance(page, dict) else None
     return [item for item in values if isinstance(item, dict)] if isinstance(values, list) else []
-
-
-def _dig(value: object, *keys: str) -> object:
-    for key in keys:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
 
 
 def _q(part: str) -> str:

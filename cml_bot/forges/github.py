@@ -34,10 +34,11 @@ from typing import Any
 
 import requests
 
+from cml_bot import answers
 from cml_bot.baseline import ResultStore
 from cml_bot.context import CiContext
 from cml_bot.errors import ForgeError, ReadOnlyTokenError
-from cml_bot.forges.base import Change
+from cml_bot.forges.base import Change, check_head
 from cml_bot.forges.http import ConnectionFailure, HttpError, JsonClient, Request, Response, link_next
 from cml_bot.forges.sticky import Comment, EditRefused
 from cml_bot.model import Image, Verdict
@@ -102,17 +103,21 @@ def git_commit(
         content = base64.b64encode(data).decode("ascii")
         request = Request("POST", f"{repo_path}/git/blobs", json={"content": content, "encoding": "base64"})
         blob = client.json(replace(request, repeatable=True))
-        if _dig(blob, "sha") != git_blob_sha(data):
-            raise ForgeError(f"GitHub: the blob stored for {path} is {_dig(blob, 'sha')}, not {git_blob_sha(data)}")
+        if answers.dig(blob, "sha") != git_blob_sha(data):
+            raise ForgeError(
+                f"GitHub: the blob stored for {path} is {answers.dig(blob, 'sha')}, not {git_blob_sha(data)}"
+            )
     tree_body: dict[str, Any] = {
         "tree": [{"path": p, "mode": "100644", "type": "blob", "sha": git_blob_sha(d)} for p, d in files.items()]
     }
     if parent is not None:
         tree_body["base_tree"] = parent[1]
-    tree = str(_dig(client.json(Request("POST", f"{repo_path}/git/trees", json=tree_body, repeatable=True)), "sha"))
+    tree = str(
+        answers.dig(client.json(Request("POST", f"{repo_path}/git/trees", json=tree_body, repeatable=True)), "sha")
+    )
     commit_body = {"message": message, "tree": tree, "parents": [parent[0]] if parent is not None else []}
     commit = client.json(Request("POST", f"{repo_path}/git/commits", json=commit_body, repeatable=True))
-    return str(_dig(commit, "sha")), tree
+    return str(answers.dig(commit, "sha")), tree
 
 
 def github_transport(
@@ -256,18 +261,13 @@ class GitHub:
             if isinstance(p, dict)
             and p.get("state") == "open"
             and isinstance(p.get("number"), int)
-            and _dig(p, "head", "sha") == sha
+            and answers.dig(p, "head", "sha") == sha
         )
         return Change(headed[0], sha) if headed else None
 
     def verify_head(self, change: Change, sha: str) -> None:
         pull = self.client.json(Request("GET", f"{self.repo_path}/pulls/{change.number}"))
-        actual = _dig(pull, "head", "sha")
-        if actual != sha:
-            raise ForgeError(
-                f"GitHub: PR #{change.number} head is {str(actual)[:12]}, not {sha[:12]}; "
-                "refusing to post a report made for another commit"
-            )
+        check_head("GitHub", f"PR #{change.number}", answers.dig(pull, "head", "sha"), sha)
 
     # -- comments ----------------------------------------------------------------------------------
 
@@ -277,11 +277,9 @@ class GitHub:
     def identity(self) -> str | None:
         if not self._identity_known:
             self._identity_known = True
-            answer = self.client.send(Request("GET", "/user"), accept=frozenset({401, 403}))
-            if answer.ok:
-                self._identity = _str(_dig(self.client.decode(answer, Request("GET", "/user")), "login"))
-            else:  # an installation token (GITHUB_TOKEN, a GitHub App) may not read /user
-                self._identity = self.login
+            user = self.client.json_unless(Request("GET", "/user"), frozenset({401, 403}))
+            # An installation token (GITHUB_TOKEN, a GitHub App) may not read /user.
+            self._identity = answers.text(answers.dig(user, "login")) if user is not None else self.login
             log.info("GitHub: our comments are those by %s", self._identity or "(unknown until we post)")
         return self._identity
 
@@ -325,7 +323,7 @@ class GitHub:
         except ForgeError as exc:
             log.warning("GitHub: no merge-base of %s and %s from the compare API: %s", base_ref, head_sha[:10], exc)
             return None
-        sha = _str(_dig(data, "merge_base_commit", "sha"))
+        sha = answers.text(answers.dig(data, "merge_base_commit", "sha"))
         return sha if sha and len(sha) in (40, 64) and all(c in "0123456789abcdef" for c in sha) else None
 
     # -- images ------------------------------------------------------------------------------------
@@ -354,8 +352,8 @@ class GitHub:
         tip = None
         if answer.status != 404:
             data = self.client.decode(answer, Request("GET", f"{self.repo_path}/branches/{branch}"))
-            commit = str(_dig(data, "commit", "sha"))
-            tree_sha = str(_dig(data, "commit", "commit", "tree", "sha"))
+            commit = str(answers.dig(data, "commit", "sha"))
+            tree_sha = str(answers.dig(data, "commit", "commit", "tree", "sha"))
             tree = self.client.json(Request("GET", f"{self.repo_path}/git/trees/{tree_sha}", {"recursive": 1}))
             if isinstance(tree, dict) and tree.get("truncated"):
                 log.warning("GitHub: the tree of %s is truncated; some files may be uploaded again", branch)
@@ -406,10 +404,10 @@ class GitHub:
             body["sha"] = current
         # A repeated PUT of the same bytes on the branch is refused (409, stale sha) or a no-op.
         answer = self.client.json(Request("PUT", f"{self.repo_path}/contents/{urllib.parse.quote(path)}", json=body))
-        stored = _dig(answer, "content", "sha")
+        stored = answers.dig(answer, "content", "sha")
         if stored != sha:
             raise ForgeError(f"GitHub: {path} was stored as {stored}, not {sha}")
-        commit, tree = str(_dig(answer, "commit", "sha")), str(_dig(answer, "commit", "tree", "sha"))
+        commit, tree = str(answers.dig(answer, "commit", "sha")), str(answers.dig(answer, "commit", "tree", "sha"))
         if self._assets is not None:
             self._assets = _Branch(commit, tree, {**self._assets.files, path: sha})
         return commit
@@ -513,8 +511,8 @@ def _comment(item: object) -> Comment | None:
     return Comment(
         id=str(item["id"]),
         body=body if isinstance(body, str) else "",
-        author=_str(_dig(item, "user", "login")) or "",
-        url=_str(item.get("html_url")),
+        author=answers.text(answers.dig(item, "user", "login")) or "",
+        url=answers.text(item.get("html_url")),
     )
 
 
@@ -523,15 +521,3 @@ def _refusal(exc: HttpError, what: str) -> ForgeError:
     if exc.status == 403:
         return ReadOnlyTokenError(f"{exc.message} (the token may not {what})")
     return exc
-
-
-def _dig(value: object, *keys: str) -> object:
-    for key in keys:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
-
-
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None

@@ -26,6 +26,7 @@ import re
 import urllib.parse
 from dataclasses import dataclass, replace
 
+from cml_bot import answers
 from cml_bot.errors import ForgeError, InputError, ReadOnlyTokenError
 from cml_bot.forges.github import git_commit
 from cml_bot.forges.http import HttpError, JsonClient, Request
@@ -83,9 +84,9 @@ class GitHubStore:
         answer = self.client.send(request, accept=frozenset({404}))
         if answer.status == 404:
             return None
-        commit = str(_dig(self.client.decode(answer, request), "object", "sha"))
+        commit = str(answers.dig(self.client.decode(answer, request), "object", "sha"))
         data = self.client.json(Request("GET", f"{self._repo_path}/git/commits/{commit}"))
-        return _Tip(commit, str(_dig(data, "tree", "sha")))
+        return _Tip(commit, str(answers.dig(data, "tree", "sha")))
 
     def recorded(self) -> set[str]:
         """The commits with a record, from one recursive tree listing (cached in this store)."""
@@ -220,11 +221,3 @@ def _fitting(results: RunResults) -> bytes:
         f"the results of {str(results.sha)[:10]} take {len(data)} bytes without plot files, "
         f"over the {RECORD_LIMIT} GitHub's contents API can read back; record fewer metrics"
     )
-
-
-def _dig(value: object, *keys: str) -> object:
-    for key in keys:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value

@@ -42,10 +42,11 @@ from typing import Any, Literal
 
 import requests
 
+from cml_bot import answers
 from cml_bot.baseline import ResultStore
 from cml_bot.context import CiContext
 from cml_bot.errors import ForgeError, ReadOnlyTokenError
-from cml_bot.forges.base import Change
+from cml_bot.forges.base import Change, check_head
 from cml_bot.forges.http import ConnectionFailure, HttpError, JsonClient, Request, Response, link_next
 from cml_bot.forges.sticky import Comment, EditRefused
 from cml_bot.model import Image, Verdict
@@ -245,12 +246,7 @@ class GitLab:
 
     def verify_head(self, change: Change, sha: str) -> None:
         found = self.client.json(Request("GET", f"{self._p}/merge_requests/{change.number}"))
-        actual = found.get("sha") if isinstance(found, dict) else None
-        if actual != sha:
-            raise ForgeError(
-                f"GitLab: merge request !{change.number} head is {str(actual)[:12]}, not {sha[:12]}; "
-                "refusing to post a report made for another commit"
-            )
+        check_head("GitLab", f"merge request !{change.number}", answers.dig(found, "sha"), sha)
 
     # -- notes -------------------------------------------------------------------------------------
 
@@ -261,8 +257,7 @@ class GitLab:
     def identity(self) -> str | None:
         if not self._identity_known:
             self._identity_known = True
-            answer = self.client.send(Request("GET", "/user"), accept=frozenset({401, 403}))
-            data = self.client.decode(answer, Request("GET", "/user")) if answer.ok else None
+            data = self.client.json_unless(Request("GET", "/user"), frozenset({401, 403}))
             user = data.get("id") if isinstance(data, dict) else None
             self._identity = str(user) if isinstance(user, int) else None
             log.info("GitLab: our notes are those by user %s", self._identity or "(unknown until we post)")
@@ -270,8 +265,7 @@ class GitLab:
 
     def note_url(self, iid: int, note_id: str) -> str | None:
         if self.project_url is None:
-            answer = self.client.send(Request("GET", self._p), accept=frozenset({403, 404}))
-            data = self.client.decode(answer, Request("GET", self._p)) if answer.ok else None
+            data = self.client.json_unless(Request("GET", self._p), frozenset({403, 404}))
             web_url = data.get("web_url") if isinstance(data, dict) else None
             if not isinstance(web_url, str) or not web_url.startswith(("https://", "http://")):
                 return None

@@ -227,6 +227,12 @@ class JsonClient:
         """:meth:`send` and decode the JSON answer."""
         return self.decode(self.send(request), request)
 
+    def json_unless(self, request: Request, refused: frozenset[int]) -> Any:
+        """The decoded answer, or None when the forge answers one of the ``refused`` statuses
+        (e.g. 401/403 for a token that may not read it); any other error raises as :meth:`send`."""
+        answer = self.send(request, accept=refused)
+        return self.decode(answer, request) if answer.ok else None
+
     def decode(self, response: Response, request: Request) -> Any:
         import json
 
