@@ -184,6 +184,7 @@ class MlflowSource:
     metrics: tuple[str, ...] = ()  # fnmatch globs; empty: all
     history: bool | tuple[str, ...] = True  # fetch step histories (all, none, or these globs) and draw them
     artifacts: tuple[PlotSpec, ...] = ()  # logged files drawn as plots (paths under ARTIFACT_PREFIX)
+    carried: tuple[str, ...] = ()  # logged files read but not drawn: ``predictions: mlflow:artifacts/...``
     run_url: str | None = None  # link template; None: the MLflow UI's run page
 
 
@@ -541,6 +542,15 @@ def parse_config(raw: object, root: Path, file: str = CONFIG_FILE) -> Config:
                 raise r.fail("baseline.trend", "a whole number of commits from 0 to 100", value)
             trend = value
     mlflow = _parse_mlflow(r, top.get("mlflow"))
+    predictions = _parse_predictions(r, top.get("predictions"))
+    if predictions is not None and predictions.path.startswith(MLFLOW_ARTIFACT_PREFIX):
+        if mlflow is None:
+            raise r.fail(
+                "predictions.path",
+                f"a file in the repo, or {MLFLOW_ARTIFACT_PREFIX}... with `mlflow:`",
+                predictions.path,
+            )
+        mlflow = replace(mlflow, carried=(predictions.path,))
     plots = tuple(_parse_plot(r, item, f"plots[{i}]") for i, item in enumerate(_list(r, top, "plots")))
     return Config(
         root=root,
@@ -559,7 +569,7 @@ def parse_config(raw: object, root: Path, file: str = CONFIG_FILE) -> Config:
         limits=_parse_limits(r, top.get("limits")),
         mlflow=mlflow,
         tensorboard=_parse_tensorboard(r, top.get("tensorboard")),
-        predictions=_parse_predictions(r, top.get("predictions")),
+        predictions=predictions,
         statistics=_parse_statistics(r, top.get("statistics")),
     )
 

@@ -450,3 +450,43 @@ def test_histories_only_where_there_are_steps(repo: GitRepo, server: MlflowServe
         found = mlflow_results(some, env, Git(repo.root), sha, no_base, Counting(server.url, env))
     assert fetched == ["val_loss"]
     assert list(found.head.results.files) == ["mlflow:history/val_loss.csv"]
+
+
+def _predictions(wrong: int, rows: int = 300) -> bytes:
+    lines = ["id,label,prediction"] + [f"ex{i},{i % 3},{(i + 1) % 3 if i < wrong else i % 3}" for i in range(rows)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_predictions_logged_as_an_artifact_give_per_example_evidence(
+    repo: GitRepo, server: MlflowServer, mlflow: Any
+) -> None:
+    """``predictions: mlflow:artifacts/...``: each side's run's logged predictions, paired by id."""
+    name = experiment_name()
+    text = config(name) + "predictions: mlflow:artifacts/eval/predictions.csv\n"
+    base, head = two_commits(repo, text)
+    log_run(
+        mlflow, name, base, name="main", metrics={"accuracy": 0.9}, artifacts={"eval/predictions.csv": _predictions(30)}
+    )
+    log_run(
+        mlflow,
+        name,
+        head,
+        name="change",
+        metrics={"accuracy": 0.8},
+        artifacts={"eval/predictions.csv": _predictions(60)},
+    )
+
+    code, _, err = cli(["report", "--dry-run"], repo, env_for(server.url))
+
+    assert code == 0, err
+    report = (repo.root / "cml-bot-report" / "report.md").read_text(encoding="utf-8").replace("\u200b", "")
+    assert "### Per-example results" in report
+    assert "**Predictions: 0 examples fixed, 30 broken**" in report
+    assert "mid-p McNemar" in report
+
+
+def test_predictions_from_mlflow_need_an_mlflow_source(repo: GitRepo) -> None:
+    repo.write("cml-bot.yaml", "predictions: mlflow:artifacts/eval/predictions.csv\n")
+    repo.commit("config")
+    code, _, err = cli(["report", "--dry-run"], repo, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+    assert code == 2 and err.count("\n") == 1 and "predictions.path" in err

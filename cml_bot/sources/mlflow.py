@@ -371,13 +371,13 @@ def _results(source: MlflowSource, tracking: Tracking, runs: Sequence[RunData], 
     notes += left_out
     if drawn:
         files.update(_histories(tracking, runs, drawn))
-    for spec in source.artifacts:
-        path = spec.path[len(MLFLOW_ARTIFACT_PREFIX) :]
+    for logged in [spec.path for spec in source.artifacts] + list(source.carried):
+        path = logged[len(MLFLOW_ARTIFACT_PREFIX) :]
         data = tracking.artifact(runs[0].run_id, path)
         if data is None:
             notes.append(f"MLflow: run {runs[0].name} at {sha[:10]} has no artifact {path}.")
         else:
-            files[spec.path] = data
+            files[logged] = data
     facts = {f"{LINK_FACT}MLflow run {run.name}": url for run in runs if (url := run_url(source, tracking.uri, run))}
     results = RunResults(sha=sha, metrics=metrics, params=params, files=files, facts=facts)
     shards: tuple[tuple[str, RunResults], ...] = ()
