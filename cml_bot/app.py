@@ -19,7 +19,7 @@ from cml_bot.baseline import Baseline
 from cml_bot.bundle import SavedRun, load_run, save_run
 from cml_bot.config import load_config
 from cml_bot.context import detect
-from cml_bot.delivery import deliver, publish_bundle, saved_run
+from cml_bot.delivery import announce_running, deliver, publish_bundle, saved_run
 from cml_bot.errors import InputError
 from cml_bot.evaluation import Evaluation, build_report, evaluate, record_refusal
 from cml_bot.report import Report, RunFacts, Shard, verdict_summary
@@ -55,7 +55,7 @@ __all__ = [
 
 
 def run(options: Options, effects: Effects) -> Outcome:
-    evaluation = evaluate(options, effects, draw=not options.shard)
+    evaluation = evaluate(options, effects, draw=not options.shard, before_pipeline=announce_running(options, effects))
     if options.shard:
         return save_shard(options, evaluation, Secrets.from_env(effects.env))
     try:

@@ -7,7 +7,8 @@ for ``cml-bot publish`` is judged here again, as data, by this side's config and
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from cml_bot import markdown as md
 from cml_bot.bundle import SavedRun, load_run, save_run
 from cml_bot.config import Config, load_config
 from cml_bot.context import CiContext, detect
-from cml_bot.errors import ForgeError, InputError, ReadOnlyTokenError
+from cml_bot.errors import CmlBotError, ForgeError, InputError, ReadOnlyTokenError
 from cml_bot.evaluation import Evaluation, build_report, judge, record_refusal
 from cml_bot.forges.sticky import CommentMode, Publication
 from cml_bot.git import Git
@@ -27,6 +28,8 @@ from cml_bot.report import Report, marker_for, render_markdown, verdict_summary
 from cml_bot.results import atomic_write
 from cml_bot.runtime import DEFAULT_BUNDLE_DIR, DEFAULT_REPORT_DIR, Effects, Options, Outcome, token_kind
 from cml_bot.secrets import Secrets
+
+log = logging.getLogger(__name__)
 
 SUMMARY_LIMIT = 1_000_000  # GITHUB_STEP_SUMMARY takes 1 MiB; leave room for multi-byte characters
 
@@ -107,6 +110,28 @@ def deliver(
     if context.platform != "local" and options.post:  # --no-post: the publish step writes the summary
         _write_summary(effects.env, secrets.scrub(render_markdown(report, {}, limit=SUMMARY_LIMIT)))
     return replace(outcome, notices=tuple(notices))
+
+
+def announce_running(options: Options, effects: Effects) -> Callable[[Config, CiContext], None]:
+    """What to show on the forge while the pipeline runs, when this run will post: a pending Code
+    Insights report on Bitbucket. A forge that cannot show it costs a log line, never the run."""
+    from cml_bot.forges.base import CodeInsights
+
+    def announce(config: Config, context: CiContext) -> None:
+        if context.platform == "local":
+            return
+        access = access_for(context, token_kind(context, effects.env))
+        asked = Asked(dry_run=options.dry_run, post=options.post, record=options.record)
+        if options.shard or options.compare or not plan(context, asked, access, None, None).post:
+            return
+        try:
+            forge = effects.forge_factory(context, effects.env, sleep=effects.sleep)
+            if isinstance(forge, CodeInsights):
+                forge.code_insights_pending(config.title, config.report_id, context.run_url)
+        except CmlBotError as exc:
+            log.warning("could not show the report as pending: %s", exc)
+
+    return announce
 
 
 def post(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -85,9 +86,15 @@ def pull_and_train(config: Config, effects: Effects) -> PipelineResult:
     )
 
 
-def evaluate(options: Options, effects: Effects, draw: bool = False) -> Evaluation:
+def evaluate(
+    options: Options,
+    effects: Effects,
+    draw: bool = False,
+    before_pipeline: Callable[[Config, CiContext], None] | None = None,
+) -> Evaluation:
     """Pull, train (for ``run``), collect this workspace's results and find the baseline. With
-    ``draw``, a plot process starts at once, importing the drawing modules meanwhile."""
+    ``draw``, a plot process starts at once, importing the drawing modules meanwhile.
+    ``before_pipeline`` runs just before the pipeline (to show the report as pending)."""
     started = effects.clock()
     config = load_config(options.root, options.config_path, Git(options.root.resolve(), effects.git_runner))
     plotter = plotserver.start() if draw and (config.plots or config.trend) else None
@@ -101,6 +108,8 @@ def evaluate(options: Options, effects: Effects, draw: bool = False) -> Evaluati
 
     pipeline_result: PipelineResult | None = None
     if options.run_pipeline:
+        if before_pipeline is not None:
+            before_pipeline(config, context)
         pipeline_result = pull_and_train(config, effects)
     if options.compare:
         store = effects.store_factory(config, context, effects.env, sleep=effects.sleep)

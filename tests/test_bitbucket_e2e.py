@@ -363,3 +363,38 @@ def test_main_records_then_a_pull_request_compares_with_it(
     assert fake_bitbucket.requests("GET", f"/src/{tip}/records/{base}.json$")
     via = {r.via for r in fake_bitbucket.requests(path="/reports/")}
     assert via == ({"proxy"} if insights_proxy == "proxy" else {"repository"})
+
+
+PEEK = (
+    "import json, os, urllib.request as u; "
+    "opener = u.build_opener(u.ProxyHandler({'http': os.environ['CML_BOT_INSIGHTS_PROXY']})); "
+    "url = 'http://api.bitbucket.org/2.0/repositories/acme/models/commit/' + os.environ['BITBUCKET_COMMIT'] "
+    "+ '/reports/cml-bot-default'; "
+    "open('seen-report.json', 'wb').write(opener.open(url).read())"
+)
+
+
+def test_code_insights_show_pending_while_the_pipeline_runs(fake_bitbucket: FakeBitbucket, repo: GitRepo) -> None:
+    head = pull_request_repo(repo, fake_bitbucket)
+    repo.write(
+        "cml-bot.yaml",
+        CONFIG + f"pipeline:\n  - name: train\n    run: {json.dumps('python3 -c ' + json.dumps(PEEK))}\n",
+    )
+    repo.write(".gitignore", "seen-report.json\ncml-bot-report/\n")
+    head = repo.commit("feature: a pipeline")
+    fake_bitbucket.add_commit({}, [fake_bitbucket.branches["feature"]], sha=head, branch="feature")
+    fake_bitbucket.add_pull(PR_ID, head)
+
+    code, out, err = cli(["run"], api_token_env(fake_bitbucket, head), repo)
+
+    assert code == 0, out + err
+    seen = json.loads((repo.root / "seen-report.json").read_text(encoding="utf-8"))
+    assert (seen["result"], seen["title"]) == ("PENDING", "Bitbucket model")  # what the pipeline's run saw
+    assert fake_bitbucket.reports[(head, "cml-bot-default")]["result"] == "PASSED"  # replaced at the end
+
+
+def test_a_dry_run_shows_nothing_pending(fake_bitbucket: FakeBitbucket, repo: GitRepo) -> None:
+    head = pull_request_repo(repo, fake_bitbucket)
+    code, out, err = cli(["run", "--dry-run"], api_token_env(fake_bitbucket, head), repo)
+    assert code == 0, out + err
+    assert fake_bitbucket.requests(path="/reports/") == []

@@ -93,6 +93,10 @@ class CodeInsights(Protocol):
     """A forge that shows a report beside the pull request (Bitbucket's Code Insights): the
     verdict, headline metrics and one annotation per failed gate, on the head commit."""
 
+    def code_insights_pending(self, title: str, report_id: str, link: str | None) -> None:
+        """Show that the report is being made (before the pipeline runs)."""
+        ...
+
     def code_insights(self, report: Report, link: str | None) -> None: ...
 
 

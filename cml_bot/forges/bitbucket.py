@@ -288,10 +288,27 @@ class Bitbucket:
         self._write(Request("POST", path, json=body, repeatable=True), "set the build status")
         log.info("Bitbucket: build status %s on %s", body["state"], self.head_sha[:10])
 
+    def code_insights_pending(self, title: str, report_id: str, link: str | None) -> None:
+        """A PENDING report on the head commit while the pipeline runs; :meth:`code_insights`
+        replaces it with the result."""
+        body: dict[str, Any] = {
+            "type": "report",
+            "title": title[:SUMMARY_LIMIT] or "cml-bot",
+            "details": "cml-bot is running the pipeline; the result follows when it ends.",
+            "report_type": "TEST",
+            "reporter": "cml-bot",
+            "result": "PENDING",
+        }
+        if link:
+            body["link"] = link
+        self.insights.send(Request("PUT", self._report_path(report_id), json=body))
+        log.info("Bitbucket: Code Insights report PENDING on %s", self.head_sha[:10])
+
     def code_insights(self, report: Report, link: str | None) -> None:
         """The report's verdict (PASSED/FAILED), headline metrics and failed gates as a Code
-        Insights report on the head commit, replacing this report id's earlier one."""
-        path = f"{self.repo_path}/commit/{self.head_sha}/reports/cml-bot-{_q(report.report_id)}"
+        Insights report on the head commit, replacing this report id's earlier one (or the
+        pending one)."""
+        path = self._report_path(report.report_id)
         self.insights.send(Request("DELETE", path), accept=frozenset({404}))  # its annotations go with it
         body: dict[str, Any] = {
             "type": "report",
@@ -323,6 +340,9 @@ class Bitbucket:
             chunk = annotations[start : start + ANNOTATIONS_PER_REQUEST]  # created or updated by external_id
             self.insights.send(Request("POST", f"{path}/annotations", json=chunk, repeatable=True))
         log.info("Bitbucket: Code Insights report %s with %d annotations", body["result"], len(annotations))
+
+    def _report_path(self, report_id: str) -> str:
+        return f"{self.repo_path}/commit/{self.head_sha}/reports/cml-bot-{_q(report_id)}"
 
     def _write(self, request: Request, what: str) -> Response:
         try:
