@@ -14,7 +14,7 @@ import io
 import itertools
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -435,6 +435,10 @@ def test_histories_only_where_there_are_steps(repo: GitRepo, server: MlflowServe
             fetched.append(key)
             return super().history(run_id, key)
 
+        def bulk_history(self, run_ids: Sequence[str], key: str) -> dict[str, list[tuple[float, float]]] | None:
+            fetched.append(key)
+            return super().bulk_history(run_ids, key)
+
     no_base = Baseline(None, None, "main", "none")
     env = {"MLFLOW_TRACKING_URI": server.url}
     everything = MlflowSource(experiment=name)
@@ -490,3 +494,42 @@ def test_predictions_from_mlflow_need_an_mlflow_source(repo: GitRepo) -> None:
     repo.commit("config")
     code, _, err = cli(["report", "--dry-run"], repo, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
     assert code == 2 and err.count("\n") == 1 and "predictions.path" in err
+
+
+def test_bulk_and_per_run_histories_draw_the_same(repo: GitRepo, server: MlflowServer, mlflow: Any) -> None:
+    """The server's bulk endpoint (one request per metric) and the per-run fallback (GitLab's and
+    Databricks' APIs do not serve the bulk one) give the same plot data."""
+    from cml_bot.baseline import Baseline
+    from cml_bot.git import Git
+    from cml_bot.sources.mlflow import Tracking
+
+    name = experiment_name()
+    repo.write("cml-bot.yaml", config(name))
+    sha = repo.commit("main")
+    for seed in range(3):
+        log_run(
+            mlflow, name, sha, name=f"seed-{seed}", histories={"loss": [1.0 / (step + 1 + seed) for step in range(40)]}
+        )
+    per_run: list[str] = []
+
+    class NoBulk(Tracking):
+        def bulk_history(self, run_ids: Sequence[str], key: str) -> dict[str, list[tuple[float, float]]] | None:
+            return None
+
+        def history(self, run_id: str, key: str) -> list[tuple[float, float]]:
+            per_run.append(run_id)
+            return super().history(run_id, key)
+
+    class Bulk(Tracking):
+        def history(self, run_id: str, key: str) -> list[tuple[float, float]]:
+            raise AssertionError("the real server serves bulk histories: no request per run")
+
+    no_base = Baseline(None, None, "main", "none")
+    env = {"MLFLOW_TRACKING_URI": server.url}
+    source = MlflowSource(experiment=name)
+    with open_tracking(source, env):
+        bulk = mlflow_results(source, env, Git(repo.root), sha, no_base, Bulk(server.url, env))
+        fallback = mlflow_results(source, env, Git(repo.root), sha, no_base, NoBulk(server.url, env))
+    assert len(per_run) == 3  # the fallback asked run by run
+    assert bulk.head.results.files == fallback.head.results.files
+    assert bulk.head.results.files["mlflow:history/loss.csv"].count(b"\n") == 41  # 40 steps and the header

@@ -58,6 +58,8 @@ COMMIT_TAG = "mlflow.source.git.commit"
 PAGE_SIZE = 1000  # runs per search request
 MAX_PAGES = 5  # search pages read when looking for an ancestor with runs (the newest runs first)
 HISTORY_WORKERS = 8  # metric histories fetched at once (one request each)
+BULK_RUNS = 100  # runs per bulk history request (the server's limit)
+BULK_POINTS = 2500  # points per run and metric in a bulk answer (the server's limit; more are sampled)
 MAX_ARTIFACT_BYTES = 20_000_000
 PREFIX = "mlflow:history/"
 # Bounded waits: MLflow's defaults (7 retries, 120 s each) keep a review waiting for minutes on a
@@ -101,6 +103,7 @@ class Tracking:
         self.uri = uri
         self.env = env
         self.client = MlflowClient(tracking_uri=uri)
+        self._no_bulk = False
 
     def experiment_id(self, name: str) -> str | None:
         experiment = self._call(self.client.get_experiment_by_name, name)
@@ -128,6 +131,47 @@ class Tracking:
     def history(self, run_id: str, key: str) -> list[tuple[float, float]]:
         metrics = self._call(self.client.get_metric_history, run_id, key)
         return sorted((float(m.step), float(m.value)) for m in metrics)
+
+    def bulk_history(self, run_ids: Sequence[str], key: str) -> dict[str, list[tuple[float, float]]] | None:
+        """One metric's history in several runs from ONE request (the server's
+        ``metrics/get-history-bulk-interval``, MLflow 2.11+, which its own UI uses; at most
+        :data:`BULK_POINTS` points per run, sampled by step beyond that). None when the server or
+        the client does not offer it (GitLab's and Databricks' APIs, older servers): the caller
+        asks run by run. Reached through the client's REST store, so auth and retries are the
+        client's own."""
+        if self._no_bulk:
+            return None
+        try:
+            from mlflow.protos.service_pb2 import GetMetricHistoryBulkInterval
+            from mlflow.utils.proto_json_utils import message_to_json
+
+            store = self.client._tracking_client.store
+            call = store._call_endpoint  # not public API: any mismatch falls back below
+        except (ImportError, AttributeError):
+            self._no_bulk = True
+            return None
+        from mlflow.exceptions import MlflowException
+
+        found: dict[str, list[tuple[float, float]]] = {run_id: [] for run_id in run_ids}
+        for start in range(0, len(run_ids), BULK_RUNS):
+            request = GetMetricHistoryBulkInterval(
+                run_ids=list(run_ids[start : start + BULK_RUNS]), metric_key=key, max_results=BULK_POINTS
+            )
+            try:
+                answer = call(GetMetricHistoryBulkInterval, message_to_json(request))
+            except MlflowException as exc:
+                if exc.get_http_status_code() in (400, 404, 405, 501):  # type: ignore[no-untyped-call]  # not served
+                    log.info("MLflow: no bulk histories at %s (%s); one request per run", shown_uri(self.uri), exc)
+                    self._no_bulk = True
+                    return None
+                raise SourceError(f"MLflow at {shown_uri(self.uri)}: {_reason(exc, self.env)}") from None
+            except (AttributeError, TypeError, KeyError):  # another client version's internals
+                self._no_bulk = True
+                return None
+            for metric in answer.metrics:
+                if metric.run_id in found:
+                    found[metric.run_id].append((float(metric.step), float(metric.value)))
+        return {run_id: sorted(points) for run_id, points in found.items()}
 
     def artifact(self, run_id: str, path: str) -> bytes | None:
         """A logged file's bytes; None when the run has no such file."""
@@ -408,15 +452,27 @@ def _params(runs: Sequence[RunData]) -> dict[str, Value]:
 
 
 def _histories(tracking: Tracking, runs: Sequence[RunData], names: Sequence[str]) -> dict[str, bytes]:
-    """One plot file per metric: its step history in every run (fetched in parallel: one request each)."""
+    """One plot file per metric: its step history in every run. One request per metric for all runs
+    where the server offers it, else one per run and metric; eight requests at a time."""
     # A latest value at step 0 has no steps before it (a metric logged once): nothing to fetch.
-    jobs = [(run, name) for name in names for run in runs if name in run.metrics and run.last_steps.get(name) != 0]
-    with ThreadPoolExecutor(max_workers=min(HISTORY_WORKERS, max(1, len(jobs)))) as pool:
-        histories = list(pool.map(lambda job: tracking.history(job[0].run_id, job[1]), jobs))
+    wanted = {name: [run for run in runs if name in run.metrics and run.last_steps.get(name) != 0] for name in names}
+    wanted = {name: having for name, having in wanted.items() if having}
+    fetched: dict[tuple[str, str], list[tuple[float, float]]] = {}  # (run id, metric) -> points
+
+    def by_metric(name: str) -> None:
+        having = wanted[name]
+        bulk = tracking.bulk_history([run.run_id for run in having], name)
+        if bulk is None:
+            bulk = {run.run_id: tracking.history(run.run_id, name) for run in having}
+        fetched.update({(run_id, name): points for run_id, points in bulk.items()})
+
+    with ThreadPoolExecutor(max_workers=min(HISTORY_WORKERS, max(1, len(wanted)))) as pool:
+        list(pool.map(by_metric, wanted))
     columns = {run.run_id: (run.name if len(runs) == 1 else f"run {i}") for i, run in enumerate(runs, start=1)}
     series: dict[str, dict[str, list[tuple[float, float]]]] = {}
-    for (run, name), points in zip(jobs, histories, strict=True):
-        series.setdefault(name, {})[columns[run.run_id]] = envelope(points)
+    for name, having in wanted.items():
+        for run in having:
+            series.setdefault(name, {})[columns[run.run_id]] = envelope(fetched[(run.run_id, name)])
     return {
         history_path(PREFIX, name): history_csv(by_run, name)
         for name, by_run in series.items()
