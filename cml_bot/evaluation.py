@@ -389,7 +389,7 @@ def render_confusion_delta(
         predictions.base_confusion,
         predictions.head_confusion,
         "confusion-delta",
-        title,
+        base_label,
     )
     note = f"counts on the {predictions.common:,} common examples; blue: more than at {base_label}, red: fewer"
     return PlotEntry(title, (image.name,), note), image
@@ -430,7 +430,7 @@ def render_trend_plot(evaluation: Evaluation, result: Diff) -> tuple[PlotEntry, 
             bands[name] = (start, noise.level - 2 * noise.sigma, noise.level + 2 * noise.sigma)
     try:
         plotter = evaluation.plotter or InProcess()
-        image = plotter.call("cml_bot.plots.figures:render_trend", history, current, "trend", title, shifts, bands)
+        image = plotter.call("cml_bot.plots.figures:render_trend", history, current, "trend", branch, shifts, bands)
     except InputError:
         return PlotEntry(title), None
     note = f"the last {len(history)} recorded commits of {branch}, this change at the right"

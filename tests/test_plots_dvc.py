@@ -48,7 +48,7 @@ def test_one_figure_per_plot_id_with_every_file_and_revision_in_the_legend() -> 
         "train/roc.json: tpr (this change)",
         "test/roc.json: tpr (this change)",
     ]
-    assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == ("ROC", "False positive rate", "True positive rate")
+    assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == ("", "False positive rate", "True positive rate")
     lines = ax.get_lines()
     assert lines[0].get_color() == lines[2].get_color()  # a file keeps its colour across revisions
     assert lines[0].get_linestyle() == "--" and lines[2].get_linestyle() == "-"  # the base dashed
