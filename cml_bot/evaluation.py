@@ -334,7 +334,9 @@ def render_plots(
         if base is not None and job.base is None:
             notes.append(f"not in {base_label}: this change only")
         images_shown = tuple(image.name for image in rendered)
-        entries[index] = PlotEntry(title, images_shown, "; ".join(notes) or None, problem=bool(gone))
+        # A drawn plot names its revisions in its legend; a user's own image is labelled here.
+        labels = ("this change", base_label)[: len(rendered)] if job.spec.template == "image" else ()
+        entries[index] = PlotEntry(title, images_shown, "; ".join(notes) or None, problem=bool(gone), labels=labels)
     return tuple(entry for entry in entries if entry is not None), tuple(images)
 
 

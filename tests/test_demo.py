@@ -51,7 +51,7 @@ def test_demo_runs_whole_loop_offline(tmp_path: Path) -> None:
     assert "the last 7 recorded commits of main" in plain and "usual variation of one run" in plain
     assert (folder / "trend.png").read_bytes().startswith(b"\x89PNG")
     # A -0.2 pp change on 540 examples is noise: no better/worse claim, no failed gate.
-    assert "≈ no detectable change" in plain and "↘ worse" not in plain and "✗ regressed" not in plain
+    assert "≈ no detectable change" in plain and "↘ worse" not in plain and "❌ regressed" not in plain
     # The demo is local even inside CI: nothing posted, no token used or shown.
     assert "ghp_shouldneverbeused" not in out.getvalue() + err.getvalue() + report
     assert str(folder / "report.md") in out.getvalue()

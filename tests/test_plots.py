@@ -546,9 +546,9 @@ def _every_kind_of_image() -> dict[str, bytes]:
     from cml_bot.plots import render_confusion_delta, render_trend
 
     images = {
-        template: render_plot(PlotSpec(path="h.csv", y=("loss",), template=template), history(20), history(20, 1.4), "p")[
-            0
-        ].data
+        template: render_plot(
+            PlotSpec(path="h.csv", y=("loss",), template=template), history(20), history(20, 1.4), "p"
+        )[0].data
         for template in ("linear", "scatter", "bar")
     }
     images["confusion"] = render_plot(
@@ -566,7 +566,7 @@ def test_every_image_is_an_opaque_white_card_with_a_grey_border() -> None:
     for kind, data in _every_kind_of_image().items():
         rgba = pixels(data)
         assert (rgba[..., 3] == 255).all(), kind
-        height, width = rgba.shape[:2]
+        width = rgba.shape[1]
         assert width <= 880, kind  # a comment's width: shown unscaled
         edge = np.concatenate([rgba[0, :, :3], rgba[-1, :, :3], rgba[:, 0, :3], rgba[:, -1, :3]])
         assert (np.abs(edge - np.array([0x8C, 0x95, 0x9F])) <= 40).all(axis=-1).mean() > 0.95, kind

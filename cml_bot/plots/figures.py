@@ -17,7 +17,6 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.image import AxesImage
 from matplotlib.ticker import MaxNLocator
 
 from cml_bot.config import PlotSpec
@@ -27,7 +26,6 @@ from cml_bot.plots.jobs import safe_name
 from cml_bot.plots.series import Revision, Series, axis_labels, build_series
 from cml_bot.plots.style import (
     ALERT_COLOR,
-    ANNOTATE_CLASSES,
     BASE_COLOR,
     CONFUSION_FIGSIZE,
     CONFUSION_PAIR_FIGSIZE,
@@ -385,18 +383,31 @@ def _confusion_figure(spec: PlotSpec, revisions: Sequence[Revision]) -> Figure:
     axes = list(figure.subplots(1, len(panels), squeeze=False)[0])
     cell = _cell_pixels(width / len(panels), CONFUSION_FIGSIZE[1], len(labels))
     for ax, matrix, (_, label, _, _) in zip(axes, matrices, panels, strict=True):
-        image = _draw_confusion(ax, matrix, labels, normalized, vmax, cell)
+        image = ax.imshow(matrix, cmap="Blues", vmin=0.0, vmax=vmax, interpolation="nearest")
+        ax.grid(visible=False)
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(True)
+        _class_ticks(ax, labels, cell)
         ax.set_title(image_text(label, 60))
         ax.set_xlabel(image_text(x_label, 40))
         ax.set_ylabel(image_text(y_label, 40))
-    if _annotation_size(cell, _widest_value(matrices, normalized)) is None:
+    # The cells' real size once laid out (labels take what they need): annotate if values fit.
+    layout = figure.get_layout_engine()
+    assert layout is not None
+    layout.execute(figure)
+    drawn = axes[0].get_window_extent().width / len(labels)
+    size = _annotation_size(drawn, _widest_value(matrices, normalized))
+    if size is None:
         figure.colorbar(image, ax=axes, shrink=0.85)
+    else:
+        for ax, matrix in zip(axes, matrices, strict=True):
+            _annotate(ax, matrix, normalized, vmax, size)
     return figure
 
 
 def _cell_pixels(panel_width: float, height: float, classes: int) -> float:
-    """About how many pixels wide a cell is drawn: the panel's square matrix takes about 70% of
-    the smaller side (the rest is labels and the title)."""
+    """About how many pixels wide a cell will be drawn (before the layout): the panel's square
+    matrix takes about 70% of the smaller side (the rest is labels and the title)."""
     return min(panel_width, height) * DPI * 0.7 / max(1, classes)
 
 
@@ -405,7 +416,7 @@ def _annotation_size(cell: float, chars: int) -> float | None:
     small to read (below 7 pt, about 10 px): then the colour bar tells the values."""
     if cell <= 0:
         return None
-    fits = cell * 0.7 / (max(chars, 1) * 0.64) * 72 / DPI  # a digit is about 0.64 em wide
+    fits = cell * 0.8 / (max(chars, 1) * 0.62) * 72 / DPI  # a character about 0.62 em wide
     size = min(11.0, fits, cell * 0.5 * 72 / DPI)
     return size if size >= 7.0 else None
 
@@ -473,39 +484,23 @@ def _confusion_matrix(pairs: pd.DataFrame, keys: list[object], normalized: bool)
     return shares
 
 
-def _draw_confusion(
-    ax: Axes,
-    matrix: FloatArray,
-    labels: list[str],
-    normalized: bool,
-    vmax: float,
-    cell: float,
-) -> AxesImage:
-    """The matrix in blues; cells annotated when the values fit legibly (empty cells stay blank,
-    so the confusions stand out)."""
-    n = len(labels)
-    image = ax.imshow(matrix, cmap="Blues", vmin=0.0, vmax=vmax, interpolation="nearest")
-    ax.grid(visible=False)
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(True)
-    size = _annotation_size(cell, 4 if normalized else len(f"{float(matrix.max()):.0f}"))
-    if size is not None:
-        for row in range(n):
-            for col in range(n):
-                value = float(matrix[row, col])
-                if value == 0:
-                    continue
-                ax.text(
-                    col,
-                    row,
-                    f"{value:.2f}" if normalized else f"{value:.0f}",
-                    ha="center",
-                    va="center",
-                    fontsize=size,
-                    color="white" if value > 0.55 * vmax else "#1f2328",
-                )
-    _class_ticks(ax, labels, cell)
-    return image
+def _annotate(ax: Axes, matrix: FloatArray, normalized: bool, vmax: float, size: float) -> None:
+    """Each cell's value, at ``size`` points; empty cells stay blank, so the confusions stand out."""
+    n = len(matrix)
+    for row in range(n):
+        for col in range(n):
+            value = float(matrix[row, col])
+            if value == 0:
+                continue
+            ax.text(
+                col,
+                row,
+                f"{value:.2f}" if normalized else f"{value:.0f}",
+                ha="center",
+                va="center",
+                fontsize=size,
+                color="white" if value > 0.55 * vmax else "#1f2328",
+            )
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,17 +19,16 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import math
 from collections.abc import Iterator
 from typing import Any
-
-import math
 
 import matplotlib
 import matplotlib.style
 import numpy as np
 import numpy.typing as npt
+from cycler import cycler
 from matplotlib.axes import Axes
-from matplotlib import cycler
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.layout_engine import ConstrainedLayoutEngine
@@ -47,7 +46,6 @@ BUCKETS = 2000  # min/max buckets per line series: at most ~4,000 points drawn
 SCATTER_GRID = (400, 250)  # one point kept per cell: at most 100,000 markers drawn
 MAX_BARS = 40  # categories shown in a bar chart
 MAX_CLASSES = 1000  # classes in a confusion matrix
-ANNOTATE_CLASSES = 15  # annotate confusion cells up to this many classes
 LIMIT = 1e200  # larger values are dropped like inf: matplotlib cannot scale an axis across them
 LABEL_CHARS = 60  # untrusted labels are cut to this length in the image
 FIGSIZE = (7.0, 4.0)
@@ -136,7 +134,8 @@ def legend_above(ax: Axes, fixed_margins: bool = False) -> None:
     handles, labels = ax.get_legend_handles_labels()
     if not handles:
         return
-    width_px = ax.figure.get_figwidth() * DPI * 0.85
+    figure = ax.figure
+    width_px = (figure.get_figwidth() if isinstance(figure, Figure) else FIGSIZE[0]) * DPI * 0.85
     longest = max(len(label) for label in labels)
     fit = max(1, min(len(labels), int(width_px // (longest * 6.0 + 40))))
     rows = math.ceil(len(labels) / fit)
@@ -152,7 +151,7 @@ def legend_above(ax: Axes, fixed_margins: bool = False) -> None:
         columnspacing=1.6,
     )
     if fixed_margins and rows > 1:
-        ax.figure.subplots_adjust(top=FIXED_MARGINS["top"] - LEGEND_ROW * (rows - 1))
+        figure.subplots_adjust(top=FIXED_MARGINS["top"] - LEGEND_ROW * (rows - 1))
 
 
 def add_border(figure: Figure) -> None:
