@@ -92,6 +92,14 @@ class Margin:
     rule: str  # as configured: "max_drop 0.01", "max_drop 2%", "min 0.8", "max 0.5"
     room: float
     percent: bool = False
+    allowed: float = 0.0  # the threshold's size (max_drop, or |bound|): room / allowed is the share left
+
+    @property
+    def share_left(self) -> float:
+        """How much of the gate's allowance is left (0: at the limit); comparable across gates."""
+        if self.allowed > 0:
+            return self.room / self.allowed
+        return 0.0 if self.room == 0 else math.inf
 
 
 @dataclass(frozen=True)
@@ -448,9 +456,9 @@ def _bound_margins(head: Value, rule: Threshold | None) -> tuple[Margin, ...]:
         return ()
     margins = []
     if rule.min is not None and value >= rule.min:
-        margins.append(Margin(f"min {_num(rule.min)}", value - rule.min))
+        margins.append(Margin(f"min {_num(rule.min)}", value - rule.min, allowed=abs(rule.min)))
     if rule.max is not None and value <= rule.max:
-        margins.append(Margin(f"max {_num(rule.max)}", rule.max - value))
+        margins.append(Margin(f"max {_num(rule.max)}", rule.max - value, allowed=abs(rule.max)))
     return tuple(margins)
 
 
@@ -459,10 +467,12 @@ def _drop_margins(base: float, worsening: float, rule: Threshold) -> tuple[Margi
     it improved); called only when no drop gate was exceeded."""
     margins = []
     if rule.max_drop is not None:
-        margins.append(Margin(f"max_drop {_num(rule.max_drop)}", max(0.0, rule.max_drop - worsening)))
+        room = max(0.0, rule.max_drop - worsening)
+        margins.append(Margin(f"max_drop {_num(rule.max_drop)}", room, allowed=rule.max_drop))
     if rule.max_drop_pct is not None and base != 0 and math.isfinite(base):
         used = worsening / abs(base) * 100
-        margins.append(Margin(f"max_drop {_num(rule.max_drop_pct)}%", max(0.0, rule.max_drop_pct - used), True))
+        room = max(0.0, rule.max_drop_pct - used)
+        margins.append(Margin(f"max_drop {_num(rule.max_drop_pct)}%", room, True, rule.max_drop_pct))
     return tuple(margins)
 
 

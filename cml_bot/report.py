@@ -320,13 +320,22 @@ def metrics_table(changes: Sequence[MetricChange], has_baseline: bool, base_labe
     return md.table(headers, rows, numeric=numeric)
 
 
+GATES_LISTED = 20  # passing gates listed by name; the rest, with more room left, are counted
+
+
 def gates_passed(changes: Sequence[MetricChange]) -> list[str]:
-    """The gates that passed among ``changes`` (the rows shown), each with its margin: how far
-    the metric was from failing it."""
-    items = [f"- {md.text(c.name)}: {margin}" for c in changes if (margin := margins(c)) is not None]
-    if not items:
+    """The gates that passed among ``changes`` (the rows shown), each with its margin (how far
+    the metric was from failing), the closest to failing first; beyond :data:`GATES_LISTED`,
+    those with more room are counted, so the list stays short whatever the number of metrics."""
+    passed = [(c, text) for c in changes if (text := margins(c)) is not None]
+    if not passed:
         return []
-    return [f"{PASSED} **Gates passed**, with the margin left before each would fail:", "", *items, ""]
+    passed.sort(key=lambda pair: min(m.share_left for m in pair[0].margins))  # stable: ties in table order
+    items = [f"- {md.text(c.name)}: {text}" for c, text in passed[:GATES_LISTED]]
+    if len(passed) > GATES_LISTED:
+        items.append(f"- … and {len(passed) - GATES_LISTED:,} more, each with more of its allowance left")
+    heading = f"{PASSED} **Gates passed**, with the margin left before each would fail"
+    return [heading + (", closest first:" if len(passed) > 1 else ":"), "", *items, ""]
 
 
 def params_table(changes: Sequence[ParamChange], has_baseline: bool, base_label: str) -> str:

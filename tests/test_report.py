@@ -634,13 +634,24 @@ def test_each_gate_shows_its_margin_on_a_pass() -> None:
     report = Report("T", "default", diff(base, head, rules), FACTS)
     text = render_markdown(report)
     check_valid(text, report)
-    gates = text.split("✅ **Gates passed**, with the margin left before each would fail:\n\n")[1].split("\n\n")[0]
-    assert gates.split("\n") == [
-        "- accuracy: 0.008 (max_drop 0.01)",  # dropped 0.002 of the 0.01 allowed
+    heading = "✅ **Gates passed**, with the margin left before each would fail, closest first:\n\n"
+    gates = text.split(heading)[1].split("\n\n")[0]
+    assert gates.split("\n") == [  # the closest to failing first: the smallest share of the allowance left
+        "- loss: 0.26 (max 0.5), 0.11 (max_drop 0.05)",  # 52% of the bound left
+        "- accuracy: 0.008 (max_drop 0.01)",  # dropped 0.002 of the 0.01 allowed: 80% left
         "- f1: 3.3% (max_drop 2%)",  # rose 1.25%: 2% + 1.25% to lose
-        "- loss: 0.26 (max 0.5), 0.11 (max_drop 0.05)",
     ]  # not speed (no gate) nor auc (failed: listed under Failed gates)
     assert "| auc | 0.9 | 0.8 | -0.1\u00a0▼ | -11.11% | ❌ regressed |" in text
+
+
+def test_a_long_list_of_passing_gates_names_the_closest_and_counts_the_rest() -> None:
+    base: dict[str, Value] = {f"m{i:02d}_acc": 0.9 for i in range(30)}
+    head: dict[str, Value] = {f"m{i:02d}_acc": 0.9 - i / 10_000 for i in range(30)}  # m29 dropped most
+    text = render_markdown(Report("T", "default", diff(base, head, [Threshold("*", max_drop=0.01)]), FACTS))
+    items = [line for line in text.split("\n") if line.startswith("- m") or line.startswith("- …")]
+    assert items[0] == "- m29\\_acc: 0.0071 (max_drop 0.01)"
+    assert [item.split(":")[0] for item in items[:20]] == [f"- m{i:02d}\\_acc" for i in range(29, 9, -1)]
+    assert items[20:] == ["- … and 10 more, each with more of its allowance left"]
 
 
 def test_pass_regressed_and_inconclusive_have_distinct_marks() -> None:
