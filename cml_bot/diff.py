@@ -29,6 +29,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from cml_bot import numbers
 from cml_bot.config import StatisticsConfig, Threshold
 from cml_bot.metrics import Samples, Value
 from cml_bot.model import Verdict
@@ -84,6 +85,24 @@ class Gate(str, enum.Enum):
 
 
 @dataclass(frozen=True)
+class Margin:
+    """How far a gate that passed was from failing: ``room`` is what the metric could still lose
+    (or its distance to the bound), in the rule's unit; with ``percent``, in % of the base value."""
+
+    rule: str  # as configured: "max_drop 0.01", "max_drop 2%", "min 0.8", "max 0.5"
+    room: float
+    percent: bool = False
+    allowed: float = 0.0  # the threshold's size (max_drop, or |bound|): room / allowed is the share left
+
+    @property
+    def share_left(self) -> float:
+        """How much of the gate's allowance is left (0: at the limit); comparable across gates."""
+        if self.allowed > 0:
+            return self.room / self.allowed
+        return 0.0 if self.room == 0 else math.inf
+
+
+@dataclass(frozen=True)
 class MetricChange:
     name: str
     base: Value | None  # None with status NEW
@@ -104,6 +123,7 @@ class MetricChange:
     p_adjusted: float | None = None  # the drop gate's p-value after the correction across gates
     detectable: float | None = None  # smallest worsening detectable at 80% power (alpha one-sided)
     exceeded: tuple[str, ...] = ()  # drop-gate sentences awaiting the test (internal to diff)
+    margins: tuple[Margin, ...] = ()  # per gate not exceeded: how far it was from failing
 
     @property
     def gate(self) -> Gate | None:
@@ -295,16 +315,22 @@ def may_have_worsened(change: MetricChange, p_adjusted: float) -> str:
 
 
 def format_change(value: float, percent_points: bool, signed: bool = True) -> str:
+    """A change as the report writes it: percentage points with two decimals (more for a change
+    smaller than 0.005 pp, never "+0.00 pp"), or four significant digits; see cml_bot.numbers."""
     if percent_points:
-        text = f"{value * 100:+.2f}" if signed else f"{value * 100:.2f}"
+        points = value * 100
+        if points != 0 and abs(points) < 0.005:
+            text = numbers.signed(points, 2) if signed else numbers.number(abs(points), 2)
+        else:
+            text = f"{points:+.2f}" if signed else f"{points:.2f}"
         return f"{text} pp"
-    return f"{value:+.4g}" if signed else f"{value:.4g}"
+    return numbers.signed(value) if signed else numbers.number(value)
 
 
 def format_interval(low: float, high: float, percent_points: bool) -> str:
     if percent_points:
         return f"[{low * 100:+.2f}, {high * 100:+.2f}] pp"
-    return f"[{low:+.4g}, {high:+.4g}]"
+    return f"[{numbers.signed(low)}, {numbers.signed(high)}]"
 
 
 def _p(value: float) -> str:
@@ -379,7 +405,8 @@ def _compare(
         failures.append("has max_drop but no direction: set direction: higher or lower")
     if base is None:
         status = Status.NEW if has_baseline else Status.UNCHANGED
-        return MetricChange(name, None, head, status, direction, failures=tuple(failures))
+        margins = _bound_margins(head, rule)
+        return MetricChange(name, None, head, status, direction, failures=tuple(failures), margins=margins)
     status = Status.UNCHANGED if _same(base, head) else Status.CHANGED
     b, h = numeric(base), numeric(head)
     if b is None or h is None:
@@ -402,6 +429,9 @@ def _compare(
         for sentence in _drop_failures(b, h, worsening, rule, direction):
             # NaN / Infinity are failures as they are; a finite worsening awaits the evidence.
             (exceeded if worsening is not None and math.isfinite(h) else failures).append(sentence)
+    margins = _bound_margins(head, rule)
+    if rule is not None and worsening is not None and not exceeded:
+        margins += _drop_margins(b, worsening, rule)
     return MetricChange(
         name,
         base,
@@ -413,7 +443,37 @@ def _compare(
         improved,
         failures=tuple(failures),
         exceeded=tuple(exceeded),
+        margins=margins,
     )
+
+
+def _bound_margins(head: Value, rule: Threshold | None) -> tuple[Margin, ...]:
+    """The distance to each bound the head value is within."""
+    if rule is None or (rule.min is None and rule.max is None):
+        return ()
+    value = numeric(head)  # as _bound_failures reads it
+    if value is None or not math.isfinite(value):
+        return ()
+    margins = []
+    if rule.min is not None and value >= rule.min:
+        margins.append(Margin(f"min {_num(rule.min)}", value - rule.min, allowed=abs(rule.min)))
+    if rule.max is not None and value <= rule.max:
+        margins.append(Margin(f"max {_num(rule.max)}", rule.max - value, allowed=abs(rule.max)))
+    return tuple(margins)
+
+
+def _drop_margins(base: float, worsening: float, rule: Threshold) -> tuple[Margin, ...]:
+    """What a metric could still lose before each drop gate fails (more than its threshold when
+    it improved); called only when no drop gate was exceeded."""
+    margins = []
+    if rule.max_drop is not None:
+        room = max(0.0, rule.max_drop - worsening)
+        margins.append(Margin(f"max_drop {_num(rule.max_drop)}", room, allowed=rule.max_drop))
+    if rule.max_drop_pct is not None and base != 0 and math.isfinite(base):
+        used = worsening / abs(base) * 100
+        room = max(0.0, rule.max_drop_pct - used)
+        margins.append(Margin(f"max_drop {_num(rule.max_drop_pct)}%", room, True, rule.max_drop_pct))
+    return tuple(margins)
 
 
 def _bound_failures(head: Value, rule: Threshold | None) -> list[str]:

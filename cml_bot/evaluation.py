@@ -343,7 +343,9 @@ def render_plots(
         if base is not None and job.base is None:
             notes.append(f"not in {base_label}: this change only")
         images_shown = tuple(image.name for image in rendered)
-        entries[index] = PlotEntry(title, images_shown, "; ".join(notes) or None, problem=bool(gone))
+        # A drawn plot names its revisions in its legend; a user's own image is labelled here.
+        labels = ("this change", base_label)[: len(rendered)] if job.spec.template == "image" else ()
+        entries[index] = PlotEntry(title, images_shown, "; ".join(notes) or None, problem=bool(gone), labels=labels)
     return tuple(entry for entry in entries if entry is not None), tuple(images)
 
 
@@ -398,7 +400,7 @@ def render_confusion_delta(
         predictions.base_confusion,
         predictions.head_confusion,
         "confusion-delta",
-        title,
+        base_label,
     )
     note = f"counts on the {predictions.common:,} common examples; blue: more than at {base_label}, red: fewer"
     return PlotEntry(title, (image.name,), note), image
@@ -439,7 +441,7 @@ def render_trend_plot(evaluation: Evaluation, result: Diff) -> tuple[PlotEntry, 
             bands[name] = (start, noise.level - 2 * noise.sigma, noise.level + 2 * noise.sigma)
     try:
         plotter = evaluation.plotter or InProcess()
-        image = plotter.call("cml_bot.plots.figures:render_trend", history, current, "trend", title, shifts, bands)
+        image = plotter.call("cml_bot.plots.figures:render_trend", history, current, "trend", branch, shifts, bands)
     except InputError:
         return PlotEntry(title), None
     note = f"the last {len(history)} recorded commits of {branch}, this change at the right"

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 TEXT_LIMIT = 1000  # characters of one untrusted string shown in the report
 ZWSP = "\u200b"
@@ -163,10 +163,12 @@ def link_target(url: str) -> str:
     return url.replace(" ", "%20").replace("(", "%28").replace(")", "%29").replace("<", "%3C").replace(">", "%3E")
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A GFM table of cells already escaped. Columns are not padded to the widest cell, so the
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: Collection[int] = ()) -> str:
+    """A GFM table of cells already escaped; the columns at the indexes in ``numeric`` are
+    right-aligned (``---:``), so digits line up. Columns are not padded to the widest cell, so the
     table's size is the size of what it shows (one long cell cannot multiply every row)."""
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    rule = "".join("---:|" if i in numeric else "---|" for i in range(len(headers)))
+    lines = ["| " + " | ".join(headers) + " |", "|" + rule]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
 

@@ -18,10 +18,22 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from cml_bot import markdown as md
+from cml_bot import numbers
 from cml_bot.diff import NOISE_RULE, Diff, MetricChange, Outcome, ParamChange, Status
-from cml_bot.metrics import Value, format_value
+from cml_bot.metrics import Samples, Value, format_value
 from cml_bot.model import Artifact, Verdict
-from cml_bot.report_stats import examples_section, inconclusive_section, interval_cell, mark, rules_section
+from cml_bot.report_stats import (
+    NBSP,
+    PASSED,
+    REGRESSED,
+    examples_section,
+    gate_mark,
+    inconclusive_section,
+    interval_cell,
+    margins,
+    mark,
+    rules_section,
+)
 from cml_bot.stats.evidence import CONFIDENCE
 
 if TYPE_CHECKING:
@@ -49,10 +61,11 @@ def marker_for(report_id: str, flavour: Flavour = Flavour.GITHUB) -> str:
 
 @dataclass(frozen=True)
 class PlotEntry:
-    title: str
+    title: str  # shown above the images (drawn images carry no title of their own)
     images: tuple[str, ...] = ()  # image names, resolved to URLs at render time
     note: str | None = None  # e.g. why it could not be drawn
     problem: bool = False  # the note is a misconfiguration or failure to warn about
+    labels: tuple[str, ...] = ()  # per image, the revision it shows when the image cannot say it
 
 
 @dataclass(frozen=True)
@@ -178,12 +191,13 @@ def _shards_summary(report: Report) -> str:
     return f"pass: {shards} compared, no gate failed"
 
 
+# Each verdict's mark differs in shape as well as colour, and reads on light and dark themes.
 _VERDICT_HEAD = {
-    Verdict.PASS: "✓ **Pass**",
-    Verdict.REGRESSED: "✗ **Regressed**",
-    Verdict.INCONCLUSIVE: "? **Inconclusive**",
-    Verdict.NO_BASELINE: "○ **No baseline**",
-    Verdict.FAILED: "✗ **Pipeline failed**",
+    Verdict.PASS: "✅ **Pass**",
+    Verdict.REGRESSED: "❌ **Regressed**",
+    Verdict.INCONCLUSIVE: "⚠️ **Inconclusive**",
+    Verdict.NO_BASELINE: "ℹ️ **No baseline**",
+    Verdict.FAILED: "❌ **Pipeline failed**",
 }
 
 
@@ -209,32 +223,61 @@ def _verdict_line(report: Report) -> str:
 # --- tables ---------------------------------------------------------------------------------
 
 
-def _cell(value: Value | None) -> str:
-    return "—" if value is None else md.cell(format_value(value))
+def _cell(value: Value | None, exact: bool = False) -> str:
+    """One value for a cell: numbers as :mod:`cml_bot.numbers` writes them (``exact``: as the
+    shortest text that reads back the same, for params as configured), anything else escaped."""
+    if value is None:
+        return "—"
+    if isinstance(value, float) and not isinstance(value, bool):
+        # md.cell: repr's 17 digits and an exponent ("0000000000000002e") could read as a sha
+        return md.cell(numbers.exact(value)) if exact else numbers.number(value)
+    if isinstance(value, Samples):
+        return f"{numbers.number(value.mean)} ± {numbers.number(value.std)} (n={value.n})"
+    return md.cell(format_value(value))
 
 
-def _signed(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Infinity" if value > 0 else "-Infinity"
-    return ("+" if value > 0 else "") + format_value(value)
+def _scalar(value: Value | None) -> float | None:
+    """A plain number (int or float, not bool), as a float."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond a double's range: shown as an int, on its own
+        return None
 
 
-def _change_cells(change: MetricChange) -> tuple[str, str]:
+def _pair_cells(base: Value | None, head: Value | None, exact: bool = False) -> tuple[str, str, int | None]:
+    """Base and head as a pair: two numbers with shared decimals (a change is always visible),
+    and those decimals; else each on its own, and None."""
+    if exact or (isinstance(base, int) and isinstance(head, int)):
+        return _cell(base, exact), _cell(head, exact), None  # exact values differ when they do
+    b, h = _scalar(base), _scalar(head)
+    if b is None or h is None:
+        return _cell(base), _cell(head), None
+    return numbers.pair(b, h)
+
+
+def _change_cells(change: MetricChange) -> tuple[str, str, str, str]:
+    """Base, head, their change (with an arrow) and the relative change, as the table shows them:
+    the change is the difference of the values as shown."""
+    base, head, places = _pair_cells(change.base, change.head)
     if change.status in (Status.NEW, Status.REMOVED) or change.delta is None:
-        return ("—", "—")
-    arrow = "" if change.delta == 0 or math.isnan(change.delta) else (" ▲" if change.delta > 0 else " ▼")
-    delta = md.cell(_signed(change.delta)) + arrow
-    relative = "—" if change.relative is None else md.cell(f"{change.relative * 100:+.2f}%")
-    return (delta, relative)
+        return (base, head, "—", "—")
+    delta = change.delta
+    if places is not None:
+        shown = numbers.difference(base, head, places)
+    elif isinstance(change.base, int) and isinstance(change.head, int) and not isinstance(change.base, bool):
+        shown = f"{change.head - change.base:+d}" if change.head != change.base else "0"
+    else:
+        shown = numbers.signed(delta)
+    arrow = "" if delta == 0 or math.isnan(delta) else (f"{NBSP}▲" if delta > 0 else f"{NBSP}▼")
+    relative = "—" if change.relative is None else numbers.percent(change.relative)
+    return (base, head, shown + arrow, relative)
 
 
-def _mark(change: MetricChange) -> str:
-    """A colour-free marker: readable in light and dark themes and by screen readers. Better or
-    worse only when the evidence says so; a change without evidence is marked as such."""
-    if change.failures:
-        return "✗ regressed"
+def _outcome(change: MetricChange) -> str:
+    """What is known about the change itself: better or worse only when the evidence says so; a
+    change without evidence is marked as such (the gates have their own column)."""
     if change.status is Status.NEW:
         return "new"
     if change.status is Status.REMOVED:
@@ -248,34 +291,66 @@ def _mark(change: MetricChange) -> str:
         return ""
     if change.improved is True:  # leaving Infinity or NaN needs no test
         return "✓ better"
-    return "single run" if change.delta is not None and change.direction is not None else "changed"
+    if change.delta is not None and math.isfinite(change.delta) and change.direction is not None:
+        return "single run"
+    return "changed"
+
+
+def _short_mark(change: MetricChange) -> str:
+    """One mark: the gate's when it did not pass, else the outcome's."""
+    return gate_mark(change) or _outcome(change)
 
 
 def metrics_table(changes: Sequence[MetricChange], has_baseline: bool, base_label: str, intervals: bool = False) -> str:
-    if has_baseline and intervals:
-        headers = ["Metric", md.cell(base_label), "This change", "Change", f"{CONFIDENCE:.0%} CI", "%", ""]
+    """Values, changes and intervals right-aligned, then one mark: the gate's when it did not
+    pass, else what the evidence says (the margins of the gates that passed follow the table)."""
+    if has_baseline:
+        headers = ["Metric", md.cell(base_label), "This change", "Change"]
+        headers += [f"{CONFIDENCE:.0%} CI", "%", ""] if intervals else ["%", ""]
         rows = []
         for c in changes:
-            delta, relative = _change_cells(c)
-            rows.append([md.cell(c.name), _cell(c.base), _cell(c.head), delta, interval_cell(c), relative, _mark(c)])
-    elif has_baseline:
-        headers = ["Metric", md.cell(base_label), "This change", "Change", "%", ""]
-        rows = [[md.cell(c.name), _cell(c.base), _cell(c.head), *_change_cells(c), _mark(c)] for c in changes]
+            base, head, delta, relative = _change_cells(c)
+            interval = [interval_cell(c)] if intervals else []
+            rows.append([md.cell(c.name), base, head, delta, *interval, relative, _short_mark(c)])
+        numeric = set(range(1, len(headers) - 1))
     else:
         headers = ["Metric", "This change", ""]
-        rows = [[md.cell(c.name), _cell(c.head), "✗ regressed" if c.failures else ""] for c in changes]
-    return md.table(headers, rows)
+        rows = [[md.cell(c.name), _cell(c.head), REGRESSED if c.failures else ""] for c in changes]
+        numeric = {1}
+    return md.table(headers, rows, numeric=numeric)
+
+
+GATES_LISTED = 20  # passing gates listed by name; the rest, with more room left, are counted
+
+
+def gates_passed(changes: Sequence[MetricChange]) -> list[str]:
+    """The gates that passed among ``changes`` (the rows shown), each with its margin (how far
+    the metric was from failing), the closest to failing first; beyond :data:`GATES_LISTED`,
+    those with more room are counted, so the list stays short whatever the number of metrics."""
+    passed = [(c, text) for c in changes if (text := margins(c)) is not None]
+    if not passed:
+        return []
+    passed.sort(key=lambda pair: min(m.share_left for m in pair[0].margins))  # stable: ties in table order
+    items = [f"- {md.text(c.name)}: {text}" for c, text in passed[:GATES_LISTED]]
+    if len(passed) > GATES_LISTED:
+        items.append(f"- … and {len(passed) - GATES_LISTED:,} more, each with more of its allowance left")
+    heading = f"{PASSED} **Gates passed**, with the margin left before each would fail"
+    return [heading + (", closest first:" if len(passed) > 1 else ":"), "", *items, ""]
 
 
 def params_table(changes: Sequence[ParamChange], has_baseline: bool, base_label: str) -> str:
+    """Params as configured (no rounding); value columns right-aligned when they are all numbers."""
     if has_baseline:
         headers = ["Param", md.cell(base_label), "This change", ""]
         marks = {Status.CHANGED: "changed", Status.NEW: "new", Status.REMOVED: "removed", Status.UNCHANGED: ""}
-        rows = [[md.cell(c.name), _cell(c.base), _cell(c.head), marks[c.status]] for c in changes]
+        rows = [[md.cell(c.name), *_pair_cells(c.base, c.head, exact=True)[:2], marks[c.status]] for c in changes]
+        values = [v for c in changes for v in (c.base, c.head) if v is not None]
     else:
         headers = ["Param", "This change"]
-        rows = [[md.cell(c.name), _cell(c.head)] for c in changes]
-    return md.table(headers, rows)
+        rows = [[md.cell(c.name), _cell(c.head, exact=True)] for c in changes]
+        values = [c.head for c in changes if c.head is not None]
+    numbers_only = all(_scalar(v) is not None for v in values)
+    return md.table(headers, rows, numeric={1, 2} if numbers_only else ())
 
 
 # --- sections -------------------------------------------------------------------------------
@@ -369,11 +444,11 @@ def _pipeline_section(report: Report, budget: _Budget) -> list[str]:
                 md.cell(s.name),
                 md.code_span(s.command),
                 f"{s.duration:.1f} s",
-                "✓" if s.ok else ("timed out" if s.timed_out else f"✗ exit {s.returncode}"),
+                "✅" if s.ok else ("❌ timed out" if s.timed_out else f"❌ exit {s.returncode}"),
             ]
             for s in pipeline.steps
         ]
-        table = md.table(["Step", "Command", "Time", "Result"], rows)
+        table = md.table(["Step", "Command", "Time", "Result"], rows, numeric={2})
         count = len(pipeline.steps)
         summary = f"Pipeline: {count} step{'s' if count != 1 else ''}, {pipeline.duration:.1f} s"
         out += [md.details(summary, table), ""]
@@ -394,15 +469,15 @@ def shards_table(shards: Sequence[Shard], base_label: str, params: bool = False)
             if change.base is not None:
                 base[change.name] = change.base
             if isinstance(change, MetricChange):
-                delta, _ = _change_cells(change)
-                mark = _mark(change)
-                extra = " ".join(part for part in (delta if delta != "—" else "", mark) if part)
+                _, head, delta, _ = _change_cells(change)
+                extra = " ".join(part for part in (delta if delta != "—" else "", _short_mark(change)) if part)
             else:
+                head = _cell(change.head, exact=True)
                 extra = "changed" if change.status is Status.CHANGED else ""
-            cells[(shard.name, change.name)] = _cell(change.head) + (f" ({extra})" if extra else "")
+            cells[(shard.name, change.name)] = head + (f" ({extra})" if extra else "")
     headers = ["Param" if params else "Metric", md.cell(base_label), *(md.cell(s.name) for s in shards)]
-    rows = [[md.cell(n), _cell(base[n]), *(cells.get((s.name, n), "—") for s in shards)] for n in names]
-    return md.table(headers, rows)
+    rows = [[md.cell(n), _cell(base[n], exact=params), *(cells.get((s.name, n), "—") for s in shards)] for n in names]
+    return md.table(headers, rows, numeric=set(range(1, len(headers))))
 
 
 def _select_metrics(report: Report, budget: _Budget) -> tuple[list[MetricChange], str]:
@@ -441,7 +516,7 @@ def _metrics_section(report: Report, metrics: list[MetricChange], heading: str, 
     if not metrics:
         return []
     table = metrics_table(metrics, report.diff.has_baseline, base_label, intervals=report.diff.judged)
-    lines = [heading, "", table, ""]
+    lines = [heading, "", table, "", *gates_passed(metrics)]
     if report.diff.uses_noise_rule:
         lines += [f"_Repeated values are shown as mean ± std; {NOISE_RULE}._", ""]
     return lines + rules_section(report.diff)
@@ -472,19 +547,26 @@ def _params_section(report: Report, budget: _Budget, base_label: str) -> list[st
 
 
 def _plots_section(report: Report, image_urls: Mapping[str, str]) -> list[str]:
+    """Each plot: its title once (the images have none), each image in a paragraph of its own
+    (labelled with its revision when the image cannot say it: a user's own picture), then the
+    note as a caption paragraph."""
     if not report.plots:
         return []
     lines = ["### Plots", ""]
     for plot in report.plots:
-        lines.append(f"**{md.cell(plot.title)}**")
-        lines.append("")
-        for name in plot.images:
+        title = md.cell(plot.title)
+        lines += [f"**{title}**", ""]
+        for index, name in enumerate(plot.images):
             url = image_urls.get(name)
-            if url is not None:
-                lines.append(f"![{md.cell(plot.title)}]({md.link_target(url)})")
+            if url is None:
+                continue
+            label = md.cell(plot.labels[index]) if index < len(plot.labels) else ""
+            if label:
+                lines += [f"_{label}_", ""]
+            alt = f"{title}, {label}" if label else title
+            lines += [f"![{alt}]({md.link_target(url)})", ""]
         if plot.note:
-            lines.append(f"_{md.cell(plot.note)}_")
-        lines.append("")
+            lines += [f"_{md.cell(plot.note)}_", ""]
     return lines
 
 
@@ -645,35 +727,80 @@ def render_markdown(
     return one
 
 
-def render_html(markdown_text: str, title: str) -> str:
-    """The markdown as a standalone HTML page styled like a GitHub comment, for the local preview."""
+def render_html(markdown_text: str, title: str, theme: str | None = None) -> str:
+    """The markdown as a standalone HTML page styled like a GitHub comment, for the local preview:
+    GitHub's light and dark colours (the reader's system setting, or the switch at the top; or
+    ``theme``, "light" or "dark", fixed, as the screenshot check uses it)."""
     from markdown_it import MarkdownIt
 
+    if theme not in (None, "light", "dark"):
+        raise ValueError(f"render_html: theme must be light or dark, not {theme!r}")
     parser = MarkdownIt("commonmark", {"html": True}).enable("table").enable("strikethrough")
     body = parser.render(markdown_text)
-    return _HTML_PAGE.format(title=md.html_text(title), body=body)
+    checked = {name: " checked" if (theme or "system") == name else "" for name in ("system", "light", "dark")}
+    return _HTML_PAGE.format(title=md.html_text(title), body=body, **checked)
 
 
-_HTML_PAGE = """<!doctype html>
+# GitHub's colours (Primer's light and dark themes, as github-markdown-css uses them) and its
+# comment: about 880 px wide with 16 px of padding. The theme switch needs no script (:has).
+_LIGHT = (
+    "color-scheme: light; --fg: #1f2328; --bg: #ffffff; --border: #d0d7de; --muted: #656d76; "
+    "--subtle: #f6f8fa; --code: rgba(175, 184, 193, 0.2); --link: #0969da;"
+)
+_DARK = (
+    "color-scheme: dark; --fg: #e6edf3; --bg: #0d1117; --border: #30363d; --muted: #7d8590; "
+    "--subtle: #161b22; --code: rgba(110, 118, 129, 0.4); --link: #4493f8;"
+)
+_HTML_PAGE = (
+    """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
 <style>
-:root {{ color-scheme: light dark; }}
-body {{ font: 14px/1.5 -apple-system, BlinkMacSystemFont, "Segoe UI", Helvetica, Arial, sans-serif;
-  max-width: 920px; margin: 2rem auto; padding: 0 1rem; }}
-.comment {{ border: 1px solid #d0d7de; border-radius: 6px; padding: 1rem 1.5rem; }}
-table {{ border-collapse: collapse; margin: 0.5rem 0 1rem; display: block; overflow: auto; }}
-th, td {{ border: 1px solid #d0d7de; padding: 6px 13px; }}
-tr:nth-child(2n) {{ background: rgba(127, 127, 127, 0.08); }}
-code, pre {{ font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 85%; }}
-pre {{ background: rgba(127, 127, 127, 0.12); padding: 12px; border-radius: 6px; overflow: auto; }}
-img {{ max-width: 100%; }}
-details {{ margin: 0.5rem 0; }}
+:root {{ """
+    + _LIGHT
+    + """ }}
+@media (prefers-color-scheme: dark) {{ :root {{ """
+    + _DARK
+    + """ }} }}
+:root:has(#theme-light:checked) {{ """
+    + _LIGHT
+    + """ }}
+:root:has(#theme-dark:checked) {{ """
+    + _DARK
+    + """ }}
+body {{ font: 14px/1.5 -apple-system, BlinkMacSystemFont, "Segoe UI", "Noto Sans", Helvetica, Arial, sans-serif,
+  "Apple Color Emoji", "Segoe UI Emoji", "Noto Color Emoji";
+  color: var(--fg); background: var(--bg); margin: 1rem auto; padding: 0 1rem; max-width: 880px; }}
+.theme {{ color: var(--muted); font-size: 12px; margin-bottom: 0.5rem; }}
+.comment {{ border: 1px solid var(--border); border-radius: 6px; padding: 16px; }}
+a {{ color: var(--link); }}
+table {{ border-collapse: collapse; border-spacing: 0; margin: 0 0 16px; display: block; width: max-content;
+  max-width: 100%; overflow: auto; font-variant-numeric: tabular-nums; }}
+th, td {{ border: 1px solid var(--border); padding: 6px 13px; }}
+th {{ font-weight: 600; }}
+tr {{ background: var(--bg); border-top: 1px solid var(--border); }}
+tr:nth-child(2n) {{ background: var(--subtle); }}
+code, pre {{ font-family: ui-monospace, SFMono-Regular, "SF Mono", Menlo, Consolas, monospace; font-size: 85%; }}
+code {{ background: var(--code); border-radius: 6px; padding: 0.2em 0.4em; }}
+pre {{ background: var(--subtle); padding: 16px; border-radius: 6px; overflow: auto; }}
+pre code {{ background: transparent; padding: 0; }}
+img {{ max-width: 100%; box-sizing: content-box; background: var(--bg); }}
+details {{ margin: 0 0 16px; }}
 summary {{ cursor: pointer; }}
-blockquote {{ margin: 0; padding: 0 1em; border-left: 0.25em solid #d0d7de; }}
+blockquote {{ margin: 0 0 16px; padding: 0 1em; color: var(--muted); border-left: 0.25em solid var(--border); }}
+h2 {{ font-size: 1.5em; border-bottom: 1px solid var(--border); padding-bottom: 0.3em; margin: 0 0 16px; }}
+h3 {{ font-size: 1.25em; margin: 24px 0 16px; }}
+p {{ margin: 0 0 16px; }}
 </style></head>
-<body><div class="comment">
+<body>
+<div class="theme">Theme:
+<label><input type="radio" name="theme" id="theme-system"{system}> system</label>
+<label><input type="radio" name="theme" id="theme-light"{light}> light</label>
+<label><input type="radio" name="theme" id="theme-dark"{dark}> dark</label>
+</div>
+<div class="comment">
 {body}
 </div></body></html>
 """
+)

@@ -8,27 +8,34 @@ import math
 from typing import TYPE_CHECKING
 
 from cml_bot import markdown as md
-from cml_bot.diff import CORRECTION_NAMES, Diff, Gate, MetricChange, Outcome, format_change, format_interval
+from cml_bot import numbers
+from cml_bot.diff import CORRECTION_NAMES, Diff, Gate, Margin, MetricChange, Outcome, format_change, format_interval
 from cml_bot.stats.evidence import CONFIDENCE, POWER
 
 if TYPE_CHECKING:
     from cml_bot.verdicts import PredictionReport
 
 
+# Marks for gates: an emoji of its own colour AND shape (readable in light and dark themes and
+# without colour vision) and a word (for screen readers and plain text).
+REGRESSED = "❌ regressed"
+INCONCLUSIVE = "⚠️ inconclusive"
+PASSED = "✅"
+NBSP = "\u00a0"  # keeps a number with its unit or arrow when a wide table wraps its cells
+
+
 def interval_cell(change: MetricChange) -> str:
+    """The interval as written by cml-bot (trusted text: no escaping, so no zero-width space),
+    on one line."""
     evidence = change.evidence
     if evidence is None or evidence.low is None or evidence.high is None:
         return "—"
-    return md.cell(format_interval(evidence.low, evidence.high, evidence.percent_points))
+    return format_interval(evidence.low, evidence.high, evidence.percent_points).replace(" ", NBSP)
 
 
 def mark(change: MetricChange) -> str | None:
-    """The mark of a judged metric (None: no evidence, the caller decides)."""
-    gate = change.gate
-    if gate is Gate.REGRESSED:
-        return "✗ regressed"
-    if gate is Gate.INCONCLUSIVE:
-        return "? inconclusive"
+    """What the evidence says about a judged metric's change (None: no evidence, the caller
+    decides); the gate has its own mark (:func:`gate_mark`)."""
     if change.outcome is None:
         return None
     return {
@@ -37,6 +44,27 @@ def mark(change: MetricChange) -> str | None:
         Outcome.CHANGED: "changed",
         Outcome.NO_CHANGE: "≈ no detectable change",
     }[change.outcome]
+
+
+def gate_mark(change: MetricChange) -> str:
+    """The mark of a gate that did not pass ("" when every gate passed, or there is none)."""
+    if change.failures:
+        return REGRESSED
+    return INCONCLUSIVE if change.gate is Gate.INCONCLUSIVE else ""
+
+
+def margins(change: MetricChange) -> str | None:
+    """For a metric whose gates all passed, how far each was from failing ("0.0081 (max_drop
+    0.01), 0.26 (max 0.5)"); None otherwise, or when no gate could be checked (a drop gate
+    without a baseline)."""
+    if change.gate is not Gate.PASS or not change.margins:
+        return None
+    return ", ".join(f"{_room(m)} ({m.rule})" for m in change.margins)
+
+
+def _room(margin: Margin) -> str:
+    room = numbers.number(margin.room, 2)
+    return f"{room}%" if margin.percent else room
 
 
 def inconclusive_section(diff: Diff) -> list[str]:
@@ -133,15 +161,15 @@ def examples_section(report: PredictionReport, details: bool) -> list[str]:
             [
                 md.cell(row.name),
                 f"{row.support:,}",
-                f"{row.base_f1:.3f}",
-                f"{row.head_f1:.3f}",
-                md.cell(format_change(row.head_f1 - row.base_f1, True)),
-                md.cell(format_interval(row.low, row.high, True)) if math.isfinite(row.low) else "—",
+                *numbers.pair(row.base_f1, row.head_f1)[:2],
+                format_change(row.head_f1 - row.base_f1, True).replace(" ", NBSP),
+                format_interval(row.low, row.high, True).replace(" ", NBSP) if math.isfinite(row.low) else "—",
                 ("✓ better" if row.low > 0 else "↘ worse") if row.significant else "",
             ]
             for row in report.classes
         ]
-        table = md.table(["Class", "Examples", "F1 base", "F1 this change", "Change", f"{CONFIDENCE:.0%} CI", ""], rows)
+        headers = ["Class", "Examples", "F1 base", "F1 this change", "Change", f"{CONFIDENCE:.0%} CI", ""]
+        table = md.table(headers, rows, numeric={1, 2, 3, 4, 5})
         listed = len(report.classes)
         more = (
             f" ({listed} of {report.class_count} classes, largest changes first)" if listed < report.class_count else ""

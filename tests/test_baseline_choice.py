@@ -116,7 +116,7 @@ def test_no_baseline_says_why_in_the_verdict_line(repo: GitRepo) -> None:
     repo.commit()
     run(Options(root=repo.root, dry_run=True), Effects(env={}))
     verdict = _report(repo).splitlines()[3]
-    assert verdict.startswith("○ **No baseline**")
+    assert verdict.startswith("ℹ️ **No baseline**")
     assert "branch trunk not found (fetch it" in verdict
 
 

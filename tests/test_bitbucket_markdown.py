@@ -119,3 +119,12 @@ def test_the_limit_is_measured_on_the_bitbucket_text() -> None:
     trimmed = render_markdown(report, limit=limit, where_full="See the artifact.", flavour=Flavour.BITBUCKET)
     assert len(trimmed) <= limit and "To fit the size limit" in trimmed and "See the artifact." in trimmed
     assert trimmed.startswith(marker_for(report.report_id, Flavour.BITBUCKET))
+
+
+def test_numbers_stay_right_aligned_and_marks_and_margins_survive_on_bitbucket() -> None:
+    text = render_markdown(pass_report(), {}, flavour=Flavour.BITBUCKET)
+    html = bitbucket_html(text)
+    assert html.count('<th style="text-align: right;">') >= 4  # main, This change, Change, %
+    visible = "".join(page(text).text)
+    assert "✅ Pass against main" in visible
+    assert "Gates passed" in visible and "accuracy: 0.022 (max_drop 0.01)" in visible

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from PIL import Image as PILImage
 
 from cml_bot.cli import Console, main
 
@@ -36,7 +37,7 @@ def test_demo_runs_whole_loop_offline(tmp_path: Path) -> None:
     assert "accuracy" in report and "f1_macro" in report.replace("\\_", "_")
     assert '<img src="plot-01-loss-per-epoch.png"' in (folder / "index.html").read_text()
     # Per-example predictions of both revisions: intervals, the rule, flips, classes, confusion delta.
-    plain = report.replace("\\", "")
+    plain = report.replace("\\", "").replace("\u00a0", " ")  # no-break spaces keep an interval on one line
     assert "| 95% CI " in plain and "] pp |" in plain
     assert "accuracy: paired on 540 examples matched by the id column 'id': mid-p McNemar test (" in plain
     flips = re.search(r"\*\*Predictions: (\d+) examples fixed, (\d+) broken\*\*", plain)
@@ -51,7 +52,13 @@ def test_demo_runs_whole_loop_offline(tmp_path: Path) -> None:
     assert "the last 7 recorded commits of main" in plain and "usual variation of one run" in plain
     assert (folder / "trend.png").read_bytes().startswith(b"\x89PNG")
     # A -0.2 pp change on 540 examples is noise: no better/worse claim, no failed gate.
-    assert "≈ no detectable change" in plain and "↘ worse" not in plain and "✗ regressed" not in plain
+    assert "≈ no detectable change" in plain and "↘ worse" not in plain and "❌ regressed" not in plain
+    # Read at a glance: a pass shows each gate's margin; numbers right-aligned; plots opaque.
+    assert "✅ **Gates passed**" in plain and "- accuracy: " in plain and "(max_drop 0.01)" in plain
+    assert "|---|---:|---:|---:|---:|---:|---|" in plain
+    for name in ("plot-01-loss-per-epoch.png", "confusion-delta.png", "trend.png"):
+        with PILImage.open(folder / name) as image:
+            assert image.convert("RGBA").getextrema()[3] == (255, 255)  # never transparent
     # The demo is local even inside CI: nothing posted, no token used or shown.
     assert "ghp_shouldneverbeused" not in out.getvalue() + err.getvalue() + report
     assert str(folder / "report.md") in out.getvalue()

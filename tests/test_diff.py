@@ -400,3 +400,28 @@ def test_a_metric_whose_file_is_missing_is_missing_and_a_gate_on_it_fails_with_t
     # a record from an older cml-bot has no origins: every absent metric is blamed on the problems
     assert missing_metrics(base, {}, head, problems) == {"acc": problems["m.json"], "f1": problems["m.json"]}
     assert missing_metrics(base, origins, head, {}) == {}
+
+
+def test_each_gate_that_passes_says_how_far_it_was_from_failing() -> None:
+    from cml_bot.diff import Margin
+
+    rules = [
+        Threshold("accuracy", max_drop=0.01, min=0.8),
+        Threshold("f1", max_drop_pct=2.0),
+        Threshold("loss", max=0.5),
+    ]
+    result = diff({"accuracy": 0.90, "f1": 0.80, "loss": 0.3}, {"accuracy": 0.895, "f1": 0.81, "loss": 0.2}, rules)
+    by_name = {m.name: m for m in result.metrics}
+    accuracy = by_name["accuracy"].margins
+    assert [(m.rule, round(m.room, 9), m.percent) for m in accuracy] == [
+        ("min 0.8", 0.095, False),
+        ("max_drop 0.01", 0.005, False),
+    ]
+    assert round(accuracy[1].share_left, 9) == 0.5  # half of the allowed drop is left
+    assert [(m.rule, round(m.room, 9), m.percent) for m in by_name["f1"].margins] == [("max_drop 2%", 3.25, True)]
+    assert by_name["loss"].margins == (Margin("max 0.5", 0.3, allowed=0.5),)
+    # a gate exceeded has no margin; without a baseline a drop gate is not checked
+    failed = diff({"accuracy": 0.9}, {"accuracy": 0.85}, rules).metrics[0]
+    assert failed.failures and [m.rule for m in failed.margins] == ["min 0.8"]
+    (alone,) = diff(None, {"accuracy": 0.85}, rules).metrics[0].margins
+    assert (alone.rule, round(alone.room, 9)) == ("min 0.8", 0.05)

@@ -300,7 +300,7 @@ def test_unreachable_dvc_cached_base_is_said_in_the_verdict_line(project: Projec
     from cml_bot.report import render_markdown
 
     verdict = render_markdown(report).splitlines()[3]
-    assert verdict.startswith("○ **No baseline**") and "m.json unreachable" in verdict, verdict
+    assert verdict.startswith("ℹ️ **No baseline**") and "m.json unreachable" in verdict, verdict
 
 
 def test_subdir_project_with_dash_c(tmp_path: Path) -> None:

@@ -243,3 +243,11 @@ def test_html_text_escapes_tags_quotes_and_mentions() -> None:
 
 def test_link_target_encodes_breaking_characters() -> None:
     assert md.link_target("http://x/a b(c)<d>") == "http://x/a%20b%28c%29%3Cd%3E"
+
+
+def test_table_right_aligns_the_numeric_columns() -> None:
+    text = md.table(["Name", "Value", "Note"], [["a", "1.5", "x"], ["b", "10", "y"]], numeric={1})
+    assert text.split("\n")[1] == "|---|---:|---|"
+    html = MarkdownIt("commonmark").enable("table").render(text)
+    assert '<th style="text-align:right">Value</th>' in html and '<td style="text-align:right">10</td>' in html
+    assert md.table(["a"], [["1"]]).split("\n")[1] == "|---|"  # left (the default) unless numeric

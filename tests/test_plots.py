@@ -13,10 +13,12 @@ from dataclasses import replace
 
 import matplotlib
 import numpy as np
+import numpy.typing as npt
 import pytest
 from cycler import cycler
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image as PILImage
 
@@ -67,6 +69,36 @@ def legend_texts(spec: PlotSpec, head: bytes, base: bytes | None) -> list[str]:
     return [t.get_text() for t in legend.get_texts()]
 
 
+# Okabe & Ito's colour-blind-safe palette, the colours the plots use.
+OKABE_ITO = {"blue": "#0072b2", "orange": "#e69f00", "green": "#009e73", "vermillion": "#d55e00"}
+
+
+def assert_legend_above_the_data(figure: Figure) -> None:
+    """The legend stands above the axes: its box is entirely over the plotting area."""
+    figure.canvas.draw()
+    ax = figure.axes[0]
+    legend = ax.get_legend()
+    assert legend is not None
+    box, area = legend.get_window_extent(), ax.get_window_extent()
+    assert box.y0 >= area.y1 - 1, (box, area)
+    assert box.y1 <= figure.bbox.y1  # and inside the image
+
+
+def pixels(data: bytes) -> npt.NDArray[np.int64]:
+    with PILImage.open(io.BytesIO(data)) as image:
+        assert image.mode in ("RGB", "RGBA")
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.int64)
+    return rgba
+
+
+def near(rgba: npt.NDArray[np.int64], colour: str, tolerance: int = 12, alpha: float = 1.0) -> int:
+    """How many pixels are within ``tolerance`` of ``colour`` (drawn with ``alpha`` on white) in
+    every channel."""
+    pure = np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)], dtype=np.float64)
+    target = np.round(alpha * pure + (1 - alpha) * 255).astype(np.int64)
+    return int((np.abs(rgba[..., :3] - target) <= tolerance).all(axis=-1).sum())
+
+
 # --- every template renders a PNG --------------------------------------------------------------
 
 
@@ -88,7 +120,8 @@ def test_confusion_templates_render_a_png(template: str, with_base: bool) -> Non
     images = render_plot(spec, confusion_records(1, 4), base, "plot-02-confusion")
     assert [i.name for i in images] == ["plot-02-confusion.png"]
     width, height = png_size(images[0].data)
-    assert (width, height) == ((1000, 450) if with_base else (600, 450))
+    # at most 880 px wide: a GitHub comment shows it unscaled
+    assert (width, height) == ((880, 460) if with_base else (520, 460))
 
 
 def test_name_is_made_safe() -> None:
@@ -99,7 +132,7 @@ def test_name_is_made_safe() -> None:
 # --- overlay ----------------------------------------------------------------------------------
 
 
-def test_overlay_has_a_legend_with_both_labels_and_a_muted_base() -> None:
+def test_overlay_tells_base_and_head_apart_by_colour_and_dashes_with_a_legend_above() -> None:
     spec = PlotSpec(path="h.csv", y=("loss",))
     head, base = load_table(history(20), "h.csv"), load_table(history(20, 1.5), "h.csv")
     figure = build_figure(spec, head, base, head_label="feature-x", base_label="main")
@@ -110,12 +143,13 @@ def test_overlay_has_a_legend_with_both_labels_and_a_muted_base() -> None:
     base_line, head_line = ax.get_lines()
     assert base_line.get_label() == "main"
     assert head_line.get_linewidth() > base_line.get_linewidth()
-    assert matplotlib.colors.to_hex(base_line.get_color()) == "#8c8c8c"  # grey
-    assert matplotlib.colors.to_hex(head_line.get_color()) != "#8c8c8c"
-    assert (base_line.get_alpha() or 1.0) < 1.0
+    assert matplotlib.colors.to_hex(base_line.get_color()) == OKABE_ITO["orange"]
+    assert matplotlib.colors.to_hex(head_line.get_color()) == OKABE_ITO["blue"]
+    assert base_line.get_linestyle() == "--" and head_line.get_linestyle() == "-"  # not by colour alone
     assert head_line.get_zorder() > base_line.get_zorder()
     assert ax.get_xlabel() == "epoch"  # default x column
-    assert ax.get_title() == "h.csv"
+    assert ax.get_title() == ""  # the report shows the title above the image
+    assert_legend_above_the_data(figure)
 
 
 def test_overlay_of_several_columns_names_each_series_and_side() -> None:
@@ -129,12 +163,13 @@ def test_scatter_and_bar_overlays_carry_both_labels(template: str) -> None:
     assert legend_texts(spec, history(10), history(8, 2.0)) == ["main", "this change"]
 
 
-def test_without_base_a_single_series_has_no_legend_and_title_comes_from_the_spec() -> None:
+def test_without_base_the_legend_still_names_the_revision_and_the_image_has_no_title() -> None:
     spec = PlotSpec(path="h.csv", y=("loss",), title="Training loss")
     figure = build_figure(spec, load_table(history(10), "h.csv"))
     ax = figure.axes[0]
-    assert ax.get_legend() is None
-    assert ax.get_title() == "Training loss"
+    legend = ax.get_legend()
+    assert legend is not None and [t.get_text() for t in legend.get_texts()] == ["this change"]
+    assert ax.get_title() == "" and not figure.get_suptitle()
     assert ax.get_ylabel() == "loss"
 
 
@@ -202,8 +237,9 @@ def test_confusion_counts_are_annotated() -> None:
     figure = build_figure(PlotSpec(path="cm.json", template="confusion"), frame)
     ax = figure.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "10"]  # numeric order
-    # As DVC draws it: x (actual) across, y (predicted) down
-    assert [t.get_text() for t in ax.texts] == ["2", "0", "0", "1", "1", "1", "0", "0", "0"]
+    # As DVC draws it: x (actual) across, y (predicted) down; empty cells stay blank
+    assert [t.get_text() for t in ax.texts] == ["2", "1", "1", "1"]
+    assert [(t.get_position()) for t in ax.texts] == [(0, 0), (0, 1), (1, 1), (2, 1)]
     assert ax.get_xlabel() == "actual"
     assert ax.get_ylabel() == "predicted"
 
@@ -214,7 +250,7 @@ def test_confusion_normalized_rows_sum_to_one_with_two_decimals_as_in_dvc() -> N
     spec = PlotSpec(path="cm.json", x="y", y=("pred",), template="confusion_normalized")
     ax = build_figure(spec, frame).axes[0]
     # each row (a value of y, down) divided by its total, as DVC's confusion_normalized does
-    assert [t.get_text() for t in ax.texts] == ["1.00", "0.00", "0.67", "0.33"]
+    assert [t.get_text() for t in ax.texts] == ["1.00", "0.67", "0.33"]  # the empty cell blank
 
 
 def test_confusion_with_base_is_two_titled_panels() -> None:
@@ -227,10 +263,9 @@ def test_confusion_with_base_is_two_titled_panels() -> None:
         "main",
     )
     panels = [ax for ax in figure.axes if ax.get_title()]
-    assert [ax.get_title() for ax in panels] == ["main", "this change"]
+    assert [ax.get_title() for ax in panels] == ["main", "this change"]  # each panel names its revision
     assert all(ax.get_legend() is None for ax in panels)
-    suptitle = figure.get_suptitle()
-    assert suptitle == "Validation"
+    assert not figure.get_suptitle()  # the report shows "Validation" above the image
     # both panels cover the same classes, in the same order
     assert [t.get_text() for t in panels[0].get_yticklabels()] == ["bird", "cat", "dog"]
     assert [t.get_text() for t in panels[1].get_yticklabels()] == ["bird", "cat", "dog"]
@@ -502,3 +537,127 @@ def test_trend_marks_change_points_and_the_usual_variation() -> None:
         bands={"accuracy": (5, 0.848, 0.853)},
     )
     assert plain.data != marked.data and marked.data.startswith(b"\x89PNG")
+
+
+# --- read at a glance, in a light or a dark theme ---------------------------------------------------
+
+
+def _every_kind_of_image() -> dict[str, bytes]:
+    from cml_bot.plots import render_confusion_delta, render_trend
+
+    images = {
+        template: render_plot(
+            PlotSpec(path="h.csv", y=("loss",), template=template), history(20), history(20, 1.4), "p"
+        )[0].data
+        for template in ("linear", "scatter", "bar")
+    }
+    images["confusion"] = render_plot(
+        PlotSpec(path="cm.json", template="confusion"), confusion_records(1, 3), confusion_records(2, 2), "c"
+    )[0].data
+    images["delta"] = render_confusion_delta(["a", "b"], [[5, 1], [0, 4]], [[4, 2], [1, 3]], "d", "main").data
+    trend = [(f"sha{i}", {"accuracy": 0.8 + 0.01 * (i % 3)}) for i in range(6)]
+    images["trend"] = render_trend(trend, {"accuracy": 0.83}, "t", "main").data
+    return images
+
+
+def test_every_image_is_an_opaque_white_card_with_a_grey_border() -> None:
+    """Never transparent (dark axes and text would vanish on a dark page); a white card with a
+    border reads on GitHub's light and dark themes alike."""
+    for kind, data in _every_kind_of_image().items():
+        rgba = pixels(data)
+        assert (rgba[..., 3] == 255).all(), kind
+        width = rgba.shape[1]
+        assert width <= 880, kind  # a comment's width: shown unscaled
+        edge = np.concatenate([rgba[0, :, :3], rgba[-1, :, :3], rgba[:, 0, :3], rgba[:, -1, :3]])
+        assert (np.abs(edge - np.array([0x8C, 0x95, 0x9F])) <= 40).all(axis=-1).mean() > 0.95, kind
+        margin = np.concatenate([rgba[2:5, 2:-2, :3].reshape(-1, 3), rgba[2:-2, 2:5, :3].reshape(-1, 3)])
+        assert (margin == 255).all(axis=-1).mean() > 0.9, kind  # white just inside the border
+
+
+def test_base_and_head_are_drawn_in_okabe_ito_orange_and_blue() -> None:
+    for template in ("linear", "scatter", "bar"):
+        spec = PlotSpec(path="h.csv", y=("loss",), template=template)
+        rgba = pixels(render_plot(spec, history(20), history(20, 1.4), "p")[0].data)
+        head_alpha, base_alpha = (0.85, 0.7) if template == "scatter" else (1.0, 1.0)
+        assert near(rgba, OKABE_ITO["blue"], alpha=head_alpha) > 150, template
+        assert near(rgba, OKABE_ITO["orange"], 20, alpha=base_alpha) > 60, template
+        assert near(rgba, "#1f77b4", 3) < 10, template  # not matplotlib's default blue
+
+
+def test_several_fields_take_palette_colours_and_keep_them_across_revisions() -> None:
+    spec = PlotSpec(path="h.csv", y=("loss", "acc"))
+    figure = build_figure(spec, load_table(history(10), "h.csv"), load_table(history(10, 2.0), "h.csv"))
+    colours = [matplotlib.colors.to_hex(line.get_color()) for line in figure.axes[0].get_lines()]
+    assert colours == [OKABE_ITO["blue"], OKABE_ITO["orange"], OKABE_ITO["blue"], OKABE_ITO["orange"]]
+    styles = [line.get_linestyle() for line in figure.axes[0].get_lines()]
+    assert styles == ["--", "--", "-", "-"]
+    assert_legend_above_the_data(figure)
+
+
+@pytest.mark.parametrize("template", ["scatter", "bar"])
+def test_scatter_and_bars_tell_the_base_apart_without_colour(template: str) -> None:
+    spec = PlotSpec(path="h.csv", y=("loss",), template=template)
+    figure = build_figure(spec, load_table(history(10), "h.csv"), load_table(history(10, 2.0), "h.csv"))
+    ax = figure.axes[0]
+    if template == "scatter":
+        base, head = ax.get_lines()
+        assert (base.get_marker(), head.get_marker()) == ("x", "o")
+    else:
+        bars = [p for p in ax.patches if isinstance(p, Rectangle)]
+        hatches = {p.get_hatch() for p in bars}
+        assert hatches == {"///", None}
+    assert_legend_above_the_data(figure)
+
+
+def test_many_legend_entries_take_rows_above_the_axes_without_covering_them() -> None:
+    frame = csv([{"step": i, **{f"metric_number_{k}": i * k for k in range(6)}} for i in range(5)])
+    spec = PlotSpec(path="h.csv", y=tuple(f"metric_number_{k}" for k in range(6)))
+    figure = build_figure(spec, load_table(frame, "h.csv"), load_table(frame, "h.csv"))
+    assert_legend_above_the_data(figure)
+
+
+def _tick_labels_overlap(figure: Figure) -> bool:
+    """Whether neighbouring class names touch: upright ones by their boxes, names turned 45
+    degrees by the distance between their (parallel) baselines."""
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()  # type: ignore[attr-defined]
+    ax = figure.axes[0]
+    for labels in (ax.get_xticklabels(), ax.get_yticklabels()):
+        shown = [t for t in labels if t.get_text()]
+        boxes = [t.get_window_extent(renderer) for t in shown]
+        for label, first, second in zip(shown, boxes, boxes[1:], strict=False):
+            if label.get_rotation() == 0 and first.overlaps(second):
+                return True
+            gap = abs(second.x1 - first.x1) * np.sin(np.radians(label.get_rotation()))
+            if label.get_rotation() and gap < label.get_fontsize() * 100 / 72:
+                return True
+    return False
+
+
+@pytest.mark.parametrize("classes", [3, 10, 15, 40, 120])
+def test_confusion_matrices_stay_legible_at_any_class_count(classes: int) -> None:
+    records = [{"actual": i % classes, "predicted": (i * 7) % classes} for i in range(classes * 20)]
+    frame = load_table(json.dumps(records).encode(), "cm.json")
+    spec = PlotSpec(path="cm.json", template="confusion")
+    figure = build_figure(spec, frame, frame)
+    panel = figure.axes[0]
+    assert not _tick_labels_overlap(figure)
+    if classes <= 10:
+        assert panel.texts  # annotated
+    if classes >= 40:
+        assert not panel.texts  # too small to read: the colour bar tells the values
+    if panel.texts:
+        assert min(t.get_fontsize() for t in panel.texts) >= 7  # about 10 px: readable
+        assert len(figure.axes) == 2
+    else:
+        assert len(figure.axes) == 3  # two panels and a colour bar
+
+
+def test_confusion_delta_is_drawn_as_the_confusion_plots_are() -> None:
+    from cml_bot.plots import render_confusion_delta
+
+    # rows of the inputs: the true class; the image: the true class across, as DVC draws it
+    image = render_confusion_delta(["a", "b"], [[5, 0], [0, 5]], [[5, 0], [3, 2]], "d", "main")
+    rgba = pixels(image.data)
+    assert (rgba[..., 3] == 255).all()
+    assert near(rgba, "#67001f", 30) + near(rgba, "#b2182b", 30) > 100  # the fewer-correct cell, red

@@ -4,6 +4,7 @@ x and y joined across files, every DVC template, ``header``, default y, labels a
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from cml_bot.app import Effects, Options, run
 from cml_bot.config import PlotSource, PlotSpec
 from cml_bot.errors import InputError
 from cml_bot.plots import build_figure, load_table, plot_titles, render_plot
+from cml_bot.results import RunResults
 
 
 def _frames(files: dict[str, bytes], header: bool = True) -> dict[str, object]:
@@ -48,7 +50,7 @@ def test_one_figure_per_plot_id_with_every_file_and_revision_in_the_legend() -> 
         "train/roc.json: tpr (this change)",
         "test/roc.json: tpr (this change)",
     ]
-    assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == ("ROC", "False positive rate", "True positive rate")
+    assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == ("", "False positive rate", "True positive rate")
     lines = ax.get_lines()
     assert lines[0].get_color() == lines[2].get_color()  # a file keeps its colour across revisions
     assert lines[0].get_linestyle() == "--" and lines[2].get_linestyle() == "-"  # the base dashed
@@ -195,3 +197,29 @@ def test_drawing_cost_does_not_grow_with_the_number_of_sources() -> None:
     data = ("x,y\n" + "".join(f"{i},{np.sin(i / 10)}\n" for i in range(5000))).encode()
     images = render_plot(spec, {f"f{i}.csv": data for i in range(8)}, None, "many")
     assert images[0].data.startswith(b"\x89PNG")
+
+
+def test_a_users_own_images_are_labelled_with_their_revision_in_the_report(tmp_path: Path) -> None:
+    """The image template posts the user's files as they are; they cannot say which revision they
+    show, so the report's entry labels each."""
+    from dataclasses import replace as with_fields
+
+    from cml_bot.config import Config
+    from cml_bot.evaluation import render_plots
+
+    head_png = render_plot(PlotSpec(path="h.csv"), b"step,loss\n0,1\n1,0.5\n", None, "x")[0].data
+    base_png = render_plot(PlotSpec(path="h.csv"), b"step,loss\n0,1\n1,0.7\n", None, "x")[0].data
+    config = with_fields(Config(tmp_path), plots=(PlotSpec("samples.png", template="image", title="Samples"),))
+    head = RunResults("h" * 40, {}, files={"samples.png": head_png})
+    base = RunResults("b" * 40, {}, files={"samples.png": base_png})
+    entries, images = render_plots(config, head, base, "main")
+    assert [(e.title, e.images, e.labels) for e in entries] == [
+        ("Samples", ("plot-01-samples.png", "plot-01-samples-base.png"), ("this change", "main"))
+    ]
+    assert [i.data for i in images] == [head_png, base_png]
+    drawn, _ = render_plots(with_fields(config, plots=(PlotSpec("h.csv"),)), _results(), _results(), "main")
+    assert drawn[0].labels == ()  # a drawn plot names its revisions in its legend
+
+
+def _results() -> RunResults:
+    return RunResults("s" * 40, {}, files={"h.csv": b"step,loss\n0,1\n1,0.5\n"})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from cml_bot.model import Verdict
 from cml_bot.pipeline import PipelineResult, StepResult
 from cml_bot.report import (
     GITHUB_LIMIT,
+    Flavour,
     PlotEntry,
     Report,
     RunFacts,
@@ -385,13 +387,13 @@ def test_verdict_is_the_first_line_after_the_title() -> None:
         assert lines[0].startswith("<!-- cml-bot report (id: ")
         assert lines[1].startswith("## ")
         head = {
-            "pass": "✓ **Pass**",
-            "regressed": "✗ **Regressed**",
-            "paired": "✗ **Regressed**",
-            "no_baseline": "○ **No baseline**",
-            "inconclusive": "? **Inconclusive**",
+            "pass": "✅ **Pass**",
+            "regressed": "❌ **Regressed**",
+            "paired": "❌ **Regressed**",
+            "no_baseline": "ℹ️ **No baseline**",
+            "inconclusive": "⚠️ **Inconclusive**",
         }
-        assert lines[3].startswith(head.get(name, "✗ **Pipeline failed**")), (name, lines[3])
+        assert lines[3].startswith(head.get(name, "❌ **Pipeline failed**")), (name, lines[3])
 
 
 def test_timed_out_step() -> None:
@@ -506,14 +508,14 @@ def test_ten_thousand_metrics_fit_and_say_what_was_dropped() -> None:
     # Every failed gate is still listed, each with its whole table row.
     for change in report.diff.regressions:
         assert f"- {change.name.replace('_', chr(92) + '_')}: dropped by" in text
-    assert text.count("✗ regressed") == len(report.diff.regressions) == 200
+    assert text.count("❌ regressed") == len(report.diff.regressions) == 200
 
 
 def test_thousands_of_failed_gates_are_cut_by_whole_rows() -> None:
     report = _big_report(_big_diff(10_000, regressed_every=1))
     text = render_markdown(report, limit=GITHUB_LIMIT, where_full="See the artifacts.")
     check_valid(text, report, GITHUB_LIMIT)
-    shown = text.count("✗ regressed")
+    shown = text.count("❌ regressed")
     assert 0 < shown < 10_000
     assert f"showing {shown} of 10000 rows" in text
     assert f"- … and {10_000 - shown} more failed gates, listed in the full report" in text
@@ -629,3 +631,127 @@ def test_any_user_text_keeps_the_report_valid(
         pipeline=PipelineResult((step,)),
     )
     check_valid(render_markdown(report, {"p.png": "https://x/p.png"}), report)
+
+
+# --- read at a glance -------------------------------------------------------------------------------
+
+
+def _table_alignments(html: str) -> list[list[str | None]]:
+    """Per table, each header cell's alignment as markdown-it renders GFM's ``---:``."""
+    tables: list[list[str | None]] = []
+
+    class Headers(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag == "thead":
+                tables.append([])
+            elif tag == "th":
+                style = dict(attrs).get("style") or ""
+                tables[-1].append("right" if "text-align:right" in style else None)
+
+    parser = Headers()
+    parser.feed(html)
+    parser.close()
+    return tables
+
+
+def test_numeric_columns_are_right_aligned() -> None:
+    html = PARSER.render(render_markdown(paired_report(), URLS))
+    metrics, *_ = _table_alignments(html)
+    # Metric | main | This change | Change | 95% CI | % | (mark)
+    assert metrics == [None, "right", "right", "right", "right", "right", None]
+    no_baseline = _table_alignments(PARSER.render(render_markdown(no_baseline_report())))
+    assert no_baseline[0] == [None, "right", None]  # Metric | This change | (mark)
+    assert no_baseline[1] == [None, "right"]  # params, all numbers
+
+
+def test_each_gate_shows_its_margin_on_a_pass() -> None:
+    base: dict[str, Value] = {"accuracy": 0.90, "f1": 0.80, "loss": 0.30, "speed": 12.0, "auc": 0.9}
+    head: dict[str, Value] = {"accuracy": 0.898, "f1": 0.81, "loss": 0.2379, "speed": 12.5, "auc": 0.8}
+    rules = (
+        Threshold("accuracy", max_drop=0.01),
+        Threshold("f1", max_drop_pct=2.0),
+        Threshold("loss", max=0.5, max_drop=0.05),
+        Threshold("auc", max_drop=0.01),
+    )
+    report = Report("T", "default", diff(base, head, rules), FACTS)
+    text = render_markdown(report)
+    check_valid(text, report)
+    heading = "✅ **Gates passed**, with the margin left before each would fail, closest first:\n\n"
+    gates = text.split(heading)[1].split("\n\n")[0]
+    assert gates.split("\n") == [  # the closest to failing first: the smallest share of the allowance left
+        "- loss: 0.26 (max 0.5), 0.11 (max_drop 0.05)",  # 52% of the bound left
+        "- accuracy: 0.008 (max_drop 0.01)",  # dropped 0.002 of the 0.01 allowed: 80% left
+        "- f1: 3.3% (max_drop 2%)",  # rose 1.25%: 2% + 1.25% to lose
+    ]  # not speed (no gate) nor auc (failed: listed under Failed gates)
+    assert "| auc | 0.9 | 0.8 | -0.1\u00a0▼ | -11.11% | ❌ regressed |" in text
+
+
+def test_a_long_list_of_passing_gates_names_the_closest_and_counts_the_rest() -> None:
+    base: dict[str, Value] = {f"m{i:02d}_acc": 0.9 for i in range(30)}
+    head: dict[str, Value] = {f"m{i:02d}_acc": 0.9 - i / 10_000 for i in range(30)}  # m29 dropped most
+    text = render_markdown(Report("T", "default", diff(base, head, [Threshold("*", max_drop=0.01)]), FACTS))
+    items = [line for line in text.split("\n") if line.startswith("- m") or line.startswith("- …")]
+    assert items[0] == "- m29\\_acc: 0.0071 (max_drop 0.01)"
+    assert [item.split(":")[0] for item in items[:20]] == [f"- m{i:02d}\\_acc" for i in range(29, 9, -1)]
+    assert items[20:] == ["- … and 10 more, each with more of its allowance left"]
+
+
+def test_pass_regressed_and_inconclusive_have_distinct_marks() -> None:
+    marks = {name: render_markdown(REPORTS[name](), URLS).split("\n")[3].split(" **")[0] for name in REPORTS}
+    assert marks["pass"] == "✅" and marks["regressed"] == "❌" and marks["inconclusive"] == "⚠️"
+    assert len({marks["pass"], marks["regressed"], marks["inconclusive"], marks["no_baseline"]}) == 4
+    text = render_markdown(inconclusive_report(), URLS)
+    assert "| ⚠️ inconclusive |" in text and "✅ **Gates passed**" in text
+    assert "| ❌ regressed |" in render_markdown(paired_report(), URLS)
+
+
+def test_a_shown_change_is_visible_and_equals_the_difference_shown() -> None:
+    result = diff(
+        {"accuracy": 0.96296, "tiny": 0.00012, "huge": 1.23456},
+        {"accuracy": 0.96111, "tiny": 0.0001, "huge": 1.23457},
+    )
+    text = render_markdown(Report("T", "default", result, FACTS)).replace("\u00a0", " ")
+    assert "| accuracy | 0.9630 | 0.9611 | -0.0019 ▼ | -0.19% |" in text
+    assert "| tiny | 0.00012 | 0.00010 | -0.00002 ▼ | -16.67% |" in text  # not 1.2e-04
+    assert "| huge | 1.23456 | 1.23457 | +0.00001 ▲ | +0.00081% |" in text  # not 1.235 twice
+
+
+def test_params_are_shown_as_configured() -> None:
+    result = diff({}, {}, base_params={"momentum": 0.99999, "lr": 1e-5}, head_params={"momentum": 0.99999, "lr": 2e-5})
+    text = render_markdown(Report("T", "default", result, FACTS))
+    assert "| lr | 1e-05 | 2e-05 | changed |" in text
+    assert "| momentum | 0.99999 | 0.99999 |  |" in text  # not rounded to 1
+
+
+def test_intervals_are_plain_text_without_escapes_on_one_line() -> None:
+    text = render_markdown(paired_report(), URLS)
+    assert "| [-6.72,\u00a0-3.51]\u00a0pp |" in text  # no-break spaces: a wrapping table keeps it whole
+    assert "\\[" not in text.split("### Metrics")[1].split("<details>")[0]
+
+
+def test_captions_and_revision_labels_stand_in_their_own_paragraphs() -> None:
+    plots = (
+        PlotEntry("Loss per epoch", ("plot-01-loss.png",), note="base and head overlaid"),
+        PlotEntry("Samples", ("s.png", "s-base.png"), labels=("this change", "main")),
+    )
+    report = replace(pass_report(), plots=plots)
+    urls = {**URLS, "s.png": "s.png", "s-base.png": "s-base.png"}
+    text = render_markdown(report, urls)
+    section = text.split("### Plots\n\n")[1].split("\n\n<details")[0]
+    assert section == (
+        "**Loss per epoch**\n\n"
+        "![Loss per epoch](https://example.org/img/plot%2001.png)\n\n"
+        "_base and head overlaid_\n\n"
+        "**Samples**\n\n"
+        "_this change_\n\n![Samples, this change](s.png)\n\n"
+        "_main_\n\n![Samples, main](s-base.png)"
+    )
+    paragraphs = [p for p in PARSER.render(section).split("</p>") if p.strip()]
+    assert all(p.count("<img") + p.count("<em>") <= 1 for p in paragraphs)  # never an image and its caption in one
+    assert text.count("Loss per epoch") == 2  # the title once, and the image's alt text: no other title
+
+
+def test_the_bitbucket_flavour_keeps_alignment_and_marks() -> None:
+    text = render_markdown(paired_report(), URLS, flavour=Flavour.BITBUCKET)
+    assert "|---|---:|---:|---:|---:|---:|---|" in text
+    assert "❌ **Regressed**" in text and "| ❌ regressed |" in text

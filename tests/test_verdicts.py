@@ -123,7 +123,7 @@ def test_a_drop_beyond_the_threshold_that_may_be_noise_is_inconclusive(repo: Git
     assert "these 2,000 examples can detect >= " in sentence and sentence.endswith("add examples or seeds")
     assert outcome.summary.startswith("inconclusive: accuracy may have worsened")
     text = (outcome.report_dir / "report.md").read_text()
-    assert "? **Inconclusive**" in text and "**Inconclusive gates**" in text and "? inconclusive" in text
+    assert "⚠️ **Inconclusive**" in text and "**Inconclusive gates**" in text and "⚠️ inconclusive" in text
     case = ET.parse(tmp_path / "junit.xml").getroot().find("testcase")
     assert case is not None and case.find("failure") is None
     skipped = case.find("skipped")

@@ -4,18 +4,19 @@ the base branch, base and head overlaid."""
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import PurePosixPath
 from typing import Any
 
+import matplotlib.colors
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.image import AxesImage
 from matplotlib.ticker import MaxNLocator
 
 from cml_bot.config import PlotSpec
@@ -24,10 +25,11 @@ from cml_bot.model import Image
 from cml_bot.plots.jobs import safe_name
 from cml_bot.plots.series import Revision, Series, axis_labels, build_series
 from cml_bot.plots.style import (
-    ANNOTATE_CLASSES,
+    ALERT_COLOR,
     BASE_COLOR,
     CONFUSION_FIGSIZE,
     CONFUSION_PAIR_FIGSIZE,
+    DELTA_FIGSIZE,
     DPI,
     FIGSIZE,
     HEAD_COLOR,
@@ -35,7 +37,12 @@ from cml_bot.plots.style import (
     LIMIT,
     MAX_BARS,
     MAX_CLASSES,
+    MUTED_COLOR,
+    OKABE_ITO,
+    TICK_POINTS,
+    constrained,
     image_text,
+    legend_above,
     new_figure,
     plot_style,
     shorten,
@@ -88,9 +95,11 @@ def _by_file(spec: PlotSpec, tables: Mapping[str, pd.DataFrame] | pd.DataFrame) 
 
 
 def _colour(series: Series, several: bool) -> str:
+    """One field: the base orange, this change blue. Several: a colour per field, the same at
+    both revisions (the base told apart by its dashes or hatching)."""
     if not several:
         return BASE_COLOR if series.is_base else HEAD_COLOR
-    return f"C{series.source_index % 10}"
+    return OKABE_ITO[series.source_index % len(OKABE_ITO)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -159,11 +168,11 @@ def _xy_figure(spec: PlotSpec, revisions: Sequence[Revision]) -> Figure:
                 x,
                 y,
                 linestyle="none",
-                marker="o",
-                markersize=size * 0.85 if s.is_base else size,
-                markeredgewidth=0,
+                marker="x" if s.is_base else "o",  # told apart by shape, not only by colour
+                markersize=size,
+                markeredgewidth=1.0 if s.is_base else 0.0,
                 color=colour,
-                alpha=0.6 if s.is_base else 0.85,
+                alpha=0.7 if s.is_base else 0.85,
                 label=image_text(s.label, 70),
                 zorder=2 if s.is_base else 3,
             )
@@ -174,9 +183,8 @@ def _xy_figure(spec: PlotSpec, revisions: Sequence[Revision]) -> Figure:
                 x,
                 y,
                 color=colour,
-                linewidth=1.1 if s.is_base else 1.9,
-                linestyle="--" if s.is_base and several else "-",
-                alpha=0.6 if s.is_base else 1.0,
+                linewidth=1.5 if s.is_base else 1.9,
+                linestyle="--" if s.is_base else "-",
                 label=image_text(s.label, 70),
                 zorder=2 if s.is_base else 3,
             )
@@ -186,9 +194,7 @@ def _xy_figure(spec: PlotSpec, revisions: Sequence[Revision]) -> Figure:
     x_label, y_label = axis_labels(spec, [s for s, _ in drawable])
     ax.set_xlabel(image_text(x_label, LABEL_CHARS))
     ax.set_ylabel(image_text(y_label, LABEL_CHARS))
-    ax.set_title(image_text(spec.title or spec.path, 90))
-    if len(drawable) > 1:
-        ax.legend(loc="best")
+    legend_above(ax, fixed_margins=axis.categories is None)
     return figure
 
 
@@ -219,10 +225,8 @@ def _bar_figure(spec: PlotSpec, revisions: Sequence[Revision]) -> Figure:
     series = build_series(spec, revisions)
     grouped = [_means(s.x.astype(str), s) for s in series]
     categories = [str(v) for v in pd.unique(pd.concat([pd.Series(g.index, dtype=object) for g in grouped]))]
-    title = image_text(spec.title or spec.path, 90)
-    if len(categories) > MAX_BARS:
-        title = f"{title} (first {MAX_BARS} of {len(categories)})"
-        categories = categories[:MAX_BARS]
+    shown = _first_bars(categories)
+    categories = categories[:MAX_BARS]
     figure, ax = new_figure(FIGSIZE)
     _draw_bars(ax, series, grouped, categories, len(spec.series) > 1, horizontal=False)
     ax.set_xticks(np.arange(len(categories), dtype=np.float64), labels=[image_text(c, 24) for c in categories])
@@ -234,12 +238,15 @@ def _bar_figure(spec: PlotSpec, revisions: Sequence[Revision]) -> Figure:
             tick.set_horizontalalignment("right")
     ax.grid(axis="x", visible=False)
     x_label, y_label = axis_labels(spec, series)
-    ax.set_xlabel(image_text(x_label, LABEL_CHARS))
+    ax.set_xlabel(image_text(x_label, LABEL_CHARS) + shown)
     ax.set_ylabel(image_text(y_label, LABEL_CHARS))
-    ax.set_title(title)
-    if len(series) > 1:
-        ax.legend(loc="best")
+    legend_above(ax)
     return figure
+
+
+def _first_bars(categories: Sequence[str]) -> str:
+    """What an axis label adds when only the first bars are drawn."""
+    return f" (first {MAX_BARS} of {len(categories)})" if len(categories) > MAX_BARS else ""
 
 
 def _with_category_x(spec: PlotSpec, revisions: Sequence[Revision]) -> PlotSpec:
@@ -286,12 +293,12 @@ def _draw_bars(
         with np.errstate(invalid="ignore"):
             shown = np.abs(heights) < LIMIT
         colour = _colour(s, several)
+        # The base hatched on a pale fill, this change solid: told apart without colour.
         style: dict[str, Any] = {
-            "color": colour,
-            "alpha": 0.45 if s.is_base and several else 1.0,
-            "hatch": "//" if s.is_base and several else None,
-            "edgecolor": colour if s.is_base and several else "white",
-            "linewidth": 0.5,
+            "color": matplotlib.colors.to_rgba(colour, 0.35) if s.is_base else colour,
+            "hatch": "///" if s.is_base else None,
+            "edgecolor": colour if s.is_base else "white",
+            "linewidth": 0.8 if s.is_base else 0.5,
             "label": image_text(s.label, 70),
         }
         if horizontal:
@@ -314,10 +321,8 @@ def _barh_figure(spec: PlotSpec, revisions: Sequence[Revision]) -> Figure:
         head = next((g for s, g in zip(series, grouped, strict=True) if not s.is_base), grouped[-1])
         order = head.reindex(categories).to_numpy(dtype=np.float64, na_value=-np.inf)
         categories = [categories[i] for i in np.argsort(-order, kind="stable")]
-    title = image_text(spec.title or spec.path, 90)
-    if len(categories) > MAX_BARS:
-        title = f"{title} (first {MAX_BARS} of {len(categories)})"
-        categories = categories[:MAX_BARS]
+    shown = _first_bars(categories)
+    categories = categories[:MAX_BARS]
     height = min(12.0, max(FIGSIZE[1], 1.0 + 0.28 * len(categories) * max(1, len(series))))
     figure, ax = new_figure((FIGSIZE[0], height))
     _draw_bars(ax, series, grouped, categories, len(spec.series) > 1, horizontal=True)
@@ -329,10 +334,8 @@ def _barh_figure(spec: PlotSpec, revisions: Sequence[Revision]) -> Figure:
     x_label = spec.x_label or (next(iter(x_fields)) or "x" if len(x_fields) == 1 else "x")
     y_label = spec.y_label or (next(iter(y_fields)) if len(y_fields) == 1 else "y")
     ax.set_xlabel(image_text(x_label, LABEL_CHARS))
-    ax.set_ylabel(image_text(y_label, LABEL_CHARS))
-    ax.set_title(title)
-    if len(series) > 1:
-        ax.legend(loc="best")
+    ax.set_ylabel(image_text(y_label, LABEL_CHARS) + shown)
+    legend_above(ax)
     return figure
 
 
@@ -371,24 +374,77 @@ def _confusion_figure(spec: PlotSpec, revisions: Sequence[Revision]) -> Figure:
         raise InputError(f"{spec.path}: {len(labels)} classes, too many for a confusion matrix (at most {MAX_CLASSES})")
     matrices = [_confusion_matrix(p, keys, normalized) for p, _, _, _ in panels]
     vmax = 1.0 if normalized else max(1.0, *(float(m.max()) for m in matrices))
-    title = image_text(spec.title or spec.path, 90)
     x_label = spec.x_label or panels[0][2]
     y_label = spec.y_label or panels[0][3]
-    if len(panels) == 1:
-        figure, ax = new_figure(CONFUSION_FIGSIZE)
-        axes = [ax]
-        image = _draw_confusion(ax, matrices[0], labels, normalized, vmax, title, x_label, y_label)
-    else:
-        width = CONFUSION_PAIR_FIGSIZE[0] / 2 * len(panels)
-        figure = Figure(figsize=(width, CONFUSION_PAIR_FIGSIZE[1]), dpi=DPI, layout="constrained")
-        FigureCanvasAgg(figure)
-        axes = list(figure.subplots(1, len(panels)))
-        for ax, matrix, (_, label, _, _) in zip(axes, matrices, panels, strict=True):
-            image = _draw_confusion(ax, matrix, labels, normalized, vmax, image_text(label, 60), x_label, y_label)
-        figure.suptitle(title, fontsize=11)
-    if len(labels) > ANNOTATE_CLASSES:
+    # One panel per revision, each titled with it (the plot's title is the report's, above the image).
+    width = CONFUSION_FIGSIZE[0] if len(panels) == 1 else CONFUSION_PAIR_FIGSIZE[0] / 2 * len(panels)
+    figure = Figure(figsize=(width, CONFUSION_FIGSIZE[1]), dpi=DPI, layout=constrained())
+    FigureCanvasAgg(figure)
+    axes = list(figure.subplots(1, len(panels), squeeze=False)[0])
+    cell = _cell_pixels(width / len(panels), CONFUSION_FIGSIZE[1], len(labels))
+    for ax, matrix, (_, label, _, _) in zip(axes, matrices, panels, strict=True):
+        image = ax.imshow(matrix, cmap="Blues", vmin=0.0, vmax=vmax, interpolation="nearest")
+        ax.grid(visible=False)
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(True)
+        _class_ticks(ax, labels, cell)
+        ax.set_title(image_text(label, 60))
+        ax.set_xlabel(image_text(x_label, 40))
+        ax.set_ylabel(image_text(y_label, 40))
+    # The cells' real size once laid out (labels take what they need): annotate if values fit.
+    layout = figure.get_layout_engine()
+    assert layout is not None
+    layout.execute(figure)
+    drawn = axes[0].get_window_extent().width / len(labels)
+    size = _annotation_size(drawn, _widest_value(matrices, normalized))
+    if size is None:
         figure.colorbar(image, ax=axes, shrink=0.85)
+    else:
+        for ax, matrix in zip(axes, matrices, strict=True):
+            _annotate(ax, matrix, normalized, vmax, size)
     return figure
+
+
+def _cell_pixels(panel_width: float, height: float, classes: int) -> float:
+    """About how many pixels wide a cell will be drawn (before the layout): the panel's square
+    matrix takes about 70% of the smaller side (the rest is labels and the title)."""
+    return min(panel_width, height) * DPI * 0.7 / max(1, classes)
+
+
+def _annotation_size(cell: float, chars: int) -> float | None:
+    """The font size (points) that fits ``chars`` characters in a cell, None when it would be too
+    small to read (below 7 pt, about 10 px): then the colour bar tells the values."""
+    if cell <= 0:
+        return None
+    fits = cell * 0.8 / (max(chars, 1) * 0.62) * 72 / DPI  # a character about 0.62 em wide
+    size = min(11.0, fits, cell * 0.5 * 72 / DPI)
+    return size if size >= 7.0 else None
+
+
+def _widest_value(matrices: Sequence[FloatArray], normalized: bool) -> int:
+    if normalized:
+        return 4  # "0.25"
+    return max(len(f"{float(m.max()):.0f}") for m in matrices)
+
+
+def _class_ticks(ax: Axes, labels: Sequence[str], cell: float) -> None:
+    """Class names on both axes, as many as fit without overlapping (every k-th beyond that);
+    names too wide to stand side by side across are turned 45 degrees."""
+    n = len(labels)
+    names = [image_text(v, 16) for v in labels]
+    font = TICK_POINTS * DPI / 72  # pixels
+    across = max(len(v) for v in names) * 0.62 * font + 6  # room an upright name needs
+    turned = across > max(cell, 1e-9) * math.ceil(1.3 * font / max(cell, 1e-9))
+    need = 1.45 * font if turned else max(1.3 * font, across)  # a turned name needs its height / sin 45
+    step = max(1, math.ceil(need / max(cell, 1e-9)))
+    ticks = list(range(0, n, step))
+    ax.set_xticks(ticks, labels=[names[t] for t in ticks])
+    ax.set_yticks(ticks, labels=[names[t] for t in ticks])
+    if turned:
+        ax.tick_params(axis="x", labelrotation=45)
+        for tick in ax.get_xticklabels():
+            tick.set_horizontalalignment("right")
+            tick.set_rotation_mode("anchor")
 
 
 def _class_pairs(frame: pd.DataFrame, across: str, down: str, file: str) -> pd.DataFrame:
@@ -428,46 +484,23 @@ def _confusion_matrix(pairs: pd.DataFrame, keys: list[object], normalized: bool)
     return shares
 
 
-def _draw_confusion(
-    ax: Axes,
-    matrix: FloatArray,
-    labels: list[str],
-    normalized: bool,
-    vmax: float,
-    title: str,
-    x_label: str,
-    y_label: str,
-) -> AxesImage:
-    n = len(labels)
-    image = ax.imshow(matrix, cmap="Blues", vmin=0.0, vmax=vmax, interpolation="nearest")
-    ax.grid(visible=False)
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(True)
-    if n <= ANNOTATE_CLASSES:
-        size = 10 if n <= 5 else 8 if n <= 10 else 6
-        for row in range(n):
-            for col in range(n):
-                value = float(matrix[row, col])
-                ax.text(
-                    col,
-                    row,
-                    f"{value:.2f}" if normalized else f"{value:.0f}",
-                    ha="center",
-                    va="center",
-                    fontsize=size,
-                    color="white" if value > 0.55 * vmax else "#222222",
-                )
-    if n <= 30:
-        ax.set_xticks(range(n), labels=[image_text(v, 16) for v in labels])
-        ax.set_yticks(range(n), labels=[image_text(v, 16) for v in labels])
-        if any(len(v) > 3 for v in labels) or n > 12:
-            ax.tick_params(axis="x", labelrotation=45)
-            for tick in ax.get_xticklabels():
-                tick.set_horizontalalignment("right")
-    ax.set_xlabel(image_text(x_label, 40))
-    ax.set_ylabel(image_text(y_label, 40))
-    ax.set_title(title)
-    return image
+def _annotate(ax: Axes, matrix: FloatArray, normalized: bool, vmax: float, size: float) -> None:
+    """Each cell's value, at ``size`` points; empty cells stay blank, so the confusions stand out."""
+    n = len(matrix)
+    for row in range(n):
+        for col in range(n):
+            value = float(matrix[row, col])
+            if value == 0:
+                continue
+            ax.text(
+                col,
+                row,
+                f"{value:.2f}" if normalized else f"{value:.0f}",
+                ha="center",
+                va="center",
+                fontsize=size,
+                color="white" if value > 0.55 * vmax else "#1f2328",
+            )
 
 
 # --------------------------------------------------------------------------------------------
@@ -544,29 +577,38 @@ def render_trend(
     history: Sequence[tuple[str, Mapping[str, float]]],
     current: Mapping[str, float],
     name: str,
-    title: str,
+    branch: str,
     change_points: Mapping[str, Sequence[int]] | None = None,
     bands: Mapping[str, tuple[int, float, float]] | None = None,
 ) -> Image:
-    """Each headline metric over recorded base-branch commits (oldest first, labelled by short sha),
-    with this change's value marked as a separate point at the right, and a dashed line before each
-    change point (the index of the first commit of a new level). ``bands`` shades, from the commit
-    where it starts to this change, each metric's usual variation: (start index, low, high)."""
+    """Each headline metric over recorded commits of ``branch`` (oldest first, labelled by short
+    sha), with this change's value marked as a separate point at the right, and a dashed line
+    before each change point (the index of the first commit of a new level). ``bands`` shades,
+    from the commit where it starts to this change, each metric's usual variation: (start index,
+    low, high)."""
     metrics = [metric for metric in current if any(metric in values for _, values in history)]
     if not metrics:
         raise InputError("trend: no headline metric has recorded history")
     with plot_style():
-        figure = Figure(figsize=(7.0, 1.6 + 1.4 * len(metrics)), dpi=DPI, layout="constrained")
+        figure = Figure(figsize=(7.0, 1.6 + 1.4 * len(metrics)), dpi=DPI, layout=constrained())
         FigureCanvasAgg(figure)
         axes = figure.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]
         positions = np.arange(len(history), dtype=np.float64)
         for ax, metric in zip(axes, metrics, strict=True):
             ys = np.array([values.get(metric, np.nan) for _, values in history], dtype=np.float64)
-            ax.plot(positions, ys, color="0.45", linewidth=1.5, marker="o", markersize=3, label="recorded")
+            ax.plot(
+                positions,
+                ys,
+                color=MUTED_COLOR,
+                linewidth=1.5,
+                marker="o",
+                markersize=3.5,
+                label=f"{image_text(branch, 30)}, recorded",
+            )
             ax.plot(
                 [len(history)],
                 [current[metric]],
-                color="#1f77b4",
+                color=HEAD_COLOR,
                 marker="D",
                 markersize=7,
                 linestyle="none",
@@ -579,20 +621,34 @@ def render_trend(
                     [start - 0.5, len(history) + 0.5],
                     low,
                     high,
-                    color="#1f77b4",
+                    color=HEAD_COLOR,
                     alpha=0.12,
                     linewidth=0,
-                    label="usual variation",
+                    label="usual variation (±2σ)",
                 )
-            for index in (change_points or {}).get(metric, ()):
-                ax.axvline(index - 0.5, color="#d62728", linestyle="--", linewidth=1.0, alpha=0.8)
+            for number, index in enumerate((change_points or {}).get(metric, ())):
+                ax.axvline(
+                    index - 0.5,
+                    color=ALERT_COLOR,
+                    linestyle="--",
+                    linewidth=1.2,
+                    label="change point" if number == 0 else "_",
+                )
             ax.set_ylabel(image_text(metric, 24))
-            ax.grid(True, alpha=0.3)
         labels = [image_text(sha, 10) for sha, _ in history] + ["this change"]
-        axes[-1].set_xticks(np.arange(len(labels)), labels, rotation=45, ha="right", fontsize=8)
-        axes[0].legend(loc="best", fontsize=8)
-        axes[0].set_title(image_text(title, LABEL_CHARS))
+        axes[-1].set_xticks(np.arange(len(labels)), labels, rotation=45, ha="right", rotation_mode="anchor")
+        _legend_of_all(axes[0], list(axes))
         return Image(f"{safe_name(name)}.png", to_png(figure, "trend"))
+
+
+def _legend_of_all(top: Axes, axes: Sequence[Axes]) -> None:
+    """One legend above the first panel naming what any panel draws (a change point may be in
+    one panel only)."""
+    seen: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(label, handle)
+    top.legend(list(seen.values()), list(seen), loc="lower left", bbox_to_anchor=(0.0, 1.02), ncol=len(seen))
 
 
 # Confusion delta
@@ -603,37 +659,38 @@ def render_confusion_delta(
     base: Sequence[Sequence[int]],
     head: Sequence[Sequence[int]],
     name: str,
-    title: str,
+    base_label: str = "base",
 ) -> Image:
-    """Head's confusion counts minus base's on the same examples, on a diverging scale centred on
-    zero (blue: more examples in that cell than at the base, red: fewer). On the diagonal blue is
-    good; off it, blue means new confusions."""
-    delta = np.asarray(head, dtype=np.float64) - np.asarray(base, dtype=np.float64)
+    """Head's confusion counts minus base's on the same examples (rows of ``base`` and ``head``:
+    the true class), on a diverging scale centred on zero (blue: more examples in that cell than
+    at the base, red: fewer). Drawn as the confusion plots are, the true class across and the
+    prediction down; on the diagonal blue is good, off it blue means new confusions."""
+    delta = (np.asarray(head, dtype=np.float64) - np.asarray(base, dtype=np.float64)).T
     n = len(classes)
     limit = max(1.0, float(np.abs(delta).max()))
     with plot_style():
         # Fixed margins: the constrained layout's second draw pass was most of this figure's time.
-        figure = Figure(figsize=CONFUSION_FIGSIZE, dpi=DPI)
+        figure = Figure(figsize=DELTA_FIGSIZE, dpi=DPI)
         FigureCanvasAgg(figure)
-        figure.subplots_adjust(left=0.16, right=0.86, bottom=0.16, top=0.92)
+        figure.subplots_adjust(left=0.13, right=0.86, bottom=0.13, top=0.96)
         ax = figure.add_subplot()
+        # RdBu: a diverging map that stays readable with red-green colour blindness; the signs
+        # written in the cells carry the direction without colour.
         image = ax.imshow(delta, cmap="RdBu", vmin=-limit, vmax=limit, interpolation="nearest")
         ax.grid(visible=False)
-        if n <= ANNOTATE_CLASSES:
-            size = 10 if n <= 5 else 8 if n <= 10 else 6
+        cell = _cell_pixels(DELTA_FIGSIZE[0], DELTA_FIGSIZE[1], n)
+        size = _annotation_size(cell, len(f"{limit:+.0f}"))
+        if size is not None:
             for row in range(n):
                 for col in range(n):
                     value = int(delta[row, col])
                     if value:
-                        colour = "white" if abs(value) > 0.6 * limit else "#222222"
+                        colour = "white" if abs(value) > 0.6 * limit else "#1f2328"
                         ax.text(col, row, f"{value:+d}", ha="center", va="center", fontsize=size, color=colour)
-        labels = [image_text(v, 16) for v in classes]
-        ax.set_xticks(range(n), labels=labels)
-        ax.set_yticks(range(n), labels=labels)
-        if any(len(v) > 3 for v in classes) or n > 12:
-            ax.tick_params(axis="x", labelrotation=45)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_title(image_text(title, 90))
-        figure.colorbar(image, ax=ax, shrink=0.85, label="this change − base", fraction=0.05, pad=0.03)
+        _class_ticks(ax, [str(c) for c in classes], cell)
+        ax.set_xlabel("actual")
+        ax.set_ylabel("predicted")
+        label = f"this change − {image_text(base_label, 30)}"
+        bar = figure.colorbar(image, ax=ax, shrink=0.85, label=label, fraction=0.05, pad=0.03)
+        bar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: +2, not +1.5
         return Image(f"{safe_name(name)}.png", to_png(figure, "confusion delta"))

@@ -1,0 +1,112 @@
+"""Numbers as a report shows them (pure): a shown change is always visible, and no scientific
+notation in ordinary ranges.
+
+- A pair (base, this change) is written with the same number of decimals, as few as show both
+  values to about four significant digits and, when they differ, enough more to tell them apart:
+  ``0.9630`` and ``0.9611``, not ``0.963`` and ``0.9611``; ``1.23456`` and ``1.23457``, not
+  ``1.235`` twice.
+- The change is the difference of the two numbers as shown, with their decimals, so what a reader
+  subtracts is what the report says.
+- Plain notation from 0.0001 up to 10^15; beyond, ``1.234e-07`` or ``1.234e+16``.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+
+SIGNIFICANT = 4  # digits a value is shown with, unless more are needed to tell a pair apart
+MOST_SIGNIFICANT = 15  # a double has about 15-17: more would show noise
+PLAIN_LOW, PLAIN_HIGH = 1e-4, 1e15  # magnitudes written without an exponent
+
+
+def is_plain(x: float) -> bool:
+    """Whether ``x`` is written without an exponent (zero is)."""
+    return x == 0 or PLAIN_LOW <= abs(x) < PLAIN_HIGH
+
+
+def decimals(x: float, significant: int = SIGNIFICANT) -> int:
+    """Decimals that show ``x`` (non-zero, finite) to ``significant`` digits."""
+    return max(0, significant - 1 - math.floor(math.log10(abs(x))))
+
+
+def fixed(x: float, places: int) -> str:
+    """``x`` with ``places`` decimals; never ``-0``."""
+    text = f"{x:.{places}f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text
+
+
+def number(x: float, significant: int = SIGNIFICANT) -> str:
+    """One number to ``significant`` digits, trailing zeros dropped: ``0.0001``, ``0.9123``,
+    ``1235``, ``1.234e-07``; ``NaN``, ``Infinity``."""
+    if not math.isfinite(x):
+        return "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")
+    if x == 0:
+        return "0"
+    if not is_plain(x):
+        mantissa, exponent = f"{x:.{significant - 1}e}".split("e")
+        return f"{_strip(mantissa)}e{exponent}"
+    return _strip(fixed(x, decimals(x, significant)))
+
+
+def exact(x: float) -> str:
+    """The shortest text that reads back as ``x`` (Python's ``repr``): a configured value as it was
+    written (``0.99999``, not ``1``); ``123456789``, not ``123456789.0``."""
+    if not math.isfinite(x):
+        return number(x)
+    text = repr(x)
+    return text[:-2] if text.endswith(".0") else text
+
+
+def signed(x: float, significant: int = SIGNIFICANT) -> str:
+    """:func:`number` with its sign, ``+`` included (zero unsigned)."""
+    text = number(x, significant)
+    return "+" + text if x > 0 and not text.startswith("+") else text
+
+
+def pair(base: float, head: float) -> tuple[str, str, int | None]:
+    """Both numbers with shared decimals (see the module's doc), and those decimals; None when
+    either is not plain (then each is shown on its own with :func:`number`)."""
+    if not (math.isfinite(base) and math.isfinite(head)) or not (is_plain(base) and is_plain(head)):
+        return number(base), number(head), None
+    largest = max(abs(base), abs(head))
+    if largest == 0:
+        return "0", "0", 0
+    places = decimals(largest)
+    most = decimals(largest, MOST_SIGNIFICANT)
+    while base != head and fixed(base, places) == fixed(head, places) and places < most:
+        places += 1
+    smallest = min((abs(v) for v in (base, head) if v != 0), default=largest)
+    if float(fixed(smallest, places)) == 0:  # 0.3 beside 1000 is not "0"
+        places = min(decimals(smallest, 2), most)
+    shown = [fixed(base, places), fixed(head, places)]
+    while places > 0 and all(text.endswith("0") for text in shown):  # drop zeros both have
+        places -= 1
+        shown = [text[:-1].rstrip(".") if places == 0 else text[:-1] for text in shown]
+    return shown[0], shown[1], places
+
+
+def difference(base_shown: str, head_shown: str, places: int) -> str:
+    """The signed change between two numbers as :func:`pair` shows them: what a reader gets
+    subtracting one from the other (``+0`` never: an unchanged value's change is ``0``)."""
+    delta = Decimal(head_shown) - Decimal(base_shown)
+    if delta == 0:
+        return "0"
+    text = f"{delta:.{places}f}"
+    return "+" + text if delta > 0 else text
+
+
+def percent(relative: float) -> str:
+    """A relative change as a signed percentage: two decimals, or two significant digits when
+    smaller (``+0.0012%``, never ``+0.00%`` for a change)."""
+    value = relative * 100
+    if not math.isfinite(value):
+        return number(value)
+    if value == 0:
+        return "0.00%"
+    text = f"{value:+.2f}" if abs(value) >= 0.005 else signed(value, 2)
+    return text + "%"
+
+
+def _strip(text: str) -> str:
+    return text.rstrip("0").rstrip(".") if "." in text else text
