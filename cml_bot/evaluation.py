@@ -39,6 +39,7 @@ from cml_bot.stats.history import history_noise
 if TYPE_CHECKING:
     from cml_bot.data import DataChange
     from cml_bot.pipeline import PipelineResult
+    from cml_bot.plots.jobs import PlotJob
     from cml_bot.verdicts import PredictionReport
 
 log = logging.getLogger(__name__)
@@ -305,13 +306,20 @@ def render_plots(
 ) -> tuple[tuple[PlotEntry, ...], tuple[Image, ...]]:
     """One figure per plot: every file of its definition, at head and at the base; step histories
     from MLflow or TensorBoard drawn the same way."""
+    return start_plots(config, head, base, base_label, plotter)()
+
+
+def start_plots(
+    config: Config, head: RunResults, base: RunResults | None, base_label: str, plotter: Plotter | None = None
+) -> Callable[[], tuple[tuple[PlotEntry, ...], tuple[Image, ...]]]:
+    """:func:`render_plots`, started: the returned function waits for the drawing."""
     specs = config.plots
     if any(":history/" in path for path in head.files):
         from cml_bot.sources import history_plot_specs
 
         specs = (*specs, *history_plot_specs(head.files))
     if not specs:
-        return (), ()
+        return lambda: ((), ())
     from cml_bot import plots  # what to draw; drawing (matplotlib, pandas) is the plotter's
 
     entries: list[PlotEntry | None] = []
@@ -329,8 +337,19 @@ def render_plots(
         name = f"plot-{number:02d}-{plots.safe_name(title)}"
         jobs.append((len(entries), title, plots.PlotJob(spec, head_files, base_files or None, name, base_label)))
         entries.append(None)
+    pending = (plotter or InProcess()).submit("cml_bot.plots.render:render_all", [j for _, _, j in jobs])
+    return lambda: _plot_entries(config, base, base_label, entries, jobs, pending())
+
+
+def _plot_entries(
+    config: Config,
+    base: RunResults | None,
+    base_label: str,
+    entries: list[PlotEntry | None],
+    jobs: list[tuple[int, str, PlotJob]],
+    drawn: list[list[Image] | str],
+) -> tuple[tuple[PlotEntry, ...], tuple[Image, ...]]:
     images: list[Image] = []
-    drawn = (plotter or InProcess()).call("cml_bot.plots.render:render_all", [j for _, _, j in jobs])
     for (index, title, job), rendered in zip(jobs, drawn, strict=True):
         if isinstance(rendered, str):
             entries[index] = PlotEntry(title, note=f"could not draw: {rendered}", problem=True)
@@ -353,11 +372,13 @@ def build_report(evaluation: Evaluation, draw: bool = True) -> tuple[Report, tup
     """The report and its images; ``draw=False`` skips the plots (for a verdict alone)."""
     config, head, baseline = evaluation.config, evaluation.head, evaluation.baseline
     base = baseline.results
+    base_label = baseline.ref or "base"
+    # The plots are drawn (by the plot process) while the change is judged here.
+    drawing = start_plots(config, head, base, base_label, evaluation.plotter) if draw else (lambda: ((), ()))
     judgement = verdicts.judge(config, base, head, evaluation.history)
     result = judgement.diff
     base_metrics, base_params = (base.metrics, base.params) if base else (None, None)
-    base_label = baseline.ref or "base"
-    plot_entries, images = render_plots(config, head, base, base_label, evaluation.plotter) if draw else ((), ())
+    plot_entries, images = drawing()
     if draw and judgement.predictions is not None:
         delta_entry, delta_image = render_confusion_delta(evaluation, judgement.predictions, base_label)
         if delta_image is not None:

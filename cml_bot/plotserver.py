@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import sys
 import threading
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
@@ -29,6 +30,11 @@ DRAWING_MODULES = ("cml_bot.plots.render", "cml_bot.plots.figures")
 class Plotter(Protocol):
     def call(self, function: str, *args: Any) -> Any:
         """Run ``"module:attribute"`` with ``args`` and return its result (or raise its error)."""
+        ...
+
+    def submit(self, function: str, *args: Any) -> Callable[[], Any]:
+        """Start :meth:`call`; the returned function waits for its result. Until then no other
+        call starts. The run judges the change while the plots are drawn."""
         ...
 
     def close(self) -> None: ...
@@ -45,6 +51,9 @@ class InProcess:
     def call(self, function: str, *args: Any) -> Any:
         return _resolve(function)(*args)
 
+    def submit(self, function: str, *args: Any) -> Callable[[], Any]:
+        return lambda: self.call(function, *args)  # drawn when waited for: nothing to overlap here
+
     def close(self) -> None:
         pass
 
@@ -58,16 +67,39 @@ class PlotServer:
         self._lock = threading.Lock()
 
     def call(self, function: str, *args: Any) -> Any:
-        with self._lock:
+        return self.submit(function, *args)()
+
+    def submit(self, function: str, *args: Any) -> Callable[[], Any]:
+        self._lock.acquire()  # released when the result is read: one call on the pipe at a time
+        # Sent from a thread: a large job fills the pipe while the process still imports, and the
+        # run has other work to do meanwhile (the write releases the GIL).
+        failed: list[BaseException] = []
+
+        def send() -> None:
             try:
                 self.connection.send((function, args))
+            except (OSError, BrokenPipeError) as exc:
+                failed.append(exc)
+
+        sender = threading.Thread(target=send, name="cml-bot-plot-send", daemon=True)
+        sender.start()
+
+        def result() -> Any:
+            try:
+                sender.join()
+                if failed:
+                    raise failed[0]
                 status, value = self.connection.recv()
             except (EOFError, OSError, BrokenPipeError) as exc:
                 log.info("plot process gone (%s); drawing here", exc)
                 return InProcess().call(function, *args)
-        if status == "error":
-            raise value
-        return value
+            finally:
+                self._lock.release()
+            if status == "error":
+                raise value
+            return value
+
+        return result
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
