@@ -66,6 +66,7 @@ from fake_bitbucket_contract import (
     check_request,
     check_response,
 )
+from local_server import LocalServer
 
 WORKSPACE, SLUG = "acme", "models"
 TOKEN = "ATCTT3xFfGN0FAKE0repository0access0token0do0not0leak"
@@ -247,7 +248,7 @@ class FakeBitbucket:
         self._next_id = 1000
         self._tick = 0
         self._lock = threading.RLock()
-        self._server: http.server.ThreadingHTTPServer | None = None
+        self._local = LocalServer(self._handle)
         main = self.add_commit({"README.md": b"models\n"}, [], branch=self.main_branch)
         self.root_commit = main
 
@@ -255,9 +256,7 @@ class FakeBitbucket:
 
     @property
     def url(self) -> str:
-        assert self._server is not None, "start() the fake first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/2.0"
+        return f"http://{self._local.address}/2.0"
 
     @property
     def proxy(self) -> str:
@@ -348,27 +347,11 @@ class FakeBitbucket:
     # -- server ----------------------------------------------------------------------------
 
     def start(self) -> FakeBitbucket:
-        fake = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                fake._handle(self)
-
-            do_POST = do_PUT = do_DELETE = do_GET
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, args=(0.01,), daemon=True).start()
+        self._local.start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        self._local.stop()
 
     def __enter__(self) -> FakeBitbucket:
         return self.start()

@@ -65,6 +65,7 @@ from typing import Any
 import pytest
 from fake_github_contract import EVENTS, GENERIC_DOCS, Request, check_request, check_response, docs_url, example, spec
 from fake_github_routes import ROUTES, Reply, Result, Route, error, find_route, git_sha
+from local_server import LocalServer
 
 __all__ = [
     "EVENTS",
@@ -196,8 +197,7 @@ class FakeGitHub:
         self._next_app_id = 90000
         self._clock = 0
         self._lock = threading.RLock()
-        self._server: http.server.ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._local = LocalServer(self._handle)
 
     # -- setup -----------------------------------------------------------------------------
 
@@ -208,9 +208,7 @@ class FakeGitHub:
     @property
     def url(self) -> str:
         """The API root the client should use (GITHUB_API_URL)."""
-        assert self._server is not None, "start() the fake first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}{self.prefix}"
+        return f"http://{self._local.address}{self.prefix}"
 
     def add_token(
         self,
@@ -379,28 +377,11 @@ class FakeGitHub:
     # -- server ----------------------------------------------------------------------------
 
     def start(self) -> FakeGitHub:
-        fake = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                fake._handle(self)
-
-            do_POST = do_PATCH = do_DELETE = do_PUT = do_GET
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.01,), daemon=True)
-        self._thread.start()
+        self._local.start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        self._local.stop()
 
     def __enter__(self) -> FakeGitHub:
         return self.start()
