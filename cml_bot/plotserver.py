@@ -1,4 +1,4 @@
-"""Plots drawn by a process started early in a run, so importing matplotlib and pandas (about half a
+"""Plots drawn by a process started early in a run, so importing matplotlib (about a third of a
 second of CPU) happens on the other core while the run reads git, metrics files and the forge,
 instead of after it.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import re
 import subprocess
 import sys
@@ -333,7 +334,7 @@ def test_large_series_are_decimated_before_drawing(million_rows: bytes) -> None:
     line = build_figure(PlotSpec(path="loss.csv"), frame).axes[0].get_lines()[0]
     drawn = np.asarray(line.get_ydata(), dtype=np.float64)
     assert 2_000 <= len(drawn) <= 4_004
-    assert drawn.max() == frame["loss"].max() and drawn.min() == frame["loss"].min()  # envelope kept
+    assert drawn.max() == frame["loss"].values.max() and drawn.min() == frame["loss"].values.min()  # envelope kept
     points = build_figure(PlotSpec(path="loss.csv", template="scatter"), frame).axes[0].get_lines()[0]
     assert len(np.asarray(points.get_xdata())) <= 400 * 250
 
@@ -661,3 +662,53 @@ def test_confusion_delta_is_drawn_as_the_confusion_plots_are() -> None:
     rgba = pixels(image.data)
     assert (rgba[..., 3] == 255).all()
     assert near(rgba, "#67001f", 30) + near(rgba, "#b2182b", 30) > 100  # the fewer-correct cell, red
+
+
+# --- column types, as pandas typed them (the reader has no pandas) ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        # whole numbers are integers (integer ticks; "3" as a category, not "3.0")
+        (b"step,loss\n0,1.5\n1,0.5\n", {"step": ("int", [0, 1]), "loss": ("float", [1.5, 0.5])}),
+        # an empty cell or an NA spelling is missing: the column stays numeric
+        (b"a,b\n1,NA\n2,\n3,4.5\n", {"a": ("int", [1, 2, 3]), "b": ("float", [None, None, 4.5])}),
+        # quotes and delimiters inside them go through the general reader, with the same types
+        (b'name,score\n"a, b",1\n"c",2\n', {"name": ("text", ["a, b", "c"]), "score": ("int", [1, 2])}),
+        (b"ok,label\nTrue,x\nfalse,\n", {"ok": ("bool", [True, False]), "label": ("text", ["x", None])}),
+        # a short row is padded with missing cells; a repeated or empty name is renamed as pandas does
+        (b"a,a,\n1,2,3\n4,5\n", {"a": ("int", [1, 4]), "a.1": ("int", [2, 5]), "Unnamed: 2": ("float", [3, None])}),
+        (b"x\r\n1e3\r\n\r\ninf\r\n", {"x": ("float", [1000.0, math.inf])}),
+    ],
+)
+def test_csv_columns_are_typed_as_pandas_typed_them(data: bytes, expected: dict[str, tuple[str, list[object]]]) -> None:
+    table = load_table(data, "t.csv")
+    assert table.columns == list(expected)
+    for name, (kind, values) in expected.items():
+        column = table[name]
+        assert column.kind == kind, name
+        shown = [None if isinstance(v, float) and math.isnan(v) else v for v in column.tolist()]
+        assert shown == values, name
+
+
+def test_json_records_are_typed_and_missing_fields_are_missing() -> None:
+    records = [{"actual": 1, "predicted": "cat", "p": 0.5}, {"actual": 2, "p": None, "flag": True}]
+    table = load_table(json.dumps(records).encode(), "r.json")
+    assert table.columns == ["actual", "predicted", "p", "flag"]
+    assert [table[c].kind for c in table.columns] == ["int", "text", "float", "text"]
+    assert table["predicted"].texts() == ["cat", "nan"]
+    assert table["p"].numbers() is not None and table["flag"].numbers() is None
+
+
+def test_a_row_longer_than_the_header_is_an_error_naming_the_file() -> None:
+    with pytest.raises(InputError, match=r"^t\.csv: cannot parse as CSV: expected 2 fields in data row 2, saw 3"):
+        load_table(b"a,b\n1,2\n3,4,5\n", "t.csv")
+
+
+def test_a_million_numeric_rows_are_read_in_c(million_rows: bytes) -> None:
+    start = time.perf_counter()
+    table = load_table(million_rows, "big.csv")
+    elapsed = time.perf_counter() - start
+    assert len(table) == 1_000_000 and table["step"].kind == "int"
+    assert elapsed < 1.0, f"reading 1,000,000 rows took {elapsed:.2f} s"

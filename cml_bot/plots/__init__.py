@@ -9,7 +9,7 @@ bucket for lines, one point per pixel cell for scatter) so a million points rend
 Untrusted text (column names, titles, class labels) only ever goes into the image; ``$`` is
 escaped so it is never parsed as mathtext.
 
-The drawing modules import matplotlib, pandas and numpy; this package imports them on first use of a
+The drawing modules import matplotlib and numpy; this package imports them on first use of a
 drawing name (:mod:`cml_bot.plots.jobs` never does).
 """
 
@@ -40,7 +40,7 @@ __all__ = [
     "untrusted_image_problem",
 ]
 
-# Drawing needs matplotlib, pandas and numpy; they are imported on first use of a drawing name, so
+# Drawing needs matplotlib and numpy; they are imported on first use of a drawing name, so
 # `cml_bot.plots.jobs` (what to draw) stays light.
 _LAZY = {
     "build_figure": "cml_bot.plots.figures",

@@ -13,7 +13,6 @@ from typing import Any
 import matplotlib.colors
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -49,10 +48,10 @@ from cml_bot.plots.style import (
     to_png,
 )
 from cml_bot.plots.tables import (
-    as_numbers,
+    Column,
+    Table,
     decimate,
     first_non_numeric,
-    is_number_dtype,
     require_column,
     thin_points,
 )
@@ -60,12 +59,13 @@ from cml_bot.plots.tables import (
 log = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 
 
 def build_figure(
     spec: PlotSpec,
-    head: Mapping[str, pd.DataFrame] | pd.DataFrame,
-    base: Mapping[str, pd.DataFrame] | pd.DataFrame | None = None,
+    head: Mapping[str, Table] | Table,
+    base: Mapping[str, Table] | Table | None = None,
     head_label: str = "this change",
     base_label: str = "main",
 ) -> Figure:
@@ -90,8 +90,8 @@ def build_figure(
 LINE_TEMPLATES = ("linear", "simple", "smooth", "scatter", "scatter_jitter")
 
 
-def _by_file(spec: PlotSpec, tables: Mapping[str, pd.DataFrame] | pd.DataFrame) -> Mapping[str, pd.DataFrame]:
-    return {spec.path: tables} if isinstance(tables, pd.DataFrame) else tables
+def _by_file(spec: PlotSpec, tables: Mapping[str, Table] | Table) -> Mapping[str, Table]:
+    return {spec.path: tables} if isinstance(tables, Table) else tables
 
 
 def _colour(series: Series, several: bool) -> str:
@@ -109,22 +109,21 @@ def _colour(series: Series, several: bool) -> str:
 class _XAxis:
     """x values of every series on one axis: numbers as they are, anything else as categories."""
 
-    def __init__(self, columns: Sequence[pd.Series]) -> None:
-        numbers = [as_numbers(c) for c in columns]
+    def __init__(self, columns: Sequence[Column]) -> None:
+        numbers = [c.numbers() for c in columns]
         self.categories: list[str] | None = None
-        self._numbers: list[pd.Series] | None = None
+        self._numbers: list[FloatArray] | None = None
+        self._codes: dict[str, int] = {}
         if all(n is not None for n in numbers):
             self._numbers = [n for n in numbers if n is not None]
         else:
-            texts = pd.concat([c.astype(str) for c in columns], ignore_index=True)
-            self.categories = [str(v) for v in pd.unique(texts)]
+            self.categories = list(dict.fromkeys(text for c in columns for text in c.texts()))
+            self._codes = {text: code for code, text in enumerate(self.categories)}
 
-    def positions(self, index: int, column: pd.Series) -> FloatArray:
+    def positions(self, index: int, column: Column) -> FloatArray:
         if self._numbers is not None:
-            values: FloatArray = self._numbers[index].to_numpy(dtype=np.float64, na_value=np.nan)
-            return values
-        codes = pd.Categorical(column.astype(str), categories=self.categories).codes
-        return np.asarray(codes, dtype=np.float64)
+            return self._numbers[index]
+        return np.array([self._codes[text] for text in column.texts()], dtype=np.float64)
 
     def label_ticks(self, ax: Axes) -> None:
         if self.categories is None:
@@ -140,15 +139,14 @@ class _XAxis:
 def _xy_figure(spec: PlotSpec, revisions: Sequence[Revision]) -> Figure:
     drawable: list[tuple[Series, FloatArray]] = []
     for s in build_series(spec, revisions):
-        numbers = as_numbers(s.y)
-        if numbers is None:
+        y_values = s.y.numbers()
+        if y_values is None:
             if s.is_base:
                 log.info("plot %s: %r not numeric in %s data, not drawn", spec.path, s.field, s.revision)
                 continue
             raise InputError(
                 f"{s.file}: column {shorten(s.field, 60)!r} (y) is not numeric (value {first_non_numeric(s.y)})"
             )
-        y_values = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
         if not s.is_base and not np.isfinite(y_values).any():
             raise InputError(f"{s.file}: column {shorten(s.field, 60)!r} (y) has no numbers")
         drawable.append((s, y_values))
@@ -189,7 +187,7 @@ def _xy_figure(spec: PlotSpec, revisions: Sequence[Revision]) -> Figure:
                 zorder=2 if s.is_base else 3,
             )
     axis.label_ticks(ax)
-    if axis.categories is None and all(pd.api.types.is_integer_dtype(s.x.dtype) for s, _ in drawable):
+    if axis.categories is None and all(s.x.kind == "int" for s, _ in drawable):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epoch 2, not 2.5
     x_label, y_label = axis_labels(spec, [s for s, _ in drawable])
     ax.set_xlabel(image_text(x_label, LABEL_CHARS))
@@ -223,8 +221,8 @@ def _bar_figure(spec: PlotSpec, revisions: Sequence[Revision]) -> Figure:
     of y per category, one bar per series side by side."""
     spec = _with_category_x(spec, revisions)
     series = build_series(spec, revisions)
-    grouped = [_means(s.x.astype(str), s) for s in series]
-    categories = [str(v) for v in pd.unique(pd.concat([pd.Series(g.index, dtype=object) for g in grouped]))]
+    grouped = [_means(s.x.texts(), s) for s in series]
+    categories = list(dict.fromkeys(category for means in grouped for category in means))
     shown = _first_bars(categories)
     categories = categories[:MAX_BARS]
     figure, ax = new_figure(FIGSIZE)
@@ -257,27 +255,32 @@ def _with_category_x(spec: PlotSpec, revisions: Sequence[Revision]) -> PlotSpec:
     if head is None:
         return spec
     for column in head.columns:
-        if as_numbers(head[column]) is None:
-            return replace(spec, x=str(column))
+        if head[column].numbers() is None:
+            return replace(spec, x=column)
     return spec
 
 
-def _means(categories: pd.Series, s: Series, values: pd.Series | None = None) -> pd.Series:
-    """Mean value per category, categories in first-seen order."""
-    numbers = as_numbers(s.y if values is None else values)
+def _means(categories: Sequence[str], s: Series, values: Column | None = None) -> dict[str, float]:
+    """Mean value per category (missing values left out; NaN where none is left), categories in
+    first-seen order."""
+    numbers = (s.y if values is None else values).numbers()
     if numbers is None:
         if not s.is_base:
             raise InputError(f"{s.file}: column {shorten(s.field, 60)!r} (y) is not numeric")
-        numbers = pd.Series(np.nan, index=range(len(categories)))
-    table = pd.DataFrame({"c": categories.to_numpy(), "v": numbers.to_numpy(dtype=np.float64, na_value=np.nan)})
-    means: pd.Series = table.groupby("c", sort=False)["v"].mean()
-    return means
+        numbers = np.full(len(categories), np.nan)
+    sums: dict[str, list[float]] = {}
+    for category, number in zip(categories, numbers.tolist(), strict=True):
+        total = sums.setdefault(category, [0.0, 0.0])
+        if not math.isnan(number):
+            total[0] += number
+            total[1] += 1
+    return {category: (total / count if count else math.nan) for category, (total, count) in sums.items()}
 
 
 def _draw_bars(
     ax: Axes,
     series: Sequence[Series],
-    grouped: Sequence[pd.Series],
+    grouped: Sequence[Mapping[str, float]],
     categories: list[str],
     several: bool,
     horizontal: bool,
@@ -286,7 +289,7 @@ def _draw_bars(
     width = 0.8 / max(count, 1)
     positions = np.arange(len(categories), dtype=np.float64)
     for slot, (s, values) in enumerate(zip(series, grouped, strict=True)):
-        heights = values.reindex(categories).to_numpy(dtype=np.float64, na_value=np.nan)
+        heights = np.array([values.get(category, math.nan) for category in categories], dtype=np.float64)
         offset = (slot - (count - 1) / 2) * width
         if horizontal:
             offset = -offset  # the first series on top
@@ -315,11 +318,12 @@ def _barh_figure(spec: PlotSpec, revisions: Sequence[Revision]) -> Figure:
     for s in series:
         if s.x_field is None:
             raise InputError(f"{s.file}: a horizontal bar plot needs x (the values) and y (the categories)")
-    grouped = [_means(s.y.astype(str), s, values=s.x) for s in series]
-    categories = [str(v) for v in pd.unique(pd.concat([pd.Series(g.index, dtype=object) for g in grouped]))]
+    grouped = [_means(s.y.texts(), s, values=s.x) for s in series]
+    categories = list(dict.fromkeys(category for means in grouped for category in means))
     if spec.template == "bar_horizontal_sorted":
         head = next((g for s, g in zip(series, grouped, strict=True) if not s.is_base), grouped[-1])
-        order = head.reindex(categories).to_numpy(dtype=np.float64, na_value=-np.inf)
+        order = np.array([head.get(category, math.nan) for category in categories], dtype=np.float64)
+        order[np.isnan(order)] = -np.inf
         categories = [categories[i] for i in np.argsort(-order, kind="stable")]
     shown = _first_bars(categories)
     categories = categories[:MAX_BARS]
@@ -350,7 +354,7 @@ def _confusion_figure(spec: PlotSpec, revisions: Sequence[Revision]) -> Figure:
     if len({source.y for source in sources}) > 1:
         raise InputError(f"{spec.path}: a confusion plot takes one y (predicted) field, got {len(sources)}")
     normalized = spec.template == "confusion_normalized"
-    panels: list[tuple[pd.DataFrame, str, str, str]] = []  # (pairs, panel title, x field, y field)
+    panels: list[tuple[tuple[Column, Column], str, str, str]] = []  # (pairs, panel title, x field, y field)
     for revision in revisions:
         for source in sources:
             frame = revision.tables.get(source.file)
@@ -369,10 +373,10 @@ def _confusion_figure(spec: PlotSpec, revisions: Sequence[Revision]) -> Figure:
             panels.append((pairs, label, across, down))
     if not panels:
         raise InputError(f"{spec.path}: no data to draw")
-    labels, keys = _class_labels([p for p, _, _, _ in panels])
+    labels, classes = _class_labels([p for p, _, _, _ in panels])
     if len(labels) > MAX_CLASSES:
         raise InputError(f"{spec.path}: {len(labels)} classes, too many for a confusion matrix (at most {MAX_CLASSES})")
-    matrices = [_confusion_matrix(p, keys, normalized) for p, _, _, _ in panels]
+    matrices = [_confusion_matrix(pair, len(labels), normalized) for pair in classes]
     vmax = 1.0 if normalized else max(1.0, *(float(m.max()) for m in matrices))
     x_label = spec.x_label or panels[0][2]
     y_label = spec.y_label or panels[0][3]
@@ -447,35 +451,35 @@ def _class_ticks(ax: Axes, labels: Sequence[str], cell: float) -> None:
             tick.set_rotation_mode("anchor")
 
 
-def _class_pairs(frame: pd.DataFrame, across: str, down: str, file: str) -> pd.DataFrame:
-    """(x value, y value) per row: column ``a`` across, ``p`` down."""
-    require_column(frame, across, file, "x, the classes across")
-    require_column(frame, down, file, "y, the classes down")
-    pairs = pd.DataFrame({"a": frame[across], "p": frame[down]}).dropna()
-    if len(pairs) == 0:
+def _class_pairs(table: Table, across: str, down: str, file: str) -> tuple[Column, Column]:
+    """The x values (across) and y values (down) of the rows that have both."""
+    require_column(table, across, file, "x, the classes across")
+    require_column(table, down, file, "y, the classes down")
+    both = table[across].present() & table[down].present()
+    if not bool(both.any()):
         raise InputError(f"{file}: no rows with both {across!r} and {down!r}")
-    return pairs
+    return table[across].take(both), table[down].take(both)
 
 
-def _class_labels(pairs: list[pd.DataFrame]) -> tuple[list[str], list[object]]:
-    """Sorted class keys over all tables (numerically when every value is a number) and their labels."""
-    columns = [c for p in pairs for c in (p["a"], p["p"])]
-    if all(is_number_dtype(c) for c in columns):
-        numbers = np.unique(np.concatenate([c.to_numpy(dtype=np.float64) for c in columns]))
-        keys: list[object] = [float(v) for v in numbers]
-        return [f"{v:g}" for v in numbers], keys
-    for p in pairs:
-        p["a"] = p["a"].astype(str)
-        p["p"] = p["p"].astype(str)
-    texts = sorted({str(v) for c in columns for v in pd.unique(c.astype(str))})
-    return texts, list(texts)
+def _class_labels(pairs: Sequence[tuple[Column, Column]]) -> tuple[list[str], list[tuple[IntArray, IntArray]]]:
+    """The classes over all tables, sorted (numerically when every value is a number), their labels,
+    and each pair's values as class indices."""
+    columns = [c for pair in pairs for c in pair]
+    if all(c.kind in ("int", "float") for c in columns):
+        keys: list[Any] = sorted({float(v) for c in columns for v in c.values.tolist()})
+        labels = [f"{v:g}" for v in keys]
+        index = {key: i for i, key in enumerate(keys)}
+        codes = [np.array([index[float(v)] for v in c.values.tolist()], dtype=np.int64) for c in columns]
+    else:
+        labels = sorted({text for c in columns for text in c.texts()})
+        index = {key: i for i, key in enumerate(labels)}
+        codes = [np.array([index[text] for text in c.texts()], dtype=np.int64) for c in columns]
+    return labels, [(codes[i], codes[i + 1]) for i in range(0, len(codes), 2)]
 
 
-def _confusion_matrix(pairs: pd.DataFrame, keys: list[object], normalized: bool) -> FloatArray:
+def _confusion_matrix(pair: tuple[IntArray, IntArray], n: int, normalized: bool) -> FloatArray:
     """Counts with a row per y value (down) and a column per x value (across)."""
-    n = len(keys)
-    across = pd.Categorical(pairs["a"], categories=keys).codes.astype(np.int64)
-    down = pd.Categorical(pairs["p"], categories=keys).codes.astype(np.int64)
+    across, down = pair
     counts = np.bincount(down * n + across, minlength=n * n).reshape(n, n).astype(np.float64)
     if not normalized:
         return counts

@@ -1,5 +1,5 @@
 """What to draw, without drawing: plot jobs, their file-safe names and distinct titles. Imports no
-matplotlib, pandas or numpy, so a run can prepare its plots while another process imports them."""
+matplotlib or numpy, so a run can prepare its plots while another process imports them."""
 
 from __future__ import annotations
 

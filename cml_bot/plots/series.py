@@ -14,12 +14,12 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import pandas as pd
+import numpy as np
 
 from cml_bot.config import PlotSource, PlotSpec
 from cml_bot.errors import InputError
 from cml_bot.plots.style import X_DEFAULTS, shorten
-from cml_bot.plots.tables import columns_hint, require_column
+from cml_bot.plots.tables import Column, Table, columns_hint, require_column
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ SKIPPED_Y = ("timestamp",)  # dvclive's wall-clock column is never a default y
 @dataclass(frozen=True)
 class Revision:
     label: str  # "main", "abc1234", "this change"
-    tables: Mapping[str, pd.DataFrame]  # file -> its table at this revision
+    tables: Mapping[str, Table]  # file -> its table at this revision
     is_base: bool
 
 
@@ -41,8 +41,8 @@ class Series:
     x_field: str | None  # None: the row number
     revision: str
     is_base: bool
-    x: pd.Series  # raw x values (numbers or categories), positions aligned with y
-    y: pd.Series  # raw y values
+    x: Column  # raw x values (numbers or categories), positions aligned with y
+    y: Column  # raw y values
     label: str = ""
 
 
@@ -82,15 +82,15 @@ def _one(source: PlotSource, index: int, revision: Revision) -> Series | None:
                 f"cannot join {source.x!r} from {source.x_file} ({len(x_frame)} rows) with {y_name!r} from "
                 f"{source.file} ({len(frame)} rows): they must have as many rows"
             )
-        x_values = x_frame[source.x].reset_index(drop=True)
+        x_values = x_frame[source.x]
         x_name: str | None = source.x
     else:
         x_name = source.x if source.x is not None else default_x(frame)
         if x_name is not None:
             require_column(frame, x_name, source.file, "x")
-            x_values = frame[x_name].reset_index(drop=True)
+            x_values = frame[x_name]
         else:
-            x_values = pd.Series(range(len(frame)), dtype="int64")
+            x_values = Column(np.arange(len(frame), dtype=np.int64))
     return Series(
         index,
         source.file,
@@ -99,11 +99,11 @@ def _one(source: PlotSource, index: int, revision: Revision) -> Series | None:
         revision.label,
         revision.is_base,
         x_values,
-        frame[y_name].reset_index(drop=True),
+        frame[y_name],
     )
 
 
-def default_x(frame: pd.DataFrame) -> str | None:
+def default_x(frame: Table) -> str | None:
     lowered = {str(c).lower(): str(c) for c in reversed(list(frame.columns))}
     for name in X_DEFAULTS:
         if name in lowered:
@@ -111,7 +111,7 @@ def default_x(frame: pd.DataFrame) -> str | None:
     return None
 
 
-def default_y(frame: pd.DataFrame, source: PlotSource, file: str) -> str:
+def default_y(frame: Table, source: PlotSource, file: str) -> str:
     """DVC's default y: the file's last column (not the x column, not dvclive's timestamp)."""
     x = source.x if source.x_file is None else None
     if x is None:
