@@ -6,8 +6,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import sys
-import threading
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -26,6 +24,7 @@ from cml_bot.plots.tables import (
     load_table,
     load_table_named,
 )
+from cml_bot.plotserver import fork_is_safe
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +87,7 @@ def render_all(jobs: Sequence[PlotJob], workers: int | None = None) -> list[list
     """
     global _JOBS
     count = min(workers or os.cpu_count() or 1, len(jobs))
-    if count < 2 or not _fork_is_safe():
+    if count < 2 or not fork_is_safe():
         return [_render_job(job) for job in jobs]
     # Shares of about equal size, the largest inputs first so a slow plot does not start last.
     shares: list[list[int]] = [[] for _ in range(count)]
@@ -107,10 +106,6 @@ def render_all(jobs: Sequence[PlotJob], workers: int | None = None) -> list[list
     finally:
         _JOBS = ()
     return [results[i] for i in range(len(jobs))]
-
-
-def _fork_is_safe() -> bool:
-    return sys.platform == "linux" and threading.active_count() == 1 and os.environ.get("CML_BOT_PLOT_WORKERS") != "1"
 
 
 def _render_index(index: int) -> list[Image] | str:
