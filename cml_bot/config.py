@@ -237,6 +237,19 @@ class Config:
     statistics: StatisticsConfig = field(default_factory=StatisticsConfig)
 
     @property
+    def may_draw(self) -> bool:
+        """Whether a report can hold images: declared plots, main's trend, the confusion change of
+        per-example predictions, or step histories and logged plots of a metrics source."""
+        sources = [source for source in (self.mlflow, self.tensorboard) if source is not None]
+        return bool(
+            self.plots
+            or self.trend
+            or self.predictions is not None
+            or (self.mlflow is not None and self.mlflow.artifacts)
+            or any(source.history for source in sources)
+        )
+
+    @property
     def declared(self) -> Declarations:
         """Metrics, params and plots to read, cml-bot.yaml's and dvc.yaml's together."""
         carried = (self.predictions.path,) if self.predictions is not None else ()

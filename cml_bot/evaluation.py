@@ -98,7 +98,7 @@ def evaluate(
     ``before_pipeline`` runs just before the pipeline (to show the report as pending)."""
     started = effects.clock()
     config = load_config(options.root, options.config_path, Git(options.root.resolve(), effects.git_runner))
-    plotter = plotserver.start() if draw and (config.plots or config.trend) else None
+    plotter = plotserver.start() if draw and config.may_draw else None
     context = detect(effects.env, effects.event)
     git = Git(config.root, effects.git_runner)
     head_sha = context.head_sha or git.rev("HEAD")

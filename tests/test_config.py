@@ -448,3 +448,21 @@ def test_a_plot_folder_stands_for_its_files(tmp_path: Path) -> None:
         ("dvclive/plots/metrics/acc.tsv", "step", ()),
         ("dvclive/plots/metrics/loss.tsv", "step", ()),
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "draws"),
+    [
+        ("baseline: {trend: 0}\n", False),
+        ("baseline: {trend: 0}\nplots: [loss.csv]\n", True),
+        ("", True),  # main's trend of the last 10 recorded commits
+        ("baseline: {trend: 0}\nmlflow: {experiment: e}\n", True),  # step histories
+        ("baseline: {trend: 0}\nmlflow: {experiment: e, history: false}\n", False),
+        ("baseline: {trend: 0}\ntensorboard: {logdir: runs}\n", True),
+        ("baseline: {trend: 0}\ntensorboard: {logdir: runs, history: false}\n", False),
+        ("baseline: {trend: 0}\npredictions: preds.csv\n", True),  # the confusion change
+    ],
+)
+def test_the_plot_process_starts_only_when_a_report_can_hold_images(tmp_path: Path, text: str, draws: bool) -> None:
+    (tmp_path / "cml-bot.yaml").write_text("metrics: [m.json]\n" + text, encoding="utf-8")
+    assert load_config(tmp_path).may_draw is draws
