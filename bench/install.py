@@ -162,9 +162,12 @@ def cold_uv(work: Path, env: dict[str, str], wheel: Path, uv: str) -> float:
 
 # What a first run imports (and so compiles to bytecode, which the cache then keeps): the whole
 # report path. Also proves the pruned virtualenv (no tests folders) still works.
+# What a first run imports (the Action's post step saves the virtualenv after it, compiled).
 FIRST_RUN = (
-    "import cml_bot.app, cml_bot.plots, cml_bot.report, cml_bot.data, cml_bot.forges.github, cml_bot.forges.gitlab;"
-    "import matplotlib.pyplot, pandas, tabulate, markdown_it, tqdm, yaml"
+    "import cml_bot.app, cml_bot.plots.render, cml_bot.plots.figures, cml_bot.report, cml_bot.data, cml_bot.verdicts,"
+    " cml_bot.stats.paired, cml_bot.stats.history, cml_bot.predictions,"
+    " cml_bot.forges.github, cml_bot.forges.gitlab, cml_bot.forges.bitbucket;"
+    "import matplotlib.pyplot, pandas, scipy.stats, ruptures, markdown_it, tqdm, yaml"
 )
 
 
