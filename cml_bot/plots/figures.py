@@ -466,14 +466,14 @@ def _class_labels(pairs: Sequence[tuple[Column, Column]]) -> tuple[list[str], li
     and each pair's values as class indices."""
     columns = [c for pair in pairs for c in pair]
     if all(c.kind in ("int", "float") for c in columns):
-        keys: list[Any] = sorted({float(v) for c in columns for v in c.values.tolist()})
-        labels = [f"{v:g}" for v in keys]
-        index = {key: i for i, key in enumerate(keys)}
-        codes = [np.array([index[float(v)] for v in c.values.tolist()], dtype=np.int64) for c in columns]
+        keys, inverse = np.unique(np.concatenate([c.values.astype(np.float64) for c in columns]), return_inverse=True)
+        labels = [f"{v:g}" for v in keys.tolist()]
+        codes = np.split(inverse.astype(np.int64), np.cumsum([len(c) for c in columns])[:-1])
     else:
-        labels = sorted({text for c in columns for text in c.texts()})
+        texts = [c.texts() for c in columns]
+        labels = sorted({text for column in texts for text in column})
         index = {key: i for i, key in enumerate(labels)}
-        codes = [np.array([index[text] for text in c.texts()], dtype=np.int64) for c in columns]
+        codes = [np.fromiter((index[text] for text in column), dtype=np.int64, count=len(column)) for column in texts]
     return labels, [(codes[i], codes[i + 1]) for i in range(0, len(codes), 2)]
 
 

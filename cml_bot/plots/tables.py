@@ -61,15 +61,16 @@ class Column:
 
     def texts(self) -> list[str]:
         """Each cell as text, as categories are named (a missing cell is ``"nan"``)."""
-        return [str(value) for value in self.values.tolist()]
+        return [value if type(value) is str else str(value) for value in self.values.tolist()]
 
     def present(self) -> npt.NDArray[np.bool_]:
         """Which cells hold a value."""
         if self.kind == "float":
             held: npt.NDArray[np.bool_] = ~np.isnan(self.values)
             return held
-        if self.kind == "text":
-            return np.array([not _missing(value) for value in self.values.tolist()], dtype=bool)
+        if self.kind == "text":  # missing: None or NaN (the only value not equal to itself)
+            values = self.values.tolist()
+            return np.fromiter((v is not None and v == v for v in values), dtype=bool, count=len(values))
         return np.ones(len(self.values), dtype=bool)
 
     def take(self, rows: npt.NDArray[np.bool_]) -> Column:
@@ -200,21 +201,34 @@ def _read_delimited(data: bytes, sep: str, filename: str, header: bool = True) -
     first, _, rest = text.partition("\n")
     names = _row(first, sep, filename, kind) if header else None
     body = rest if header else text
-    numbers = _numbers_only(body, sep) if '"' not in body else None  # the common case, in C
+    # numpy's C reader takes quotes but not an unclosed one: that goes to the strict reader below.
+    balanced = body.count('"') % 2 == 0
+    numbers = _loaded(body, sep, np.float64) if balanced else None  # the common case: numbers, in C
     if numbers is not None and (names is None or len(names) == numbers.shape[1]):
         return _table(names, [_whole(numbers[:, i]) for i in range(numbers.shape[1])], len(numbers))
+    cells = _loaded(body, sep, object) if balanced else None  # text, also in C
+    if cells is None or (names is not None and len(names) != cells.shape[1]):
+        cells = _csv_cells(body, sep, filename, kind, None if names is None else len(names))
+    return _table(names, [_from_texts(cells[:, i]) for i in range(cells.shape[1])], len(cells))
+
+
+def _csv_cells(body: str, sep: str, filename: str, kind: str, width: int | None) -> npt.NDArray[np.object_]:
+    """The general reader (an unclosed quote, rows of unequal length): Python's csv module, strict
+    about quotes; a short row is padded with empty cells, a long one is an error."""
     try:
         rows = [row for row in csv.reader(io.StringIO(body, newline=""), delimiter=sep, strict=True) if row]
     except csv.Error as exc:
         raise InputError(f"{filename}: cannot parse as {kind}: {exc}") from None
-    width = len(names) if names is not None else max((len(row) for row in rows), default=0)
+    if width is None:
+        width = max((len(row) for row in rows), default=0)
+    cells = np.full((len(rows), width), "", dtype=object)
     for number, row in enumerate(rows, start=1):
         if len(row) > width:
             raise InputError(
                 f"{filename}: cannot parse as {kind}: expected {width} fields in data row {number}, saw {len(row)}"
             )
-    cells = [[row[i] if i < len(row) else "" for row in rows] for i in range(width)]
-    return _table(names, [_from_texts(column) for column in cells], len(rows))
+        cells[number - 1, : len(row)] = row
+    return cells
 
 
 def _row(line: str, sep: str, filename: str, kind: str) -> list[str]:
@@ -224,15 +238,17 @@ def _row(line: str, sep: str, filename: str, kind: str) -> list[str]:
         raise InputError(f"{filename}: cannot parse as {kind}: {exc}") from None
 
 
-def _numbers_only(body: str, sep: str) -> FloatArray | None:
-    """Every cell a number, no quotes, no empty cells: parsed by numpy in C (a million rows in
-    about 0.1 s); None when the table needs the general reader."""
+def _loaded(body: str, sep: str, dtype: type) -> npt.NDArray[Any] | None:
+    """The rows parsed by numpy's C reader (a million rows in about 0.1 s): numbers (``float64``)
+    or text cells (``object``); None when a cell is not of that type or rows differ in length."""
     if not body.strip():
         return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "input contained no data": answered by the caller
-            parsed: FloatArray = np.loadtxt(io.StringIO(body), delimiter=sep, dtype=np.float64, ndmin=2, comments=None)
+            parsed: npt.NDArray[Any] = np.loadtxt(
+                io.StringIO(body), delimiter=sep, dtype=dtype, ndmin=2, comments=None, quotechar='"'
+            )
     except ValueError:
         return None
     return parsed
@@ -254,19 +270,21 @@ def _table(names: Sequence[str] | None, columns: Sequence[Column], rows: int) ->
     return Table(unique, rows)
 
 
-def _from_texts(cells: Sequence[str]) -> Column:
+def _from_texts(cells: npt.NDArray[np.object_]) -> Column:
     """A column of text cells, typed: numbers, then booleans, else text."""
-    missing = [cell in MISSING_TEXTS for cell in cells]
-    spelled = ["nan" if gone else cell for cell, gone in zip(cells, missing, strict=True)]
+    texts = cells.tolist()
+    missing = np.fromiter((cell in MISSING_TEXTS for cell in texts), dtype=bool, count=len(texts))
+    spelled = cells.copy()
+    spelled[missing] = "nan"
     try:
-        parsed = np.array(spelled).astype(np.float64)
-    except ValueError:
+        return _whole(spelled.astype(np.float64))
+    except (TypeError, ValueError):
         pass
-    else:
-        return _whole(parsed)
-    if not any(missing) and all(cell in BOOL_TEXTS for cell in cells):
-        return Column(np.array([BOOL_TEXTS[cell] for cell in cells], dtype=bool))
-    return _text([math.nan if gone else cell for cell, gone in zip(cells, missing, strict=True)])
+    if not missing.any() and all(cell in BOOL_TEXTS for cell in texts):
+        return Column(np.fromiter((BOOL_TEXTS[cell] for cell in texts), dtype=bool, count=len(texts)))
+    values = cells.copy()
+    values[missing] = math.nan
+    return Column(values)
 
 
 def _from_records(records: Sequence[Mapping[str, object]]) -> Table:
