@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.server
 import io
 import itertools
+import math
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -533,3 +534,17 @@ def test_bulk_and_per_run_histories_draw_the_same(repo: GitRepo, server: MlflowS
     assert len(per_run) == 3  # the fallback asked run by run
     assert bulk.head.results.files == fallback.head.results.files
     assert bulk.head.results.files["mlflow:history/loss.csv"].count(b"\n") == 41  # 40 steps and the header
+
+
+def test_a_bulk_answer_is_read_as_mlflow_writes_its_json() -> None:
+    """Proto3 JSON leaves out a field at its default (step 0, value 0.0), writes 64-bit integers
+    as strings and NaN/infinities as strings; anything else in the answer is skipped."""
+    from cml_bot.sources.mlflow import _point
+
+    assert _point({"value": 0.5}) == (0.0, 0.5)
+    assert _point({"step": "3"}) == (3.0, 0.0)
+    step, value = _point({"step": "7", "value": "NaN"}) or (None, None)
+    assert step == 7.0 and value is not None and math.isnan(value)
+    assert _point({"step": 1, "value": "Infinity"}) == (1.0, math.inf)
+    assert _point({"step": 1, "value": "high"}) is None
+    assert _point(["step", 1]) is None

@@ -18,6 +18,7 @@ user:password part of the URL), never a traceback.
 from __future__ import annotations
 
 import fnmatch
+import json
 import logging
 import os
 import re
@@ -137,40 +138,41 @@ class Tracking:
         ``metrics/get-history-bulk-interval``, MLflow 2.11+, which its own UI uses; at most
         :data:`BULK_POINTS` points per run, sampled by step beyond that). None when the server or
         the client does not offer it (GitLab's and Databricks' APIs, older servers): the caller
-        asks run by run. Reached through the client's REST store, so auth and retries are the
-        client's own."""
+        asks run by run. Sent with the client's own transport (its auth and retries); the answer
+        is read as JSON, not parsed into protobuf messages, which took a quarter of the time."""
         if self._no_bulk:
             return None
         try:
             from mlflow.protos.service_pb2 import GetMetricHistoryBulkInterval
-            from mlflow.utils.proto_json_utils import message_to_json
+            from mlflow.utils.rest_utils import http_request, verify_rest_response
 
             store = self.client._tracking_client.store
-            call = store._call_endpoint  # not public API: any mismatch falls back below
-        except (ImportError, AttributeError):
+            endpoint, method = store._METHOD_TO_INFO[GetMetricHistoryBulkInterval]  # not public API:
+            credentials = store.get_host_creds()  # any mismatch falls back below
+        except (ImportError, AttributeError, KeyError, TypeError):
             self._no_bulk = True
             return None
         from mlflow.exceptions import MlflowException
 
         found: dict[str, list[tuple[float, float]]] = {run_id: [] for run_id in run_ids}
         for start in range(0, len(run_ids), BULK_RUNS):
-            request = GetMetricHistoryBulkInterval(
-                run_ids=list(run_ids[start : start + BULK_RUNS]), metric_key=key, max_results=BULK_POINTS
-            )
+            query = {"run_ids": list(run_ids[start : start + BULK_RUNS]), "metric_key": key, "max_results": BULK_POINTS}
             try:
-                answer = call(GetMetricHistoryBulkInterval, message_to_json(request))
+                answer = http_request(host_creds=credentials, endpoint=endpoint, method=method, params=query)  # type: ignore[no-untyped-call]  # mlflow is untyped here
+                metrics = json.loads(verify_rest_response(answer, endpoint).text).get("metrics", [])
             except MlflowException as exc:
                 if exc.get_http_status_code() in (400, 404, 405, 501):  # type: ignore[no-untyped-call]  # not served
                     log.info("MLflow: no bulk histories at %s (%s); one request per run", shown_uri(self.uri), exc)
                     self._no_bulk = True
                     return None
                 raise SourceError(f"MLflow at {shown_uri(self.uri)}: {_reason(exc, self.env)}") from None
-            except (AttributeError, TypeError, KeyError):  # another client version's internals
+            except (ValueError, AttributeError, TypeError):  # not JSON, or another client version's internals
                 self._no_bulk = True
                 return None
-            for metric in answer.metrics:
-                if metric.run_id in found:
-                    found[metric.run_id].append((float(metric.step), float(metric.value)))
+            for metric in metrics if isinstance(metrics, list) else ():
+                point = _point(metric)
+                if point is not None and metric.get("run_id") in found:
+                    found[metric["run_id"]].append(point)
         return {run_id: sorted(points) for run_id, points in found.items()}
 
     def artifact(self, run_id: str, path: str) -> bytes | None:
@@ -212,6 +214,18 @@ def _run_data(run: Any) -> RunData:
         # The search answer carries each latest value's step; the client keeps it only here.
         last_steps={str(m.key): int(m.step) for m in getattr(data, "_metric_objs", ())},
     )
+
+
+def _point(metric: object) -> tuple[float, float] | None:
+    """(step, value) of one metric record of a JSON answer; None for a record that is not one.
+    MLflow's JSON leaves out a field at its default (step 0) and writes NaN and infinities as
+    strings ("NaN", "Infinity")."""
+    if not isinstance(metric, dict):
+        return None
+    try:
+        return float(metric.get("step", 0)), float(metric.get("value", 0.0))
+    except (TypeError, ValueError):
+        return None
 
 
 def _reason(exc: Exception, env: Mapping[str, str]) -> str:
