@@ -712,3 +712,14 @@ def test_a_million_numeric_rows_are_read_in_c(million_rows: bytes) -> None:
     elapsed = time.perf_counter() - start
     assert len(table) == 1_000_000 and table["step"].kind == "int"
     assert elapsed < 1.0, f"reading 1,000,000 rows took {elapsed:.2f} s"
+
+
+def test_a_header_repeating_one_name_is_renamed_in_linear_time() -> None:
+    """Hostile input: 100,000 columns all named "a" (renaming by probing "a.1", "a.2", ... from the
+    start each time would take 5e9 steps)."""
+    width = 100_000
+    data = (",".join(["a"] * width) + "\n" + ",".join(["1"] * width) + "\n").encode()
+    start = time.perf_counter()
+    table = load_table(data, "wide.csv")
+    assert time.perf_counter() - start < 10.0
+    assert len(set(table.columns)) == width and table.columns[-1] == f"a.{width - 1}"

@@ -260,12 +260,13 @@ def _table(names: Sequence[str] | None, columns: Sequence[Column], rows: int) ->
     if names is None:
         names = [str(i) for i in range(len(columns))]
     unique: dict[str, Column] = {}
+    repeats: dict[str, int] = {}  # name -> the last suffix given: a header of 100,000 "a"s stays linear
     for i, (name, column) in enumerate(zip(names, columns, strict=True)):
         name = name or f"Unnamed: {i}"
-        candidate, count = name, 0
+        candidate = name
         while candidate in unique:
-            count += 1
-            candidate = f"{name}.{count}"
+            repeats[name] = repeats.get(name, 0) + 1
+            candidate = f"{name}.{repeats[name]}"
         unique[candidate] = column
     return Table(unique, rows)
 
