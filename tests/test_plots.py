@@ -723,3 +723,10 @@ def test_a_header_repeating_one_name_is_renamed_in_linear_time() -> None:
     table = load_table(data, "wide.csv")
     assert time.perf_counter() - start < 10.0
     assert len(set(table.columns)) == width and table.columns[-1] == f"a.{width - 1}"
+
+
+def test_records_that_each_bring_their_own_field_are_refused_not_expanded() -> None:
+    """Hostile input: 10,000 records with a field each of their own would be a table of 10^8 cells."""
+    records = [{f"f{i}": i} for i in range(10_000)]
+    with pytest.raises(InputError, match=r"^r\.json: 10,000 records with 10,000 different fields: over"):
+        load_table(json.dumps(records).encode(), "r.json")

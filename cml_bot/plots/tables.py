@@ -38,6 +38,7 @@ MISSING_TEXTS = frozenset(
     {"", "NA", "N/A", "n/a", "NaN", "nan", "-nan", "-NaN", "null", "NULL", "None", "<NA>", "#N/A"}
 )
 BOOL_TEXTS = {"True": True, "TRUE": True, "true": True, "False": False, "FALSE": False, "false": False}
+MAX_CELLS = 50_000_000  # fields x records of a JSON/YAML table (a size-capped CSV stays far below)
 WHOLE_LIMIT = 2.0**53  # beyond this a float no longer holds every integer: such columns stay floats
 
 
@@ -132,7 +133,7 @@ def load_table_named(data: bytes, filename: str, shown: str, header: bool = True
         raise InputError(f"{shown}: empty file, no rows to plot")
     kind = _table_kind(data, filename)
     if kind in ("json", "yaml"):
-        table = _from_records(_records(data, shown, kind))
+        table = _from_records(_records(data, shown, kind), shown)
     else:
         table = _read_delimited(data, "\t" if kind == "tsv" else ",", shown, header)
     if not table.data or table.rows == 0:
@@ -288,9 +289,14 @@ def _from_texts(cells: npt.NDArray[np.object_]) -> Column:
     return Column(values)
 
 
-def _from_records(records: Sequence[Mapping[str, object]]) -> Table:
+def _from_records(records: Sequence[Mapping[str, object]], shown: str) -> Table:
     """JSON/YAML records: the union of their fields in first-seen order, a missing field missing."""
     names = list(dict.fromkeys(str(key) for record in records for key in record))
+    if len(names) * len(records) > MAX_CELLS:  # records with a field each of their own: quadratic
+        raise InputError(
+            f"{shown}: {len(records):,} records with {len(names):,} different fields: "
+            f"over {MAX_CELLS:,} cells, too many to plot"
+        )
     by_name = [{str(key): value for key, value in record.items()} for record in records]
     columns = [_from_values([record.get(name) for record in by_name]) for name in names]
     return Table(dict(zip(names, columns, strict=True)), len(records))
