@@ -69,9 +69,8 @@ class Column:
         if self.kind == "float":
             held: npt.NDArray[np.bool_] = ~np.isnan(self.values)
             return held
-        if self.kind == "text":  # missing: None or NaN (the only value not equal to itself)
-            values = self.values.tolist()
-            return np.fromiter((v is not None and v == v for v in values), dtype=bool, count=len(values))
+        if self.kind == "text":
+            return ~np.fromiter(map(_missing, self.values.tolist()), dtype=bool, count=len(self.values))
         return np.ones(len(self.values), dtype=bool)
 
     def take(self, rows: npt.NDArray[np.bool_]) -> Column:
@@ -200,7 +199,7 @@ def _read_delimited(data: bytes, sep: str, filename: str, header: bool = True) -
     except UnicodeDecodeError:
         raise InputError(f"{filename}: not UTF-8 text") from None
     first, _, rest = text.partition("\n")
-    names = _row(first, sep, filename, kind) if header else None
+    names = (_csv_rows(first, sep, filename, kind) or [[]])[0] if header else None
     body = rest if header else text
     # numpy's C reader takes quotes but not an unclosed one: that goes to the strict reader below.
     balanced = body.count('"') % 2 == 0
@@ -216,10 +215,7 @@ def _read_delimited(data: bytes, sep: str, filename: str, header: bool = True) -
 def _csv_cells(body: str, sep: str, filename: str, kind: str, width: int | None) -> npt.NDArray[np.object_]:
     """The general reader (an unclosed quote, rows of unequal length): Python's csv module, strict
     about quotes; a short row is padded with empty cells, a long one is an error."""
-    try:
-        rows = [row for row in csv.reader(io.StringIO(body, newline=""), delimiter=sep, strict=True) if row]
-    except csv.Error as exc:
-        raise InputError(f"{filename}: cannot parse as {kind}: {exc}") from None
+    rows = _csv_rows(body, sep, filename, kind)
     if width is None:
         width = max((len(row) for row in rows), default=0)
     cells = np.full((len(rows), width), "", dtype=object)
@@ -232,9 +228,10 @@ def _csv_cells(body: str, sep: str, filename: str, kind: str, width: int | None)
     return cells
 
 
-def _row(line: str, sep: str, filename: str, kind: str) -> list[str]:
+def _csv_rows(text: str, sep: str, filename: str, kind: str) -> list[list[str]]:
+    """Python's csv module, strict about quotes; blank lines left out."""
     try:
-        return next(csv.reader([line.rstrip("\r")], delimiter=sep, strict=True), [])
+        return [row for row in csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True) if row]
     except csv.Error as exc:
         raise InputError(f"{filename}: cannot parse as {kind}: {exc}") from None
 
