@@ -11,7 +11,6 @@ text; empty cells and the usual NA spellings are missing.
 from __future__ import annotations
 
 import csv
-import difflib
 import io
 import json
 import logging
@@ -26,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 
+from cml_bot.checks import closest
 from cml_bot.errors import InputError
 from cml_bot.plots.style import BUCKETS, SCATTER_GRID, shorten
 
@@ -365,7 +365,7 @@ def _records(data: bytes, filename: str, kind: str) -> list[dict[str, object]]:
 def columns_hint(table: Table, wanted: str | None = None) -> str:
     """The columns there are, the closest to ``wanted`` first (for an error about a missing one)."""
     columns = table.columns
-    close = difflib.get_close_matches(wanted, columns, n=3, cutoff=0.5) if wanted else []
+    close = closest(wanted, columns) if wanted else []
     if close:
         return f"closest: {', '.join(repr(shorten(c, 30)) for c in close)}"
     names = [repr(shorten(c, 30)) for c in columns[:8]]
