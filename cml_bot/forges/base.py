@@ -21,6 +21,7 @@ A forge with more to show than a status (Bitbucket's Code Insights) also impleme
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -31,7 +32,11 @@ from cml_bot.forges.sticky import CommentMode, Publication, Thread
 from cml_bot.model import Image, Verdict
 from cml_bot.report import Flavour, Report
 
-__all__ = ["Change", "CodeInsights", "CommentMode", "Flavour", "Forge", "Publication", "Thread"]
+__all__ = ["FULL_SHA", "Change", "CodeInsights", "CommentMode", "Flavour", "Forge", "Publication", "Thread"]
+
+# A full commit id as the forges' APIs spell it: SHA-1 or SHA-256, lower-case hex. An answer's sha is
+# checked against it before it is used in a path or a link (a hostile answer could name anything).
+FULL_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ from cml_bot.baseline import ResultStore
 from cml_bot.context import CiContext
 from cml_bot.diff import numeric
 from cml_bot.errors import ForgeError, ReadOnlyTokenError
-from cml_bot.forges.base import Change, check_head
+from cml_bot.forges.base import FULL_SHA, Change, check_head
 from cml_bot.forges.http import ConnectionFailure, HttpError, JsonClient, Request, Response
 from cml_bot.forges.sticky import Comment, EditRefused
 from cml_bot.model import Image, Verdict
@@ -364,9 +364,7 @@ class Bitbucket:
         except ForgeError as exc:
             log.warning("Bitbucket: no merge-base of %s and %s from the API: %s", base_ref, head_sha[:10], exc)
             return None
-        return (
-            sha if isinstance(sha, str) and len(sha) in (40, 64) and all(c in "0123456789abcdef" for c in sha) else None
-        )
+        return sha if isinstance(sha, str) and FULL_SHA.fullmatch(sha) else None
 
 
 @dataclass

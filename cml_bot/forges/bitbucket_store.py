@@ -22,6 +22,7 @@ import re
 import urllib.parse
 
 from cml_bot.errors import ForgeError, InputError, ReadOnlyTokenError
+from cml_bot.forges.base import FULL_SHA
 from cml_bot.forges.bitbucket import next_page, page_values
 from cml_bot.forges.http import HttpError, JsonClient, Request, Response
 from cml_bot.results import RunResults, from_json, to_json
@@ -33,8 +34,7 @@ log = logging.getLogger(__name__)
 RECORDS_FOLDER = "records"
 MAX_SAVE_ROUNDS = 10
 ROUND_PAUSE = 0.25  # seconds times the round number between rounds, so racing jobs spread out (capped)
-_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
-_RECORD_PATH = re.compile(rf"{RECORDS_FOLDER}/([0-9a-f]{{40}}|[0-9a-f]{{64}})\.json")
+_RECORD_PATH = re.compile(rf"{RECORDS_FOLDER}/({FULL_SHA.pattern})\.json")
 _MOVED = frozenset({409})  # "parents" is no longer the branch's tip
 
 
@@ -64,7 +64,7 @@ class BitbucketStore:
             return None
         found = self.client.decode(answer, request)
         commit = found.get("target", {}).get("hash") if isinstance(found, dict) else None
-        if not isinstance(commit, str) or not _SHA.fullmatch(commit):
+        if not isinstance(commit, str) or not FULL_SHA.fullmatch(commit):
             raise ForgeError(f"Bitbucket {request.describe()}: the answer names no commit")
         return commit
 
@@ -89,7 +89,7 @@ class BitbucketStore:
         return set(self._listing)
 
     def load(self, sha: str) -> RunResults | None:
-        if not _SHA.fullmatch(sha):
+        if not FULL_SHA.fullmatch(sha):
             return None
         at = self._listed_at or self._tip()
         if at is None:
@@ -108,7 +108,7 @@ class BitbucketStore:
     def save(self, results: RunResults) -> str:
         """Commit ``records/<sha>.json`` on the data branch; returns its commit-pinned URL."""
         sha = results.sha
-        if not sha or not _SHA.fullmatch(sha):
+        if not sha or not FULL_SHA.fullmatch(sha):
             raise InputError(f"cannot record results without a full commit sha (got {sha!r})")
         data = to_json(results).encode("utf-8")
         try:
@@ -146,7 +146,7 @@ class BitbucketStore:
         if answer.status in _MOVED:
             return None
         created = (answer.header("location") or "").rstrip("/").rsplit("/", 1)[-1]
-        return created if _SHA.fullmatch(created) else urllib.parse.quote(self.branch, safe="")
+        return created if FULL_SHA.fullmatch(created) else urllib.parse.quote(self.branch, safe="")
 
 
 def _path(sha: str) -> str:

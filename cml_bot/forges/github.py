@@ -38,7 +38,7 @@ from cml_bot import answers
 from cml_bot.baseline import ResultStore
 from cml_bot.context import CiContext
 from cml_bot.errors import ForgeError, ReadOnlyTokenError
-from cml_bot.forges.base import Change, check_head
+from cml_bot.forges.base import FULL_SHA, Change, check_head
 from cml_bot.forges.http import ConnectionFailure, HttpError, JsonClient, Request, Response, link_next
 from cml_bot.forges.sticky import Comment, EditRefused
 from cml_bot.model import Image, Verdict
@@ -324,7 +324,7 @@ class GitHub:
             log.warning("GitHub: no merge-base of %s and %s from the compare API: %s", base_ref, head_sha[:10], exc)
             return None
         sha = answers.text(answers.dig(data, "merge_base_commit", "sha"))
-        return sha if sha and len(sha) in (40, 64) and all(c in "0123456789abcdef" for c in sha) else None
+        return sha if sha and FULL_SHA.fullmatch(sha) else None
 
     # -- images ------------------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 
 from cml_bot import answers
 from cml_bot.errors import ForgeError, InputError, ReadOnlyTokenError
+from cml_bot.forges.base import FULL_SHA
 from cml_bot.forges.github import git_commit
 from cml_bot.forges.http import HttpError, JsonClient, Request
 from cml_bot.results import RunResults, from_json, to_json
@@ -43,8 +44,7 @@ ROUND_PAUSE = 0.25  # seconds times the round number between rounds, so racing j
 DROPPED_FACT = "cml-bot.files_left_out"
 _MOVED = frozenset({422})  # "Update is not a fast forward" / "Reference already exists"
 
-_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
-_RECORD_PATH = re.compile(rf"{RECORDS_FOLDER}/([0-9a-f]{{40}}|[0-9a-f]{{64}})\.json")
+_RECORD_PATH = re.compile(rf"{RECORDS_FOLDER}/({FULL_SHA.pattern})\.json")
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ class GitHubStore:
 
     def load(self, sha: str) -> RunResults | None:
         """The results recorded for ``sha``, or None when there are none."""
-        if not _SHA.fullmatch(sha):
+        if not FULL_SHA.fullmatch(sha):
             return None
         path = f"{RECORDS_FOLDER}/{sha}.json"
         shown = f"{self.repo}@{self.branch}:{path}"
@@ -138,7 +138,7 @@ class GitHubStore:
 
     def save(self, results: RunResults) -> str:
         """Commit ``records/<sha>.json`` on the data branch; returns its commit-pinned URL."""
-        if not results.sha or not _SHA.fullmatch(results.sha):
+        if not results.sha or not FULL_SHA.fullmatch(results.sha):
             raise InputError(f"cannot record results without a full commit sha (got {results.sha!r})")
         try:
             return self._save(results, results.sha)

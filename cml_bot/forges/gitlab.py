@@ -46,7 +46,7 @@ from cml_bot import answers
 from cml_bot.baseline import ResultStore
 from cml_bot.context import CiContext
 from cml_bot.errors import ForgeError, ReadOnlyTokenError
-from cml_bot.forges.base import Change, check_head
+from cml_bot.forges.base import FULL_SHA, Change, check_head
 from cml_bot.forges.http import ConnectionFailure, HttpError, JsonClient, Request, Response, link_next
 from cml_bot.forges.sticky import Comment, EditRefused
 from cml_bot.model import Image, Verdict
@@ -372,7 +372,7 @@ class GitLab:
             log.warning("GitLab: no merge-base of %s and %s from the API: %s", base_ref, head_sha[:10], exc)
             return None
         sha = data.get("id") if isinstance(data, dict) else None
-        return sha if isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", sha) else None
+        return sha if isinstance(sha, str) and FULL_SHA.fullmatch(sha) else None
 
 
 def hashed_name(image: Image) -> str:
