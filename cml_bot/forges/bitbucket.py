@@ -48,7 +48,7 @@ from cml_bot.context import CiContext
 from cml_bot.diff import numeric
 from cml_bot.errors import ForgeError, ReadOnlyTokenError
 from cml_bot.forges.base import FULL_SHA, Change, check_head
-from cml_bot.forges.http import ConnectionFailure, HttpError, JsonClient, Request, Response
+from cml_bot.forges.http import ConnectionFailure, HttpError, JsonClient, Request, Response, was_sent
 from cml_bot.forges.sticky import Comment, EditRefused
 from cml_bot.model import Image, Verdict
 from cml_bot.report import Flavour, Report, verdict_summary
@@ -117,18 +117,11 @@ def bitbucket_transport(
                 allow_redirects=False,
             )
         except requests.exceptions.RequestException as exc:
-            raise ConnectionFailure(type(exc).__name__, sent=_was_sent(exc)) from None
+            raise ConnectionFailure(type(exc).__name__, sent=was_sent(exc)) from None
         headers = {str(k).lower(): str(v) for k, v in answer.headers.items()}
         return Response(answer.status_code, headers, answer.content)
 
     return send, session.close
-
-
-def _was_sent(exc: requests.exceptions.RequestException) -> bool:
-    """False only when the connection could not be opened, so the request never reached Bitbucket."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return False
-    return not any(word in repr(exc) for word in ("NewConnectionError", "Failed to establish", "NameResolution"))
 
 
 def bitbucket_forge(

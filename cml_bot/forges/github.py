@@ -39,7 +39,7 @@ from cml_bot.baseline import ResultStore
 from cml_bot.context import CiContext
 from cml_bot.errors import ForgeError, ReadOnlyTokenError
 from cml_bot.forges.base import FULL_SHA, Change, check_head
-from cml_bot.forges.http import ConnectionFailure, HttpError, JsonClient, Request, Response, link_next
+from cml_bot.forges.http import ConnectionFailure, HttpError, JsonClient, Request, Response, link_next, was_sent
 from cml_bot.forges.sticky import Comment, EditRefused
 from cml_bot.model import Image, Verdict
 from cml_bot.report import Flavour
@@ -146,18 +146,10 @@ def github_transport(
         try:
             status, headers, body = requester.requestJson(request.verb.upper(), url, parameters, None, request.json)
         except requests.exceptions.RequestException as exc:
-            raise ConnectionFailure(type(exc).__name__, sent=_was_sent(exc)) from None
+            raise ConnectionFailure(type(exc).__name__, sent=was_sent(exc)) from None
         return Response(status, {str(k).lower(): str(v) for k, v in headers.items()}, (body or "").encode("utf-8"))
 
     return send, client.close
-
-
-def _was_sent(exc: requests.exceptions.RequestException) -> bool:
-    """False only when the connection could not be opened, so the request never reached GitHub."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return False
-    text = repr(exc)
-    return not any(word in text for word in ("NewConnectionError", "Failed to establish", "NameResolution"))
 
 
 def github_client(

@@ -47,7 +47,7 @@ from cml_bot.baseline import ResultStore
 from cml_bot.context import CiContext
 from cml_bot.errors import ForgeError, ReadOnlyTokenError
 from cml_bot.forges.base import FULL_SHA, Change, check_head
-from cml_bot.forges.http import ConnectionFailure, HttpError, JsonClient, Request, Response, link_next
+from cml_bot.forges.http import ConnectionFailure, HttpError, JsonClient, Request, Response, link_next, was_sent
 from cml_bot.forges.sticky import Comment, EditRefused
 from cml_bot.model import Image, Verdict
 from cml_bot.report import Flavour
@@ -127,7 +127,7 @@ def gitlab_transport(
                 max_retries=0,
             )
         except requests.exceptions.RequestException as exc:
-            raise ConnectionFailure(type(exc).__name__, sent=not isinstance(exc, requests.ConnectTimeout)) from None
+            raise ConnectionFailure(type(exc).__name__, sent=was_sent(exc)) from None
         except gitlab.exceptions.GitlabError as exc:
             seen = last.get("response")
             if seen is None:

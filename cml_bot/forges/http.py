@@ -33,6 +33,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import requests
+
 from cml_bot.errors import ForgeError
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,16 @@ class ConnectionFailure(Exception):
         super().__init__(what)
         self.what = what
         self.sent = sent
+
+
+def was_sent(exc: requests.exceptions.RequestException) -> bool:
+    """Whether a request that failed with ``exc`` may have reached the forge: False only when the
+    connection could not be opened (refused, a name that does not resolve, a connect timeout), so
+    even a write is safe to send again. One rule for every driver's transport."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return False
+    text = repr(exc)  # requests wraps urllib3's NewConnectionError in a ConnectionError
+    return not any(word in text for word in ("NewConnectionError", "Failed to establish", "NameResolution"))
 
 
 # Send one request and return the answer, whatever its status; raise ConnectionFailure when there is
