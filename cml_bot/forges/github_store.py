@@ -179,7 +179,7 @@ class GitHubStore:
                 if now is not None and now.commit == commit_sha:  # an earlier try went through after all
                     return self._saved(sha, commit_sha, path)
                 if now == tip:  # the branch did not move: not a race, a refusal
-                    raise HttpError(f"GitHub {move.describe()}: {self.client.describe(answer)}", answer.status, answer)
+                    raise self.client.error(move, answer)
                 log.info("GitHub: %s moved meanwhile (attempt %d), committing again", self.branch, attempt)
                 self.client.sleep(min(ROUND_PAUSE * attempt, 2.0))
                 continue

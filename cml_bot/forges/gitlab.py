@@ -354,7 +354,7 @@ class GitLab:
         if answer.status == 400 and "Cannot transition status" in message:
             return sha  # our earlier attempt set this state already
         if not answer.ok:
-            raise HttpError(f"GitLab {request.describe()}: {self.client.describe(answer)}", answer.status, answer)
+            raise self.client.error(request, answer)
         return sha
 
     # -- results and merge-base --------------------------------------------------------------------

@@ -177,8 +177,9 @@ class GitLabStore:
             now = self._read(action["file_path"])
             return Response(201, {}, b"") if now is not None and now.content == wanted else None
 
+        request = Request("POST", f"{self._p}/repository/commits", json=data)
         answer = self.client.create(
-            Request("POST", f"{self._p}/repository/commits", json=data),
+            request,
             lambda response: response,
             landed,
             accept=frozenset({400}),
@@ -190,7 +191,7 @@ class GitLabStore:
                 return True
             if any(text in message for text in _RACES):
                 return False
-            raise HttpError(f"GitLab POST {self._p}/repository/commits: 400 {' '.join(message.split())}", 400, answer)
+            raise self.client.error(request, answer)
         log.info("GitLab: recorded results of %s in branch %s", sha[:12], self.branch)
         return True
 

@@ -306,8 +306,7 @@ class JsonClient:
             problem = self.describe(answer)
             if delay is None:
                 assert isinstance(answer, Response)
-                hint = self.hints.get(answer.status)
-                raise HttpError(f"{self.name} {what}: {problem}{': ' + hint if hint else ''}", answer.status, answer)
+                raise self.error(request, answer)
             if attempt >= self.policy.attempts:
                 raise self._gave_up(what, problem, answer, f"after {attempt} attempts")
             if self.clock() - started + delay > self.policy.deadline:
@@ -333,6 +332,16 @@ class JsonClient:
                 if confirm():
                     log.info("%s %s went through despite %s", self.name, what, problem)
                     return Response(200, {}, b"")
+
+    def error(self, request: Request, answer: Response) -> HttpError:
+        """The error for an answer the caller accepted from :meth:`send` and then refuses: the same
+        redacted line (and the forge's hint for the status) as a failure :meth:`send` raises."""
+        hint = self.hints.get(answer.status)
+        return HttpError(
+            f"{self.name} {request.describe()}: {self.describe(answer)}{': ' + hint if hint else ''}",
+            answer.status,
+            answer,
+        )
 
     def describe(self, answer: Response | ConnectionFailure) -> str:
         """One redacted line: the status and the API's message."""
