@@ -59,10 +59,9 @@ class BitbucketStore:
     def _tip(self) -> str | None:
         """The branch's head commit, or None when the branch does not exist yet."""
         request = Request("GET", f"{self.repo_path}/refs/branches/{urllib.parse.quote(self.branch, safe='')}")
-        answer = self.client.send(request, accept=frozenset({404}))
-        if answer.status == 404:
+        found = self.client.json_unless(request, frozenset({404}))
+        if found is None:
             return None
-        found = self.client.decode(answer, request)
         commit = found.get("target", {}).get("hash") if isinstance(found, dict) else None
         if not isinstance(commit, str) or not FULL_SHA.fullmatch(commit):
             raise ForgeError(f"Bitbucket {request.describe()}: the answer names no commit")

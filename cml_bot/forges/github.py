@@ -340,10 +340,9 @@ class GitHub:
         if self._assets_known and not refresh:
             return self._assets
         branch = urllib.parse.quote(self.assets_branch, safe="")
-        answer = self.client.send(Request("GET", f"{self.repo_path}/branches/{branch}"), accept=frozenset({404}))
+        data = self.client.json_unless(Request("GET", f"{self.repo_path}/branches/{branch}"), frozenset({404}))
         tip = None
-        if answer.status != 404:
-            data = self.client.decode(answer, Request("GET", f"{self.repo_path}/branches/{branch}"))
+        if data is not None:
             commit = str(answers.dig(data, "commit", "sha"))
             tree_sha = str(answers.dig(data, "commit", "commit", "tree", "sha"))
             tree = self.client.json(Request("GET", f"{self.repo_path}/git/trees/{tree_sha}", {"recursive": 1}))

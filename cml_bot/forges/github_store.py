@@ -80,11 +80,10 @@ class GitHubStore:
 
     def _tip(self) -> _Tip | None:
         """The branch's commit and its tree, or None when the branch does not exist yet."""
-        request = Request("GET", self._ref_path("ref"))
-        answer = self.client.send(request, accept=frozenset({404}))
-        if answer.status == 404:
+        ref = self.client.json_unless(Request("GET", self._ref_path("ref")), frozenset({404}))
+        if ref is None:
             return None
-        commit = str(answers.dig(self.client.decode(answer, request), "object", "sha"))
+        commit = str(answers.dig(ref, "object", "sha"))
         data = self.client.json(Request("GET", f"{self._repo_path}/git/commits/{commit}"))
         return _Tip(commit, str(answers.dig(data, "tree", "sha")))
 
