@@ -21,6 +21,7 @@ import logging
 import re
 import urllib.parse
 
+from cml_bot import answers
 from cml_bot.errors import ForgeError, InputError, ReadOnlyTokenError
 from cml_bot.forges.base import FULL_SHA
 from cml_bot.forges.bitbucket import next_page, page_values
@@ -62,8 +63,8 @@ class BitbucketStore:
         found = self.client.json_unless(request, frozenset({404}))
         if found is None:
             return None
-        commit = found.get("target", {}).get("hash") if isinstance(found, dict) else None
-        if not isinstance(commit, str) or not FULL_SHA.fullmatch(commit):
+        commit = answers.text(answers.dig(found, "target", "hash"))
+        if commit is None or not FULL_SHA.fullmatch(commit):
             raise ForgeError(f"Bitbucket {request.describe()}: the answer names no commit")
         return commit
 

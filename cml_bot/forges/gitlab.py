@@ -258,7 +258,7 @@ class GitLab:
         if not self._identity_known:
             self._identity_known = True
             data = self.client.json_unless(Request("GET", "/user"), frozenset({401, 403}))
-            user = data.get("id") if isinstance(data, dict) else None
+            user = answers.dig(data, "id")
             self._identity = str(user) if isinstance(user, int) else None
             log.info("GitLab: our notes are those by user %s", self._identity or "(unknown until we post)")
         return self._identity
@@ -266,8 +266,8 @@ class GitLab:
     def note_url(self, iid: int, note_id: str) -> str | None:
         if self.project_url is None:
             data = self.client.json_unless(Request("GET", self._p), frozenset({403, 404}))
-            web_url = data.get("web_url") if isinstance(data, dict) else None
-            if not isinstance(web_url, str) or not web_url.startswith(("https://", "http://")):
+            web_url = answers.text(answers.dig(data, "web_url"))
+            if web_url is None or not web_url.startswith(("https://", "http://")):
                 return None
             self.project_url = web_url.rstrip("/")
         return f"{self.project_url}/-/merge_requests/{iid}#note_{note_id}"
@@ -292,9 +292,8 @@ class GitLab:
                 request = Request(
                     "POST", f"{self._p}/uploads", files={"file": (name, image.data, mime)}, repeatable=True
                 )
-                data = self.client.json(request)
-                found = data.get("url") if isinstance(data, dict) else None
-                if not isinstance(found, str) or not re.fullmatch(r"/uploads/[0-9a-f]{32}/[^\s()<>]+", found):
+                found = answers.text(answers.dig(self.client.json(request), "url"))
+                if found is None or not re.fullmatch(r"/uploads/[0-9a-f]{32}/[^\s()<>]+", found):
                     raise ForgeError(f"GitLab POST {self._p}/uploads: the answer has no usable url")
                 url = found
                 log.info("GitLab: uploaded %s", name)
@@ -371,8 +370,8 @@ class GitLab:
         except ForgeError as exc:
             log.warning("GitLab: no merge-base of %s and %s from the API: %s", base_ref, head_sha[:10], exc)
             return None
-        sha = data.get("id") if isinstance(data, dict) else None
-        return sha if isinstance(sha, str) and FULL_SHA.fullmatch(sha) else None
+        sha = answers.text(answers.dig(data, "id"))
+        return sha if sha is not None and FULL_SHA.fullmatch(sha) else None
 
 
 def hashed_name(image: Image) -> str:
@@ -481,8 +480,7 @@ def _note(item: object) -> tuple[tuple[str, int], Comment] | None:
     """A note as a (sort key, comment); system notes ("added 1 commit") are never anyone's report."""
     if not isinstance(item, dict) or not isinstance(item.get("id"), int) or item.get("system"):
         return None
-    author = item.get("author")
-    author_id = author.get("id") if isinstance(author, dict) else None
+    author_id = answers.dig(item, "author", "id")
     body = item.get("body")
     comment = Comment(
         id=str(item["id"]),
