@@ -22,8 +22,8 @@ import re
 import urllib.parse
 
 from cml_bot import answers
-from cml_bot.errors import ForgeError, InputError, ReadOnlyTokenError
-from cml_bot.forges.base import FULL_SHA
+from cml_bot.errors import ForgeError, InputError
+from cml_bot.forges.base import FULL_SHA, write_refusal
 from cml_bot.forges.bitbucket import next_page, page_values
 from cml_bot.forges.http import HttpError, JsonClient, Request, Response
 from cml_bot.results import RunResults, from_json, to_json
@@ -122,9 +122,7 @@ class BitbucketStore:
                 log.info("Bitbucket: %s moved meanwhile (attempt %d), committing again", self.branch, attempt)
                 self.client.sleep(min(ROUND_PAUSE * attempt, 2.0))
         except HttpError as exc:
-            if exc.status == 403:
-                raise ReadOnlyTokenError(f"{exc.message} (the token may not write branch {self.branch})") from None
-            raise
+            raise write_refusal(exc, f"write branch {self.branch}") from None
         raise ForgeError(f"Bitbucket: could not update branch {self.branch} after {MAX_SAVE_ROUNDS} attempts")
 
     def _commit(self, sha: str, data: bytes) -> str | None:

@@ -37,10 +37,10 @@ import requests
 from cml_bot import answers
 from cml_bot.baseline import ResultStore
 from cml_bot.context import CiContext
-from cml_bot.errors import ForgeError, ReadOnlyTokenError
-from cml_bot.forges.base import FULL_SHA, Change, check_head
+from cml_bot.errors import ForgeError
+from cml_bot.forges.base import FULL_SHA, Change, check_head, write_refusal
 from cml_bot.forges.http import ConnectionFailure, HttpError, JsonClient, Request, Response, link_next, was_sent
-from cml_bot.forges.sticky import Comment, EditRefused
+from cml_bot.forges.sticky import Comment, edit_refusal
 from cml_bot.model import Image, Verdict
 from cml_bot.report import Flavour
 from cml_bot.secrets import Secrets
@@ -298,7 +298,7 @@ class GitHub:
         try:
             return self.client.send(request, accept=accept)
         except HttpError as exc:
-            raise _refusal(exc, what) from None
+            raise write_refusal(exc, what) from None
 
     # -- results and merge-base --------------------------------------------------------------------
 
@@ -379,7 +379,7 @@ class GitHub:
                         pinned[path] = self._put_file(path, files[path], shas[path], tip.files.get(path), message)
             except HttpError as exc:
                 if exc.status not in (409, 422):
-                    raise _refusal(exc, f"write to branch {self.assets_branch}") from None
+                    raise write_refusal(exc, f"write to branch {self.assets_branch}") from None
                 log.info("GitHub: %s changed meanwhile (round %d); reading it again", self.assets_branch, round_)
                 continue
             return pinned
@@ -414,7 +414,7 @@ class GitHub:
             )
             answer = self.client.send(create, accept=frozenset({422}))
         except HttpError as exc:
-            raise _refusal(exc, f"create branch {self.assets_branch}") from None
+            raise write_refusal(exc, f"create branch {self.assets_branch}") from None
         if answer.status == 422:  # "Reference already exists": another run, or our lost attempt
             log.info("GitHub: %s exists already; writing on top of it", self.assets_branch)
             return None
@@ -465,7 +465,7 @@ class GitHubThread:
         try:
             created = self.forge.client.create(Request("POST", self._path, json={"body": body}), parse, confirm)
         except HttpError as exc:
-            raise _refusal(exc, f"comment on PR #{self.number}") from None
+            raise write_refusal(exc, f"comment on PR #{self.number}") from None
         if self.forge._identity is None:  # learnt from GitHub's answer to our own post
             self.forge._identity, self.forge._identity_known = created.author, True
         log.info("GitHub: posted comment %s on PR #%d", created.id, self.number)
@@ -476,12 +476,11 @@ class GitHubThread:
         try:
             answer = self.forge.client.json(Request("PATCH", path, json={"body": body}))
         except HttpError as exc:
-            if exc.status == 403:
-                raise EditRefused(
-                    f"GitHub: may not edit our comment {comment.id} on PR #{self.number} ({exc.message}); "
-                    "the token needs pull-requests: write (or issues: write)"
-                ) from None
-            raise
+            raise edit_refusal(
+                exc,
+                f"GitHub: may not edit our comment {comment.id} on PR #{self.number}",
+                "; the token needs pull-requests: write (or issues: write)",
+            ) from None
         log.info("GitHub: updated comment %s on PR #%d", comment.id, self.number)
         return _comment(answer) or Comment(comment.id, body, comment.author, comment.url)
 
@@ -490,9 +489,7 @@ class GitHubThread:
         try:
             self.forge.client.send(Request("DELETE", path), accept=frozenset({404}))  # 404: already gone
         except HttpError as exc:
-            if exc.status == 403:
-                raise EditRefused(f"GitHub: may not delete our comment {comment.id} ({exc.message})") from None
-            raise
+            raise edit_refusal(exc, f"GitHub: may not delete our comment {comment.id}") from None
 
 
 def _comment(item: object) -> Comment | None:
@@ -505,10 +502,3 @@ def _comment(item: object) -> Comment | None:
         author=answers.text(answers.dig(item, "user", "login")) or "",
         url=answers.text(item.get("html_url")),
     )
-
-
-def _refusal(exc: HttpError, what: str) -> ForgeError:
-    """A 403 that is not a rate limit: the token may not write (fork PR, read-only permissions)."""
-    if exc.status == 403:
-        return ReadOnlyTokenError(f"{exc.message} (the token may not {what})")
-    return exc

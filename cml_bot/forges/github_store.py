@@ -27,8 +27,8 @@ import urllib.parse
 from dataclasses import dataclass, replace
 
 from cml_bot import answers
-from cml_bot.errors import ForgeError, InputError, ReadOnlyTokenError
-from cml_bot.forges.base import FULL_SHA
+from cml_bot.errors import ForgeError, InputError
+from cml_bot.forges.base import FULL_SHA, write_refusal
 from cml_bot.forges.github import git_commit
 from cml_bot.forges.http import HttpError, JsonClient, Request
 from cml_bot.results import RunResults, from_json, to_json
@@ -142,9 +142,7 @@ class GitHubStore:
         try:
             return self._save(results, results.sha)
         except HttpError as exc:
-            if exc.status == 403:
-                raise ReadOnlyTokenError(f"{exc.message} (the token may not write branch {self.branch})") from None
-            raise
+            raise write_refusal(exc, f"write branch {self.branch}") from None
 
     def _save(self, results: RunResults, sha: str) -> str:
         data = _fitting(results)

@@ -48,7 +48,7 @@ from cml_bot.context import CiContext
 from cml_bot.errors import ForgeError, ReadOnlyTokenError
 from cml_bot.forges.base import FULL_SHA, Change, check_head
 from cml_bot.forges.http import ConnectionFailure, HttpError, JsonClient, Request, Response, link_next, was_sent
-from cml_bot.forges.sticky import Comment, EditRefused
+from cml_bot.forges.sticky import Comment, edit_refusal
 from cml_bot.model import Image, Verdict
 from cml_bot.report import Flavour
 from cml_bot.secrets import Secrets
@@ -434,11 +434,7 @@ class GitLabThread:
         try:
             self.forge.client.send(Request("PUT", f"{self._path}/{comment.id}", json={"body": body}))
         except HttpError as exc:
-            if exc.status == 403:
-                raise EditRefused(
-                    f"GitLab: may not edit our note {comment.id} on !{self.iid} ({exc.message})"
-                ) from None
-            raise
+            raise edit_refusal(exc, f"GitLab: may not edit our note {comment.id} on !{self.iid}") from None
         log.info("GitLab: updated note %s on !%d", comment.id, self.iid)
         return self._with_url(Comment(comment.id, body, comment.author))
 
@@ -446,9 +442,7 @@ class GitLabThread:
         try:
             self.forge.client.send(Request("DELETE", f"{self._path}/{comment.id}"), accept=frozenset({404}))
         except HttpError as exc:
-            if exc.status == 403:
-                raise EditRefused(f"GitLab: may not delete our note {comment.id} ({exc.message})") from None
-            raise
+            raise edit_refusal(exc, f"GitLab: may not delete our note {comment.id}") from None
 
     def _with_url(self, comment: Comment) -> Comment:
         return Comment(comment.id, comment.body, comment.author, self.forge.note_url(self.iid, comment.id))
