@@ -50,6 +50,7 @@ from cml_bot.forges.base import FULL_SHA, Change, check_head
 from cml_bot.forges.http import ConnectionFailure, HttpError, JsonClient, Request, Response, link_next, was_sent
 from cml_bot.forges.sticky import Comment, edit_refusal
 from cml_bot.model import Image, Verdict
+from cml_bot.plan import JOB_TOKEN_MESSAGE
 from cml_bot.report import Flavour
 from cml_bot.secrets import Secrets
 
@@ -59,10 +60,6 @@ COMMENT_LIMIT = 1_000_000
 STATUS_NAME = "cml-bot"
 PER_PAGE = 100
 FULL_REPORT_HINT = "the `cml-bot-report` artifact of this job (`report.md`)"
-JOB_TOKEN_MESSAGE = (
-    "CI_JOB_TOKEN cannot post merge request notes or uploads; set a project access token with api "
-    "scope in the masked variable CML_BOT_TOKEN (report saved as a job artifact)"
-)
 NO_TOKEN_MESSAGE = (
     "no GitLab token: set a project access token with api scope in the masked variable CML_BOT_TOKEN "
     "(report saved as a job artifact)"
