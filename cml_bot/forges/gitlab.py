@@ -411,7 +411,7 @@ class GitLabThread:
             parsed = _note(self.forge.client.decode(answer, Request("POST", self._path)))
             if parsed is None:
                 raise ForgeError(f"GitLab POST {self._path}: the answer is not a note")
-            return self._with_url(parsed[1])
+            return parsed[1]
 
         try:
             created = self.forge.client.create(Request("POST", self._path, json={"body": body}), parse, confirm)
@@ -425,7 +425,7 @@ class GitLabThread:
         if self.forge._identity is None:  # learnt from GitLab's answer to our own post
             self.forge._identity, self.forge._identity_known = created.author, True
         log.info("GitLab: created note %s on !%d", created.id, self.iid)
-        return self._with_url(created)
+        return self._with_url(created)  # once, for a parsed answer and an adopted note alike
 
     def edit(self, comment: Comment, body: str) -> Comment:
         try:
