@@ -120,6 +120,22 @@ def git_commit(
     return str(answers.dig(commit, "sha")), tree
 
 
+def tree_files(client: JsonClient, repo_path: str, tree: str, branch: str, missed: str) -> dict[str, str]:
+    """Every file of ``tree`` (path -> blob sha), from one recursive listing. GitHub truncates a
+    listing past its limit: then a warning says what the caller may have ``missed`` on ``branch``."""
+    listing = client.json(Request("GET", f"{repo_path}/git/trees/{tree}", {"recursive": 1}))
+    if answers.dig(listing, "truncated"):
+        log.warning("GitHub: the tree of %s is truncated; %s", branch, missed)
+    entries = answers.dig(listing, "tree")
+    return {
+        path: sha
+        for entry in (entries if isinstance(entries, list) else [])
+        if answers.dig(entry, "type") == "blob"
+        and (path := answers.text(answers.dig(entry, "path")))
+        and (sha := answers.text(answers.dig(entry, "sha")))
+    }
+
+
 def github_transport(
     api_url: str, token: str, timeout: float = 30.0
 ) -> tuple[Callable[[Request], Response], Callable[[], None]]:
@@ -345,11 +361,7 @@ class GitHub:
         if data is not None:
             commit = str(answers.dig(data, "commit", "sha"))
             tree_sha = str(answers.dig(data, "commit", "commit", "tree", "sha"))
-            tree = self.client.json(Request("GET", f"{self.repo_path}/git/trees/{tree_sha}", {"recursive": 1}))
-            if isinstance(tree, dict) and tree.get("truncated"):
-                log.warning("GitHub: the tree of %s is truncated; some files may be uploaded again", branch)
-            entries = tree.get("tree", []) if isinstance(tree, dict) else []
-            files = {str(e["path"]): str(e["sha"]) for e in entries if isinstance(e, dict) and e.get("type") == "blob"}
+            files = tree_files(self.client, self.repo_path, tree_sha, branch, "some files may be uploaded again")
             tip = _Branch(commit, tree_sha, files)
         self._assets, self._assets_known = tip, True
         return tip

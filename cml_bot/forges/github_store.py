@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from cml_bot import answers
 from cml_bot.errors import ForgeError, InputError
 from cml_bot.forges.base import FULL_SHA, write_refusal
-from cml_bot.forges.github import git_commit
+from cml_bot.forges.github import git_commit, tree_files
 from cml_bot.forges.http import HttpError, JsonClient, Request
 from cml_bot.results import RunResults, from_json, to_json
 
@@ -95,17 +95,8 @@ class GitHubStore:
                 log.info("GitHub: no results recorded yet (no branch %s)", self.branch)
                 self._listing = set()
             else:
-                tree = self.client.json(Request("GET", f"{self._repo_path}/git/trees/{tip.tree}", {"recursive": "1"}))
-                if isinstance(tree, dict) and tree.get("truncated"):
-                    log.warning("GitHub: the tree of %s is truncated; some records may not be seen", self.branch)
-                entries = tree.get("tree", []) if isinstance(tree, dict) else []
-                self._listing = {
-                    match.group(1)
-                    for entry in entries
-                    if isinstance(entry, dict)
-                    and entry.get("type") == "blob"
-                    and (match := _RECORD_PATH.fullmatch(str(entry.get("path", ""))))
-                }
+                files = tree_files(self.client, self._repo_path, tip.tree, self.branch, "some records may not be seen")
+                self._listing = {match.group(1) for path in files if (match := _RECORD_PATH.fullmatch(path))}
                 self._listed_at = tip.commit
                 log.info("GitHub: %d recorded commit(s) in %s", len(self._listing), self.branch)
         return set(self._listing)
