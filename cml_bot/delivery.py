@@ -18,6 +18,7 @@ from cml_bot.config import Config, load_config
 from cml_bot.context import CiContext, detect
 from cml_bot.errors import CmlBotError, ForgeError, InputError, ReadOnlyTokenError
 from cml_bot.evaluation import Evaluation, build_report, judge, record_refusal
+from cml_bot.forges import token_kind
 from cml_bot.forges.sticky import CommentMode, Publication
 from cml_bot.git import Git
 from cml_bot.junit import junit_xml
@@ -26,7 +27,7 @@ from cml_bot.plan import Access, access_for, plan
 from cml_bot.plan import Request as Asked
 from cml_bot.report import Report, marker_for, render_markdown, verdict_summary
 from cml_bot.results import atomic_write
-from cml_bot.runtime import DEFAULT_BUNDLE_DIR, DEFAULT_REPORT_DIR, Effects, Options, Outcome, token_kind
+from cml_bot.runtime import DEFAULT_BUNDLE_DIR, DEFAULT_REPORT_DIR, Effects, Options, Outcome
 from cml_bot.secrets import Secrets
 
 log = logging.getLogger(__name__)

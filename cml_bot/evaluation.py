@@ -26,13 +26,14 @@ from cml_bot.context import CiContext, detect
 from cml_bot.diff import Diff, diff, numeric
 from cml_bot.errors import ForgeError, InputError
 from cml_bot.findings import closest_files, describe_config, run_findings, threshold_notes, uncommitted_changes
+from cml_bot.forges import token_kind
 from cml_bot.git import Git
 from cml_bot.metrics import WorkspaceTree
 from cml_bot.model import Image
 from cml_bot.plotserver import InProcess, Plotter
 from cml_bot.report import PlotEntry, Report, RunFacts, Shard
 from cml_bot.results import RunResults, read_results
-from cml_bot.runtime import Effects, Options, token_kind
+from cml_bot.runtime import Effects, Options
 from cml_bot.secrets import without_tokens
 from cml_bot.stats.history import history_noise
 

@@ -12,6 +12,12 @@ from dataclasses import dataclass
 
 from cml_bot.context import CiContext
 
+# Why GitLab's CI_JOB_TOKEN posts nothing: said before any request (here) and by the GitLab driver.
+JOB_TOKEN_MESSAGE = (
+    "CI_JOB_TOKEN cannot post merge request notes or uploads; set a project access token with api "
+    "scope in the masked variable CML_BOT_TOKEN (report saved as a job artifact)"
+)
+
 
 @dataclass(frozen=True)
 class Access:
@@ -75,11 +81,7 @@ def access_for(context: CiContext, token_kind: str) -> Access:
         variable = "CML_BOT_TOKEN or GITHUB_TOKEN" if context.platform == "github" else "CML_BOT_TOKEN"
         return Access(False, f"no {forge} token ({variable}): the report is saved, not posted")
     if token_kind == "read":
-        return Access(
-            False,
-            "CI_JOB_TOKEN cannot post merge request notes or uploads; set a project access token with api "
-            "scope in the masked variable CML_BOT_TOKEN (report saved as a job artifact)",
-        )
+        return Access(False, JOB_TOKEN_MESSAGE)
     if context.platform == "github" and context.is_fork and context.event_name == "pull_request":
         return Access(
             False,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from cml_bot.baseline import ResultStore
 from cml_bot.config import Config
 from cml_bot.context import CiContext
+from cml_bot.forges import token_kind
 from cml_bot.forges.sticky import CommentMode, Publication
 from cml_bot.git import Runner, run_git
 from cml_bot.model import Verdict
@@ -50,24 +51,6 @@ def connect_forge(context: CiContext, env: Mapping[str, str], *, sleep: Callable
     from cml_bot.forges import connect
 
     return connect(context, env, sleep=sleep)
-
-
-def token_kind(context: CiContext, env: Mapping[str, str]) -> str:
-    """ "write", "read" (GitLab's job token) or "none": what the configured token is meant for."""
-    if context.platform == "github":
-        from cml_bot.forges.github import github_token
-
-        return "write" if github_token(env) else "none"
-    if context.platform == "gitlab":
-        from cml_bot.forges.gitlab import token_from_env
-
-        kind = token_from_env(env)[1]
-        return {"private": "write", "job": "read"}.get(kind, "none")
-    if context.platform == "bitbucket":
-        from cml_bot.forges.bitbucket import bitbucket_token
-
-        return "write" if bitbucket_token(env) else "none"
-    return "none"
 
 
 def default_store_factory(

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from cml_bot.context import detect
+from cml_bot.forges import token_kind
 from cml_bot.plan import Request, access_for, plan
-from cml_bot.runtime import token_kind
 
 PIPELINE = {
     "CI": "true",

@@ -27,7 +27,7 @@ from cml_bot.errors import ForgeError, InputError, ReadOnlyTokenError
 from cml_bot.forges.base import Change, CodeInsights
 from cml_bot.forges.bitbucket import Bitbucket, bitbucket_forge
 from cml_bot.forges.bitbucket_store import BitbucketStore
-from cml_bot.forges.http import HttpError
+from cml_bot.forges.http import HttpError, JsonClient, Request, Response
 from cml_bot.forges.sticky import CommentMode, upsert
 from cml_bot.model import Image, Verdict
 from cml_bot.report import Flavour, Report, marker_for
@@ -299,3 +299,16 @@ def test_the_token_is_in_no_message(fake_bitbucket: FakeBitbucket, caplog: pytes
         driver.thread(Change(PR_ID)).comments()
     assert TOKEN not in str(raised.value) and "***" in str(raised.value)
     assert TOKEN not in caplog.text and TOKEN not in repr(driver)
+
+
+@pytest.mark.parametrize("body", [{"target": None}, {"target": "main"}, {"target": {"hash": 7}}, []])
+def test_a_branch_answer_without_a_commit_is_a_clear_error(body: object) -> None:
+    """A hostile or broken ``refs/branches`` answer ("target": null, ...) names no commit: one line."""
+
+    def transport(request: Request) -> Response:
+        return Response(200, {}, json.dumps(body).encode())
+
+    client = JsonClient("Bitbucket", transport, "https://api.example")
+    store = BitbucketStore(client, "/repositories/w/r", "data", web_url="https://bitbucket.org/w/r")
+    with pytest.raises(ForgeError, match="the answer names no commit"):
+        store.recorded()

@@ -385,6 +385,17 @@ def test_another_refusal_is_reported(make_store: Callable[..., GitLabStore], fak
     assert fake.count("POST", COMMITS) == 1
 
 
+def test_a_refused_commit_does_not_echo_the_token(make_store: Callable[..., GitLabStore], fake: FakeGitLab) -> None:
+    """A 400 that is not a race is raised with the client's redacted line, never the raw body."""
+    fake.fail("POST", COMMITS, status=400, message=f"commit refused for token {fake.token}")
+
+    with pytest.raises(HttpError) as info:
+        make_store().save(results(SHA_A))
+    message = info.value.message
+    assert message.startswith("GitLab POST ") and "400 commit refused for token" in message
+    assert fake.token not in message and "\n" not in message
+
+
 # -- tokens and wiring -----------------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import email.utils
 import json
 import random
+import socket
 from collections.abc import Callable
 
 import pytest
@@ -244,3 +245,28 @@ def test_an_answer_that_is_not_json_is_a_clear_error() -> None:
     script = Script(Response(200, {}, b"<html>proxy</html>"))
     with pytest.raises(HttpError, match="not JSON"):
         client(script, []).json(Request("GET", "/x"))
+
+
+@pytest.mark.parametrize("driver", ["github", "gitlab", "bitbucket"])
+def test_a_refused_connection_never_left_on_every_driver(driver: str) -> None:
+    """The drivers' real transports against a closed port on 127.0.0.1: the request surely never
+    reached the forge, so a write may be sent again without asking whether it was applied."""
+    from cml_bot.forges.bitbucket import bitbucket_transport
+    from cml_bot.forges.github import github_transport
+    from cml_bot.forges.gitlab import gitlab_transport
+
+    with socket.socket() as probe:  # a port nothing listens on once the probe is closed
+        probe.bind(("127.0.0.1", 0))
+        root = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    transports = {
+        "github": lambda: github_transport(root, "t0ken", timeout=5),
+        "gitlab": lambda: gitlab_transport(root, "t0ken", "private", timeout=5),
+        "bitbucket": lambda: bitbucket_transport(root, "Bearer t0ken", timeout=5),
+    }
+    send, close = transports[driver]()
+    try:
+        with pytest.raises(ConnectionFailure) as failure:
+            send(Request("POST", "/notes", json={"body": "x"}))
+    finally:
+        close()
+    assert failure.value.sent is False

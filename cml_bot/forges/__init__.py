@@ -15,7 +15,7 @@ from cml_bot.errors import CmlBotError
 from cml_bot.forges.base import Change, Forge
 from cml_bot.forges.sticky import CommentMode, Publication
 
-__all__ = ["Change", "CommentMode", "Forge", "Publication", "connect"]
+__all__ = ["Change", "CommentMode", "Forge", "Publication", "connect", "token_kind"]
 
 
 def connect(context: CiContext, env: Mapping[str, str], *, sleep: Callable[[float], None] = time.sleep) -> Forge:
@@ -33,3 +33,22 @@ def connect(context: CiContext, env: Mapping[str, str], *, sleep: Callable[[floa
 
         return bitbucket_forge(context, env, sleep=sleep)
     raise CmlBotError(f"no forge to post to on platform {context.platform!r}")
+
+
+def token_kind(context: CiContext, env: Mapping[str, str]) -> str:
+    """ "write", "read" (GitLab's job token) or "none": what the configured token is meant for,
+    known before any request (each driver's own token rule, imported only for its platform)."""
+    if context.platform == "github":
+        from cml_bot.forges.github import github_token
+
+        return "write" if github_token(env) else "none"
+    if context.platform == "gitlab":
+        from cml_bot.forges.gitlab import token_from_env
+
+        kind = token_from_env(env)[1]
+        return {"private": "write", "job": "read"}.get(kind, "none")
+    if context.platform == "bitbucket":
+        from cml_bot.forges.bitbucket import bitbucket_token
+
+        return "write" if bitbucket_token(env) else "none"
+    return "none"

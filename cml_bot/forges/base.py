@@ -21,17 +21,25 @@ A forge with more to show than a status (Bitbucket's Code Insights) also impleme
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from cml_bot.baseline import ResultStore
-from cml_bot.errors import ForgeError
+from cml_bot.errors import ForgeError, ReadOnlyTokenError
 from cml_bot.forges.sticky import CommentMode, Publication, Thread
 from cml_bot.model import Image, Verdict
 from cml_bot.report import Flavour, Report
 
-__all__ = ["Change", "CodeInsights", "CommentMode", "Flavour", "Forge", "Publication", "Thread"]
+if TYPE_CHECKING:
+    from cml_bot.forges.http import HttpError
+
+__all__ = ["FULL_SHA", "Change", "CodeInsights", "CommentMode", "Flavour", "Forge", "Publication", "Thread"]
+
+# A full commit id as the forges' APIs spell it: SHA-1 or SHA-256, lower-case hex. An answer's sha is
+# checked against it before it is used in a path or a link (a hostile answer could name anything).
+FULL_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -108,3 +116,11 @@ def check_head(forge: str, change: str, actual: object, sha: str, same: bool | N
             f"{forge}: {change} head is {str(actual)[:12]}, not {sha[:12]}; refusing to post a report made for "
             "another commit"
         )
+
+
+def write_refusal(exc: HttpError, what: str) -> ForgeError:
+    """A write's 403 (a rate limit's 403 is retried by the client, never seen here) means the token
+    may not ``what`` here: a fork's read-only token, a missing scope. Any other error is unchanged."""
+    if exc.status == 403:
+        return ReadOnlyTokenError(f"{exc.message} (the token may not {what})")
+    return exc

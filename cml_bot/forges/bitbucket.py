@@ -46,10 +46,10 @@ from cml_bot import answers
 from cml_bot.baseline import ResultStore
 from cml_bot.context import CiContext
 from cml_bot.diff import numeric
-from cml_bot.errors import ForgeError, ReadOnlyTokenError
-from cml_bot.forges.base import Change, check_head
-from cml_bot.forges.http import ConnectionFailure, HttpError, JsonClient, Request, Response
-from cml_bot.forges.sticky import Comment, EditRefused
+from cml_bot.errors import ForgeError
+from cml_bot.forges.base import FULL_SHA, Change, check_head, write_refusal
+from cml_bot.forges.http import ConnectionFailure, HttpError, JsonClient, Request, Response, was_sent
+from cml_bot.forges.sticky import Comment, edit_refusal
 from cml_bot.model import Image, Verdict
 from cml_bot.report import Flavour, Report, verdict_summary
 from cml_bot.secrets import Secrets
@@ -117,18 +117,11 @@ def bitbucket_transport(
                 allow_redirects=False,
             )
         except requests.exceptions.RequestException as exc:
-            raise ConnectionFailure(type(exc).__name__, sent=_was_sent(exc)) from None
+            raise ConnectionFailure(type(exc).__name__, sent=was_sent(exc)) from None
         headers = {str(k).lower(): str(v) for k, v in answer.headers.items()}
         return Response(answer.status_code, headers, answer.content)
 
     return send, session.close
-
-
-def _was_sent(exc: requests.exceptions.RequestException) -> bool:
-    """False only when the connection could not be opened, so the request never reached Bitbucket."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return False
-    return not any(word in repr(exc) for word in ("NewConnectionError", "Failed to establish", "NameResolution"))
 
 
 def bitbucket_forge(
@@ -348,7 +341,7 @@ class Bitbucket:
         try:
             return self.client.send(request)
         except HttpError as exc:
-            raise _refusal(exc, what) from None
+            raise write_refusal(exc, what) from None
 
     # -- results and merge-base --------------------------------------------------------------------
 
@@ -364,9 +357,7 @@ class Bitbucket:
         except ForgeError as exc:
             log.warning("Bitbucket: no merge-base of %s and %s from the API: %s", base_ref, head_sha[:10], exc)
             return None
-        return (
-            sha if isinstance(sha, str) and len(sha) in (40, 64) and all(c in "0123456789abcdef" for c in sha) else None
-        )
+        return sha if isinstance(sha, str) and FULL_SHA.fullmatch(sha) else None
 
 
 @dataclass
@@ -404,7 +395,7 @@ class BitbucketThread:
         try:
             created = self.forge.client.create(request, parse, confirm)
         except HttpError as exc:
-            raise _refusal(exc, f"comment on pull request #{self.number}") from None
+            raise write_refusal(exc, f"comment on pull request #{self.number}") from None
         if self.forge._identity is None:  # learnt from Bitbucket's answer to our own comment
             self.forge._identity, self.forge._identity_known = created.author, True
             log.warning(
@@ -422,9 +413,7 @@ class BitbucketThread:
         try:
             answer = self.forge.client.json(request)
         except HttpError as exc:
-            if exc.status == 403:
-                raise EditRefused(f"Bitbucket: may not edit our comment {comment.id} ({exc.message})") from None
-            raise
+            raise edit_refusal(exc, f"Bitbucket: may not edit our comment {comment.id}") from None
         log.info("Bitbucket: updated comment %s on pull request #%d", comment.id, self.number)
         return _comment(answer) or Comment(comment.id, body, comment.author, comment.url)
 
@@ -432,9 +421,7 @@ class BitbucketThread:
         try:
             self.forge.client.send(Request("DELETE", f"{self._path}/{comment.id}"), accept=frozenset({404}))
         except HttpError as exc:
-            if exc.status == 403:
-                raise EditRefused(f"Bitbucket: may not delete our comment {comment.id} ({exc.message})") from None
-            raise
+            raise edit_refusal(exc, f"Bitbucket: may not delete our comment {comment.id}") from None
 
 
 def next_page(answer: Response, request: Request) -> Request | None:
@@ -483,13 +470,6 @@ def _comment(item: object) -> Comment | None:
         author=_uuid(answers.dig(item, "user", "uuid")) or "",
         url=url if isinstance(url, str) and url.startswith(("https://", "http://")) else None,
     )
-
-
-def _refusal(exc: HttpError, what: str) -> ForgeError:
-    """A 403: the token may not write here (read-only scopes, or no token's write access)."""
-    if exc.status == 403:
-        return ReadOnlyTokenError(f"{exc.message} (the token may not {what})")
-    return exc
 
 
 def _same_commit(short: object, sha: str) -> bool:

@@ -21,7 +21,9 @@ import logging
 import re
 import urllib.parse
 
-from cml_bot.errors import ForgeError, InputError, ReadOnlyTokenError
+from cml_bot import answers
+from cml_bot.errors import ForgeError, InputError
+from cml_bot.forges.base import FULL_SHA, write_refusal
 from cml_bot.forges.bitbucket import next_page, page_values
 from cml_bot.forges.http import HttpError, JsonClient, Request, Response
 from cml_bot.results import RunResults, from_json, to_json
@@ -33,8 +35,7 @@ log = logging.getLogger(__name__)
 RECORDS_FOLDER = "records"
 MAX_SAVE_ROUNDS = 10
 ROUND_PAUSE = 0.25  # seconds times the round number between rounds, so racing jobs spread out (capped)
-_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
-_RECORD_PATH = re.compile(rf"{RECORDS_FOLDER}/([0-9a-f]{{40}}|[0-9a-f]{{64}})\.json")
+_RECORD_PATH = re.compile(rf"{RECORDS_FOLDER}/({FULL_SHA.pattern})\.json")
 _MOVED = frozenset({409})  # "parents" is no longer the branch's tip
 
 
@@ -59,12 +60,11 @@ class BitbucketStore:
     def _tip(self) -> str | None:
         """The branch's head commit, or None when the branch does not exist yet."""
         request = Request("GET", f"{self.repo_path}/refs/branches/{urllib.parse.quote(self.branch, safe='')}")
-        answer = self.client.send(request, accept=frozenset({404}))
-        if answer.status == 404:
+        found = self.client.json_unless(request, frozenset({404}))
+        if found is None:
             return None
-        found = self.client.decode(answer, request)
-        commit = found.get("target", {}).get("hash") if isinstance(found, dict) else None
-        if not isinstance(commit, str) or not _SHA.fullmatch(commit):
+        commit = answers.text(answers.dig(found, "target", "hash"))
+        if commit is None or not FULL_SHA.fullmatch(commit):
             raise ForgeError(f"Bitbucket {request.describe()}: the answer names no commit")
         return commit
 
@@ -89,7 +89,7 @@ class BitbucketStore:
         return set(self._listing)
 
     def load(self, sha: str) -> RunResults | None:
-        if not _SHA.fullmatch(sha):
+        if not FULL_SHA.fullmatch(sha):
             return None
         at = self._listed_at or self._tip()
         if at is None:
@@ -108,7 +108,7 @@ class BitbucketStore:
     def save(self, results: RunResults) -> str:
         """Commit ``records/<sha>.json`` on the data branch; returns its commit-pinned URL."""
         sha = results.sha
-        if not sha or not _SHA.fullmatch(sha):
+        if not sha or not FULL_SHA.fullmatch(sha):
             raise InputError(f"cannot record results without a full commit sha (got {sha!r})")
         data = to_json(results).encode("utf-8")
         try:
@@ -122,9 +122,7 @@ class BitbucketStore:
                 log.info("Bitbucket: %s moved meanwhile (attempt %d), committing again", self.branch, attempt)
                 self.client.sleep(min(ROUND_PAUSE * attempt, 2.0))
         except HttpError as exc:
-            if exc.status == 403:
-                raise ReadOnlyTokenError(f"{exc.message} (the token may not write branch {self.branch})") from None
-            raise
+            raise write_refusal(exc, f"write branch {self.branch}") from None
         raise ForgeError(f"Bitbucket: could not update branch {self.branch} after {MAX_SAVE_ROUNDS} attempts")
 
     def _commit(self, sha: str, data: bytes) -> str | None:
@@ -146,7 +144,7 @@ class BitbucketStore:
         if answer.status in _MOVED:
             return None
         created = (answer.header("location") or "").rstrip("/").rsplit("/", 1)[-1]
-        return created if _SHA.fullmatch(created) else urllib.parse.quote(self.branch, safe="")
+        return created if FULL_SHA.fullmatch(created) else urllib.parse.quote(self.branch, safe="")
 
 
 def _path(sha: str) -> str:

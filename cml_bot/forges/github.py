@@ -37,10 +37,10 @@ import requests
 from cml_bot import answers
 from cml_bot.baseline import ResultStore
 from cml_bot.context import CiContext
-from cml_bot.errors import ForgeError, ReadOnlyTokenError
-from cml_bot.forges.base import Change, check_head
-from cml_bot.forges.http import ConnectionFailure, HttpError, JsonClient, Request, Response, link_next
-from cml_bot.forges.sticky import Comment, EditRefused
+from cml_bot.errors import ForgeError
+from cml_bot.forges.base import FULL_SHA, Change, check_head, write_refusal
+from cml_bot.forges.http import ConnectionFailure, HttpError, JsonClient, Request, Response, link_next, was_sent
+from cml_bot.forges.sticky import Comment, edit_refusal
 from cml_bot.model import Image, Verdict
 from cml_bot.report import Flavour
 from cml_bot.secrets import Secrets
@@ -120,6 +120,22 @@ def git_commit(
     return str(answers.dig(commit, "sha")), tree
 
 
+def tree_files(client: JsonClient, repo_path: str, tree: str, branch: str, missed: str) -> dict[str, str]:
+    """Every file of ``tree`` (path -> blob sha), from one recursive listing. GitHub truncates a
+    listing past its limit: then a warning says what the caller may have ``missed`` on ``branch``."""
+    listing = client.json(Request("GET", f"{repo_path}/git/trees/{tree}", {"recursive": 1}))
+    if answers.dig(listing, "truncated"):
+        log.warning("GitHub: the tree of %s is truncated; %s", branch, missed)
+    entries = answers.dig(listing, "tree")
+    return {
+        path: sha
+        for entry in (entries if isinstance(entries, list) else [])
+        if answers.dig(entry, "type") == "blob"
+        and (path := answers.text(answers.dig(entry, "path")))
+        and (sha := answers.text(answers.dig(entry, "sha")))
+    }
+
+
 def github_transport(
     api_url: str, token: str, timeout: float = 30.0
 ) -> tuple[Callable[[Request], Response], Callable[[], None]]:
@@ -146,18 +162,10 @@ def github_transport(
         try:
             status, headers, body = requester.requestJson(request.verb.upper(), url, parameters, None, request.json)
         except requests.exceptions.RequestException as exc:
-            raise ConnectionFailure(type(exc).__name__, sent=_was_sent(exc)) from None
+            raise ConnectionFailure(type(exc).__name__, sent=was_sent(exc)) from None
         return Response(status, {str(k).lower(): str(v) for k, v in headers.items()}, (body or "").encode("utf-8"))
 
     return send, client.close
-
-
-def _was_sent(exc: requests.exceptions.RequestException) -> bool:
-    """False only when the connection could not be opened, so the request never reached GitHub."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return False
-    text = repr(exc)
-    return not any(word in text for word in ("NewConnectionError", "Failed to establish", "NameResolution"))
 
 
 def github_client(
@@ -306,7 +314,7 @@ class GitHub:
         try:
             return self.client.send(request, accept=accept)
         except HttpError as exc:
-            raise _refusal(exc, what) from None
+            raise write_refusal(exc, what) from None
 
     # -- results and merge-base --------------------------------------------------------------------
 
@@ -324,7 +332,7 @@ class GitHub:
             log.warning("GitHub: no merge-base of %s and %s from the compare API: %s", base_ref, head_sha[:10], exc)
             return None
         sha = answers.text(answers.dig(data, "merge_base_commit", "sha"))
-        return sha if sha and len(sha) in (40, 64) and all(c in "0123456789abcdef" for c in sha) else None
+        return sha if sha and FULL_SHA.fullmatch(sha) else None
 
     # -- images ------------------------------------------------------------------------------------
 
@@ -348,17 +356,12 @@ class GitHub:
         if self._assets_known and not refresh:
             return self._assets
         branch = urllib.parse.quote(self.assets_branch, safe="")
-        answer = self.client.send(Request("GET", f"{self.repo_path}/branches/{branch}"), accept=frozenset({404}))
+        data = self.client.json_unless(Request("GET", f"{self.repo_path}/branches/{branch}"), frozenset({404}))
         tip = None
-        if answer.status != 404:
-            data = self.client.decode(answer, Request("GET", f"{self.repo_path}/branches/{branch}"))
+        if data is not None:
             commit = str(answers.dig(data, "commit", "sha"))
             tree_sha = str(answers.dig(data, "commit", "commit", "tree", "sha"))
-            tree = self.client.json(Request("GET", f"{self.repo_path}/git/trees/{tree_sha}", {"recursive": 1}))
-            if isinstance(tree, dict) and tree.get("truncated"):
-                log.warning("GitHub: the tree of %s is truncated; some files may be uploaded again", branch)
-            entries = tree.get("tree", []) if isinstance(tree, dict) else []
-            files = {str(e["path"]): str(e["sha"]) for e in entries if isinstance(e, dict) and e.get("type") == "blob"}
+            files = tree_files(self.client, self.repo_path, tree_sha, branch, "some files may be uploaded again")
             tip = _Branch(commit, tree_sha, files)
         self._assets, self._assets_known = tip, True
         return tip
@@ -388,7 +391,7 @@ class GitHub:
                         pinned[path] = self._put_file(path, files[path], shas[path], tip.files.get(path), message)
             except HttpError as exc:
                 if exc.status not in (409, 422):
-                    raise _refusal(exc, f"write to branch {self.assets_branch}") from None
+                    raise write_refusal(exc, f"write to branch {self.assets_branch}") from None
                 log.info("GitHub: %s changed meanwhile (round %d); reading it again", self.assets_branch, round_)
                 continue
             return pinned
@@ -423,7 +426,7 @@ class GitHub:
             )
             answer = self.client.send(create, accept=frozenset({422}))
         except HttpError as exc:
-            raise _refusal(exc, f"create branch {self.assets_branch}") from None
+            raise write_refusal(exc, f"create branch {self.assets_branch}") from None
         if answer.status == 422:  # "Reference already exists": another run, or our lost attempt
             log.info("GitHub: %s exists already; writing on top of it", self.assets_branch)
             return None
@@ -474,7 +477,7 @@ class GitHubThread:
         try:
             created = self.forge.client.create(Request("POST", self._path, json={"body": body}), parse, confirm)
         except HttpError as exc:
-            raise _refusal(exc, f"comment on PR #{self.number}") from None
+            raise write_refusal(exc, f"comment on PR #{self.number}") from None
         if self.forge._identity is None:  # learnt from GitHub's answer to our own post
             self.forge._identity, self.forge._identity_known = created.author, True
         log.info("GitHub: posted comment %s on PR #%d", created.id, self.number)
@@ -485,12 +488,11 @@ class GitHubThread:
         try:
             answer = self.forge.client.json(Request("PATCH", path, json={"body": body}))
         except HttpError as exc:
-            if exc.status == 403:
-                raise EditRefused(
-                    f"GitHub: may not edit our comment {comment.id} on PR #{self.number} ({exc.message}); "
-                    "the token needs pull-requests: write (or issues: write)"
-                ) from None
-            raise
+            raise edit_refusal(
+                exc,
+                f"GitHub: may not edit our comment {comment.id} on PR #{self.number}",
+                "; the token needs pull-requests: write (or issues: write)",
+            ) from None
         log.info("GitHub: updated comment %s on PR #%d", comment.id, self.number)
         return _comment(answer) or Comment(comment.id, body, comment.author, comment.url)
 
@@ -499,9 +501,7 @@ class GitHubThread:
         try:
             self.forge.client.send(Request("DELETE", path), accept=frozenset({404}))  # 404: already gone
         except HttpError as exc:
-            if exc.status == 403:
-                raise EditRefused(f"GitHub: may not delete our comment {comment.id} ({exc.message})") from None
-            raise
+            raise edit_refusal(exc, f"GitHub: may not delete our comment {comment.id}") from None
 
 
 def _comment(item: object) -> Comment | None:
@@ -514,10 +514,3 @@ def _comment(item: object) -> Comment | None:
         author=answers.text(answers.dig(item, "user", "login")) or "",
         url=answers.text(item.get("html_url")),
     )
-
-
-def _refusal(exc: HttpError, what: str) -> ForgeError:
-    """A 403 that is not a rate limit: the token may not write (fork PR, read-only permissions)."""
-    if exc.status == 403:
-        return ReadOnlyTokenError(f"{exc.message} (the token may not {what})")
-    return exc

@@ -27,8 +27,9 @@ import urllib.parse
 from dataclasses import dataclass, replace
 
 from cml_bot import answers
-from cml_bot.errors import ForgeError, InputError, ReadOnlyTokenError
-from cml_bot.forges.github import git_commit
+from cml_bot.errors import ForgeError, InputError
+from cml_bot.forges.base import FULL_SHA, write_refusal
+from cml_bot.forges.github import git_commit, tree_files
 from cml_bot.forges.http import HttpError, JsonClient, Request
 from cml_bot.results import RunResults, from_json, to_json
 
@@ -43,8 +44,7 @@ ROUND_PAUSE = 0.25  # seconds times the round number between rounds, so racing j
 DROPPED_FACT = "cml-bot.files_left_out"
 _MOVED = frozenset({422})  # "Update is not a fast forward" / "Reference already exists"
 
-_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
-_RECORD_PATH = re.compile(rf"{RECORDS_FOLDER}/([0-9a-f]{{40}}|[0-9a-f]{{64}})\.json")
+_RECORD_PATH = re.compile(rf"{RECORDS_FOLDER}/({FULL_SHA.pattern})\.json")
 
 
 @dataclass(frozen=True)
@@ -80,11 +80,10 @@ class GitHubStore:
 
     def _tip(self) -> _Tip | None:
         """The branch's commit and its tree, or None when the branch does not exist yet."""
-        request = Request("GET", self._ref_path("ref"))
-        answer = self.client.send(request, accept=frozenset({404}))
-        if answer.status == 404:
+        ref = self.client.json_unless(Request("GET", self._ref_path("ref")), frozenset({404}))
+        if ref is None:
             return None
-        commit = str(answers.dig(self.client.decode(answer, request), "object", "sha"))
+        commit = str(answers.dig(ref, "object", "sha"))
         data = self.client.json(Request("GET", f"{self._repo_path}/git/commits/{commit}"))
         return _Tip(commit, str(answers.dig(data, "tree", "sha")))
 
@@ -96,24 +95,15 @@ class GitHubStore:
                 log.info("GitHub: no results recorded yet (no branch %s)", self.branch)
                 self._listing = set()
             else:
-                tree = self.client.json(Request("GET", f"{self._repo_path}/git/trees/{tip.tree}", {"recursive": "1"}))
-                if isinstance(tree, dict) and tree.get("truncated"):
-                    log.warning("GitHub: the tree of %s is truncated; some records may not be seen", self.branch)
-                entries = tree.get("tree", []) if isinstance(tree, dict) else []
-                self._listing = {
-                    match.group(1)
-                    for entry in entries
-                    if isinstance(entry, dict)
-                    and entry.get("type") == "blob"
-                    and (match := _RECORD_PATH.fullmatch(str(entry.get("path", ""))))
-                }
+                files = tree_files(self.client, self._repo_path, tip.tree, self.branch, "some records may not be seen")
+                self._listing = {match.group(1) for path in files if (match := _RECORD_PATH.fullmatch(path))}
                 self._listed_at = tip.commit
                 log.info("GitHub: %d recorded commit(s) in %s", len(self._listing), self.branch)
         return set(self._listing)
 
     def load(self, sha: str) -> RunResults | None:
         """The results recorded for ``sha``, or None when there are none."""
-        if not _SHA.fullmatch(sha):
+        if not FULL_SHA.fullmatch(sha):
             return None
         path = f"{RECORDS_FOLDER}/{sha}.json"
         shown = f"{self.repo}@{self.branch}:{path}"
@@ -138,14 +128,12 @@ class GitHubStore:
 
     def save(self, results: RunResults) -> str:
         """Commit ``records/<sha>.json`` on the data branch; returns its commit-pinned URL."""
-        if not results.sha or not _SHA.fullmatch(results.sha):
+        if not results.sha or not FULL_SHA.fullmatch(results.sha):
             raise InputError(f"cannot record results without a full commit sha (got {results.sha!r})")
         try:
             return self._save(results, results.sha)
         except HttpError as exc:
-            if exc.status == 403:
-                raise ReadOnlyTokenError(f"{exc.message} (the token may not write branch {self.branch})") from None
-            raise
+            raise write_refusal(exc, f"write branch {self.branch}") from None
 
     def _save(self, results: RunResults, sha: str) -> str:
         data = _fitting(results)
@@ -179,7 +167,7 @@ class GitHubStore:
                 if now is not None and now.commit == commit_sha:  # an earlier try went through after all
                     return self._saved(sha, commit_sha, path)
                 if now == tip:  # the branch did not move: not a race, a refusal
-                    raise HttpError(f"GitHub {move.describe()}: {self.client.describe(answer)}", answer.status, answer)
+                    raise self.client.error(move, answer)
                 log.info("GitHub: %s moved meanwhile (attempt %d), committing again", self.branch, attempt)
                 self.client.sleep(min(ROUND_PAUSE * attempt, 2.0))
                 continue

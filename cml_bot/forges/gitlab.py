@@ -46,10 +46,11 @@ from cml_bot import answers
 from cml_bot.baseline import ResultStore
 from cml_bot.context import CiContext
 from cml_bot.errors import ForgeError, ReadOnlyTokenError
-from cml_bot.forges.base import Change, check_head
-from cml_bot.forges.http import ConnectionFailure, HttpError, JsonClient, Request, Response, link_next
-from cml_bot.forges.sticky import Comment, EditRefused
+from cml_bot.forges.base import FULL_SHA, Change, check_head
+from cml_bot.forges.http import ConnectionFailure, HttpError, JsonClient, Request, Response, link_next, was_sent
+from cml_bot.forges.sticky import Comment, edit_refusal
 from cml_bot.model import Image, Verdict
+from cml_bot.plan import JOB_TOKEN_MESSAGE
 from cml_bot.report import Flavour
 from cml_bot.secrets import Secrets
 
@@ -59,10 +60,6 @@ COMMENT_LIMIT = 1_000_000
 STATUS_NAME = "cml-bot"
 PER_PAGE = 100
 FULL_REPORT_HINT = "the `cml-bot-report` artifact of this job (`report.md`)"
-JOB_TOKEN_MESSAGE = (
-    "CI_JOB_TOKEN cannot post merge request notes or uploads; set a project access token with api "
-    "scope in the masked variable CML_BOT_TOKEN (report saved as a job artifact)"
-)
 NO_TOKEN_MESSAGE = (
     "no GitLab token: set a project access token with api scope in the masked variable CML_BOT_TOKEN "
     "(report saved as a job artifact)"
@@ -127,7 +124,7 @@ def gitlab_transport(
                 max_retries=0,
             )
         except requests.exceptions.RequestException as exc:
-            raise ConnectionFailure(type(exc).__name__, sent=not isinstance(exc, requests.ConnectTimeout)) from None
+            raise ConnectionFailure(type(exc).__name__, sent=was_sent(exc)) from None
         except gitlab.exceptions.GitlabError as exc:
             seen = last.get("response")
             if seen is None:
@@ -258,7 +255,7 @@ class GitLab:
         if not self._identity_known:
             self._identity_known = True
             data = self.client.json_unless(Request("GET", "/user"), frozenset({401, 403}))
-            user = data.get("id") if isinstance(data, dict) else None
+            user = answers.dig(data, "id")
             self._identity = str(user) if isinstance(user, int) else None
             log.info("GitLab: our notes are those by user %s", self._identity or "(unknown until we post)")
         return self._identity
@@ -266,8 +263,8 @@ class GitLab:
     def note_url(self, iid: int, note_id: str) -> str | None:
         if self.project_url is None:
             data = self.client.json_unless(Request("GET", self._p), frozenset({403, 404}))
-            web_url = data.get("web_url") if isinstance(data, dict) else None
-            if not isinstance(web_url, str) or not web_url.startswith(("https://", "http://")):
+            web_url = answers.text(answers.dig(data, "web_url"))
+            if web_url is None or not web_url.startswith(("https://", "http://")):
                 return None
             self.project_url = web_url.rstrip("/")
         return f"{self.project_url}/-/merge_requests/{iid}#note_{note_id}"
@@ -292,9 +289,8 @@ class GitLab:
                 request = Request(
                     "POST", f"{self._p}/uploads", files={"file": (name, image.data, mime)}, repeatable=True
                 )
-                data = self.client.json(request)
-                found = data.get("url") if isinstance(data, dict) else None
-                if not isinstance(found, str) or not re.fullmatch(r"/uploads/[0-9a-f]{32}/[^\s()<>]+", found):
+                found = answers.text(answers.dig(self.client.json(request), "url"))
+                if found is None or not re.fullmatch(r"/uploads/[0-9a-f]{32}/[^\s()<>]+", found):
                     raise ForgeError(f"GitLab POST {self._p}/uploads: the answer has no usable url")
                 url = found
                 log.info("GitLab: uploaded %s", name)
@@ -354,7 +350,7 @@ class GitLab:
         if answer.status == 400 and "Cannot transition status" in message:
             return sha  # our earlier attempt set this state already
         if not answer.ok:
-            raise HttpError(f"GitLab {request.describe()}: {self.client.describe(answer)}", answer.status, answer)
+            raise self.client.error(request, answer)
         return sha
 
     # -- results and merge-base --------------------------------------------------------------------
@@ -371,8 +367,8 @@ class GitLab:
         except ForgeError as exc:
             log.warning("GitLab: no merge-base of %s and %s from the API: %s", base_ref, head_sha[:10], exc)
             return None
-        sha = data.get("id") if isinstance(data, dict) else None
-        return sha if isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", sha) else None
+        sha = answers.text(answers.dig(data, "id"))
+        return sha if sha is not None and FULL_SHA.fullmatch(sha) else None
 
 
 def hashed_name(image: Image) -> str:
@@ -415,7 +411,7 @@ class GitLabThread:
             parsed = _note(self.forge.client.decode(answer, Request("POST", self._path)))
             if parsed is None:
                 raise ForgeError(f"GitLab POST {self._path}: the answer is not a note")
-            return self._with_url(parsed[1])
+            return parsed[1]
 
         try:
             created = self.forge.client.create(Request("POST", self._path, json={"body": body}), parse, confirm)
@@ -429,17 +425,13 @@ class GitLabThread:
         if self.forge._identity is None:  # learnt from GitLab's answer to our own post
             self.forge._identity, self.forge._identity_known = created.author, True
         log.info("GitLab: created note %s on !%d", created.id, self.iid)
-        return self._with_url(created)
+        return self._with_url(created)  # once, for a parsed answer and an adopted note alike
 
     def edit(self, comment: Comment, body: str) -> Comment:
         try:
             self.forge.client.send(Request("PUT", f"{self._path}/{comment.id}", json={"body": body}))
         except HttpError as exc:
-            if exc.status == 403:
-                raise EditRefused(
-                    f"GitLab: may not edit our note {comment.id} on !{self.iid} ({exc.message})"
-                ) from None
-            raise
+            raise edit_refusal(exc, f"GitLab: may not edit our note {comment.id} on !{self.iid}") from None
         log.info("GitLab: updated note %s on !%d", comment.id, self.iid)
         return self._with_url(Comment(comment.id, body, comment.author))
 
@@ -447,9 +439,7 @@ class GitLabThread:
         try:
             self.forge.client.send(Request("DELETE", f"{self._path}/{comment.id}"), accept=frozenset({404}))
         except HttpError as exc:
-            if exc.status == 403:
-                raise EditRefused(f"GitLab: may not delete our note {comment.id} ({exc.message})") from None
-            raise
+            raise edit_refusal(exc, f"GitLab: may not delete our note {comment.id}") from None
 
     def _with_url(self, comment: Comment) -> Comment:
         return Comment(comment.id, comment.body, comment.author, self.forge.note_url(self.iid, comment.id))
@@ -481,8 +471,7 @@ def _note(item: object) -> tuple[tuple[str, int], Comment] | None:
     """A note as a (sort key, comment); system notes ("added 1 commit") are never anyone's report."""
     if not isinstance(item, dict) or not isinstance(item.get("id"), int) or item.get("system"):
         return None
-    author = item.get("author")
-    author_id = author.get("id") if isinstance(author, dict) else None
+    author_id = answers.dig(item, "author", "id")
     body = item.get("body")
     comment = Comment(
         id=str(item["id"]),

@@ -29,6 +29,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from cml_bot import answers
 from cml_bot.errors import ForgeError, InputError
 from cml_bot.forges.http import HttpError, Request, Response
 from cml_bot.results import RunResults, from_json, to_json
@@ -177,8 +178,9 @@ class GitLabStore:
             now = self._read(action["file_path"])
             return Response(201, {}, b"") if now is not None and now.content == wanted else None
 
+        request = Request("POST", f"{self._p}/repository/commits", json=data)
         answer = self.client.create(
-            Request("POST", f"{self._p}/repository/commits", json=data),
+            request,
             lambda response: response,
             landed,
             accept=frozenset({400}),
@@ -190,7 +192,7 @@ class GitLabStore:
                 return True
             if any(text in message for text in _RACES):
                 return False
-            raise HttpError(f"GitLab POST {self._p}/repository/commits: 400 {' '.join(message.split())}", 400, answer)
+            raise self.client.error(request, answer)
         log.info("GitLab: recorded results of %s in branch %s", sha[:12], self.branch)
         return True
 
@@ -209,8 +211,7 @@ class GitLabStore:
             content = base64.b64decode(data["content"], validate=True)
         except (binascii.Error, ValueError):
             raise ForgeError(f"GitLab {request.describe()}: the file content is not base64") from None
-        last = data.get("last_commit_id")
-        return _File(content, last if isinstance(last, str) and last else None)
+        return _File(content, answers.text(data.get("last_commit_id")))
 
     def _branch_exists(self) -> bool:
         request = Request("GET", f"{self._p}/repository/branches/{urllib.parse.quote(self.branch, safe='')}")
@@ -219,9 +220,8 @@ class GitLabStore:
     def _start_branch(self) -> str:
         """The default branch, which the new data branch starts from."""
         if self._default_branch is None:
-            data = self.client.json(Request("GET", self._p))
-            found = data.get("default_branch") if isinstance(data, dict) else None
-            if not isinstance(found, str) or not found:
+            found = answers.text(answers.dig(self.client.json(Request("GET", self._p)), "default_branch"))
+            if found is None:
                 raise ForgeError(
                     f"GitLab: cannot create branch {self.branch}: the project has no default branch to start from"
                 )

@@ -33,6 +33,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import requests
+
 from cml_bot.errors import ForgeError
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,16 @@ class ConnectionFailure(Exception):
         super().__init__(what)
         self.what = what
         self.sent = sent
+
+
+def was_sent(exc: requests.exceptions.RequestException) -> bool:
+    """Whether a request that failed with ``exc`` may have reached the forge: False only when the
+    connection could not be opened (refused, a name that does not resolve, a connect timeout), so
+    even a write is safe to send again. One rule for every driver's transport."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return False
+    text = repr(exc)  # requests wraps urllib3's NewConnectionError in a ConnectionError
+    return not any(word in text for word in ("NewConnectionError", "Failed to establish", "NameResolution"))
 
 
 # Send one request and return the answer, whatever its status; raise ConnectionFailure when there is
@@ -294,8 +306,7 @@ class JsonClient:
             problem = self.describe(answer)
             if delay is None:
                 assert isinstance(answer, Response)
-                hint = self.hints.get(answer.status)
-                raise HttpError(f"{self.name} {what}: {problem}{': ' + hint if hint else ''}", answer.status, answer)
+                raise self.error(request, answer)
             if attempt >= self.policy.attempts:
                 raise self._gave_up(what, problem, answer, f"after {attempt} attempts")
             if self.clock() - started + delay > self.policy.deadline:
@@ -321,6 +332,16 @@ class JsonClient:
                 if confirm():
                     log.info("%s %s went through despite %s", self.name, what, problem)
                     return Response(200, {}, b"")
+
+    def error(self, request: Request, answer: Response) -> HttpError:
+        """The error for an answer the caller accepted from :meth:`send` and then refuses: the same
+        redacted line (and the forge's hint for the status) as a failure :meth:`send` raises."""
+        hint = self.hints.get(answer.status)
+        return HttpError(
+            f"{self.name} {request.describe()}: {self.describe(answer)}{': ' + hint if hint else ''}",
+            answer.status,
+            answer,
+        )
 
     def describe(self, answer: Response | ConnectionFailure) -> str:
         """One redacted line: the status and the API's message."""

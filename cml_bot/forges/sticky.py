@@ -26,9 +26,12 @@ import enum
 import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cml_bot.errors import ForgeError
+
+if TYPE_CHECKING:
+    from cml_bot.forges.http import HttpError
 
 log = logging.getLogger(__name__)
 
@@ -150,3 +153,11 @@ def _delete_all(thread: Thread, comments: Sequence[Comment]) -> None:
 class EditRefused(ForgeError):
     """The forge refused to edit or delete a comment we wrote (403): a permissions problem to fix,
     never a reason to fall back to something else."""
+
+
+def edit_refusal(exc: HttpError, what: str, fix: str = "") -> ForgeError:
+    """A 403 on editing or deleting our own comment is :class:`EditRefused` (``what`` names the
+    attempt, ``fix`` may say what the token needs); any other error is unchanged."""
+    if exc.status == 403:
+        return EditRefused(f"{what} ({exc.message}){fix}")
+    return exc
