@@ -29,13 +29,14 @@ _KINDS = {
 _CHUNK = 1 << 20
 
 
-def describe_size(n: int) -> str:
+def describe_size(n: float) -> str:
+    """A byte count (or rate) for people: ``999 bytes``, ``1.5 KB``, ``12.0 MB``, ``3.2 GB`` (decimal units)."""
     value = float(n)
     for unit in ("bytes", "KB", "MB", "GB"):
         if value < 1000 or unit == "GB":
-            return f"{n:,} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+            return f"{n:,.0f} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
         value /= 1000
-    return f"{n:,} bytes"  # pragma: no cover
+    raise AssertionError("unreachable")
 
 
 FILE_LIMIT_SETTING = "limits.file_mb in cml-bot.yaml"

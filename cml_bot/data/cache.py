@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from cml_bot.config import Config, DataFile, in_git_folder
 from cml_bot.data.sources import CHUNK, Fetcher, ResumeRejected, RetryableError, SourceFetcher, make_fetcher, redact
 from cml_bot.errors import DataError
+from cml_bot.files import describe_size
 from cml_bot.results import atomic_write
 
 if TYPE_CHECKING:
@@ -139,7 +140,7 @@ def pull(
             results[item.path] = item
             state.record(item.path, item.sha256, targets[item.path])
             if progress is not None:
-                progress(f"[{done[0]}/{total}] {item.path}: {item.action} {_size(item.size)}")
+                progress(f"[{done[0]}/{total}] {item.path}: {item.action} {describe_size(item.size)}")
 
     def received(path: str, count: int, size: int | None) -> None:
         if transfer is not None:
@@ -296,15 +297,6 @@ def _real_folder(folder: Path, cache: Path) -> None:
         if not stat.S_ISDIR(info.st_mode):
             log.warning("%s: not a folder in the cache; replacing it", part)
             _unlink(part)
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{n} B"
 
 
 def target_path(root: Path, relative: str, checked: dict[str, str] | None = None) -> Path:
@@ -587,8 +579,8 @@ class _Pace:
         allowed = DEADLINE_SLACK + max(self.f.size or 0, have) / MIN_THROUGHPUT
         if elapsed > allowed:
             raise DataError(
-                f"{self.f.path}: download from {shown} too slow: {_size(have)} in {elapsed:.0f} s "
-                f"(at least {_size(MIN_THROUGHPUT)}/s is needed; nothing was placed)"
+                f"{self.f.path}: download from {shown} too slow: {describe_size(have)} in {elapsed:.0f} s "
+                f"(at least {describe_size(MIN_THROUGHPUT)}/s is needed; nothing was placed)"
             )
 
 
@@ -597,7 +589,7 @@ def _too_large(f: DataFile, announced: int | None) -> str:
     if f.size is not None:
         return f"{f.path}: the source {what} than the pinned size of {f.size:,} bytes; refusing it"
     return (
-        f"{f.path}: the source {what} than {_size(UNPINNED_MAX_BYTES)}, the limit for an entry without "
+        f"{f.path}: the source {what} than {describe_size(UNPINNED_MAX_BYTES)}, the limit for an entry without "
         "`size:`; refusing it (run `cml-bot data add` again to pin its size)"
     )
 
