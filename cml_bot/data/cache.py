@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from cml_bot.config import Config, DataFile, in_git_folder
 from cml_bot.data.sources import CHUNK, Fetcher, ResumeRejected, RetryableError, SourceFetcher, make_fetcher, redact
@@ -398,13 +398,19 @@ class _State:
 
 def hash_file(path: Path) -> tuple[str, int]:
     """sha256 hex digest and size of ``path``."""
+    with path.open("rb") as handle:
+        digest, size = _hash_stream(handle)
+    return digest.hexdigest(), size
+
+
+def _hash_stream(handle: BinaryIO) -> tuple[Any, int]:
+    """The sha256 state and size of what ``handle`` has left to read (read in CHUNK blocks)."""
     digest = hashlib.sha256()
     size = 0
-    with path.open("rb") as handle:
-        while block := handle.read(CHUNK):
-            digest.update(block)
-            size += len(block)
-    return digest.hexdigest(), size
+    while block := handle.read(CHUNK):
+        digest.update(block)
+        size += len(block)
+    return digest, size
 
 
 class _Worker:
@@ -596,15 +602,11 @@ def _too_large(f: DataFile, announced: int | None) -> str:
 
 def _hash_part(part: Path, limit: int) -> tuple[Any, int]:
     """The sha256 state and size of a partial download to resume; a bad one is removed."""
-    digest = hashlib.sha256()
-    have = 0
     try:
         with _open_regular(part, os.O_RDONLY, "rb") as handle:
-            while block := handle.read(CHUNK):
-                digest.update(block)
-                have += len(block)
+            digest, have = _hash_stream(handle)
     except FileNotFoundError:
-        return digest, 0
+        return hashlib.sha256(), 0
     except OSError:
         _remove(part)
         return hashlib.sha256(), 0
@@ -624,13 +626,9 @@ def _hash_or_none(path: Path) -> tuple[str | None, int]:
 def _cached_size(blob: Path, sha: str) -> int | None:
     """Size of the cached blob when it is present and its content is right; a bad blob, or
     anything that is not a regular file, is removed."""
-    digest = hashlib.sha256()
-    size = 0
     try:
         with _open_regular(blob, os.O_RDONLY, "rb") as handle:
-            while block := handle.read(CHUNK):
-                digest.update(block)
-                size += len(block)
+            digest, size = _hash_stream(handle)
     except FileNotFoundError:
         return None
     except OSError:
