@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 from cml_bot.config import Config, DataFile, in_git_folder
 from cml_bot.data.sources import CHUNK, Fetcher, ResumeRejected, RetryableError, SourceFetcher, make_fetcher, redact
 from cml_bot.errors import DataError
-from cml_bot.files import describe_size
+from cml_bot.files import NotRegularFile, describe_size, open_regular
 from cml_bot.results import atomic_write
 
 if TYPE_CHECKING:
@@ -251,14 +251,10 @@ def _open_regular(path: Path, flags: int, how: str) -> Any:
     there that is not a regular file (a symlink, a folder, a FIFO) is removed first and replaced.
     Without ``O_CREAT`` in ``flags`` a missing entry raises FileNotFoundError."""
     _replace_irregular(path)
-    fd = os.open(path, flags | _NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), 0o644)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped in between
-            raise DataError(f"{path}: not a regular file in the cache; refusing to use it")
-        os.set_blocking(fd, True)
-    except BaseException:
-        os.close(fd)
-        raise
+        fd, _ = open_regular(path, flags | _NOFOLLOW)
+    except NotRegularFile:  # swapped in between
+        raise DataError(f"{path}: not a regular file in the cache; refusing to use it") from None
     return os.fdopen(fd, how)
 
 
