@@ -209,6 +209,13 @@ def redact_url(url: str) -> str:
     return _URL_USERINFO.sub(lambda m: m.group(1) + MASK + "@", url)
 
 
+def without_userinfo(url: str) -> str:
+    """``url`` with its userinfo (user and password) left out, for naming a server or a source in a
+    message. Never raises, whatever the URL looks like (``http://u:p@host:99999/x`` included: no
+    ``urlsplit(...).port``)."""
+    return _URL_USERINFO.sub(lambda m: m.group(1), url)
+
+
 _ATOMS = (int, float, bool, type(None))
 _NOT_A_DATACLASS: tuple[str, ...] = ("<not a dataclass>",)
 

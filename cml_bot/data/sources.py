@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from cml_bot.errors import DataError
 from cml_bot.files import NotRegularFile, open_regular
-from cml_bot.secrets import redact_url
+from cml_bot.secrets import without_userinfo
 
 if TYPE_CHECKING:
     import requests
@@ -113,16 +113,17 @@ def _scheme(url: str) -> str:
 
 def redact(url: str) -> str:
     """``url`` safe to show: no user, password, query string or fragment (they may hold tokens).
-    Never raises, whatever the URL looks like."""
+    A local path or ``file:`` URL keeps its ``?`` and ``#`` (they are part of the name). Never
+    raises, whatever the URL looks like."""
+    shown = without_userinfo(url)
     try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:  # e.g. an unbalanced IPv6 bracket
-        return redact_url(url.split("?", 1)[0].split("#", 1)[0])
-    if not parts.scheme or parts.scheme == "file":
-        return redact_url(url)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    query = "?..." if parts.query else ""
-    return f"{parts.scheme}://{host}{parts.path}{query}"
+        local = _scheme(shown) in ("", "file")
+    except ValueError:  # e.g. an unbalanced IPv6 bracket: not a local path
+        local = False
+    if local:
+        return shown
+    before_query, has_query, query = shown.split("#", 1)[0].partition("?")
+    return before_query + ("?..." if has_query and query else "")
 
 
 def _new_session() -> requests.Session:

@@ -36,7 +36,7 @@ from cml_bot.config import MLFLOW_ARTIFACT_PREFIX, MlflowSource
 from cml_bot.errors import ConfigError, SourceError
 from cml_bot.metrics import Samples, Value
 from cml_bot.results import RunResults
-from cml_bot.secrets import scrub
+from cml_bot.secrets import scrub, without_userinfo
 from cml_bot.sources import (
     LINK_FACT,
     SourceResults,
@@ -162,10 +162,11 @@ class Tracking:
                 metrics = json.loads(verify_rest_response(answer, endpoint).text).get("metrics", [])
             except MlflowException as exc:
                 if exc.get_http_status_code() in (400, 404, 405, 501):  # type: ignore[no-untyped-call]  # not served
-                    log.info("MLflow: no bulk histories at %s (%s); one request per run", shown_uri(self.uri), exc)
+                    shown = without_userinfo(self.uri)
+                    log.info("MLflow: no bulk histories at %s (%s); one request per run", shown, exc)
                     self._no_bulk = True
                     return None
-                raise SourceError(f"MLflow at {shown_uri(self.uri)}: {_reason(exc, self.env)}") from None
+                raise SourceError(f"MLflow at {without_userinfo(self.uri)}: {_reason(exc, self.env)}") from None
             except (ValueError, AttributeError, TypeError):  # not JSON, or another client version's internals
                 self._no_bulk = True
                 return None
@@ -195,9 +196,9 @@ class Tracking:
         try:
             return function(*args, **kwargs)
         except MlflowException as exc:
-            raise SourceError(f"MLflow at {shown_uri(self.uri)}: {_reason(exc, self.env)}") from None
+            raise SourceError(f"MLflow at {without_userinfo(self.uri)}: {_reason(exc, self.env)}") from None
         except OSError as exc:  # an artifact store's own transport
-            raise SourceError(f"MLflow at {shown_uri(self.uri)}: {scrub(str(exc), self.env)[:300]}") from None
+            raise SourceError(f"MLflow at {without_userinfo(self.uri)}: {scrub(str(exc), self.env)[:300]}") from None
 
 
 def _run_data(run: Any) -> RunData:
@@ -244,16 +245,6 @@ def _reason(exc: Exception, env: Mapping[str, str]) -> str:
         return "no answer (retries exhausted or timed out)"
     line = " ".join(text.split())
     return line[:300] + ("…" if len(line) > 300 else "")
-
-
-def shown_uri(uri: str) -> str:
-    """The URI without a user:password part, for messages."""
-    parts = urllib.parse.urlsplit(uri)
-    if parts.username is None and parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def tracking_uri(source: MlflowSource, env: Mapping[str, str]) -> str:
@@ -318,7 +309,7 @@ def mlflow_results(
     experiment = tracking.experiment_id(source.experiment)
     if experiment is None:
         raise SourceError(
-            f"MLflow at {shown_uri(tracking.uri)}: no experiment named {source.experiment!r} "
+            f"MLflow at {without_userinfo(tracking.uri)}: no experiment named {source.experiment!r} "
             "(check mlflow.experiment in cml-bot.yaml)"
         )
     head = _head(source, tracking, experiment, head_sha)
@@ -503,7 +494,7 @@ def _shard_name(run: RunData, index: int) -> str:
 def run_url(source: MlflowSource, uri: str, run: RunData) -> str | None:
     """The run's page in the tracking server's UI: ``mlflow.run_url``'s template, else the MLflow UI
     of an http(s) server (not GitLab's API endpoint, whose UI pages have other ids)."""
-    base = shown_uri(uri).rstrip("/")
+    base = without_userinfo(uri).rstrip("/")
     template = source.run_url
     if template is None:
         if not base.startswith(("http://", "https://")) or "/api/v4/projects/" in base:
