@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from cml_bot.config import PlotSpec
 
+X_DEFAULTS = ("step", "epoch", "iteration")  # column names used as x when the spec names none
+
 
 @dataclass(frozen=True)
 class PlotJob:

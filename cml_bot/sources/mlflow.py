@@ -39,6 +39,7 @@ from cml_bot.results import RunResults
 from cml_bot.secrets import scrub, without_userinfo
 from cml_bot.sources import (
     LINK_FACT,
+    MLFLOW_HISTORY,
     SourceResults,
     envelope,
     history_csv,
@@ -62,7 +63,6 @@ HISTORY_WORKERS = 8  # metric histories fetched at once (one request each)
 BULK_RUNS = 100  # runs per bulk history request (the server's limit)
 BULK_POINTS = 2500  # points per run and metric in a bulk answer (the server's limit; more are sampled)
 MAX_ARTIFACT_BYTES = 20_000_000
-PREFIX = "mlflow:history/"
 # Bounded waits: MLflow's defaults (7 retries, 120 s each) keep a review waiting for minutes on a
 # server that is down. A value set in the environment wins.
 CLIENT_DEFAULTS = {
@@ -479,7 +479,7 @@ def _histories(tracking: Tracking, runs: Sequence[RunData], names: Sequence[str]
         for run in having:
             series.setdefault(name, {})[columns[run.run_id]] = envelope(fetched[(run.run_id, name)])
     return {
-        history_path(PREFIX, name): history_csv(by_run, name)
+        history_path(MLFLOW_HISTORY, name): history_csv(by_run, name)
         for name, by_run in series.items()
         if any(len(points) > 1 for points in by_run.values())  # one logged value is no history
     }
