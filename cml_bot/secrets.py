@@ -280,11 +280,6 @@ class _Walker:
         return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
 
 
-def scrub(text: str, env: Mapping[str, str]) -> str:
-    """``Secrets.from_env(env).scrub(text)``, for a one-off message."""
-    return Secrets.from_env(env).scrub(text)
-
-
 def without_tokens(env: Mapping[str, str]) -> dict[str, str]:
     """``env`` for the project's own commands: no forge token, under its own name or inside another
     variable (GitLab's ``CI_REPOSITORY_URL``, ``CI_REGISTRY_PASSWORD``, ...). Other secrets (cloud

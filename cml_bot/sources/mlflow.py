@@ -36,7 +36,7 @@ from cml_bot.config import MLFLOW_ARTIFACT_PREFIX, MlflowSource
 from cml_bot.errors import ConfigError, SourceError
 from cml_bot.metrics import Samples, Value
 from cml_bot.results import RunResults
-from cml_bot.secrets import scrub, without_userinfo
+from cml_bot.secrets import Secrets, without_userinfo
 from cml_bot.sources import (
     LINK_FACT,
     MLFLOW_HISTORY,
@@ -96,13 +96,13 @@ class RunData:
 class Tracking:
     """The tracking server through the official client: the few calls cml-bot makes."""
 
-    def __init__(self, uri: str, env: Mapping[str, str]) -> None:
+    def __init__(self, uri: str, secrets: Secrets) -> None:
         try:
             from mlflow.tracking import MlflowClient
         except ImportError:
             raise missing_extra("mlflow", "the MLflow client (mlflow-skinny)") from None
         self.uri = uri
-        self.env = env
+        self.secrets = secrets  # scrubbed from every message, before it is cut to length
         self.client = MlflowClient(tracking_uri=uri)
         self._no_bulk = False
 
@@ -166,7 +166,7 @@ class Tracking:
                     log.info("MLflow: no bulk histories at %s (%s); one request per run", shown, exc)
                     self._no_bulk = True
                     return None
-                raise SourceError(f"MLflow at {without_userinfo(self.uri)}: {_reason(exc, self.env)}") from None
+                raise SourceError(f"MLflow at {without_userinfo(self.uri)}: {_reason(exc, self.secrets)}") from None
             except (ValueError, AttributeError, TypeError):  # not JSON, or another client version's internals
                 self._no_bulk = True
                 return None
@@ -196,9 +196,9 @@ class Tracking:
         try:
             return function(*args, **kwargs)
         except MlflowException as exc:
-            raise SourceError(f"MLflow at {without_userinfo(self.uri)}: {_reason(exc, self.env)}") from None
+            raise SourceError(f"MLflow at {without_userinfo(self.uri)}: {_reason(exc, self.secrets)}") from None
         except OSError as exc:  # an artifact store's own transport
-            raise SourceError(f"MLflow at {without_userinfo(self.uri)}: {scrub(str(exc), self.env)[:300]}") from None
+            raise SourceError(f"MLflow at {without_userinfo(self.uri)}: {self.secrets.scrub(str(exc))[:300]}") from None
 
 
 def _run_data(run: Any) -> RunData:
@@ -229,9 +229,9 @@ def _point(metric: object) -> tuple[float, float] | None:
         return None
 
 
-def _reason(exc: Exception, env: Mapping[str, str]) -> str:
+def _reason(exc: Exception, secrets: Secrets) -> str:
     """The client's exception as a short reason: what happened and, for auth, what to check."""
-    text = scrub(str(exc), env)
+    text = secrets.scrub(str(exc))
     code = getattr(exc, "error_code", "")
     status = re.search(r"error code (\d{3})", text)
     if code in ("UNAUTHENTICATED", "PERMISSION_DENIED") or (status and status.group(1) in ("401", "403")):
@@ -275,7 +275,7 @@ def open_tracking(source: MlflowSource, env: Mapping[str, str]) -> Iterator[Trac
                 os.environ[key] = wanted[key]
             else:
                 os.environ.pop(key, None)
-        yield Tracking(uri, env)
+        yield Tracking(uri, Secrets.from_env(env))
     finally:
         for key, value in saved.items():
             if value is None:
