@@ -92,7 +92,7 @@ def read_limited(
     shown = str(path) if shown is None else shown
 
     def fail(what: str) -> CmlBotError:
-        message = f"{shown}: {what}"
+        message = " ".join(f"{shown}: {what}".split())  # one line, whatever the name holds
         return error(message) if error is not None else InputError(message)
 
     try:
