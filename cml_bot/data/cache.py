@@ -271,13 +271,14 @@ def _replace_irregular(path: Path) -> None:
 
 
 def _remove(path: Path) -> None:
-    """Remove whatever is at ``path`` (a file, a link, a folder); nothing if it is gone."""
+    """Remove whatever is at ``path`` (a file, a link, a folder); nothing if it is gone (its folder
+    too, or a file in its folder's place)."""
     try:
         if stat.S_ISDIR(path.lstat().st_mode):
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         pass
 
 
@@ -488,8 +489,7 @@ class _Worker:
         except OSError as exc:  # the cache's disk: full, read-only, ...
             raise DataError(f"{f.path}: cannot write to the data cache {self.cache} ({exc.strerror or exc})") from None
         finally:
-            if part.exists() or part.is_symlink():
-                _remove(part)
+            _remove(part)
 
     def _download(self, f: DataFile, blob: Path, part: Path, pace: _Pace) -> int:
         failures = 0
