@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from cml_bot import __version__, workflow
-from cml_bot.secrets import ScrubFilter, Secrets, scrub
+from cml_bot.secrets import ScrubFilter, Secrets
 
 if TYPE_CHECKING:
     from cml_bot.app import Outcome
@@ -432,7 +432,7 @@ def _diff(args: argparse.Namespace, env: Mapping[str, str], console: Console) ->
 
 def _show(outcome: Outcome, env: Mapping[str, str], console: Console) -> None:
     for warning in outcome.report.warnings:
-        console.warn(f"cml-bot: warning: {scrub(warning, env)}")
+        console.warn(f"cml-bot: warning: {warning}")  # the console scrubs every line
     console.say(f"cml-bot: {outcome.summary}")
     for notice in outcome.notices:
         console.say(f"cml-bot: {notice}")
@@ -457,6 +457,7 @@ def _show(outcome: Outcome, env: Mapping[str, str], console: Console) -> None:
                 console.command("warning", one_line(message), title="cml-bot inconclusive")
         _write_outputs(
             env,
+            console.secrets,
             {
                 "verdict": outcome.verdict.value,
                 "report-path": str(report_file),
@@ -465,13 +466,12 @@ def _show(outcome: Outcome, env: Mapping[str, str], console: Console) -> None:
         )
 
 
-def _write_outputs(env: Mapping[str, str], outputs: Mapping[str, str]) -> None:
+def _write_outputs(env: Mapping[str, str], secrets: Secrets, outputs: Mapping[str, str]) -> None:
     """Append step outputs to ``$GITHUB_OUTPUT``, each with a random delimiter (values may hold
     anything, newlines included), scrubbed of secrets."""
     path = env.get("GITHUB_OUTPUT")
     if not path:
         return
-    secrets = Secrets.from_env(env)
     entries = "".join(workflow.output_entry(key, secrets.scrub(value)) for key, value in outputs.items())
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(entries)
@@ -493,7 +493,7 @@ def _record(args: argparse.Namespace, env: Mapping[str, str], console: Console) 
     outcome = record(
         Options(root=args.directory, config_path=args.config), Effects(env=env, echo=console.say, sleep=_SLEEP.get())
     )
-    console.say(f"cml-bot: {outcome.summary} in {scrub(outcome.recorded or '?', env)}")
+    console.say(f"cml-bot: {outcome.summary} in {outcome.recorded or '?'}")
     return EXIT_OK
 
 

@@ -25,6 +25,7 @@ from cml_bot.junit import junit_xml
 from cml_bot.model import Image
 from cml_bot.plan import Access, access_for, plan
 from cml_bot.plan import Request as Asked
+from cml_bot.plots.jobs import untrusted_image_problem
 from cml_bot.report import Report, marker_for, render_markdown, verdict_summary
 from cml_bot.results import atomic_write
 from cml_bot.runtime import DEFAULT_BUNDLE_DIR, DEFAULT_REPORT_DIR, Effects, Options, Outcome
@@ -290,8 +291,6 @@ def _files_to_publish(config: Config, files: Mapping[str, bytes]) -> tuple[dict[
         if template is None:
             continue
         if template == "image":
-            from cml_bot.plots import untrusted_image_problem
-
             problem = untrusted_image_problem(data)
             if problem is not None:
                 notes.append(f"The image {path} from the saved run was left out: {problem}.")

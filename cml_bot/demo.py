@@ -25,6 +25,7 @@ from cml_bot import __version__
 from cml_bot.app import RECORDS_DIR, Effects, Options, Outcome, run
 from cml_bot.config import Step
 from cml_bot.errors import CmlBotError
+from cml_bot.git import Git
 from cml_bot.metrics import read_values
 from cml_bot.results import LocalStore, RunResults
 
@@ -99,9 +100,9 @@ def record_history(repo: Path, outputs: Path, env: Mapping[str, str], echo: Call
     for seed in HISTORY_SEEDS:
         _set_seed(repo, seed)
         _git(repo, env, "commit", "--quiet", "-am", f"Retrain with seed {seed}")
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=repo, env=dict(env), capture_output=True, text=True, check=True
-        ).stdout.strip()
+        sha = Git(repo).rev("HEAD")
+        if sha is None:
+            raise CmlBotError(f"demo: the commit for seed {seed} does not resolve")
         folder = outputs / str(seed)
         store.save(
             RunResults(

@@ -27,15 +27,49 @@ _KINDS = {
     stat.S_IFSOCK: "a socket",
 }
 _CHUNK = 1 << 20
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
-def describe_size(n: int) -> str:
+def describe_size(n: float) -> str:
+    """A byte count (or rate) for people: ``999 bytes``, ``1.5 KB``, ``12.0 MB``, ``3.2 GB`` (decimal units)."""
     value = float(n)
     for unit in ("bytes", "KB", "MB", "GB"):
         if value < 1000 or unit == "GB":
-            return f"{n:,} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+            return f"{n:,.0f} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
         value /= 1000
-    return f"{n:,} bytes"  # pragma: no cover
+    raise AssertionError("unreachable")
+
+
+class NotRegularFile(OSError):
+    """:func:`open_regular` found something else than a regular file; ``kind`` says what
+    ("a FIFO", "a folder", ...)."""
+
+    def __init__(self, mode: int) -> None:
+        self.kind = _kind(mode)
+        super().__init__(f"is {self.kind}, not a regular file")
+
+
+def open_regular(path: Path, flags: int = os.O_RDONLY, mode: int = 0o644) -> tuple[int, os.stat_result]:
+    """An open descriptor of ``path`` and its ``fstat``, when it is a regular file (checked on the
+    open descriptor, so a swap after an earlier ``stat`` is caught). A FIFO is never waited for
+    (``O_NONBLOCK``; a regular file is then read blocking as usual); the descriptor is not inherited
+    (``O_CLOEXEC``). Anything else raises :class:`NotRegularFile`, closed; ``os.open``'s own errors
+    (``FileNotFoundError``, ...) pass through."""
+    fd = os.open(path, flags | _NONBLOCK | getattr(os, "O_CLOEXEC", 0), mode)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotRegularFile(info.st_mode)
+        if _NONBLOCK:
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info
+
+
+def _kind(mode: int) -> str:
+    return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
 
 
 FILE_LIMIT_SETTING = "limits.file_mb in cml-bot.yaml"
@@ -58,7 +92,7 @@ def read_limited(
     shown = str(path) if shown is None else shown
 
     def fail(what: str) -> CmlBotError:
-        message = f"{shown}: {what}"
+        message = " ".join(f"{shown}: {what}".split())  # one line, whatever the name holds
         return error(message) if error is not None else InputError(message)
 
     try:
@@ -69,13 +103,14 @@ def read_limited(
         raise fail(f"cannot read ({exc.strerror or exc})") from None
     where = f" ({setting})" if setting else ""
     _check(before, limit, fail, where)
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, flags)
+        fd, opened = open_regular(path)  # it may have been swapped since the stat above
+    except NotRegularFile as exc:
+        raise fail(_refused(exc.kind)) from None
     except OSError as exc:
         raise fail(f"cannot read ({exc.strerror or exc})") from None
     try:
-        _check(os.fstat(fd), limit, fail, where)  # it may have been swapped since the stat above
+        _check(opened, limit, fail, where)
         chunks, total = [], 0
         while True:
             chunk = os.read(fd, min(_CHUNK, limit + 1 - total))
@@ -94,10 +129,13 @@ def read_limited(
 
 def _check(info: os.stat_result, limit: int, fail: Callable[[str], CmlBotError], where: str) -> None:
     if not stat.S_ISREG(info.st_mode):
-        kind = _KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
-        raise fail(f"is {kind}, not a regular file; refusing to read it")
+        raise fail(_refused(_kind(info.st_mode)))
     if info.st_size > limit:
         raise fail(f"is {describe_size(info.st_size)}, more than the limit of {describe_size(limit)}{where}")
+
+
+def _refused(kind: str) -> str:
+    return f"is {kind}, not a regular file; refusing to read it"
 
 
 class DuplicateKeyError(ValueError):

@@ -143,9 +143,7 @@ def read_values(
     ext = path.suffix.lower()
     if ext not in (PARAMS_EXTENSIONS if params else EXTENSIONS):
         raise _unsupported(shown, ext, params)
-    data = read_limited(
-        path, max_bytes, shown, error=lambda message: InputError(" ".join(message.split())), setting=FILE_LIMIT_SETTING
-    )
+    data = read_limited(path, max_bytes, shown, setting=FILE_LIMIT_SETTING)
     values = _parse(data, ext, shown, params, max_names)
     logger.debug("read %d values from %s", len(values), shown)
     return values
@@ -193,7 +191,6 @@ class WorkspaceTree:
                 path,
                 self.max_bytes,
                 shown,
-                error=lambda message: InputError(" ".join(message.split())),
                 setting=FILE_LIMIT_SETTING,
             )
         return found

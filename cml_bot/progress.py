@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
+from cml_bot.files import describe_size
+
 if TYPE_CHECKING:
     from tqdm import tqdm
 
@@ -107,19 +109,11 @@ class TransferMeter:
         self.last_line, self.last_fraction = now, fraction
         elapsed = max(now - self.started, 1e-9)
         rate = max(self.received - self.resumed, 0) / elapsed
-        of = f" of {_bytes(total)} ({fraction:.0%})" if total else ""
+        of = f" of {describe_size(total)} ({fraction:.0%})" if total else ""
         in_flight = sum(1 for received, size in self.files.values() if size is None or received < size)
         files = f", {in_flight} files in flight" if in_flight > 1 else ""
-        self.out.write(f"cml-bot: downloading: {_bytes(self.received)}{of} at {_bytes(rate)}/s{files}\n")
+        self.out.write(f"cml-bot: downloading: {describe_size(self.received)}{of} at {describe_size(rate)}/s{files}\n")
         self.out.flush()
-
-
-def _bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")
 
 
 def _shorten(line: str, width: int) -> str:

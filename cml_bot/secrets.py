@@ -209,6 +209,13 @@ def redact_url(url: str) -> str:
     return _URL_USERINFO.sub(lambda m: m.group(1) + MASK + "@", url)
 
 
+def without_userinfo(url: str) -> str:
+    """``url`` with its userinfo (user and password) left out, for naming a server or a source in a
+    message. Never raises, whatever the URL looks like (``http://u:p@host:99999/x`` included: no
+    ``urlsplit(...).port``)."""
+    return _URL_USERINFO.sub(lambda m: m.group(1), url)
+
+
 _ATOMS = (int, float, bool, type(None))
 _NOT_A_DATACLASS: tuple[str, ...] = ("<not a dataclass>",)
 
@@ -271,11 +278,6 @@ class _Walker:
         if self.forms is None or all(new is old for new, old in zip(items, value, strict=True)):
             return value
         return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
-
-
-def scrub(text: str, env: Mapping[str, str]) -> str:
-    """``Secrets.from_env(env).scrub(text)``, for a one-off message."""
-    return Secrets.from_env(env).scrub(text)
 
 
 def without_tokens(env: Mapping[str, str]) -> dict[str, str]:

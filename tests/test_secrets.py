@@ -254,6 +254,16 @@ def test_short_values_and_plain_names_are_not_secrets() -> None:
     assert not secret_variable("KEYBOARD") and secret_variable("SSH_KEY")
 
 
+def test_without_userinfo_leaves_out_user_and_password_and_never_raises() -> None:
+    from cml_bot.secrets import without_userinfo
+
+    assert without_userinfo("https://user:p@ss@host:8443/x?q=1") == "https://host:8443/x?q=1"
+    assert without_userinfo("http://u:p@host:99999/x") == "http://host:99999/x"
+    assert without_userinfo("http://[::1") == "http://[::1"
+    assert without_userinfo("databricks://profile") == "databricks://profile"
+    assert without_userinfo("x://" * 10_000).startswith("x://")
+
+
 def test_redact_url_never_raises_and_takes_the_last_at() -> None:
     from cml_bot.secrets import redact_url
 

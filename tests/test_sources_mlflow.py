@@ -25,7 +25,8 @@ from mlflow_server import MlflowServer, ServerUnavailable, client, free_port, lo
 
 from cml_bot.cli import Console, main
 from cml_bot.config import MlflowSource
-from cml_bot.sources.mlflow import filter_string, mlflow_results, open_tracking, run_url, shown_uri, tracking_uri
+from cml_bot.secrets import without_userinfo
+from cml_bot.sources.mlflow import filter_string, mlflow_results, open_tracking, run_url, tracking_uri
 
 TOKEN = "mlflow-SECRET-token-do-not-leak-4711"
 PASSWORD = "mlflow-SECRET-password-0815"
@@ -244,6 +245,20 @@ def test_unreachable_server_is_one_line(repo: GitRepo) -> None:
     assert_no_secret(out, err)
 
 
+def test_a_port_out_of_range_is_one_line_without_the_password(repo: GitRepo) -> None:
+    """MLFLOW_TRACKING_URI is not validated: naming the server in the error must not fail on it
+    (``urlsplit(...).port`` raises ValueError for 99999, which became a traceback)."""
+    two_commits(repo, config("anything"))
+    url = f"http://user:{PASSWORD}@127.0.0.1:99999"
+
+    code, out, err = cli(["report", "--dry-run"], repo, env_for(url))
+
+    assert code == 2, err
+    assert err.strip().count("\n") == 0 and "Traceback" not in err
+    assert "MLflow at http://127.0.0.1:99999" in err
+    assert_no_secret(out, err)
+
+
 class _Refusing(http.server.BaseHTTPRequestHandler):
     """A server that refuses every request, echoing the credentials it was sent (hostile)."""
 
@@ -324,7 +339,7 @@ def test_run_links_hide_credentials_and_skip_gitlab() -> None:
     assert run_url(templated, "https://gitlab.example/api/v4/projects/3/ml/mlflow", run) == (
         "https://gitlab.example/g/p/-/ml/experiments?run=r1"
     )
-    assert shown_uri("https://user:secret@host:8443/x") == "https://host:8443/x"
+    assert without_userinfo("https://user:secret@host:8443/x") == "https://host:8443/x"
 
 
 def test_client_environment_is_put_back(monkeypatch: pytest.MonkeyPatch) -> None:

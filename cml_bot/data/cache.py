@@ -17,11 +17,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from cml_bot.config import Config, DataFile, in_git_folder
 from cml_bot.data.sources import CHUNK, Fetcher, ResumeRejected, RetryableError, SourceFetcher, make_fetcher, redact
 from cml_bot.errors import DataError
+from cml_bot.files import NotRegularFile, describe_size, open_regular
 from cml_bot.results import atomic_write
 
 if TYPE_CHECKING:
@@ -139,7 +140,7 @@ def pull(
             results[item.path] = item
             state.record(item.path, item.sha256, targets[item.path])
             if progress is not None:
-                progress(f"[{done[0]}/{total}] {item.path}: {item.action} {_size(item.size)}")
+                progress(f"[{done[0]}/{total}] {item.path}: {item.action} {describe_size(item.size)}")
 
     def received(path: str, count: int, size: int | None) -> None:
         if transfer is not None:
@@ -250,14 +251,10 @@ def _open_regular(path: Path, flags: int, how: str) -> Any:
     there that is not a regular file (a symlink, a folder, a FIFO) is removed first and replaced.
     Without ``O_CREAT`` in ``flags`` a missing entry raises FileNotFoundError."""
     _replace_irregular(path)
-    fd = os.open(path, flags | _NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), 0o644)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped in between
-            raise DataError(f"{path}: not a regular file in the cache; refusing to use it")
-        os.set_blocking(fd, True)
-    except BaseException:
-        os.close(fd)
-        raise
+        fd, _ = open_regular(path, flags | _NOFOLLOW)
+    except NotRegularFile:  # swapped in between
+        raise DataError(f"{path}: not a regular file in the cache; refusing to use it") from None
     return os.fdopen(fd, how)
 
 
@@ -274,13 +271,14 @@ def _replace_irregular(path: Path) -> None:
 
 
 def _remove(path: Path) -> None:
-    """Remove whatever is at ``path`` (a file, a link, a folder); nothing if it is gone."""
+    """Remove whatever is at ``path`` (a file, a link, a folder); nothing if it is gone (its folder
+    too, or a file in its folder's place)."""
     try:
         if stat.S_ISDIR(path.lstat().st_mode):
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         pass
 
 
@@ -296,15 +294,6 @@ def _real_folder(folder: Path, cache: Path) -> None:
         if not stat.S_ISDIR(info.st_mode):
             log.warning("%s: not a folder in the cache; replacing it", part)
             _unlink(part)
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{n} B"
 
 
 def target_path(root: Path, relative: str, checked: dict[str, str] | None = None) -> Path:
@@ -406,13 +395,19 @@ class _State:
 
 def hash_file(path: Path) -> tuple[str, int]:
     """sha256 hex digest and size of ``path``."""
+    with path.open("rb") as handle:
+        digest, size = _hash_stream(handle)
+    return digest.hexdigest(), size
+
+
+def _hash_stream(handle: BinaryIO) -> tuple[Any, int]:
+    """The sha256 state and size of what ``handle`` has left to read (read in CHUNK blocks)."""
     digest = hashlib.sha256()
     size = 0
-    with path.open("rb") as handle:
-        while block := handle.read(CHUNK):
-            digest.update(block)
-            size += len(block)
-    return digest.hexdigest(), size
+    while block := handle.read(CHUNK):
+        digest.update(block)
+        size += len(block)
+    return digest, size
 
 
 class _Worker:
@@ -494,8 +489,7 @@ class _Worker:
         except OSError as exc:  # the cache's disk: full, read-only, ...
             raise DataError(f"{f.path}: cannot write to the data cache {self.cache} ({exc.strerror or exc})") from None
         finally:
-            if part.exists() or part.is_symlink():
-                _remove(part)
+            _remove(part)
 
     def _download(self, f: DataFile, blob: Path, part: Path, pace: _Pace) -> int:
         failures = 0
@@ -587,8 +581,8 @@ class _Pace:
         allowed = DEADLINE_SLACK + max(self.f.size or 0, have) / MIN_THROUGHPUT
         if elapsed > allowed:
             raise DataError(
-                f"{self.f.path}: download from {shown} too slow: {_size(have)} in {elapsed:.0f} s "
-                f"(at least {_size(MIN_THROUGHPUT)}/s is needed; nothing was placed)"
+                f"{self.f.path}: download from {shown} too slow: {describe_size(have)} in {elapsed:.0f} s "
+                f"(at least {describe_size(MIN_THROUGHPUT)}/s is needed; nothing was placed)"
             )
 
 
@@ -597,22 +591,18 @@ def _too_large(f: DataFile, announced: int | None) -> str:
     if f.size is not None:
         return f"{f.path}: the source {what} than the pinned size of {f.size:,} bytes; refusing it"
     return (
-        f"{f.path}: the source {what} than {_size(UNPINNED_MAX_BYTES)}, the limit for an entry without "
+        f"{f.path}: the source {what} than {describe_size(UNPINNED_MAX_BYTES)}, the limit for an entry without "
         "`size:`; refusing it (run `cml-bot data add` again to pin its size)"
     )
 
 
 def _hash_part(part: Path, limit: int) -> tuple[Any, int]:
     """The sha256 state and size of a partial download to resume; a bad one is removed."""
-    digest = hashlib.sha256()
-    have = 0
     try:
         with _open_regular(part, os.O_RDONLY, "rb") as handle:
-            while block := handle.read(CHUNK):
-                digest.update(block)
-                have += len(block)
+            digest, have = _hash_stream(handle)
     except FileNotFoundError:
-        return digest, 0
+        return hashlib.sha256(), 0
     except OSError:
         _remove(part)
         return hashlib.sha256(), 0
@@ -632,13 +622,9 @@ def _hash_or_none(path: Path) -> tuple[str | None, int]:
 def _cached_size(blob: Path, sha: str) -> int | None:
     """Size of the cached blob when it is present and its content is right; a bad blob, or
     anything that is not a regular file, is removed."""
-    digest = hashlib.sha256()
-    size = 0
     try:
         with _open_regular(blob, os.O_RDONLY, "rb") as handle:
-            while block := handle.read(CHUNK):
-                digest.update(block)
-                size += len(block)
+            digest, size = _hash_stream(handle)
     except FileNotFoundError:
         return None
     except OSError:

@@ -183,11 +183,15 @@ def collect_data_changes(config: Config, git: Git, base_sha: str | None) -> tupl
 
 
 def _content(source: tuple[str, Path] | None) -> bytes | None:
-    if source is None:
-        return None
+    return None if source is None else _summary_bytes(source[1])
+
+
+def _summary_bytes(path: Path) -> bytes | None:
+    """The file's bytes, or None when it is missing, too large for a summary or not a regular
+    file (then only hashes are compared)."""
     try:
-        return read_limited(source[1], SUMMARY_LIMIT_BYTES)
-    except CmlBotError:  # missing, too large for a summary, or not a regular file: compare hashes only
+        return read_limited(path, SUMMARY_LIMIT_BYTES)
+    except CmlBotError:
         return None
 
 
@@ -208,10 +212,7 @@ def _config_at(config: Config, git: Git, sha: str) -> Config | None:
 
 def _workspace_reader(root: Path) -> Any:
     def read(path: str) -> bytes | None:
-        try:
-            return read_limited(root / path, SUMMARY_LIMIT_BYTES)
-        except CmlBotError:
-            return None
+        return _summary_bytes(root / path)
 
     return read
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cml_bot.errors import DataError
-from cml_bot.secrets import redact_url
+from cml_bot.files import NotRegularFile, open_regular
+from cml_bot.secrets import without_userinfo
 
 if TYPE_CHECKING:
     import requests
@@ -112,16 +113,17 @@ def _scheme(url: str) -> str:
 
 def redact(url: str) -> str:
     """``url`` safe to show: no user, password, query string or fragment (they may hold tokens).
-    Never raises, whatever the URL looks like."""
+    A local path or ``file:`` URL keeps its ``?`` and ``#`` (they are part of the name). Never
+    raises, whatever the URL looks like."""
+    shown = without_userinfo(url)
     try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:  # e.g. an unbalanced IPv6 bracket
-        return redact_url(url.split("?", 1)[0].split("#", 1)[0])
-    if not parts.scheme or parts.scheme == "file":
-        return redact_url(url)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    query = "?..." if parts.query else ""
-    return f"{parts.scheme}://{host}{parts.path}{query}"
+        local = _scheme(shown) in ("", "file")
+    except ValueError:  # e.g. an unbalanced IPv6 bracket: not a local path
+        local = False
+    if local:
+        return shown
+    before_query, has_query, query = shown.split("#", 1)[0].partition("?")
+    return before_query + ("?..." if has_query and query else "")
 
 
 def _new_session() -> requests.Session:
@@ -206,22 +208,14 @@ def _local_source(root: Path, url: str) -> Path:
 
 
 def _fetch_local(path: Path, offset: int) -> Download:
-    import os
-    import stat
-
     try:
-        # O_NONBLOCK: a FIFO is not waited for; it is refused below like any other non-regular file.
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        fd, _ = open_regular(path)  # a FIFO is not waited for: refused like any other non-regular file
+    except NotRegularFile:
+        raise DataError(f"{path}: the source is not a regular file") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read source ({exc.strerror})") from None
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        raise DataError(f"{path}: the source is not a regular file")
     handle = os.fdopen(fd, "rb")
-    download = _stream(handle, offset, lambda exc: DataError(f"{path}: cannot read source ({exc.strerror})"))
-    download.total = info.st_size
-    return download
+    return _stream(handle, offset, lambda exc: DataError(f"{path}: cannot read source ({exc.strerror})"))
 
 
 def _fetch_fsspec(url: str, offset: int, opener: Callable[[str], Any] | None) -> Download:
@@ -242,10 +236,7 @@ def _fetch_fsspec(url: str, offset: int, opener: Callable[[str], Any] | None) ->
         raise DataError(f"{redact(url)}: {scheme}:// sources need {_extra_hint(scheme)}") from None
     except (OSError, ValueError) as exc:
         raise DataError(f"{redact(url)}: cannot open ({' '.join(str(exc).split())[:200]})") from None
-    download = _stream(handle, offset, lambda exc: RetryableError(f"{redact(url)}: {exc}"))
-    size = getattr(handle, "size", None)
-    download.total = size if isinstance(size, int) else None
-    return download
+    return _stream(handle, offset, lambda exc: RetryableError(f"{redact(url)}: {exc}"))
 
 
 def _stream(handle: Any, offset: int, failure: Callable[[OSError], Exception]) -> Download:

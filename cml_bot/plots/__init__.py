@@ -18,10 +18,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from cml_bot.plots.jobs import PlotJob, plot_titles, safe_name
+from cml_bot.plots.jobs import PlotJob, plot_titles, safe_name, untrusted_image_problem
 
 if TYPE_CHECKING:
-    from cml_bot.plots.figures import build_figure, render_confusion_delta, render_trend, untrusted_image_problem
+    from cml_bot.plots.figures import build_figure, render_confusion_delta, render_trend
     from cml_bot.plots.render import render_all, render_plot
     from cml_bot.plots.tables import decimate, load_table, thin_points
 
@@ -51,7 +51,6 @@ _LAZY = {
     "decimate": "cml_bot.plots.tables",
     "load_table": "cml_bot.plots.tables",
     "thin_points": "cml_bot.plots.tables",
-    "untrusted_image_problem": "cml_bot.plots.figures",
 }
 
 

@@ -546,34 +546,6 @@ def image_outputs(spec: PlotSpec, head: bytes, base: bytes | None, stem: str) ->
     return images
 
 
-UNTRUSTED_IMAGE_BYTES = 5 * 1024 * 1024
-UNTRUSTED_IMAGE_PIXELS = 40_000_000
-
-
-def untrusted_image_problem(data: bytes) -> str | None:
-    """Why image bytes from an untrusted bundle may not be posted, or None: only PNG, JPEG or GIF
-    that really decode, within size limits. Never SVG (markup), never a page renamed ``.png``."""
-    import io
-
-    from PIL import Image as PillowImage
-
-    if len(data) > UNTRUSTED_IMAGE_BYTES:
-        return f"over {UNTRUSTED_IMAGE_BYTES // (1024 * 1024)} MB"
-    try:
-        with PillowImage.open(io.BytesIO(data)) as image:
-            kind = image.format
-            if kind not in ("PNG", "JPEG", "GIF"):
-                return f"a {kind or 'unknown'} file, not PNG, JPEG or GIF"
-            if image.width * image.height > UNTRUSTED_IMAGE_PIXELS:
-                return f"{image.width}x{image.height} pixels, too large"
-            image.verify()
-        with PillowImage.open(io.BytesIO(data)) as image:
-            image.load()  # verify() checks structure only; decoding proves the pixels are there
-    except Exception as exc:  # Pillow raises many types for hostile input: all mean "not an image"
-        return f"does not decode as an image ({type(exc).__name__})"
-    return None
-
-
 # Trends
 
 

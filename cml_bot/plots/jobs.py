@@ -1,5 +1,6 @@
-"""What to draw, without drawing: plot jobs, their file-safe names and distinct titles. Imports no
-matplotlib or numpy, so a run can prepare its plots while another process imports them."""
+"""What to draw, without drawing: plot jobs, their file-safe names and distinct titles, and the check
+of an image from an untrusted bundle. Imports no matplotlib or numpy, so a run can prepare its plots
+while another process imports them (Pillow only when an image is checked)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from cml_bot.config import PlotSpec
+
+X_DEFAULTS = ("step", "epoch", "iteration")  # column names used as x when the spec names none
 
 
 @dataclass(frozen=True)
@@ -50,3 +53,33 @@ def plot_titles(specs: Sequence[PlotSpec]) -> list[str]:
         seen[title] += 1
         unique.append(title if seen[title] == 1 else f"{title} #{seen[title]}")
     return unique
+
+
+# Images from an untrusted bundle (posted as they are, never drawn by cml-bot)
+
+UNTRUSTED_IMAGE_BYTES = 5 * 1024 * 1024
+UNTRUSTED_IMAGE_PIXELS = 40_000_000
+
+
+def untrusted_image_problem(data: bytes) -> str | None:
+    """Why image bytes from an untrusted bundle may not be posted, or None: only PNG, JPEG or GIF
+    that really decode, within size limits. Never SVG (markup), never a page renamed ``.png``."""
+    import io
+
+    from PIL import Image as PillowImage
+
+    if len(data) > UNTRUSTED_IMAGE_BYTES:
+        return f"over {UNTRUSTED_IMAGE_BYTES // (1024 * 1024)} MB"
+    try:
+        with PillowImage.open(io.BytesIO(data)) as image:
+            kind = image.format
+            if kind not in ("PNG", "JPEG", "GIF"):
+                return f"a {kind or 'unknown'} file, not PNG, JPEG or GIF"
+            if image.width * image.height > UNTRUSTED_IMAGE_PIXELS:
+                return f"{image.width}x{image.height} pixels, too large"
+            image.verify()
+        with PillowImage.open(io.BytesIO(data)) as image:
+            image.load()  # verify() checks structure only; decoding proves the pixels are there
+    except Exception as exc:  # Pillow raises many types for hostile input: all mean "not an image"
+        return f"does not decode as an image ({type(exc).__name__})"
+    return None

@@ -18,7 +18,8 @@ import numpy as np
 
 from cml_bot.config import PlotSource, PlotSpec
 from cml_bot.errors import InputError
-from cml_bot.plots.style import X_DEFAULTS, shorten
+from cml_bot.plots.jobs import X_DEFAULTS
+from cml_bot.plots.style import shorten
 from cml_bot.plots.tables import Column, Table, columns_hint, require_column
 
 log = logging.getLogger(__name__)

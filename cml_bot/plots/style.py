@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 FloatArray = npt.NDArray[np.float64]
 
 
-X_DEFAULTS = ("step", "epoch", "iteration")  # column names used as x when the spec names none
 BUCKETS = 2000  # min/max buckets per line series: at most ~4,000 points drawn
 SCATTER_GRID = (400, 250)  # one point kept per cell: at most 100,000 markers drawn
 MAX_BARS = 40  # categories shown in a bar chart

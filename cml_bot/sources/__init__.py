@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from cml_bot.config import Config, PlotSpec
 from cml_bot.errors import ConfigError
+from cml_bot.plots.jobs import X_DEFAULTS
 from cml_bot.results import RunResults
 
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 __all__ = [
     "HISTORY_PREFIXES",
     "LINK_FACT",
+    "MLFLOW_HISTORY",
+    "TENSORBOARD_HISTORY",
     "SourceResults",
     "add_sources",
     "envelope",
@@ -44,12 +47,13 @@ __all__ = [
     "run_links",
 ]
 
-HISTORY_PREFIXES = {"mlflow:history/": "MLflow", "tensorboard:history/": "TensorBoard"}
+MLFLOW_HISTORY = "mlflow:history/"  # path prefix of MLflow step histories among a run's files
+TENSORBOARD_HISTORY = "tensorboard:history/"  # ... and of TensorBoard's
+HISTORY_PREFIXES = {MLFLOW_HISTORY: "MLflow", TENSORBOARD_HISTORY: "TensorBoard"}
 LINK_FACT = "link:"  # RunResults.facts key prefix: "link:<label>" -> URL
 HISTORY_BUCKETS = 500  # a stored step history keeps at most ~1,000 points (min and max per bucket)
 MAX_LINKS = 10  # run links per side in the report's facts
 MAX_HISTORY_PLOTS = 30  # step plots per source: more would bury the report (and take long to draw)
-_X_NAMES = ("step", "epoch", "iteration")  # the plot reader takes these as x: never a y column name
 
 
 @dataclass(frozen=True)
@@ -147,7 +151,7 @@ def history_csv(series: Mapping[str, Sequence[Point]], metric: str) -> bytes:
     """Step histories as one plot file: ``step``, then one column per series (a run), outer-joined
     on the step. One series is named after the metric (the plot's y label)."""
     if len(series) == 1:
-        name = metric if metric.lower() not in _X_NAMES else "value"
+        name = metric if metric.lower() not in X_DEFAULTS else "value"  # the plot reader takes those as x
         series = {name: next(iter(series.values()))}
     columns = list(series)
     rows: dict[float, dict[str, float]] = {}

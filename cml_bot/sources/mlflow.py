@@ -36,9 +36,10 @@ from cml_bot.config import MLFLOW_ARTIFACT_PREFIX, MlflowSource
 from cml_bot.errors import ConfigError, SourceError
 from cml_bot.metrics import Samples, Value
 from cml_bot.results import RunResults
-from cml_bot.secrets import scrub
+from cml_bot.secrets import Secrets, without_userinfo
 from cml_bot.sources import (
     LINK_FACT,
+    MLFLOW_HISTORY,
     SourceResults,
     envelope,
     history_csv,
@@ -62,7 +63,6 @@ HISTORY_WORKERS = 8  # metric histories fetched at once (one request each)
 BULK_RUNS = 100  # runs per bulk history request (the server's limit)
 BULK_POINTS = 2500  # points per run and metric in a bulk answer (the server's limit; more are sampled)
 MAX_ARTIFACT_BYTES = 20_000_000
-PREFIX = "mlflow:history/"
 # Bounded waits: MLflow's defaults (7 retries, 120 s each) keep a review waiting for minutes on a
 # server that is down. A value set in the environment wins.
 CLIENT_DEFAULTS = {
@@ -96,13 +96,13 @@ class RunData:
 class Tracking:
     """The tracking server through the official client: the few calls cml-bot makes."""
 
-    def __init__(self, uri: str, env: Mapping[str, str]) -> None:
+    def __init__(self, uri: str, secrets: Secrets) -> None:
         try:
             from mlflow.tracking import MlflowClient
         except ImportError:
             raise missing_extra("mlflow", "the MLflow client (mlflow-skinny)") from None
         self.uri = uri
-        self.env = env
+        self.secrets = secrets  # scrubbed from every message, before it is cut to length
         self.client = MlflowClient(tracking_uri=uri)
         self._no_bulk = False
 
@@ -162,10 +162,11 @@ class Tracking:
                 metrics = json.loads(verify_rest_response(answer, endpoint).text).get("metrics", [])
             except MlflowException as exc:
                 if exc.get_http_status_code() in (400, 404, 405, 501):  # type: ignore[no-untyped-call]  # not served
-                    log.info("MLflow: no bulk histories at %s (%s); one request per run", shown_uri(self.uri), exc)
+                    shown = without_userinfo(self.uri)
+                    log.info("MLflow: no bulk histories at %s (%s); one request per run", shown, exc)
                     self._no_bulk = True
                     return None
-                raise SourceError(f"MLflow at {shown_uri(self.uri)}: {_reason(exc, self.env)}") from None
+                raise SourceError(f"MLflow at {without_userinfo(self.uri)}: {_reason(exc, self.secrets)}") from None
             except (ValueError, AttributeError, TypeError):  # not JSON, or another client version's internals
                 self._no_bulk = True
                 return None
@@ -195,9 +196,9 @@ class Tracking:
         try:
             return function(*args, **kwargs)
         except MlflowException as exc:
-            raise SourceError(f"MLflow at {shown_uri(self.uri)}: {_reason(exc, self.env)}") from None
+            raise SourceError(f"MLflow at {without_userinfo(self.uri)}: {_reason(exc, self.secrets)}") from None
         except OSError as exc:  # an artifact store's own transport
-            raise SourceError(f"MLflow at {shown_uri(self.uri)}: {scrub(str(exc), self.env)[:300]}") from None
+            raise SourceError(f"MLflow at {without_userinfo(self.uri)}: {self.secrets.scrub(str(exc))[:300]}") from None
 
 
 def _run_data(run: Any) -> RunData:
@@ -228,9 +229,9 @@ def _point(metric: object) -> tuple[float, float] | None:
         return None
 
 
-def _reason(exc: Exception, env: Mapping[str, str]) -> str:
+def _reason(exc: Exception, secrets: Secrets) -> str:
     """The client's exception as a short reason: what happened and, for auth, what to check."""
-    text = scrub(str(exc), env)
+    text = secrets.scrub(str(exc))
     code = getattr(exc, "error_code", "")
     status = re.search(r"error code (\d{3})", text)
     if code in ("UNAUTHENTICATED", "PERMISSION_DENIED") or (status and status.group(1) in ("401", "403")):
@@ -244,16 +245,6 @@ def _reason(exc: Exception, env: Mapping[str, str]) -> str:
         return "no answer (retries exhausted or timed out)"
     line = " ".join(text.split())
     return line[:300] + ("…" if len(line) > 300 else "")
-
-
-def shown_uri(uri: str) -> str:
-    """The URI without a user:password part, for messages."""
-    parts = urllib.parse.urlsplit(uri)
-    if parts.username is None and parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def tracking_uri(source: MlflowSource, env: Mapping[str, str]) -> str:
@@ -284,7 +275,7 @@ def open_tracking(source: MlflowSource, env: Mapping[str, str]) -> Iterator[Trac
                 os.environ[key] = wanted[key]
             else:
                 os.environ.pop(key, None)
-        yield Tracking(uri, env)
+        yield Tracking(uri, Secrets.from_env(env))
     finally:
         for key, value in saved.items():
             if value is None:
@@ -318,7 +309,7 @@ def mlflow_results(
     experiment = tracking.experiment_id(source.experiment)
     if experiment is None:
         raise SourceError(
-            f"MLflow at {shown_uri(tracking.uri)}: no experiment named {source.experiment!r} "
+            f"MLflow at {without_userinfo(tracking.uri)}: no experiment named {source.experiment!r} "
             "(check mlflow.experiment in cml-bot.yaml)"
         )
     head = _head(source, tracking, experiment, head_sha)
@@ -488,7 +479,7 @@ def _histories(tracking: Tracking, runs: Sequence[RunData], names: Sequence[str]
         for run in having:
             series.setdefault(name, {})[columns[run.run_id]] = envelope(fetched[(run.run_id, name)])
     return {
-        history_path(PREFIX, name): history_csv(by_run, name)
+        history_path(MLFLOW_HISTORY, name): history_csv(by_run, name)
         for name, by_run in series.items()
         if any(len(points) > 1 for points in by_run.values())  # one logged value is no history
     }
@@ -503,7 +494,7 @@ def _shard_name(run: RunData, index: int) -> str:
 def run_url(source: MlflowSource, uri: str, run: RunData) -> str | None:
     """The run's page in the tracking server's UI: ``mlflow.run_url``'s template, else the MLflow UI
     of an http(s) server (not GitLab's API endpoint, whose UI pages have other ids)."""
-    base = shown_uri(uri).rstrip("/")
+    base = without_userinfo(uri).rstrip("/")
     template = source.run_url
     if template is None:
         if not base.startswith(("http://", "https://")) or "/api/v4/projects/" in base:

@@ -31,7 +31,15 @@ from cml_bot.config import TensorBoardSource
 from cml_bot.errors import InputError
 from cml_bot.metrics import Value
 from cml_bot.results import RunResults
-from cml_bot.sources import HISTORY_BUCKETS, SourceResults, history_csv, history_path, missing_extra, plotted
+from cml_bot.sources import (
+    HISTORY_BUCKETS,
+    TENSORBOARD_HISTORY,
+    SourceResults,
+    history_csv,
+    history_path,
+    missing_extra,
+    plotted,
+)
 
 if TYPE_CHECKING:
     from cml_bot.git import Git
@@ -40,7 +48,6 @@ __all__ = ["ScalarSeries", "committed_scalars", "read_event_bytes", "read_logdir
 
 log = logging.getLogger(__name__)
 
-PREFIX = "tensorboard:history/"
 EVENT_NAME = re.compile(r"tfevents")
 MAX_SCALAR_RECORD = 1 << 20  # bytes: larger records hold images or histograms, never read
 MAX_SERIES = 10_000  # distinct run/tag series kept per revision
@@ -334,7 +341,7 @@ def scalars_to_results(
     for name in drawn:
         points = series[name].points()
         if len(points) > 1:  # NaNs are not drawn: a series of one drawable point has no plot
-            files[history_path(PREFIX, name)] = history_csv({name: points}, name)
+            files[history_path(TENSORBOARD_HISTORY, name)] = history_csv({name: points}, name)
     return RunResults(sha=sha, metrics=metrics, files=files), notes
 
 
