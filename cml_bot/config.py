@@ -452,40 +452,16 @@ def load_config(root: Path, config_path: Path | None = None, git: Git | None = N
             plots=merged.plots,
             dvc_declared=dvc,
         )
-    if any((root / spec.path).is_dir() for spec in config.plots):
-        config = _replace(config, plots=expand_plot_folders(root, config.plots))
-    return config
+    # This checkout's view of the plots, for drawing them; each revision's results list the folders
+    # of their own tree again (see cml_bot.results.read_results), as ``own`` keeps them folders.
+    from cml_bot.dvcproject.definitions import expand_plot_folders
+    from cml_bot.metrics import WorkspaceTree
+
+    return _replace(config, plots=expand_plot_folders(config.plots, WorkspaceTree(root, config.limits.file_bytes)))
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg")  # plotted with the image template
 PLOT_FILE_SUFFIXES = (".csv", ".tsv", ".json", ".yaml", ".yml", *IMAGE_SUFFIXES)
-
-
-def expand_plot_folders(root: Path, plots: tuple[PlotSpec, ...]) -> tuple[PlotSpec, ...]:
-    """A plot naming a folder (dvclive's ``plots``) stands for each data file in it, with the
-    folder's options; dvclive's scikit-learn plots (ROC, precision-recall, confusion matrix, ...)
-    get the templates and labels dvclive gives them. Files already plotted are not drawn twice."""
-    from cml_bot.dvcproject.definitions import dvclive_sklearn_spec
-
-    explicit = {file for spec in plots if not (root / spec.path).is_dir() for file in spec.files}
-    expanded: list[PlotSpec] = []
-    for spec in plots:
-        folder = root / spec.path
-        if not folder.is_dir():
-            expanded.append(spec)
-            continue
-        for file in sorted(folder.rglob("*")):
-            relative = file.relative_to(root).as_posix()
-            if file.is_file() and file.suffix.lower() in PLOT_FILE_SUFFIXES and relative not in explicit:
-                explicit.add(relative)
-                sklearn = dvclive_sklearn_spec(relative, file) if file.suffix.lower() == ".json" else None
-                if sklearn is not None:
-                    expanded.append(sklearn)
-                    continue
-                template = "image" if file.suffix.lower() in IMAGE_SUFFIXES else spec.template
-                title = f"{spec.title}: {file.stem}" if spec.title else relative
-                expanded.append(replace(spec, path=relative, template=template, title=title, sources=()))
-    return tuple(expanded)
 
 
 def _replace(config: Config, **changes: Any) -> Config:

@@ -392,3 +392,25 @@ def test_a_committed_file_over_the_limit_is_refused_before_it_is_read(repo: GitR
     assert code == 2
     assert err.strip().startswith("cml-bot: error: metrics.json at ")
     assert "more than the limit of" in err and "limits.file_mb" in err
+
+
+# --- plots declared as folders ---------------------------------------------------------------------
+
+
+def test_a_plot_folder_in_cml_bot_yaml_is_read_at_the_base_commit(repo: GitRepo) -> None:
+    # dvclive's plots folder, declared in cml-bot.yaml: the base side comes from the committed files,
+    # listed in the base commit's own tree (not the folder path read as a file: "this change only").
+    repo.write("cml-bot.yaml", "metrics: [metrics.json]\nplots: [dvclive/plots/metrics]\n")
+    repo.write("metrics.json", {"loss": 0.5})
+    repo.write("dvclive/plots/metrics/loss.tsv", "step\tloss\n0\t0.9\n1\t0.5\n")
+    repo.write("dvclive/plots/metrics/notes.txt", "no plot\n")
+    repo.commit("base")
+    repo.git("checkout", "--quiet", "-b", "feature")
+    repo.write("metrics.json", {"loss": 0.4})
+    repo.write("dvclive/plots/metrics/loss.tsv", "step\tloss\n0\t0.8\n1\t0.4\n")
+    repo.commit("better")
+    evaluation = evaluate(Options(root=repo.root, dry_run=True), Effects(env={}))
+    assert [spec.path for spec in evaluation.config.plots] == ["dvclive/plots/metrics/loss.tsv"]
+    assert evaluation.baseline.source.startswith("metrics files as committed")
+    assert evaluation.baseline.results is not None
+    assert evaluation.baseline.results.files == {"dvclive/plots/metrics/loss.tsv": b"step\tloss\n0\t0.9\n1\t0.5\n"}

@@ -18,16 +18,13 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import PurePosixPath
 from typing import Any
 
-from cml_bot.config import PLOT_FILE_SUFFIXES, Declarations, PlotSpec, _Reader
-from cml_bot.dvcproject.definitions import PLOT_PROPS, plot_spec
+from cml_bot.config import Declarations, PlotSpec, _Reader
+from cml_bot.dvcproject.definitions import PLOT_PROPS, Lister, plot_files_under, plot_spec
 
 DVC_FILE = "dvc.yaml"
 DEFAULT_PARAMS = "params.yaml"
-
-Lister = Callable[[str], "list[str] | None"]  # files below a folder (relative to the project), None if not one
 
 
 class NeedsDvc(Exception):
@@ -95,10 +92,8 @@ class _Builder:
 
     def expand_plots(self, path: str) -> list[str]:
         """A plotted folder's data and image files (DVC would fail on the others)."""
-        inside = self.list_files(path)
-        if inside is None:
-            return [path]
-        return [f for f in inside if PurePosixPath(f).suffix.lower() in PLOT_FILE_SUFFIXES]
+        inside = plot_files_under(self.list_files, path)
+        return [path] if inside is None else inside
 
     def add_params(self, file: str, keys: list[str] | None) -> None:
         if file in self.params and self.params[file] is None:
