@@ -57,6 +57,31 @@ class ResultStore(Protocol):
         ...
 
 
+class RememberedStore:
+    """A store whose listing and loads are asked once per run: the baseline search, the trend and
+    ``diff A B`` ask the same questions, and a forge's store may answer each with paginated calls."""
+
+    def __init__(self, store: ResultStore) -> None:
+        self.store = store
+        self._listing: tuple[set[str] | None] | None = None  # (the answer,) once asked
+        self._loaded: dict[str, RunResults | None] = {}
+
+    def recorded(self) -> set[str] | None:
+        if self._listing is None:
+            self._listing = (self.store.recorded(),)
+        return self._listing[0]
+
+    def load(self, sha: str) -> RunResults | None:
+        if sha not in self._loaded:
+            self._loaded[sha] = self.store.load(sha)
+        return self._loaded[sha]
+
+    def save(self, results: RunResults) -> str:
+        self._listing = None  # the listing changed; loads of other commits still hold
+        self._loaded.pop(results.sha or "", None)
+        return self.store.save(results)
+
+
 @dataclass(frozen=True)
 class Baseline:
     results: RunResults | None

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from cml_bot import plotserver, verdicts
 from cml_bot.baseline import (
     Baseline,
+    RememberedStore,
     ResultStore,
     base_branch,
     detect_checkout,
@@ -138,6 +139,7 @@ def judge(
     """Find the baseline (records, history, data changes) for ``head`` with this side's config.
     ``in_workspace``: the checkout is the head (False when judging a saved bundle)."""
     store = effects.store_factory(config, context, effects.env, sleep=effects.sleep)
+    records = RememberedStore(store)  # the baseline search and the trend read the same records
     branch = base_branch(config, git, context.base_ref, context.default_branch, context.platform)
     checkout = (
         detect_checkout(git, context.platform, context.head_sha, context.merged_results) if in_workspace else None
@@ -161,8 +163,8 @@ def judge(
         )
 
     try:
-        baseline = find_baseline(store)
-        history = trend_history(git, store, baseline.sha, config.trend) if baseline.sha and baseline.branch else []
+        baseline = find_baseline(records)
+        history = trend_history(git, records, baseline.sha, config.trend) if baseline.sha and baseline.branch else []
     except ForgeError as exc:
         # The recorded results could not be read: report without them rather than fail the review.
         notes.append(f"Recorded results could not be read ({exc}); compared without them.")
@@ -216,13 +218,14 @@ def _evaluate_revisions(
     """``cml-bot diff A [B]``: exactly revision A against exactly B (or the workspace), as
     ``dvc metrics diff A B`` compares them; no merge-base, no trend, nothing recorded."""
     base_rev, head_rev = compare
-    base, source, base_name, caveat = exact_results(config, git, store, base_rev)
+    records = RememberedStore(store)  # both revisions look in the same listing
+    base, source, base_name, caveat = exact_results(config, git, records, base_rev)
     if head_rev is None:
         head_sha = git.rev("HEAD")
         head = collect_results(config, head_sha)
         head_name = "the workspace"
     else:
-        found, _, head_name, head_caveat = exact_results(config, git, store, head_rev)
+        found, _, head_name, head_caveat = exact_results(config, git, records, head_rev)
         head_sha = git.rev(head_rev)
         head = found or RunResults(sha=head_sha, metrics={})
         caveat = caveat or head_caveat
