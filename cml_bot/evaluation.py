@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -28,14 +28,14 @@ from cml_bot.diff import Diff, diff, numeric
 from cml_bot.errors import ForgeError, InputError
 from cml_bot.findings import closest_files, describe_config, run_findings, threshold_notes, uncommitted_changes
 from cml_bot.git import Git
-from cml_bot.metrics import WorkspaceTree
+from cml_bot.metrics import Samples, WorkspaceTree
 from cml_bot.model import Image
 from cml_bot.plotserver import InProcess, Plotter
 from cml_bot.report import PlotEntry, Report, RunFacts, Shard
 from cml_bot.results import RunResults, read_results
 from cml_bot.runtime import Effects, Options, token_kind
 from cml_bot.secrets import without_tokens
-from cml_bot.stats.history import history_noise
+from cml_bot.stats.history import HistoryNoise, history_noise
 
 if TYPE_CHECKING:
     from cml_bot.data import DataChange
@@ -386,7 +386,9 @@ def build_report(evaluation: Evaluation, draw: bool = True) -> tuple[Report, tup
         delta_entry, delta_image = render_confusion_delta(evaluation, judgement.predictions, base_label)
         if delta_image is not None:
             plot_entries, images = (*plot_entries, delta_entry), (*images, delta_image)
-    trend_entry, trend_image = render_trend_plot(evaluation, result) if draw else (PlotEntry(""), None)
+    trend_entry, trend_image = (
+        render_trend_plot(evaluation, result, judgement.history) if draw else (PlotEntry(""), None)
+    )
     if trend_image is not None:
         plot_entries, images = (*plot_entries, trend_entry), (*images, trend_image)
     shards = tuple(  # each MLflow run of this change against the same baseline
@@ -438,7 +440,13 @@ def headline_metrics(result: Diff, limit: int = 4) -> list[str]:
     return [m.name for m in result.metrics if numeric(m.head) is not None][:limit]
 
 
-def render_trend_plot(evaluation: Evaluation, result: Diff) -> tuple[PlotEntry, Image | None]:
+def render_trend_plot(
+    evaluation: Evaluation, result: Diff, measured: Mapping[str, HistoryNoise] | None = None
+) -> tuple[PlotEntry, Image | None]:
+    """Main's recorded values of the headline metrics, this change at the right. ``measured``: the
+    noise the verdict already measured on the same history (:attr:`verdicts.Judgement.history`),
+    used where its values were the plotted ones (no repeated values), measured here otherwise."""
+    measured = measured or {}
     branch = evaluation.baseline.branch or evaluation.baseline.ref or "the base branch"
     title = f"Trend on {branch}"
     if len(evaluation.history) < 2:
@@ -456,7 +464,8 @@ def render_trend_plot(evaluation: Evaluation, result: Diff) -> tuple[PlotEntry, 
     for name in current:
         if not all(name in values for _, values in history):
             continue
-        noise = history_noise([values[name] for _, values in history])
+        plain = all(not isinstance(results.metrics.get(name), Samples) for results in evaluation.history)
+        noise = measured[name] if plain and name in measured else history_noise([values[name] for _, values in history])
         if noise is None:
             continue
         shifts[name] = noise.change_points
