@@ -145,7 +145,7 @@ def _resolve_group(
         raise ConfigError(f"{reason}, which only DVC resolves: install it with {INSTALL}")
     log.info("%s: resolved through DVC (%s)", ", ".join(documents), reason)
     resolved = api.resolve(repo, rev)
-    return api.as_declarations([(layout.place(repo), resolved)], f"DVC {api.version()}")
+    return api.as_declarations(layout.place(repo), resolved, f"DVC {api.version()}")
 
 
 def _merged(parts: Sequence[Declarations]) -> Declarations:

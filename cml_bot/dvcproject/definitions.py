@@ -33,6 +33,12 @@ def plot_files_under(list_files: Lister, path: str) -> list[str] | None:
     return [f for f in inside if PurePosixPath(f).suffix.lower() in PLOT_FILE_SUFFIXES]
 
 
+def is_path_plot(props: object) -> bool:
+    """Whether a plot definition's id is its data file or folder (DVC's rule): it is, unless ``y``
+    maps files to fields (``{id: {y: {file: field}}}``)."""
+    return not (isinstance(props, Mapping) and isinstance(props.get("y"), Mapping))
+
+
 def expand_plot_folders(plots: Sequence[PlotSpec], tree: Tree) -> tuple[PlotSpec, ...]:
     """A plot naming a folder of ``tree`` (dvclive's ``plots``) stands for each data file in it,
     with the folder's options; dvclive's scikit-learn plots (ROC, precision-recall, confusion
