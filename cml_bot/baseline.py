@@ -22,7 +22,6 @@ the config; else the forge's default branch; else the clone's ``origin/HEAD``; e
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,7 +34,6 @@ from cml_bot.metrics import Tree, read_values
 from cml_bot.results import RunResults, read_results
 
 ANCESTOR_SEARCH_LIMIT = 200
-_HEX = re.compile(r"^[0-9a-fA-F]{7,40}$")
 
 
 PROBE_LIMIT = 30  # commits asked for one by one when the store cannot list (GitLab's job token)
@@ -210,13 +208,13 @@ def resolve_baseline(
     store: ResultStore,
     head_sha: str | None,
     *,
-    branch: str | None = None,
+    branch: str,
     given_sha: str | None = None,
     base_rev: str | None = None,
     explicit_file: Path | None = None,
     checkout: Checkout | None = None,
 ) -> Baseline:
-    branch = branch or config.baseline_branch or "main"
+    """The baseline of ``head_sha`` against base branch ``branch`` (see :func:`base_branch`)."""
     if explicit_file is not None:
         metrics = read_values(explicit_file, str(explicit_file))
         return Baseline(

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from cml_bot.dvcproject import Layout
 
 CONFIG_FILE = "cml-bot.yaml"
-DVC_FILE = "dvc.yaml"
 
 # DVC's built-in templates, plus "bar" (vertical bars, categories on x) and "image".
 PLOT_TEMPLATES = (
@@ -440,11 +439,11 @@ def load_config(root: Path, config_path: Path | None = None, git: Git | None = N
             "dvc.yaml is (a DVC project, or dvclive output with dvcyaml)"
         )
     own = config.declared
-    config = _replace(config, own=own, dvc=bool(layout.files or layout.repos), layout=layout)
+    config = replace(config, own=own, dvc=bool(layout.files or layout.repos), layout=layout)
     if layout.files or layout.repos:
         dvc = dvcproject.declarations(layout)
         merged = merge_declarations(own, dvc)
-        config = _replace(
+        config = replace(
             config,
             metrics=merged.metrics,
             params=merged.params,
@@ -457,15 +456,11 @@ def load_config(root: Path, config_path: Path | None = None, git: Git | None = N
     from cml_bot.dvcproject.definitions import expand_plot_folders
     from cml_bot.metrics import WorkspaceTree
 
-    return _replace(config, plots=expand_plot_folders(config.plots, WorkspaceTree(root, config.limits.file_bytes)))
+    return replace(config, plots=expand_plot_folders(config.plots, WorkspaceTree(root, config.limits.file_bytes)))
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg")  # plotted with the image template
 PLOT_FILE_SUFFIXES = (".csv", ".tsv", ".json", ".yaml", ".yml", *IMAGE_SUFFIXES)
-
-
-def _replace(config: Config, **changes: Any) -> Config:
-    return replace(config, **changes)
 
 
 def _load_yaml(path: Path, shown: str) -> object:
@@ -675,12 +670,6 @@ def _globs(r: _Reader, value: object, where: str) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
     return tuple(r.text(item, f"{where}[{i}]") for i, item in enumerate(r.sequence(value, where)))
-
-
-def _flag(r: _Reader, value: object, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise r.fail(where, "true or false", value)
-    return value
 
 
 def _history(r: _Reader, value: object, where: str) -> bool | tuple[str, ...]:

@@ -23,7 +23,6 @@ from typing import Any
 from cml_bot.config import Declarations, PlotSpec, _Reader
 from cml_bot.dvcproject.definitions import PLOT_PROPS, Lister, is_path_plot, plot_files_under, plot_spec
 
-DVC_FILE = "dvc.yaml"
 DEFAULT_PARAMS = "params.yaml"
 
 
