@@ -22,7 +22,6 @@ the config; else the forge's default branch; else the clone's ``origin/HEAD``; e
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,7 +34,6 @@ from cml_bot.metrics import Tree, read_values
 from cml_bot.results import RunResults, read_results
 
 ANCESTOR_SEARCH_LIMIT = 200
-_HEX = re.compile(r"^[0-9a-fA-F]{7,40}$")
 
 
 PROBE_LIMIT = 30  # commits asked for one by one when the store cannot list (GitLab's job token)
@@ -55,6 +53,31 @@ class ResultStore(Protocol):
         """Store one commit's results; concurrent saves of other commits are never lost.
         Returns where they went, for the user."""
         ...
+
+
+class RememberedStore:
+    """A store whose listing and loads are asked once per run: the baseline search, the trend and
+    ``diff A B`` ask the same questions, and a forge's store may answer each with paginated calls."""
+
+    def __init__(self, store: ResultStore) -> None:
+        self.store = store
+        self._listing: tuple[set[str] | None] | None = None  # (the answer,) once asked
+        self._loaded: dict[str, RunResults | None] = {}
+
+    def recorded(self) -> set[str] | None:
+        if self._listing is None:
+            self._listing = (self.store.recorded(),)
+        return self._listing[0]
+
+    def load(self, sha: str) -> RunResults | None:
+        if sha not in self._loaded:
+            self._loaded[sha] = self.store.load(sha)
+        return self._loaded[sha]
+
+    def save(self, results: RunResults) -> str:
+        self._listing = None  # the listing changed; loads of other commits still hold
+        self._loaded.pop(results.sha or "", None)
+        return self.store.save(results)
 
 
 @dataclass(frozen=True)
@@ -185,13 +208,13 @@ def resolve_baseline(
     store: ResultStore,
     head_sha: str | None,
     *,
-    branch: str | None = None,
+    branch: str,
     given_sha: str | None = None,
     base_rev: str | None = None,
     explicit_file: Path | None = None,
     checkout: Checkout | None = None,
 ) -> Baseline:
-    branch = branch or config.baseline_branch or "main"
+    """The baseline of ``head_sha`` against base branch ``branch`` (see :func:`base_branch`)."""
     if explicit_file is not None:
         metrics = read_values(explicit_file, str(explicit_file))
         return Baseline(

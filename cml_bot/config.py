@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from cml_bot.dvcproject import Layout
 
 CONFIG_FILE = "cml-bot.yaml"
-DVC_FILE = "dvc.yaml"
 
 # DVC's built-in templates, plus "bar" (vertical bars, categories on x) and "image".
 PLOT_TEMPLATES = (
@@ -440,11 +439,11 @@ def load_config(root: Path, config_path: Path | None = None, git: Git | None = N
             "dvc.yaml is (a DVC project, or dvclive output with dvcyaml)"
         )
     own = config.declared
-    config = _replace(config, own=own, dvc=bool(layout.files or layout.repos), layout=layout)
+    config = replace(config, own=own, dvc=bool(layout.files or layout.repos), layout=layout)
     if layout.files or layout.repos:
         dvc = dvcproject.declarations(layout)
         merged = merge_declarations(own, dvc)
-        config = _replace(
+        config = replace(
             config,
             metrics=merged.metrics,
             params=merged.params,
@@ -452,44 +451,16 @@ def load_config(root: Path, config_path: Path | None = None, git: Git | None = N
             plots=merged.plots,
             dvc_declared=dvc,
         )
-    if any((root / spec.path).is_dir() for spec in config.plots):
-        config = _replace(config, plots=expand_plot_folders(root, config.plots))
-    return config
+    # This checkout's view of the plots, for drawing them; each revision's results list the folders
+    # of their own tree again (see cml_bot.results.read_results), as ``own`` keeps them folders.
+    from cml_bot.dvcproject.definitions import expand_plot_folders
+    from cml_bot.metrics import WorkspaceTree
+
+    return replace(config, plots=expand_plot_folders(config.plots, WorkspaceTree(root, config.limits.file_bytes)))
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg")  # plotted with the image template
 PLOT_FILE_SUFFIXES = (".csv", ".tsv", ".json", ".yaml", ".yml", *IMAGE_SUFFIXES)
-
-
-def expand_plot_folders(root: Path, plots: tuple[PlotSpec, ...]) -> tuple[PlotSpec, ...]:
-    """A plot naming a folder (dvclive's ``plots``) stands for each data file in it, with the
-    folder's options; dvclive's scikit-learn plots (ROC, precision-recall, confusion matrix, ...)
-    get the templates and labels dvclive gives them. Files already plotted are not drawn twice."""
-    from cml_bot.dvcproject.definitions import dvclive_sklearn_spec
-
-    explicit = {file for spec in plots if not (root / spec.path).is_dir() for file in spec.files}
-    expanded: list[PlotSpec] = []
-    for spec in plots:
-        folder = root / spec.path
-        if not folder.is_dir():
-            expanded.append(spec)
-            continue
-        for file in sorted(folder.rglob("*")):
-            relative = file.relative_to(root).as_posix()
-            if file.is_file() and file.suffix.lower() in PLOT_FILE_SUFFIXES and relative not in explicit:
-                explicit.add(relative)
-                sklearn = dvclive_sklearn_spec(relative, file) if file.suffix.lower() == ".json" else None
-                if sklearn is not None:
-                    expanded.append(sklearn)
-                    continue
-                template = "image" if file.suffix.lower() in IMAGE_SUFFIXES else spec.template
-                title = f"{spec.title}: {file.stem}" if spec.title else relative
-                expanded.append(replace(spec, path=relative, template=template, title=title, sources=()))
-    return tuple(expanded)
-
-
-def _replace(config: Config, **changes: Any) -> Config:
-    return replace(config, **changes)
 
 
 def _load_yaml(path: Path, shown: str) -> object:
@@ -699,12 +670,6 @@ def _globs(r: _Reader, value: object, where: str) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
     return tuple(r.text(item, f"{where}[{i}]") for i, item in enumerate(r.sequence(value, where)))
-
-
-def _flag(r: _Reader, value: object, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise r.fail(where, "true or false", value)
-    return value
 
 
 def _history(r: _Reader, value: object, where: str) -> bool | tuple[str, ...]:

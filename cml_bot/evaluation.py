@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from cml_bot import plotserver, verdicts
 from cml_bot.baseline import (
     Baseline,
+    RememberedStore,
     ResultStore,
     base_branch,
     detect_checkout,
@@ -28,14 +29,14 @@ from cml_bot.errors import ForgeError, InputError
 from cml_bot.findings import closest_files, describe_config, run_findings, threshold_notes, uncommitted_changes
 from cml_bot.forges import token_kind
 from cml_bot.git import Git
-from cml_bot.metrics import WorkspaceTree
+from cml_bot.metrics import Samples, WorkspaceTree
 from cml_bot.model import Image
 from cml_bot.plotserver import InProcess, Plotter
 from cml_bot.report import PlotEntry, Report, RunFacts, Shard
 from cml_bot.results import RunResults, read_results
 from cml_bot.runtime import Effects, Options
 from cml_bot.secrets import without_tokens
-from cml_bot.stats.history import history_noise
+from cml_bot.stats.history import HistoryNoise, history_noise
 
 if TYPE_CHECKING:
     from cml_bot.data import DataChange
@@ -139,6 +140,7 @@ def judge(
     """Find the baseline (records, history, data changes) for ``head`` with this side's config.
     ``in_workspace``: the checkout is the head (False when judging a saved bundle)."""
     store = effects.store_factory(config, context, effects.env, sleep=effects.sleep)
+    records = RememberedStore(store)  # the baseline search and the trend read the same records
     branch = base_branch(config, git, context.base_ref, context.default_branch, context.platform)
     checkout = (
         detect_checkout(git, context.platform, context.head_sha, context.merged_results) if in_workspace else None
@@ -162,8 +164,8 @@ def judge(
         )
 
     try:
-        baseline = find_baseline(store)
-        history = trend_history(git, store, baseline.sha, config.trend) if baseline.sha and baseline.branch else []
+        baseline = find_baseline(records)
+        history = trend_history(git, records, baseline.sha, config.trend) if baseline.sha and baseline.branch else []
     except ForgeError as exc:
         # The recorded results could not be read: report without them rather than fail the review.
         notes.append(f"Recorded results could not be read ({exc}); compared without them.")
@@ -217,13 +219,14 @@ def _evaluate_revisions(
     """``cml-bot diff A [B]``: exactly revision A against exactly B (or the workspace), as
     ``dvc metrics diff A B`` compares them; no merge-base, no trend, nothing recorded."""
     base_rev, head_rev = compare
-    base, source, base_name, caveat = exact_results(config, git, store, base_rev)
+    records = RememberedStore(store)  # both revisions look in the same listing
+    base, source, base_name, caveat = exact_results(config, git, records, base_rev)
     if head_rev is None:
         head_sha = git.rev("HEAD")
         head = collect_results(config, head_sha)
         head_name = "the workspace"
     else:
-        found, _, head_name, head_caveat = exact_results(config, git, store, head_rev)
+        found, _, head_name, head_caveat = exact_results(config, git, records, head_rev)
         head_sha = git.rev(head_rev)
         head = found or RunResults(sha=head_sha, metrics={})
         caveat = caveat or head_caveat
@@ -384,7 +387,9 @@ def build_report(evaluation: Evaluation, draw: bool = True) -> tuple[Report, tup
         delta_entry, delta_image = render_confusion_delta(evaluation, judgement.predictions, base_label)
         if delta_image is not None:
             plot_entries, images = (*plot_entries, delta_entry), (*images, delta_image)
-    trend_entry, trend_image = render_trend_plot(evaluation, result) if draw else (PlotEntry(""), None)
+    trend_entry, trend_image = (
+        render_trend_plot(evaluation, result, judgement.history) if draw else (PlotEntry(""), None)
+    )
     if trend_image is not None:
         plot_entries, images = (*plot_entries, trend_entry), (*images, trend_image)
     shards = tuple(  # each MLflow run of this change against the same baseline
@@ -436,7 +441,13 @@ def headline_metrics(result: Diff, limit: int = 4) -> list[str]:
     return [m.name for m in result.metrics if numeric(m.head) is not None][:limit]
 
 
-def render_trend_plot(evaluation: Evaluation, result: Diff) -> tuple[PlotEntry, Image | None]:
+def render_trend_plot(
+    evaluation: Evaluation, result: Diff, measured: Mapping[str, HistoryNoise] | None = None
+) -> tuple[PlotEntry, Image | None]:
+    """Main's recorded values of the headline metrics, this change at the right. ``measured``: the
+    noise the verdict already measured on the same history (:attr:`verdicts.Judgement.history`),
+    used where its values were the plotted ones (no repeated values), measured here otherwise."""
+    measured = measured or {}
     branch = evaluation.baseline.branch or evaluation.baseline.ref or "the base branch"
     title = f"Trend on {branch}"
     if len(evaluation.history) < 2:
@@ -454,7 +465,8 @@ def render_trend_plot(evaluation: Evaluation, result: Diff) -> tuple[PlotEntry, 
     for name in current:
         if not all(name in values for _, values in history):
             continue
-        noise = history_noise([values[name] for _, values in history])
+        plain = all(not isinstance(results.metrics.get(name), Samples) for results in evaluation.history)
+        noise = measured[name] if plain and name in measured else history_noise([values[name] for _, values in history])
         if noise is None:
             continue
         shifts[name] = noise.change_points

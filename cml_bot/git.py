@@ -202,7 +202,6 @@ class GitTree:
         self.revision = revision
         self.label = label or revision[:7]
         self.max_bytes = max_bytes  # limits.file_mb, as for the workspace: any commit may be hostile
-        self._files: list[str] | None = None
 
     def read_many(self, paths: Sequence[str]) -> dict[str, bytes | None]:
         """The files as committed; one over ``max_bytes`` is an error, found before it is read."""

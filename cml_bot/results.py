@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cml_bot.config import Declarations
+from cml_bot.config import Declarations, PlotSpec
+from cml_bot.dvcproject.definitions import plot_files_under
 from cml_bot.errors import InputError
 from cml_bot.files import read_limited
 from cml_bot.metrics import MAX_NAMES, Samples, Tree, Value, collect
@@ -43,7 +44,9 @@ def read_results(declared: Declarations, tree: Tree, sha: str | None, max_names:
     metrics = collect(tree, declared.metrics, max_names=max_names)
     left = max_names - len(metrics.values)
     params = collect(tree, declared.params, params=True, keys=declared.keys_of, max_names=left)
-    plot_files = list(dict.fromkeys([*(file for spec in declared.plots for file in spec.files), *declared.carried]))
+    plot_files = list(
+        dict.fromkeys([*(file for spec in declared.plots for file in _plot_files(spec, tree)), *declared.carried])
+    )
     files = {path: data for path, data in tree.read_many(plot_files).items() if data is not None}
     return RunResults(
         sha=sha,
@@ -53,6 +56,12 @@ def read_results(declared: Declarations, tree: Tree, sha: str | None, max_names:
         origins=metrics.origins,
         problems={**metrics.problems, **params.problems},
     )
+
+
+def _plot_files(spec: PlotSpec, tree: Tree) -> list[str] | tuple[str, ...]:
+    """The files a plot reads in this revision: a plotted folder's data and image files as listed
+    in ``tree`` (cml-bot.yaml's plots name folders as written; each revision has its own files)."""
+    return plot_files_under(tree.files_under, spec.path) or spec.files
 
 
 def _encode_value(value: Value) -> Any:

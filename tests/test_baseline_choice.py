@@ -15,7 +15,7 @@ from cml_bot.app import RECORDS_DIR, Effects, Options, evaluate, record, run
 from cml_bot.cli import Console, main
 from cml_bot.errors import InputError
 from cml_bot.model import Verdict
-from cml_bot.results import LocalStore
+from cml_bot.results import LocalStore, RunResults
 
 CONFIG = "metrics: [metrics.json]\nthresholds:\n  accuracy: {max_drop: 0.01}\n"
 
@@ -392,3 +392,66 @@ def test_a_committed_file_over_the_limit_is_refused_before_it_is_read(repo: GitR
     assert code == 2
     assert err.strip().startswith("cml-bot: error: metrics.json at ")
     assert "more than the limit of" in err and "limits.file_mb" in err
+
+
+# --- plots declared as folders ---------------------------------------------------------------------
+
+
+def test_a_plot_folder_in_cml_bot_yaml_is_read_at_the_base_commit(repo: GitRepo) -> None:
+    # dvclive's plots folder, declared in cml-bot.yaml: the base side comes from the committed files,
+    # listed in the base commit's own tree (not the folder path read as a file: "this change only").
+    repo.write("cml-bot.yaml", "metrics: [metrics.json]\nplots: [dvclive/plots/metrics]\n")
+    repo.write("metrics.json", {"loss": 0.5})
+    repo.write("dvclive/plots/metrics/loss.tsv", "step\tloss\n0\t0.9\n1\t0.5\n")
+    repo.write("dvclive/plots/metrics/notes.txt", "no plot\n")
+    repo.commit("base")
+    repo.git("checkout", "--quiet", "-b", "feature")
+    repo.write("metrics.json", {"loss": 0.4})
+    repo.write("dvclive/plots/metrics/loss.tsv", "step\tloss\n0\t0.8\n1\t0.4\n")
+    repo.commit("better")
+    evaluation = evaluate(Options(root=repo.root, dry_run=True), Effects(env={}))
+    assert [spec.path for spec in evaluation.config.plots] == ["dvclive/plots/metrics/loss.tsv"]
+    assert evaluation.baseline.source.startswith("metrics files as committed")
+    assert evaluation.baseline.results is not None
+    assert evaluation.baseline.results.files == {"dvclive/plots/metrics/loss.tsv": b"step\tloss\n0\t0.9\n1\t0.5\n"}
+
+
+class _CountingStore(LocalStore):
+    """A real local store that counts its listings and loads (a forge's store pays for each)."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        self.listings = 0
+        self.loads: list[str] = []
+
+    def recorded(self) -> set[str]:
+        self.listings += 1
+        return super().recorded()
+
+    def load(self, sha: str) -> RunResults | None:
+        self.loads.append(sha)
+        return super().load(sha)
+
+
+def test_the_baseline_and_the_trend_read_the_records_once(repo: GitRepo) -> None:
+    shas = [_project(repo, accuracy, f"main {i}") for i, accuracy in enumerate((0.80, 0.81, 0.82))]
+    store = _CountingStore(repo.root / RECORDS_DIR)
+    for sha in shas:
+        store.save(RunResults(sha=sha, metrics={"accuracy": 0.8}))
+    repo.git("checkout", "--quiet", "-b", "feature")
+    _project(repo, 0.9, "feature")
+    stores: list[_CountingStore] = []
+
+    def factory(*args: object, **kwargs: object) -> _CountingStore:
+        stores.append(_CountingStore(repo.root / RECORDS_DIR))
+        return stores[-1]
+
+    evaluation = evaluate(Options(root=repo.root, dry_run=True), Effects(env={}, store_factory=factory))
+    assert evaluation.baseline.sha == shas[-1] and len(evaluation.history) == 3
+    (used,) = stores
+    assert used.listings == 1  # the baseline search and the trend share one listing
+    assert sorted(used.loads) == sorted(shas)  # each recorded commit loaded once
+
+    stores.clear()
+    evaluate(Options(root=repo.root, dry_run=True, compare=(shas[0], shas[1])), Effects(env={}, store_factory=factory))
+    assert [s.listings for s in stores] == [1]  # `diff A B`: one listing for both revisions

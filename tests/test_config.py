@@ -10,6 +10,7 @@ import pytest
 
 from cml_bot.config import (
     CONFIG_FILE,
+    CONFIG_MAX_BYTES,
     Config,
     DataConfig,
     DataFile,
@@ -466,3 +467,10 @@ def test_a_plot_folder_stands_for_its_files(tmp_path: Path) -> None:
 def test_the_plot_process_starts_only_when_a_report_can_hold_images(tmp_path: Path, text: str, draws: bool) -> None:
     (tmp_path / "cml-bot.yaml").write_text("metrics: [m.json]\n" + text, encoding="utf-8")
     assert load_config(tmp_path).may_draw is draws
+
+
+def test_a_workspace_dvc_yaml_is_read_with_the_config_limit(tmp_path: Path) -> None:
+    # As at a commit: a dvc.yaml over CONFIG_MAX_BYTES is refused before it is parsed.
+    (tmp_path / "dvc.yaml").write_bytes(b"metrics: [m.json]\n" + b"#" * CONFIG_MAX_BYTES + b"\n")
+    with pytest.raises(CmlBotError, match=r"^dvc\.yaml\b.*limit"):
+        load_config(tmp_path)

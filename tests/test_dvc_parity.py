@@ -775,7 +775,7 @@ def test_plain_reading_agrees_with_dvcs_own_resolver(project: Project, monkeypat
     assert plain is not None and plain.resolver.startswith("cml-bot")
     from cml_bot.dvcproject import api
 
-    through_dvc = api.as_declarations([(lambda p: p, api.resolve(project.root))], "DVC")
+    through_dvc = api.as_declarations(lambda p: p, api.resolve(project.root), "DVC")
     assert plain.metrics == through_dvc.metrics
     assert dict(zip(plain.params, (plain.keys_of(p) for p in plain.params), strict=True)) == dict(
         zip(through_dvc.params, (through_dvc.keys_of(p) for p in through_dvc.params), strict=True)

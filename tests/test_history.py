@@ -6,8 +6,10 @@ import io
 import json
 from pathlib import Path
 
+import pytest
 from conftest import GitRepo
 
+from cml_bot import evaluation
 from cml_bot.app import RECORDS_DIR
 from cml_bot.cli import Console, main
 
@@ -97,3 +99,26 @@ def test_merge_rejects_non_shard_folder(repo: GitRepo, tmp_path: Path) -> None:
     code, _, err = _cli(["merge", str(tmp_path), "--dry-run"], repo.root)
     assert code == 2
     assert "not a cml-bot bundle or shard folder" in err
+
+
+def test_the_trend_shades_the_noise_the_verdict_measured_without_measuring_it_again(
+    repo: GitRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _main_history(repo, [0.80, 0.81, 0.79, 0.80, 0.82, 0.81])
+    repo.git("checkout", "--quiet", "-b", "feature")
+    repo.write("metrics.json", {"accuracy": 0.86, "loss": 0.14})
+    repo.commit("feature")
+    measured: list[list[float]] = []
+    real = evaluation.history_noise
+
+    def counting(values: list[float]) -> object:
+        measured.append(list(values))
+        return real(values)
+
+    monkeypatch.setattr(evaluation, "history_noise", counting)
+    code, _, err = _cli(["report", "--dry-run"], repo.root)
+    assert code == 0, err
+    report = (repo.root / "cml-bot-report" / "report.md").read_text()
+    assert "shaded: the usual variation of one run" in report
+    # The headline metric (accuracy, gated) was measured by the verdict: the trend reuses it.
+    assert [0.80, 0.81, 0.79, 0.80, 0.82, 0.81] not in measured

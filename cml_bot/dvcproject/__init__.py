@@ -107,27 +107,43 @@ def _walk(root: Path) -> list[str]:
 
 def declarations(layout: Layout, git: Git | None = None, rev: str | None = None) -> Declarations:
     """What the dvc.yaml files declare in the workspace (``rev`` None) or at commit ``rev``."""
+    # dvc.yaml files are read with cml-bot.yaml's limit, in the workspace as at a commit.
+    exists: Callable[[str], bool]
     if rev is None:
-        tree: Tree = WorkspaceTree(layout.root)
+        tree: Tree = WorkspaceTree(layout.root, CONFIG_MAX_BYTES)
         files = list(layout.files)
+        exists = lambda path: _is_file(layout.root / path)  # noqa: E731
     else:
         assert git is not None
         tree = GitTree(git, rev, max_bytes=CONFIG_MAX_BYTES)
-        files = [f for f in git.files(rev) if PurePosixPath(f).name == DVC_FILE]
+        listing = git.files(rev)  # the commit's listing, read once per run (see Git.files)
+        files = [f for f in listing if PurePosixPath(f).name == DVC_FILE]
+        exists = set(listing).__contains__
     contents = tree.read_many(files)
     documents = {file: _parse(data, file) for file, data in contents.items() if data is not None}
     groups: dict[Path | None, dict[str, object]] = {}
     for file, raw in documents.items():
         groups.setdefault(layout.repo_of(file), {})[file] = raw
-    parts = [_resolve_group(layout, repo, group, tree, rev) for repo, group in groups.items()]
+    parts = [_resolve_group(layout, repo, group, tree, exists, rev) for repo, group in groups.items()]
     if not parts and layout.enclosing is not None:
         # A DVC repository without dvc.yaml still has its params.yaml (DVC always reads it).
-        parts.append(_resolve_group(layout, layout.enclosing, {}, tree, rev))
+        parts.append(_resolve_group(layout, layout.enclosing, {}, tree, exists, rev))
     return _merged(parts)
 
 
+def _is_file(path: Path) -> bool:
+    """Whether there is something to read at ``path``, as WorkspaceTree decides (not a folder;
+    a FIFO or a device is read, and refused, later)."""
+    return path.exists() and not path.is_dir()
+
+
 def _resolve_group(
-    layout: Layout, repo: Path | None, documents: Mapping[str, object], tree: Tree, rev: str | None
+    layout: Layout,
+    repo: Path | None,
+    documents: Mapping[str, object],
+    tree: Tree,
+    exists: Callable[[str], bool],
+    rev: str | None,
 ) -> Declarations:
     reasons = [reason for file, raw in documents.items() if (reason := plain.needs_dvc(raw, file)) is not None]
     if not reasons:
@@ -135,7 +151,7 @@ def _resolve_group(
         if repo is not None and repo.is_relative_to(layout.root):
             place = repo.relative_to(layout.root).as_posix()
             roots = ("" if place == "." else place,)
-        return plain.resolve(documents, roots, tree.files_under, lambda path: tree.read_many([path])[path] is not None)
+        return plain.resolve(documents, roots, tree.files_under, exists)
     reason = reasons[0]
     if repo is None:
         raise ConfigError(f"{reason}, which only DVC resolves, and only inside a DVC repository (run `dvc init`)")
@@ -145,7 +161,7 @@ def _resolve_group(
         raise ConfigError(f"{reason}, which only DVC resolves: install it with {INSTALL}")
     log.info("%s: resolved through DVC (%s)", ", ".join(documents), reason)
     resolved = api.resolve(repo, rev)
-    return api.as_declarations([(layout.place(repo), resolved)], f"DVC {api.version()}")
+    return api.as_declarations(layout.place(repo), resolved, f"DVC {api.version()}")
 
 
 def _merged(parts: Sequence[Declarations]) -> Declarations:

@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from cml_bot.config import PLOT_FILE_SUFFIXES, Declarations, PlotSpec, _Reader
-from cml_bot.dvcproject.definitions import plot_spec
+from cml_bot.dvcproject.definitions import is_path_plot, plot_spec
 from cml_bot.errors import ConfigError
 from cml_bot.files import FILE_LIMIT_SETTING, MAX_FILE_BYTES, describe_size
 
@@ -120,7 +120,7 @@ def _resolve(repo: Any) -> Resolved:
             raise ConfigError(f"{shown}: DVC cannot read its plots: {_one_line(content['error'])}")
         r = _Reader(shown)
         for plot_id, props in (content.get("data") or {}).items():
-            if _is_path_id(props) and PurePosixPath(plot_id).suffix.lower() not in PLOT_FILE_SUFFIXES:
+            if is_path_plot(props) and PurePosixPath(plot_id).suffix.lower() not in PLOT_FILE_SUFFIXES:
                 continue  # a file in a plotted folder that is no plot data (DVC fails on it)
             spec, note = plot_spec(r, posixpath.normpath(plot_id), props, f"plots.{plot_id}")
             plots.append(spec)
@@ -137,10 +137,6 @@ def _resolve(repo: Any) -> Resolved:
     )
     files = tuple(sorted({repo.fs.relpath(stage.dvcfile.path, repo.root_dir) for stage in repo.index.stages}))
     return Resolved(metrics, params, tuple(dict.fromkeys(plots)), cached, files, tuple(dict.fromkeys(notes)))
-
-
-def _is_path_id(props: object) -> bool:
-    return not (isinstance(props, Mapping) and isinstance(props.get("y"), Mapping))
 
 
 def _tracked_vars(repo: Any) -> dict[str, list[str]]:
@@ -198,35 +194,24 @@ def _one_line(exc: object) -> str:
     return " ".join(str(exc).split())
 
 
-def as_declarations(resolved: Sequence[tuple[Callable[[str], str | None], Resolved]], resolver: str) -> Declarations:
-    """Several repositories' declarations with their paths moved into the project: ``(where,
-    resolved)`` pairs, ``where(path)`` giving a repository path relative to the project, or None
-    when it is outside it (a DVC root above the project)."""
-    metrics: dict[str, None] = {}
+def as_declarations(where: Callable[[str], str | None], resolved: Resolved, resolver: str) -> Declarations:
+    """A repository's declarations with their paths moved into the project: ``where(path)`` gives
+    a repository path relative to the project, or None when it is outside it (a DVC root above the
+    project)."""
     params: dict[str, list[str] | None] = {}
-    plots: list[PlotSpec] = []
-    cached: dict[str, None] = {}
-    files: dict[str, None] = {}
-    notes: list[str] = []
-    for where, one in resolved:
-        metrics.update(dict.fromkeys(p for p in map(where, one.metrics) if p is not None))
-        for file, keys in one.params.items():
-            moved = where(file)
-            if moved is not None:
-                params.setdefault(moved, keys)
-        plots.extend(spec for spec in (_moved(spec, where) for spec in one.plots) if spec is not None)
-        cached.update(dict.fromkeys(p for p in map(where, one.cached) if p is not None))
-        files.update(dict.fromkeys(p for p in map(where, one.files) if p is not None))
-        notes.extend(one.notes)
+    for file, keys in resolved.params.items():
+        moved = where(file)
+        if moved is not None:
+            params.setdefault(moved, keys)
     return Declarations(
-        metrics=tuple(metrics),
+        metrics=tuple(dict.fromkeys(p for p in map(where, resolved.metrics) if p is not None)),
         params=tuple(params),
         param_keys=tuple((file, tuple(keys)) for file, keys in params.items() if keys),
-        plots=tuple(plots),
-        cached=tuple(cached),
-        files=tuple(files),
+        plots=tuple(spec for spec in (_moved(spec, where) for spec in resolved.plots) if spec is not None),
+        cached=tuple(dict.fromkeys(p for p in map(where, resolved.cached) if p is not None)),
+        files=tuple(dict.fromkeys(p for p in map(where, resolved.files) if p is not None)),
         resolver=resolver,
-        notes=tuple(dict.fromkeys(notes)),
+        notes=tuple(dict.fromkeys(resolved.notes)),
     )
 
 

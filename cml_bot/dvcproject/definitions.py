@@ -9,13 +9,68 @@ such pair joins its rows with every y file by position, several pair one-to-one 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from pathlib import Path, PurePosixPath
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any
 
-from cml_bot.config import IMAGE_SUFFIXES, PLOT_TEMPLATES, PlotSource, PlotSpec, _Reader
+from cml_bot.config import IMAGE_SUFFIXES, PLOT_FILE_SUFFIXES, PLOT_TEMPLATES, PlotSource, PlotSpec, _Reader
+
+if TYPE_CHECKING:
+    from cml_bot.metrics import Tree
 
 PLOT_PROPS = ("template", "x", "y", "x_label", "y_label", "title", "header")
+
+Lister = Callable[[str], "list[str] | None"]  # files below a folder (relative to the project), None if not one
+
+
+def plot_files_under(list_files: Lister, path: str) -> list[str] | None:
+    """The data and image files below folder ``path`` (DVC would fail on the others), in the
+    lister's order; None when ``path`` is not a folder there."""
+    inside = list_files(path)
+    if inside is None:
+        return None
+    return [f for f in inside if PurePosixPath(f).suffix.lower() in PLOT_FILE_SUFFIXES]
+
+
+def is_path_plot(props: object) -> bool:
+    """Whether a plot definition's id is its data file or folder (DVC's rule): it is, unless ``y``
+    maps files to fields (``{id: {y: {file: field}}}``)."""
+    return not (isinstance(props, Mapping) and isinstance(props.get("y"), Mapping))
+
+
+def expand_plot_folders(plots: Sequence[PlotSpec], tree: Tree) -> tuple[PlotSpec, ...]:
+    """A plot naming a folder of ``tree`` (dvclive's ``plots``) stands for each data file in it,
+    with the folder's options; dvclive's scikit-learn plots (ROC, precision-recall, confusion
+    matrix, ...) get the templates and labels dvclive gives them. Files already plotted are not
+    drawn twice. Folders are listed, and JSON files sniffed, through ``tree``: the revision read."""
+    folders = {
+        spec.path: files for spec in plots if (files := plot_files_under(tree.files_under, spec.path)) is not None
+    }
+    if not folders:
+        return tuple(plots)
+    explicit = {file for spec in plots if spec.path not in folders for file in spec.files}
+    sniffed = [f for files in folders.values() for f in files if f.lower().endswith(".json") and f not in explicit]
+    contents = tree.read_many(list(dict.fromkeys(sniffed))) if sniffed else {}
+    expanded: list[PlotSpec] = []
+    for spec in plots:
+        if spec.path not in folders:
+            expanded.append(spec)
+            continue
+        for file in folders[spec.path]:
+            if file in explicit:
+                continue
+            explicit.add(file)
+            data = contents.get(file)
+            sklearn = dvclive_sklearn_spec(file, data) if data is not None else None
+            if sklearn is not None:
+                expanded.append(sklearn)
+                continue
+            name = PurePosixPath(file)
+            template = "image" if name.suffix.lower() in IMAGE_SUFFIXES else spec.template
+            title = f"{spec.title}: {name.stem}" if spec.title else file
+            expanded.append(replace(spec, path=file, template=template, title=title, sources=()))
+    return tuple(expanded)
 
 
 def plot_spec(r: _Reader, plot_id: str, props: Mapping[str, Any] | None, where: str) -> tuple[PlotSpec, str | None]:
@@ -187,14 +242,14 @@ _DVCLIVE_SKLEARN: tuple[tuple[frozenset[str], str, str, str, str, str, str], ...
 _SNIFF_BYTES = 5_000_000  # a scikit-learn plot file larger than this is drawn as a plain line plot
 
 
-def dvclive_sklearn_spec(plot_id: str, file: Path) -> PlotSpec | None:
-    """The plot dvclive's ``log_sklearn_plot`` describes for the JSON ``file``, recognised by the
+def dvclive_sklearn_spec(plot_id: str, data: bytes) -> PlotSpec | None:
+    """The plot dvclive's ``log_sklearn_plot`` describes for the JSON ``data``, recognised by the
     fields of its records (``{"roc": [{"fpr", "tpr", "threshold"}]}``), or None."""
+    if len(data) > _SNIFF_BYTES:
+        return None
     try:
-        if file.stat().st_size > _SNIFF_BYTES:
-            return None
-        document = json.loads(file.read_bytes())
-    except (OSError, ValueError, RecursionError):
+        document = json.loads(data)
+    except (ValueError, RecursionError):
         return None
     records = document
     if isinstance(document, Mapping) and len(document) == 1:

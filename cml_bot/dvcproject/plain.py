@@ -18,16 +18,12 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import PurePosixPath
 from typing import Any
 
-from cml_bot.config import PLOT_FILE_SUFFIXES, Declarations, PlotSpec, _Reader
-from cml_bot.dvcproject.definitions import PLOT_PROPS, plot_spec
+from cml_bot.config import Declarations, PlotSpec, _Reader
+from cml_bot.dvcproject.definitions import PLOT_PROPS, Lister, is_path_plot, plot_files_under, plot_spec
 
-DVC_FILE = "dvc.yaml"
 DEFAULT_PARAMS = "params.yaml"
-
-Lister = Callable[[str], "list[str] | None"]  # files below a folder (relative to the project), None if not one
 
 
 class NeedsDvc(Exception):
@@ -95,10 +91,8 @@ class _Builder:
 
     def expand_plots(self, path: str) -> list[str]:
         """A plotted folder's data and image files (DVC would fail on the others)."""
-        inside = self.list_files(path)
-        if inside is None:
-            return [path]
-        return [f for f in inside if PurePosixPath(f).suffix.lower() in PLOT_FILE_SUFFIXES]
+        inside = plot_files_under(self.list_files, path)
+        return [path] if inside is None else inside
 
     def add_params(self, file: str, keys: list[str] | None) -> None:
         if file in self.params and self.params[file] is None:
@@ -210,9 +204,11 @@ def _top_level_plots(builder: _Builder, r: _Reader, folder: str, items: list[Any
                 raise r.fail(f"{where}.{plot_id}", "plot properties as a mapping", props)
             definitions.append((plot_id, props, f"{where}.{plot_id}"))
     # A file below a plotted folder takes the properties of the most specific definition (DVC's rule).
-    path_ids = [_path(r, folder, plot_id, where + ".path") for plot_id, props, where in definitions if _is_path(props)]
+    path_ids = [
+        _path(r, folder, plot_id, where + ".path") for plot_id, props, where in definitions if is_path_plot(props)
+    ]
     for plot_id, props, where in definitions:
-        if not _is_path(props):
+        if not is_path_plot(props):
             assert props is not None
             _add_plot(builder.top_plots, builder, r, plot_id, _adjust_sources(r, props, folder, where), where)
             continue
@@ -220,10 +216,6 @@ def _top_level_plots(builder: _Builder, r: _Reader, folder: str, items: list[Any
         for file in builder.expand_plots(data_path):
             if _closest(file, path_ids) == data_path:
                 _add_plot(builder.top_plots, builder, r, file, props, where)
-
-
-def _is_path(props: Mapping[str, Any] | None) -> bool:
-    return not (props and isinstance(props.get("y"), Mapping))
 
 
 def _closest(file: str, parents: list[str]) -> str:
