@@ -196,11 +196,15 @@ def rule_for(name: str, thresholds: Sequence[Threshold]) -> Threshold | None:
 
 
 def numeric(value: Value | None) -> float | None:
-    """The number a value stands for (a mean for repeated values), or None for text."""
+    """The number a value stands for (a mean for repeated values), or None for text and for an int
+    beyond a double's range (1 followed by 400 zeros: not a number to compare, shown as it is)."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            return None
     if isinstance(value, Samples):
         return value.mean
     return None
