@@ -293,7 +293,7 @@ def _finish(change: MetricChange, p_adjusted: float | None) -> MetricChange:
     if change.evidence is None or p_adjusted is None or change.alpha is None:
         return replace(change, failures=change.failures + change.exceeded, exceeded=())
     if p_adjusted < change.alpha:
-        why = f"significant ({_p(p_adjusted)}, α = {change.alpha:g})"
+        why = f"significant ({numbers.p_value(p_adjusted)}, α = {change.alpha:g})"
         failed = tuple(f"{sentence}; {why}" for sentence in change.exceeded)
         return replace(change, failures=change.failures + failed, exceeded=(), p_adjusted=p_adjusted)
     return replace(change, inconclusive=(may_have_worsened(change, p_adjusted),), exceeded=(), p_adjusted=p_adjusted)
@@ -304,41 +304,18 @@ def may_have_worsened(change: MetricChange, p_adjusted: float) -> str:
     evidence = change.evidence
     assert evidence is not None
     word = "dropped" if change.direction == "higher" else "risen"
-    sentence = f"may have {word}: {format_change(evidence.delta, evidence.percent_points)}"
+    sentence = f"may have {word}: {numbers.change(evidence.delta, evidence.percent_points)}"
     if evidence.low is not None and evidence.high is not None:
-        sentence += f", {CONFIDENCE:.0%} CI {format_interval(evidence.low, evidence.high, evidence.percent_points)}"
-    sentence += f" ({_p(p_adjusted)}, not below α = {change.alpha:g})"
+        sentence += f", {CONFIDENCE:.0%} CI {numbers.interval(evidence.low, evidence.high, evidence.percent_points)}"
+    sentence += f" ({numbers.p_value(p_adjusted)}, not below α = {change.alpha:g})"
     if change.detectable is not None:
         what = {"examples": "examples", "runs": "runs", "history": "recorded commits"}[evidence.source]
         more = "add examples or seeds" if evidence.source != "runs" else "add seeds"
         sentence += (
             f"; these {evidence.count:,} {what} can detect >= "
-            f"{format_change(change.detectable, evidence.percent_points, signed=False)}; {more}"
+            f"{numbers.change(change.detectable, evidence.percent_points, with_sign=False)}; {more}"
         )
     return sentence
-
-
-def format_change(value: float, percent_points: bool, signed: bool = True) -> str:
-    """A change as the report writes it: percentage points with two decimals (more for a change
-    smaller than 0.005 pp, never "+0.00 pp"), or four significant digits; see cml_bot.numbers."""
-    if percent_points:
-        points = value * 100
-        if points != 0 and abs(points) < 0.005:
-            text = numbers.signed(points, 2) if signed else numbers.number(abs(points), 2)
-        else:
-            text = f"{points:+.2f}" if signed else f"{points:.2f}"
-        return f"{text} pp"
-    return numbers.signed(value) if signed else numbers.number(value)
-
-
-def format_interval(low: float, high: float, percent_points: bool) -> str:
-    if percent_points:
-        return f"[{low * 100:+.2f}, {high * 100:+.2f}] pp"
-    return f"[{numbers.signed(low)}, {numbers.signed(high)}]"
-
-
-def _p(value: float) -> str:
-    return f"p = {value:.2g}" if value >= 0.001 else "p < 0.001"
 
 
 def runs_evidence(base: Value | None, head: Value | None) -> Evidence | None:
