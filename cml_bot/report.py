@@ -232,7 +232,7 @@ def _cell(value: Value | None, exact: bool = False) -> str:
         # md.cell: repr's 17 digits and an exponent ("0000000000000002e") could read as a sha
         return md.cell(numbers.exact(value)) if exact else numbers.number(value)
     if isinstance(value, Samples):
-        return f"{numbers.number(value.mean)} ± {numbers.number(value.std)} (n={value.n})"
+        return format_value(value)  # numbers only: nothing to escape
     return md.cell(format_value(value))
 
 
