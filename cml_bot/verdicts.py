@@ -31,7 +31,7 @@ from cml_bot.stats.history import MIN_SEGMENT, HistoryNoise
 
 if TYPE_CHECKING:  # pandas and scipy load only when there are predictions to read
     from cml_bot.predictions import Pairing, PredictionTable
-    from cml_bot.stats.example_metrics import MetricComparison
+    from cml_bot.stats.example_metrics import LabelSums, MetricComparison
     from cml_bot.stats.paired import McNemar
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def _from_predictions(
     notes: list[str],
 ) -> tuple[dict[str, Evidence], PredictionReport, tuple[Artifact, ...]] | None:
     from cml_bot.predictions import pair, read_predictions
-    from cml_bot.stats.example_metrics import compare_metrics
+    from cml_bot.stats.example_metrics import MAX_CLASSES, compare_metrics, label_sums
 
     head_data, base_data = head.files.get(spec.path), base.files.get(spec.path)
     if head_data is None:
@@ -208,7 +208,14 @@ def _from_predictions(
         if kinds:
             wanted[name] = kinds
     all_kinds = sorted({kind for kinds in wanted.values() for kind in kinds})
-    compared = compare_metrics(examples, all_kinds, settings.resamples, settings.seed, CONFIDENCE)
+    # The label metrics and the per-class changes share one draw of the label resamples (the costly part).
+    has_labels = examples.labels is not None and examples.base_pred is not None and examples.head_pred is not None
+    sums = (
+        label_sums(examples, settings.resamples, settings.seed)
+        if has_labels and len(examples.classes) <= MAX_CLASSES
+        else None
+    )
+    compared = compare_metrics(examples, all_kinds, settings.resamples, settings.seed, CONFIDENCE, sums)
     same_set = pairing.added == 0 and pairing.removed == 0 and pairing.relabelled == 0
     head_values = _head_values(head_table, all_kinds) if not same_set and compared else None
     evidence: dict[str, Evidence] = {}
@@ -233,7 +240,7 @@ def _from_predictions(
                 )
             continue
         evidence[name] = _example_evidence(compared[chosen], chosen, pairing, mcnemar)
-    report, artifacts = _prediction_report(spec, pairing, base_table.dropped + head_table.dropped, settings)
+    report, artifacts = _prediction_report(spec, pairing, base_table.dropped + head_table.dropped, settings, sums)
     return evidence, _with_judged(report, tuple(evidence)), artifacts
 
 
@@ -289,7 +296,7 @@ def _example_evidence(comparison: MetricComparison, kind: str, pairing: Pairing,
 
 
 def _prediction_report(
-    spec: PredictionsConfig, pairing: Pairing, dropped: int, settings: StatisticsConfig
+    spec: PredictionsConfig, pairing: Pairing, dropped: int, settings: StatisticsConfig, sums: LabelSums | None
 ) -> tuple[PredictionReport, tuple[Artifact, ...]]:
     import numpy as np
 
@@ -312,7 +319,7 @@ def _prediction_report(
         return report, ()
     from dataclasses import replace
 
-    classes = per_class_changes(data, settings.resamples, settings.seed, CONFIDENCE)
+    classes = per_class_changes(data, settings.resamples, settings.seed, CONFIDENCE, sums)
     rows = sorted(
         (ClassRow(c.name, c.support, c.base_f1, c.head_f1, c.low, c.high) for c in classes if c.support > 0),
         key=lambda row: -abs(row.head_f1 - row.base_f1),
