@@ -29,10 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from cml_bot.stats.evidence import DEFAULT_RESAMPLES, DEFAULT_SEED
 from cml_bot.stats.kinds import KINDS, MetricKind
 from cml_bot.stats.paired import (
-    DEFAULT_RESAMPLES,
-    DEFAULT_SEED,
     BootstrapResult,
     paired_bootstrap,
     resampled_sums,
