@@ -30,6 +30,9 @@ from cml_bot.stats.evidence import CONFIDENCE, Evidence
 from cml_bot.stats.history import MIN_SEGMENT, HistoryNoise
 
 if TYPE_CHECKING:  # pandas and scipy load only when there are predictions to read
+    import numpy as np
+    import numpy.typing as npt
+
     from cml_bot.predictions import Pairing, PredictionTable
     from cml_bot.stats.example_metrics import LabelSums, MetricComparison
     from cml_bot.stats.paired import McNemar
@@ -219,7 +222,8 @@ def _from_predictions(
     same_set = pairing.added == 0 and pairing.removed == 0 and pairing.relabelled == 0
     head_values = _head_values(head_table, all_kinds) if not same_set and compared else None
     evidence: dict[str, Evidence] = {}
-    mcnemar = _mcnemar(pairing)
+    flips = _flips(pairing)
+    mcnemar = _mcnemar(flips) if flips is not None else None
     for name, kinds in wanted.items():
         reported = numeric(head.metrics[name])
         assert reported is not None
@@ -240,7 +244,8 @@ def _from_predictions(
                 )
             continue
         evidence[name] = _example_evidence(compared[chosen], chosen, pairing, mcnemar)
-    report, artifacts = _prediction_report(spec, pairing, base_table.dropped + head_table.dropped, settings, sums)
+    dropped = base_table.dropped + head_table.dropped
+    report, artifacts = _prediction_report(spec, pairing, dropped, settings, sums, flips)
     return evidence, _with_judged(report, tuple(evidence)), artifacts
 
 
@@ -260,15 +265,32 @@ def _head_values(head_table: PredictionTable, kinds: Sequence[str]) -> dict[str,
     return {kind: head for kind, (_, head) in observed(alone.examples, kinds).items()}
 
 
-def _mcnemar(pairing: Pairing) -> McNemar | None:
-    from cml_bot.stats.paired import mcnemar
+@dataclass(frozen=True)
+class _Flips:
+    """Which examples changed between base and head (classification with predicted labels)."""
 
+    fixed: npt.NDArray[np.bool_]  # wrong at the base, right here
+    broken: npt.NDArray[np.bool_]  # right at the base, wrong here
+    changed: npt.NDArray[np.bool_]  # wrong at both, with another prediction
+
+
+def _flips(pairing: Pairing) -> _Flips | None:
     data = pairing.examples
     if data.labels is None or data.base_pred is None or data.head_pred is None:
         return None
     base_right = data.base_pred == data.labels
     head_right = data.head_pred == data.labels
-    return mcnemar(int((~base_right & head_right).sum()), int((base_right & ~head_right).sum()))
+    return _Flips(
+        ~base_right & head_right,
+        base_right & ~head_right,
+        ~base_right & ~head_right & (data.base_pred != data.head_pred),
+    )
+
+
+def _mcnemar(flips: _Flips) -> McNemar:
+    from cml_bot.stats.paired import mcnemar
+
+    return mcnemar(int(flips.fixed.sum()), int(flips.broken.sum()))
 
 
 def _example_evidence(comparison: MetricComparison, kind: str, pairing: Pairing, test: McNemar | None) -> Evidence:
@@ -296,7 +318,12 @@ def _example_evidence(comparison: MetricComparison, kind: str, pairing: Pairing,
 
 
 def _prediction_report(
-    spec: PredictionsConfig, pairing: Pairing, dropped: int, settings: StatisticsConfig, sums: LabelSums | None
+    spec: PredictionsConfig,
+    pairing: Pairing,
+    dropped: int,
+    settings: StatisticsConfig,
+    sums: LabelSums | None,
+    flips: _Flips | None,
 ) -> tuple[PredictionReport, tuple[Artifact, ...]]:
     import numpy as np
 
@@ -325,7 +352,7 @@ def _prediction_report(
         key=lambda row: -abs(row.head_f1 - row.base_f1),
     )
     report = replace(report, classes=tuple(rows[:CLASSES_SHOWN]), class_count=len(data.classes))
-    if data.base_pred is None or data.head_pred is None:
+    if flips is None or data.base_pred is None or data.head_pred is None:
         return report, ()
     k = len(data.classes)
     if k <= CONFUSION_CLASSES:
@@ -337,11 +364,7 @@ def _prediction_report(
             base_confusion=tuple(tuple(int(v) for v in row) for row in base_matrix),
             head_confusion=tuple(tuple(int(v) for v in row) for row in head_matrix),
         )
-    base_right = data.base_pred == data.labels
-    head_right = data.head_pred == data.labels
-    fixed = ~base_right & head_right
-    broken = base_right & ~head_right
-    changed = ~base_right & ~head_right & (data.base_pred != data.head_pred)
+    fixed, broken, changed = flips.fixed, flips.broken, flips.changed
     assert pairing.labels is not None and pairing.base_predicted is not None and pairing.head_predicted is not None
     flipped = np.flatnonzero(fixed | broken | changed)
     first_broken = np.flatnonzero(broken)[:FLIPS_SHOWN]
