@@ -242,17 +242,15 @@ def _judge(
     missing: str | None = None,
 ) -> MetricChange:
     gated = rule is not None and any(v is not None for v in (rule.max_drop, rule.max_drop_pct, rule.min, rule.max))
+    direction = (rule.direction if rule else None) or guess_direction(name)
     if head is None and missing is not None:
         # Its file is missing or malformed in this change: not removed, just not known; a gate on
         # it cannot pass.
-        direction = (rule.direction if rule else None) or guess_direction(name)
         failures = (f"is missing in this change ({missing})",) if gated else ()
         return MetricChange(
             name, base, None, Status.MISSING, direction, failures=failures, gated=gated, missing=missing
         )
-    change = _compare(name, base, head, has_baseline, rule)
-    if gated:
-        change = replace(change, gated=True)
+    change = _compare(name, base, head, has_baseline, rule, direction, gated)
     if change.status is not Status.CHANGED and change.status is not Status.UNCHANGED:
         return change
     if evidence is None and change.delta is not None:
@@ -261,7 +259,6 @@ def _judge(
         return change
     gate_alpha = rule.alpha if rule is not None and rule.alpha is not None else alpha
     significant = evidence.p_two_sided() < alpha
-    direction = change.direction
     if not significant:
         outcome = Outcome.NO_CHANGE
     elif direction is None:
@@ -371,15 +368,20 @@ def missing_metrics(
 
 
 def _compare(
-    name: str, base: Value | None, head: Value | None, has_baseline: bool, rule: Threshold | None
+    name: str,
+    base: Value | None,
+    head: Value | None,
+    has_baseline: bool,
+    rule: Threshold | None,
+    direction: str | None,
+    gated: bool,
 ) -> MetricChange:
-    direction = (rule.direction if rule else None) or guess_direction(name)
+    """The change without evidence; ``direction`` and ``gated`` as :func:`_judge` found them."""
     has_drop_gate = _has_drop_gate(rule)
     if head is None:
         # A gated metric that this change no longer produces cannot be said to pass.
-        gated = rule is not None and (has_drop_gate or rule.min is not None or rule.max is not None)
         missing = ("is missing in this change",) if gated else ()
-        return MetricChange(name, base, None, Status.REMOVED, direction, failures=missing)
+        return MetricChange(name, base, None, Status.REMOVED, direction, failures=missing, gated=gated)
     failures = list(_bound_failures(head, rule))
     if has_drop_gate and direction is None and rule is not None and rule.pattern == name:
         # Named explicitly but with no way to tell better from worse: say so instead of ignoring it.
@@ -387,13 +389,13 @@ def _compare(
     if base is None:
         status = Status.NEW if has_baseline else Status.UNCHANGED
         margins = _bound_margins(head, rule)
-        return MetricChange(name, None, head, status, direction, failures=tuple(failures), margins=margins)
+        return MetricChange(name, None, head, status, direction, failures=tuple(failures), gated=gated, margins=margins)
     status = Status.UNCHANGED if _same(base, head) else Status.CHANGED
     b, h = numeric(base), numeric(head)
     if b is None or h is None:
         if has_drop_gate and b is not None and h is None:
             failures.append("is not a number any more")
-        return MetricChange(name, base, head, status, direction, failures=tuple(failures))
+        return MetricChange(name, base, head, status, direction, failures=tuple(failures), gated=gated)
     delta = h - b
     relative = delta / abs(b) if b != 0 and math.isfinite(b) and math.isfinite(delta) else None
     worsening = None
@@ -423,6 +425,7 @@ def _compare(
         relative,
         improved,
         failures=tuple(failures),
+        gated=gated,
         exceeded=tuple(exceeded),
         margins=margins,
     )
