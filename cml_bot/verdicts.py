@@ -17,7 +17,7 @@ import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from cml_bot.config import Config, PredictionsConfig, StatisticsConfig
@@ -246,13 +246,7 @@ def _from_predictions(
         evidence[name] = _example_evidence(compared[chosen], chosen, pairing, mcnemar)
     dropped = base_table.dropped + head_table.dropped
     report, artifacts = _prediction_report(spec, pairing, dropped, settings, sums, flips)
-    return evidence, _with_judged(report, tuple(evidence)), artifacts
-
-
-def _with_judged(report: PredictionReport, judged: tuple[str, ...]) -> PredictionReport:
-    from dataclasses import replace
-
-    return replace(report, judged=judged)
+    return evidence, replace(report, judged=tuple(evidence)), artifacts
 
 
 def _head_values(head_table: PredictionTable, kinds: Sequence[str]) -> dict[str, float]:
@@ -344,8 +338,6 @@ def _prediction_report(
     )
     if data.labels is None:
         return report, ()
-    from dataclasses import replace
-
     classes = per_class_changes(data, settings.resamples, settings.seed, CONFIDENCE, sums)
     rows = sorted(
         (ClassRow(c.name, c.support, c.base_f1, c.head_f1, c.low, c.high) for c in classes if c.support > 0),
@@ -418,8 +410,6 @@ def _both(examples: Evidence, history: Evidence) -> Evidence:
     holds that run-to-run noise. Rejecting only when both tests reject is an intersection-union
     test (Berger 1982): its level is at most alpha under either kind of noise. Its detectable
     effect is the larger of the two."""
-    from dataclasses import replace
-
     se = max(examples.se or 0.0, history.se or 0.0) or None
     noise = history.noise if history.noise is not None else 0.0
     rule = (
