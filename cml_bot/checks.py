@@ -25,7 +25,8 @@ def closest(name: str, candidates: Iterable[str], count: int = CLOSEST) -> list[
     return found
 
 
-def _hint(found: Sequence[str]) -> str:
+def closest_hint(found: Sequence[str]) -> str:
+    """``"; closest: a, b"`` to end a finding with the names found, or ``""`` for none."""
     return f"; closest: {', '.join(found)}" if found else ""
 
 
@@ -37,7 +38,7 @@ def threshold_findings(thresholds: Sequence[Threshold], result: Diff) -> list[st
         matched = [n for n in names if n == rule.pattern or fnmatch.fnmatchcase(n, rule.pattern)]
         if not matched:
             stem = rule.pattern.replace("*", "").replace("?", "").strip(".:/_-") or rule.pattern
-            findings.append(f"thresholds: {rule.pattern!r} matches no metric{_hint(closest(stem, names))}")
+            findings.append(f"thresholds: {rule.pattern!r} matches no metric{closest_hint(closest(stem, names))}")
             continue
         if (rule.max_drop is None and rule.max_drop_pct is None) or rule.direction is not None:
             continue
@@ -57,10 +58,5 @@ def file_findings(problems: Mapping[str, str], nearby: Mapping[str, Sequence[str
     findings = []
     for path, why in problems.items():
         found = closest(path, nearby.get(path, ()))
-        findings.append(f"{why}{_hint(found)}" if "not found" in why else why)
+        findings.append(f"{why}{closest_hint(found)}" if "not found" in why else why)
     return findings
-
-
-def missing_plot_files(plots: Iterable[tuple[str, str]], nearby: Mapping[str, Sequence[str]]) -> list[str]:
-    """``(plot title, file)`` pairs whose file is not in this change, with similar names nearby."""
-    return [f"plot {title!r}: {file} not found{_hint(closest(file, nearby.get(file, ())))}" for title, file in plots]

@@ -196,11 +196,15 @@ def rule_for(name: str, thresholds: Sequence[Threshold]) -> Threshold | None:
 
 
 def numeric(value: Value | None) -> float | None:
-    """The number a value stands for (a mean for repeated values), or None for text."""
+    """The number a value stands for (a mean for repeated values), or None for text and for an int
+    beyond a double's range (1 followed by 400 zeros: not a number to compare, shown as it is)."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            return None
     if isinstance(value, Samples):
         return value.mean
     return None
@@ -238,17 +242,15 @@ def _judge(
     missing: str | None = None,
 ) -> MetricChange:
     gated = rule is not None and any(v is not None for v in (rule.max_drop, rule.max_drop_pct, rule.min, rule.max))
+    direction = (rule.direction if rule else None) or guess_direction(name)
     if head is None and missing is not None:
         # Its file is missing or malformed in this change: not removed, just not known; a gate on
         # it cannot pass.
-        direction = (rule.direction if rule else None) or guess_direction(name)
         failures = (f"is missing in this change ({missing})",) if gated else ()
         return MetricChange(
             name, base, None, Status.MISSING, direction, failures=failures, gated=gated, missing=missing
         )
-    change = _compare(name, base, head, has_baseline, rule)
-    if gated:
-        change = replace(change, gated=True)
+    change = _compare(name, base, head, has_baseline, rule, direction, gated)
     if change.status is not Status.CHANGED and change.status is not Status.UNCHANGED:
         return change
     if evidence is None and change.delta is not None:
@@ -257,7 +259,6 @@ def _judge(
         return change
     gate_alpha = rule.alpha if rule is not None and rule.alpha is not None else alpha
     significant = evidence.p_two_sided() < alpha
-    direction = change.direction
     if not significant:
         outcome = Outcome.NO_CHANGE
     elif direction is None:
@@ -289,7 +290,7 @@ def _finish(change: MetricChange, p_adjusted: float | None) -> MetricChange:
     if change.evidence is None or p_adjusted is None or change.alpha is None:
         return replace(change, failures=change.failures + change.exceeded, exceeded=())
     if p_adjusted < change.alpha:
-        why = f"significant ({_p(p_adjusted)}, α = {change.alpha:g})"
+        why = f"significant ({numbers.p_value(p_adjusted)}, α = {change.alpha:g})"
         failed = tuple(f"{sentence}; {why}" for sentence in change.exceeded)
         return replace(change, failures=change.failures + failed, exceeded=(), p_adjusted=p_adjusted)
     return replace(change, inconclusive=(may_have_worsened(change, p_adjusted),), exceeded=(), p_adjusted=p_adjusted)
@@ -300,41 +301,18 @@ def may_have_worsened(change: MetricChange, p_adjusted: float) -> str:
     evidence = change.evidence
     assert evidence is not None
     word = "dropped" if change.direction == "higher" else "risen"
-    sentence = f"may have {word}: {format_change(evidence.delta, evidence.percent_points)}"
+    sentence = f"may have {word}: {numbers.change(evidence.delta, evidence.percent_points)}"
     if evidence.low is not None and evidence.high is not None:
-        sentence += f", {CONFIDENCE:.0%} CI {format_interval(evidence.low, evidence.high, evidence.percent_points)}"
-    sentence += f" ({_p(p_adjusted)}, not below α = {change.alpha:g})"
+        sentence += f", {CONFIDENCE:.0%} CI {numbers.interval(evidence.low, evidence.high, evidence.percent_points)}"
+    sentence += f" ({numbers.p_value(p_adjusted)}, not below α = {change.alpha:g})"
     if change.detectable is not None:
         what = {"examples": "examples", "runs": "runs", "history": "recorded commits"}[evidence.source]
         more = "add examples or seeds" if evidence.source != "runs" else "add seeds"
         sentence += (
             f"; these {evidence.count:,} {what} can detect >= "
-            f"{format_change(change.detectable, evidence.percent_points, signed=False)}; {more}"
+            f"{numbers.change(change.detectable, evidence.percent_points, with_sign=False)}; {more}"
         )
     return sentence
-
-
-def format_change(value: float, percent_points: bool, signed: bool = True) -> str:
-    """A change as the report writes it: percentage points with two decimals (more for a change
-    smaller than 0.005 pp, never "+0.00 pp"), or four significant digits; see cml_bot.numbers."""
-    if percent_points:
-        points = value * 100
-        if points != 0 and abs(points) < 0.005:
-            text = numbers.signed(points, 2) if signed else numbers.number(abs(points), 2)
-        else:
-            text = f"{points:+.2f}" if signed else f"{points:.2f}"
-        return f"{text} pp"
-    return numbers.signed(value) if signed else numbers.number(value)
-
-
-def format_interval(low: float, high: float, percent_points: bool) -> str:
-    if percent_points:
-        return f"[{low * 100:+.2f}, {high * 100:+.2f}] pp"
-    return f"[{numbers.signed(low)}, {numbers.signed(high)}]"
-
-
-def _p(value: float) -> str:
-    return f"p = {value:.2g}" if value >= 0.001 else "p < 0.001"
 
 
 def runs_evidence(base: Value | None, head: Value | None) -> Evidence | None:
@@ -390,15 +368,20 @@ def missing_metrics(
 
 
 def _compare(
-    name: str, base: Value | None, head: Value | None, has_baseline: bool, rule: Threshold | None
+    name: str,
+    base: Value | None,
+    head: Value | None,
+    has_baseline: bool,
+    rule: Threshold | None,
+    direction: str | None,
+    gated: bool,
 ) -> MetricChange:
-    direction = (rule.direction if rule else None) or guess_direction(name)
+    """The change without evidence; ``direction`` and ``gated`` as :func:`_judge` found them."""
     has_drop_gate = _has_drop_gate(rule)
     if head is None:
         # A gated metric that this change no longer produces cannot be said to pass.
-        gated = rule is not None and (has_drop_gate or rule.min is not None or rule.max is not None)
         missing = ("is missing in this change",) if gated else ()
-        return MetricChange(name, base, None, Status.REMOVED, direction, failures=missing)
+        return MetricChange(name, base, None, Status.REMOVED, direction, failures=missing, gated=gated)
     failures = list(_bound_failures(head, rule))
     if has_drop_gate and direction is None and rule is not None and rule.pattern == name:
         # Named explicitly but with no way to tell better from worse: say so instead of ignoring it.
@@ -406,13 +389,13 @@ def _compare(
     if base is None:
         status = Status.NEW if has_baseline else Status.UNCHANGED
         margins = _bound_margins(head, rule)
-        return MetricChange(name, None, head, status, direction, failures=tuple(failures), margins=margins)
+        return MetricChange(name, None, head, status, direction, failures=tuple(failures), gated=gated, margins=margins)
     status = Status.UNCHANGED if _same(base, head) else Status.CHANGED
     b, h = numeric(base), numeric(head)
     if b is None or h is None:
         if has_drop_gate and b is not None and h is None:
             failures.append("is not a number any more")
-        return MetricChange(name, base, head, status, direction, failures=tuple(failures))
+        return MetricChange(name, base, head, status, direction, failures=tuple(failures), gated=gated)
     delta = h - b
     relative = delta / abs(b) if b != 0 and math.isfinite(b) and math.isfinite(delta) else None
     worsening = None
@@ -442,6 +425,7 @@ def _compare(
         relative,
         improved,
         failures=tuple(failures),
+        gated=gated,
         exceeded=tuple(exceeded),
         margins=margins,
     )

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from cml_bot.baseline import Baseline
-from cml_bot.checks import closest, file_findings, threshold_findings
+from cml_bot.checks import closest, closest_hint, file_findings, threshold_findings
 from cml_bot.config import Config
 from cml_bot.diff import Diff
 from cml_bot.git import Git
@@ -104,4 +104,4 @@ def _nearby(root: Path, path: str) -> list[str]:
 def closest_files(root: Path, missing: Sequence[str]) -> str:
     """``"; closest: a.csv, b.csv"`` for files of names like the missing ones, or ``""``."""
     found = [name for path in missing for name in closest(path, _nearby(root, path))]
-    return f"; closest: {', '.join(dict.fromkeys(found))}" if found else ""
+    return closest_hint(list(dict.fromkeys(found)))

@@ -188,7 +188,6 @@ def details(summary: str, body: str, open_: bool = False) -> str:
 # backslash). Mentions: `@name` / `@{account id}`; references: `#123`. A zero-width space after `@`,
 # `#` and `<` stops each of them (mention, reference, tag or autolink) and renders as nothing.
 
-_ZWSP = "\u200b"
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _HTML_MARKER = re.compile(r"<!-- (.+) -->")
 _SUMMARY = re.compile(r"<details(?: open)?><summary>(.*)</summary>")
@@ -196,13 +195,12 @@ _SUB = re.compile(r"<sub>(.*)</sub>")
 # Spans left as they are: code spans (their text is literal) and link targets (URLs).
 _LITERAL = re.compile(r"(?<!\\)(`+).+?(?<!`)\1(?!`)|\]\([^)\s]*\)")
 _BITBUCKET_TEXT = (
-    (re.compile(r"&#64;"), "@" + _ZWSP),  # cell()'s neutralised mention
-    (re.compile(r"&amp;(?=#?\w+;)"), "&" + _ZWSP),  # a literal "&lt;" stays literal
+    (re.compile(r"&amp;(?=#?\w+;)"), "&" + ZWSP),  # a literal "&lt;" stays literal
     (re.compile(r"&amp;"), "&"),
-    (re.compile(r"\\<"), "<" + _ZWSP),  # Python-Markdown cannot escape "<"; no tag or autolink
-    (re.compile(r"\\~"), "~" + _ZWSP),  # nor "~": no "~~" strikethrough
+    (re.compile(r"\\<"), "<" + ZWSP),  # Python-Markdown cannot escape "<"; no tag or autolink
+    (re.compile(r"\\~"), "~" + ZWSP),  # nor "~": no "~~" strikethrough
     (re.compile(r"\\\$"), "$"),  # no maths on Bitbucket
-    (re.compile(r"#(?=\d)"), "#" + _ZWSP),  # "#12" would link issue or pull request 12
+    (re.compile(r"#(?=\d)"), "#" + ZWSP),  # "#12" would link issue or pull request 12
 )
 
 

@@ -34,6 +34,7 @@ from typing import Any, Protocol, TypeAlias
 
 import yaml
 
+from cml_bot import numbers
 from cml_bot.errors import InputError
 from cml_bot.files import (
     FILE_LIMIT_SETTING,
@@ -700,7 +701,7 @@ def _clean_text(text: str) -> str:
 
 def format_value(value: Value) -> str:
     """One line for a report: ``0.9123``, ``1234567``, ``1e-07``, ``NaN``, ``true``, ``null``,
-    ``0.91 ± 0.01 (n=3)``."""
+    ``0.91 ± 0.01 (n=3)``; numbers as :func:`cml_bot.numbers.number` writes them."""
     try:
         if value is None:
             return "null"
@@ -709,25 +710,13 @@ def format_value(value: Value) -> str:
         if isinstance(value, int):
             return _format_int(value)
         if isinstance(value, float):
-            return _format_float(value)
+            return numbers.number(value)
         if isinstance(value, Samples):
-            return f"{_format_float(value.mean)} ± {_format_float(value.std)} (n={value.n})"
+            return f"{numbers.number(value.mean)} ± {numbers.number(value.std)} (n={value.n})"
         text = value if isinstance(value, str) else _exc_safe_str(value)
         return " ".join(_clean_text(text).splitlines())
     except Exception:  # never fail a report over one value
         return "?"
-
-
-def _format_float(x: float) -> str:
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "Infinity" if x > 0 else "-Infinity"
-    if x == 0:
-        return "0"
-    if 1 <= abs(x) < 1e15:
-        return f"{x:.4f}".rstrip("0").rstrip(".")
-    return f"{x:.4g}"
 
 
 def _format_int(n: int) -> str:

@@ -104,8 +104,35 @@ def percent(relative: float) -> str:
         return number(value)
     if value == 0:
         return "0.00%"
-    text = f"{value:+.2f}" if abs(value) >= 0.005 else signed(value, 2)
-    return text + "%"
+    return _hundredths(value) + "%"
+
+
+def change(value: float, percent_points: bool, with_sign: bool = True) -> str:
+    """A change as the report writes it: a fraction in percentage points with two decimals (more
+    for a change smaller than 0.005 pp, never "+0.00 pp"; an exact zero is "+0.00 pp"), or four
+    significant digits."""
+    if percent_points:
+        return _hundredths(value * 100, with_sign) + " pp"
+    return signed(value) if with_sign else number(value)
+
+
+def interval(low: float, high: float, percent_points: bool) -> str:
+    """A confidence interval of a change: ``[-1.30, +0.50] pp`` or ``[-0.0123, +0.004]``."""
+    if percent_points:
+        return f"[{low * 100:+.2f}, {high * 100:+.2f}] pp"
+    return f"[{signed(low)}, {signed(high)}]"
+
+
+def p_value(p: float) -> str:
+    """``p = 0.034``, or ``p < 0.001`` below that."""
+    return f"p = {p:.2g}" if p >= 0.001 else "p < 0.001"
+
+
+def _hundredths(value: float, with_sign: bool = True) -> str:
+    """Two decimals, or two significant digits for a non-zero value smaller than 0.005."""
+    if value != 0 and abs(value) < 0.005:
+        return signed(value, 2) if with_sign else number(abs(value), 2)
+    return f"{value:+.2f}" if with_sign else f"{value:.2f}"
 
 
 def _strip(text: str) -> str:

@@ -16,7 +16,7 @@ import io
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -234,9 +234,9 @@ def _table(frame: pd.DataFrame, spec: PredictionsConfig, name: str) -> Predictio
     if task == "regression":
         assert label is not None and predicted is not None
         target, value = _numbers(frame, label, name), _numbers(frame, predicted, name)
-        return _replace(table, target=target, value=value, loss=loss_values)
+        return replace(table, target=target, value=value, loss=loss_values)
     if task == "loss":
-        return _replace(table, loss=loss_values)
+        return replace(table, loss=loss_values)
     assert label is not None
     scores: FloatArray | None = None
     if score_columns:
@@ -244,10 +244,10 @@ def _table(frame: pd.DataFrame, spec: PredictionsConfig, name: str) -> Predictio
         if len(score_columns) == 1:
             scores = scores[:, 0]
     elif listed is not None:
-        scores = listed[1][: len(frame)] if not dropped else np.asarray(frame[listed[0]].tolist(), dtype=np.float64)
+        scores = listed[1][keep]
     if scores is not None and not np.isfinite(scores).all():
         raise InputError(f"{name}: scores must be finite numbers in every row")
-    return _replace(
+    return replace(
         table,
         labels=as_text(frame[label]),
         predicted=as_text(frame[predicted]) if predicted is not None else None,
@@ -255,12 +255,6 @@ def _table(frame: pd.DataFrame, spec: PredictionsConfig, name: str) -> Predictio
         score_classes=score_classes if score_columns else (("*",) if listed is not None else ()),
         loss=loss_values,
     )
-
-
-def _replace(table: PredictionTable, **changes: Any) -> PredictionTable:
-    from dataclasses import replace
-
-    return replace(table, **changes)
 
 
 def _guess_task(frame: pd.DataFrame, label: str | None, predicted: str | None, has_scores: bool) -> str:

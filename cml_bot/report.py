@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from cml_bot import markdown as md
 from cml_bot import numbers
-from cml_bot.diff import NOISE_RULE, Diff, MetricChange, Outcome, ParamChange, Status
+from cml_bot.diff import NOISE_RULE, Diff, MetricChange, Outcome, ParamChange, Status, numeric
 from cml_bot.metrics import Samples, Value, format_value
 from cml_bot.model import Artifact, Verdict
 from cml_bot.report_stats import (
@@ -232,18 +232,14 @@ def _cell(value: Value | None, exact: bool = False) -> str:
         # md.cell: repr's 17 digits and an exponent ("0000000000000002e") could read as a sha
         return md.cell(numbers.exact(value)) if exact else numbers.number(value)
     if isinstance(value, Samples):
-        return f"{numbers.number(value.mean)} ± {numbers.number(value.std)} (n={value.n})"
+        return format_value(value)  # numbers only: nothing to escape
     return md.cell(format_value(value))
 
 
 def _scalar(value: Value | None) -> float | None:
-    """A plain number (int or float, not bool), as a float."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        return float(value)
-    except OverflowError:  # an int beyond a double's range: shown as an int, on its own
-        return None
+    """A plain number (int or float, not bool, not repeated values), as a float; None for an int
+    beyond a double's range (shown as an int, on its own)."""
+    return None if isinstance(value, Samples) else numeric(value)
 
 
 def _pair_cells(base: Value | None, head: Value | None, exact: bool = False) -> tuple[str, str, int | None]:

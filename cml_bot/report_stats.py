@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from cml_bot import markdown as md
 from cml_bot import numbers
-from cml_bot.diff import CORRECTION_NAMES, Diff, Gate, Margin, MetricChange, Outcome, format_change, format_interval
+from cml_bot.diff import CORRECTION_NAMES, Diff, Gate, Margin, MetricChange, Outcome
 from cml_bot.stats.evidence import CONFIDENCE, POWER
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ def interval_cell(change: MetricChange) -> str:
     evidence = change.evidence
     if evidence is None or evidence.low is None or evidence.high is None:
         return "—"
-    return format_interval(evidence.low, evidence.high, evidence.percent_points).replace(" ", NBSP)
+    return numbers.interval(evidence.low, evidence.high, evidence.percent_points).replace(" ", NBSP)
 
 
 def mark(change: MetricChange) -> str | None:
@@ -87,13 +87,13 @@ def rules_section(diff: Diff) -> list[str]:
     for change in judged:
         evidence = change.evidence
         assert evidence is not None
-        parts = [evidence.rule, f"two-sided {_p(evidence.p_two_sided())}"]
+        parts = [evidence.rule, f"two-sided {numbers.p_value(evidence.p_two_sided())}"]
         if change.p_adjusted is not None and change.alpha is not None:
             adjusted = " after correction" if diff.corrected else ""
-            parts.append(f"gate: one-sided {_p(change.p_adjusted)}{adjusted}, α = {change.alpha:g}")
+            parts.append(f"gate: one-sided {numbers.p_value(change.p_adjusted)}{adjusted}, α = {change.alpha:g}")
         if change.detectable is not None:
             parts.append(
-                f"can detect a worsening of >= {format_change(change.detectable, evidence.percent_points, False)} "
+                f"can detect a worsening of >= {numbers.change(change.detectable, evidence.percent_points, False)} "
                 f"({POWER:.0%} power)"
             )
         items.append(f"- {md.text(change.name)}: {md.cell('; '.join(parts))}")
@@ -109,10 +109,6 @@ def rules_section(diff: Diff) -> list[str]:
     body = "\n".join([common, "", *items])
     count = f"{len(judged)} metric{'s' if len(judged) != 1 else ''} with evidence"
     return [md.details(f"How changes were judged ({count})", body), ""]
-
-
-def _p(value: float) -> str:
-    return f"p = {value:.2g}" if value >= 0.001 else "p < 0.001"
 
 
 def examples_section(report: PredictionReport, details: bool) -> list[str]:
@@ -162,8 +158,8 @@ def examples_section(report: PredictionReport, details: bool) -> list[str]:
                 md.cell(row.name),
                 f"{row.support:,}",
                 *numbers.pair(row.base_f1, row.head_f1)[:2],
-                format_change(row.head_f1 - row.base_f1, True).replace(" ", NBSP),
-                format_interval(row.low, row.high, True).replace(" ", NBSP) if math.isfinite(row.low) else "—",
+                numbers.change(row.head_f1 - row.base_f1, True).replace(" ", NBSP),
+                numbers.interval(row.low, row.high, True).replace(" ", NBSP) if math.isfinite(row.low) else "—",
                 ("✓ better" if row.low > 0 else "↘ worse") if row.significant else "",
             ]
             for row in report.classes

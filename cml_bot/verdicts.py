@@ -17,7 +17,7 @@ import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from cml_bot.config import Config, PredictionsConfig, StatisticsConfig
@@ -30,8 +30,11 @@ from cml_bot.stats.evidence import CONFIDENCE, Evidence
 from cml_bot.stats.history import MIN_SEGMENT, HistoryNoise
 
 if TYPE_CHECKING:  # pandas and scipy load only when there are predictions to read
+    import numpy as np
+    import numpy.typing as npt
+
     from cml_bot.predictions import Pairing, PredictionTable
-    from cml_bot.stats.example_metrics import MetricComparison
+    from cml_bot.stats.example_metrics import LabelSums, MetricComparison
     from cml_bot.stats.paired import McNemar
 
 log = logging.getLogger(__name__)
@@ -176,7 +179,7 @@ def _from_predictions(
     notes: list[str],
 ) -> tuple[dict[str, Evidence], PredictionReport, tuple[Artifact, ...]] | None:
     from cml_bot.predictions import pair, read_predictions
-    from cml_bot.stats.example_metrics import compare_metrics
+    from cml_bot.stats.example_metrics import MAX_CLASSES, compare_metrics, label_sums
 
     head_data, base_data = head.files.get(spec.path), base.files.get(spec.path)
     if head_data is None:
@@ -208,11 +211,19 @@ def _from_predictions(
         if kinds:
             wanted[name] = kinds
     all_kinds = sorted({kind for kinds in wanted.values() for kind in kinds})
-    compared = compare_metrics(examples, all_kinds, settings.resamples, settings.seed, CONFIDENCE)
+    # The label metrics and the per-class changes share one draw of the label resamples (the costly part).
+    has_labels = examples.labels is not None and examples.base_pred is not None and examples.head_pred is not None
+    sums = (
+        label_sums(examples, settings.resamples, settings.seed)
+        if has_labels and len(examples.classes) <= MAX_CLASSES
+        else None
+    )
+    compared = compare_metrics(examples, all_kinds, settings.resamples, settings.seed, CONFIDENCE, sums)
     same_set = pairing.added == 0 and pairing.removed == 0 and pairing.relabelled == 0
     head_values = _head_values(head_table, all_kinds) if not same_set and compared else None
     evidence: dict[str, Evidence] = {}
-    mcnemar = _mcnemar(pairing)
+    flips = _flips(pairing)
+    mcnemar = _mcnemar(flips) if flips is not None else None
     for name, kinds in wanted.items():
         reported = numeric(head.metrics[name])
         assert reported is not None
@@ -233,14 +244,9 @@ def _from_predictions(
                 )
             continue
         evidence[name] = _example_evidence(compared[chosen], chosen, pairing, mcnemar)
-    report, artifacts = _prediction_report(spec, pairing, base_table.dropped + head_table.dropped, settings)
-    return evidence, _with_judged(report, tuple(evidence)), artifacts
-
-
-def _with_judged(report: PredictionReport, judged: tuple[str, ...]) -> PredictionReport:
-    from dataclasses import replace
-
-    return replace(report, judged=judged)
+    dropped = base_table.dropped + head_table.dropped
+    report, artifacts = _prediction_report(spec, pairing, dropped, settings, sums, flips)
+    return evidence, replace(report, judged=tuple(evidence)), artifacts
 
 
 def _head_values(head_table: PredictionTable, kinds: Sequence[str]) -> dict[str, float]:
@@ -253,15 +259,32 @@ def _head_values(head_table: PredictionTable, kinds: Sequence[str]) -> dict[str,
     return {kind: head for kind, (_, head) in observed(alone.examples, kinds).items()}
 
 
-def _mcnemar(pairing: Pairing) -> McNemar | None:
-    from cml_bot.stats.paired import mcnemar
+@dataclass(frozen=True)
+class _Flips:
+    """Which examples changed between base and head (classification with predicted labels)."""
 
+    fixed: npt.NDArray[np.bool_]  # wrong at the base, right here
+    broken: npt.NDArray[np.bool_]  # right at the base, wrong here
+    changed: npt.NDArray[np.bool_]  # wrong at both, with another prediction
+
+
+def _flips(pairing: Pairing) -> _Flips | None:
     data = pairing.examples
     if data.labels is None or data.base_pred is None or data.head_pred is None:
         return None
     base_right = data.base_pred == data.labels
     head_right = data.head_pred == data.labels
-    return mcnemar(int((~base_right & head_right).sum()), int((base_right & ~head_right).sum()))
+    return _Flips(
+        ~base_right & head_right,
+        base_right & ~head_right,
+        ~base_right & ~head_right & (data.base_pred != data.head_pred),
+    )
+
+
+def _mcnemar(flips: _Flips) -> McNemar:
+    from cml_bot.stats.paired import mcnemar
+
+    return mcnemar(int(flips.fixed.sum()), int(flips.broken.sum()))
 
 
 def _example_evidence(comparison: MetricComparison, kind: str, pairing: Pairing, test: McNemar | None) -> Evidence:
@@ -289,7 +312,12 @@ def _example_evidence(comparison: MetricComparison, kind: str, pairing: Pairing,
 
 
 def _prediction_report(
-    spec: PredictionsConfig, pairing: Pairing, dropped: int, settings: StatisticsConfig
+    spec: PredictionsConfig,
+    pairing: Pairing,
+    dropped: int,
+    settings: StatisticsConfig,
+    sums: LabelSums | None,
+    flips: _Flips | None,
 ) -> tuple[PredictionReport, tuple[Artifact, ...]]:
     import numpy as np
 
@@ -310,15 +338,13 @@ def _prediction_report(
     )
     if data.labels is None:
         return report, ()
-    from dataclasses import replace
-
-    classes = per_class_changes(data, settings.resamples, settings.seed, CONFIDENCE)
+    classes = per_class_changes(data, settings.resamples, settings.seed, CONFIDENCE, sums)
     rows = sorted(
         (ClassRow(c.name, c.support, c.base_f1, c.head_f1, c.low, c.high) for c in classes if c.support > 0),
         key=lambda row: -abs(row.head_f1 - row.base_f1),
     )
     report = replace(report, classes=tuple(rows[:CLASSES_SHOWN]), class_count=len(data.classes))
-    if data.base_pred is None or data.head_pred is None:
+    if flips is None or data.base_pred is None or data.head_pred is None:
         return report, ()
     k = len(data.classes)
     if k <= CONFUSION_CLASSES:
@@ -330,11 +356,7 @@ def _prediction_report(
             base_confusion=tuple(tuple(int(v) for v in row) for row in base_matrix),
             head_confusion=tuple(tuple(int(v) for v in row) for row in head_matrix),
         )
-    base_right = data.base_pred == data.labels
-    head_right = data.head_pred == data.labels
-    fixed = ~base_right & head_right
-    broken = base_right & ~head_right
-    changed = ~base_right & ~head_right & (data.base_pred != data.head_pred)
+    fixed, broken, changed = flips.fixed, flips.broken, flips.changed
     assert pairing.labels is not None and pairing.base_predicted is not None and pairing.head_predicted is not None
     flipped = np.flatnonzero(fixed | broken | changed)
     first_broken = np.flatnonzero(broken)[:FLIPS_SHOWN]
@@ -388,8 +410,6 @@ def _both(examples: Evidence, history: Evidence) -> Evidence:
     holds that run-to-run noise. Rejecting only when both tests reject is an intersection-union
     test (Berger 1982): its level is at most alpha under either kind of noise. Its detectable
     effect is the larger of the two."""
-    from dataclasses import replace
-
     se = max(examples.se or 0.0, history.se or 0.0) or None
     noise = history.noise if history.noise is not None else 0.0
     rule = (

@@ -94,7 +94,10 @@ def test_code_blocks_code_spans_and_link_targets_are_left_as_written() -> None:
     assert md.bitbucket(fence) == fence
     span = "| `&#64; #12 \\<` | [x](https://ci.example/run#12?a&amp;b) |"
     assert md.bitbucket(span) == span
-    assert md.bitbucket("| &#64;me #12 |") == f"| @{ZWSP}me #{ZWSP}12 |"
+    assert md.bitbucket("| @\u200bme #12 |") == f"| @{ZWSP}me #{ZWSP}12 |"  # as cell() writes a mention
+    # cml-bot never writes "&#64;" (cell() breaks a mention with a zero-width space); one in the
+    # document anyway is left undecodable, never a live mention
+    assert md.bitbucket("| &#64;me |") == f"| &#{ZWSP}64;me |"
 
 
 @settings(max_examples=300, deadline=None)

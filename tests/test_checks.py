@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cml_bot.checks import closest, file_findings, threshold_findings
+from cml_bot.checks import closest, closest_hint, file_findings, threshold_findings
 from cml_bot.config import Threshold
 from cml_bot.diff import diff
 
@@ -38,3 +38,8 @@ def test_missing_files_name_similar_files_nearby() -> None:
         "metric.json: not found in the workspace; closest: metrics.json",
         "bad.json: invalid JSON",
     ]
+
+
+def test_closest_hint_ends_a_finding_with_the_names_found() -> None:
+    assert closest_hint(["a.csv", "b.csv"]) == "; closest: a.csv, b.csv"
+    assert closest_hint([]) == ""

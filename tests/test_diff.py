@@ -94,6 +94,19 @@ def test_numeric() -> None:
     assert numeric(3) == 3.0 and numeric(0.5) == 0.5
     assert numeric(Samples((1.0, 2.0, 3.0))) == 2.0
     assert numeric(True) is None and numeric("x") is None and numeric(None) is None
+    assert numeric(10**400) is None  # beyond a double's range: not a number to compare
+
+
+def test_an_int_beyond_a_doubles_range_is_compared_as_a_value_not_a_number() -> None:
+    huge = 10**400
+    result = diff(
+        {"n": 1, "m": huge},
+        {"n": huge, "m": huge},
+        [Threshold("n", min=0.0), Threshold("m", max_drop=1, direction="higher")],
+    )
+    n, m = result.metrics
+    assert n.status is Status.CHANGED and n.delta is None and n.failures == ("is not a number (bounds min 0)",)
+    assert m.status is Status.UNCHANGED and m.delta is None and not m.failures
 
 
 # --- max_drop ---------------------------------------------------------------------------------

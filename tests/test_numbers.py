@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cml_bot.numbers import difference, exact, number, pair, percent, signed
+from cml_bot.numbers import change, difference, exact, interval, number, p_value, pair, percent, signed
 
 
 @pytest.mark.parametrize(
@@ -93,6 +93,16 @@ def _expected_difference(base: str, head: str, places: int) -> str:
 )
 def test_percent_never_hides_a_change(relative: float, text: str) -> None:
     assert percent(relative) == text
+
+
+def test_changes_intervals_and_p_values_as_the_report_writes_them() -> None:
+    assert change(-0.004, True) == "-0.40 pp" and change(0.00001, True) == "+0.001 pp"  # never +0.00 pp
+    assert change(0.0, True) == "+0.00 pp" and change(0.011, True, with_sign=False) == "1.10 pp"
+    assert change(0.00001, True, with_sign=False) == "0.001 pp"
+    assert change(-0.01234, False) == "-0.01234" and change(0.5, False, with_sign=False) == "0.5"
+    assert interval(-0.0672, -0.0351, True) == "[-6.72, -3.51] pp"
+    assert interval(-0.0123, 0.004, False) == "[-0.0123, +0.004]"
+    assert p_value(0.0341) == "p = 0.034" and p_value(0.0009) == "p < 0.001"
 
 
 def test_exact_shows_a_configured_value_as_written() -> None:

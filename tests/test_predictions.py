@@ -41,6 +41,16 @@ def test_tsv_jsonl_and_dvclive_json() -> None:
     assert table.id_column is None and list(table.ids) == ["0", "1"] and list(table.labels) == ["1", "0"]
 
 
+def test_listed_scores_keep_the_rows_that_are_kept() -> None:
+    rows = [(1, 0, 0, [0.8, 0.2]), (2, None, 0, [0.7, 0.3]), (3, 1, 1, [0.1, 0.9])]  # row 2 has no label
+    lines = b"\n".join(
+        json.dumps({"id": i, "y_true": y, "y_pred": p, "probabilities": s}).encode() for i, y, p, s in rows
+    )
+    table = read_predictions(lines, _spec("p.jsonl"))
+    assert table.dropped == 1 and list(table.ids) == ["1", "3"]
+    assert table.scores is not None and table.scores.tolist() == [[0.8, 0.2], [0.1, 0.9]]
+
+
 def test_parquet_when_pyarrow_is_there() -> None:
     pytest.importorskip("pyarrow")
     import io

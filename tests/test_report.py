@@ -716,6 +716,12 @@ def test_a_shown_change_is_visible_and_equals_the_difference_shown() -> None:
     assert "| huge | 1.23456 | 1.23457 | +0.00001 ▲ | +0.00081% |" in text  # not 1.235 twice
 
 
+def test_an_int_beyond_a_doubles_range_is_shown_whole_without_a_change() -> None:
+    huge = 10**400
+    text = render_markdown(Report("T", "default", diff({"n": 1}, {"n": huge}), FACTS))
+    assert f"| n | 1 | {huge} |" in text
+
+
 def test_params_are_shown_as_configured() -> None:
     result = diff({}, {}, base_params={"momentum": 0.99999, "lr": 1e-5}, head_params={"momentum": 0.99999, "lr": 2e-5})
     text = render_markdown(Report("T", "default", result, FACTS))

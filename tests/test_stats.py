@@ -17,6 +17,7 @@ from cml_bot.stats.example_metrics import (
     KINDS,
     PairedExamples,
     compare_metrics,
+    label_sums,
     per_class_changes,
 )
 from cml_bot.stats.history import change_points, compare_with_history, history_noise
@@ -196,6 +197,28 @@ def test_per_class_changes_equal_scikit_learn() -> None:
     assert [r.base_f1 for r in rows] == pytest.approx(list(sk.f1_score(raw["y"], raw["base"], average=None)))
     assert [r.head_recall for r in rows] == pytest.approx(list(sk.recall_score(raw["y"], raw["head"], average=None)))
     assert all(r.low <= r.head_f1 - r.base_f1 <= r.high for r in rows)
+
+
+def test_the_configs_statistics_defaults_are_the_ones_stats_evidence_owns() -> None:
+    from cml_bot import config
+    from cml_bot.stats import evidence
+
+    defaults = config.StatisticsConfig()
+    assert (defaults.alpha, defaults.correction, defaults.resamples, defaults.seed) == (
+        evidence.DEFAULT_ALPHA,
+        evidence.DEFAULT_CORRECTION,
+        evidence.DEFAULT_RESAMPLES,
+        evidence.DEFAULT_SEED,
+    )
+    assert config.CORRECTIONS == evidence.CORRECTIONS
+
+
+def test_label_sums_given_or_drawn_give_the_same_results() -> None:
+    data, _ = _classification()
+    sums = label_sums(data, 2000, 7)
+    names = ["accuracy", "f1_macro", "precision_weighted"]
+    assert compare_metrics(data, names, 2000, 7, sums=sums) == compare_metrics(data, names, 2000, 7)
+    assert per_class_changes(data, 2000, 7, sums=sums) == per_class_changes(data, 2000, 7)
 
 
 def test_paired_bootstrap_takes_any_statistic_of_sums() -> None:

@@ -155,6 +155,33 @@ def test_a_changed_evaluation_set_is_stated_and_paired_on_common_ids(repo: GitRe
     assert outcome.report.diff.metrics[0].evidence is not None  # confirmed on head's full set
 
 
+def test_label_resamples_are_drawn_once_for_the_label_metrics_and_the_per_class_changes(
+    repo: GitRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cml_bot.stats import example_metrics
+
+    draws: list[tuple[int, int]] = []
+    original = example_metrics.label_sums
+
+    def counted(data: example_metrics.PairedExamples, resamples: int, seed: int) -> example_metrics.LabelSums:
+        draws.append((len(data.classes), resamples))
+        return original(data, resamples, seed)
+
+    monkeypatch.setattr(example_metrics, "label_sums", counted)
+    ids, labels, predicted = _base_predictions()
+    repo.write("cml-bot.yaml", _config())
+    _write(repo, ids, labels, predicted, {"f1_macro": 0.5})
+    repo.commit("main")
+    repo.git("checkout", "--quiet", "-b", "more-data")  # a changed set: head's values are computed on their own
+    _write(repo, [*ids[10:], "new-1"], [*labels[10:], "cat"], [*predicted[10:], "dog"], {"f1_macro": 0.5})
+    repo.commit("eval set changed")
+
+    outcome = run(Options(root=repo.root, dry_run=True), Effects(env={}))
+
+    assert outcome.report.predictions is not None and outcome.report.predictions.classes  # per-class rows shown
+    assert draws.count((len(CLASSES), 2000)) == 1  # f1_macro and the per-class F1 share one draw
+
+
 def test_a_metric_that_does_not_match_the_predictions_is_not_judged_by_them(repo: GitRepo) -> None:
     _branch(repo, fixed=20, broken=24)
     repo.write("metrics.json", {"accuracy": 0.5})  # not what predictions.csv gives

@@ -12,10 +12,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+# The statistics defaults, written once (cml_bot.config's StatisticsConfig uses them): this module
+# imports neither numpy nor scipy, so reading the config does not load them.
 DEFAULT_ALPHA = 0.05  # one-sided, in the bad direction, per gate (before the correction)
+CORRECTIONS = ("bh", "none")  # across gated metrics: Benjamini-Hochberg or none
+DEFAULT_CORRECTION = "bh"
+DEFAULT_RESAMPLES = 2000  # paired bootstrap resamples
+DEFAULT_SEED = 20_240_601  # the bootstrap's seed, fixed: the same inputs give the same intervals in every run
 POWER = 0.8  # the power at which the detectable effect is stated
 CONFIDENCE = 0.95  # confidence intervals shown in the report
-CORRECTIONS = ("bh", "none")  # across gated metrics: Benjamini-Hochberg (default) or none
 
 
 @dataclass(frozen=True)

@@ -29,10 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from cml_bot.stats.evidence import DEFAULT_RESAMPLES, DEFAULT_SEED
 from cml_bot.stats.kinds import KINDS, MetricKind
 from cml_bot.stats.paired import (
-    DEFAULT_RESAMPLES,
-    DEFAULT_SEED,
     BootstrapResult,
     paired_bootstrap,
     resampled_sums,
@@ -86,21 +85,26 @@ class MetricComparison:
     units: str  # what was resampled, for the rule: "1,998 examples", "5,000 random groups of ~20 examples"
 
 
+LabelSums = tuple[FloatArray, FloatArray]  # per-class sums over all examples, and over each resample
+
+
 def compare_metrics(
     data: PairedExamples,
     names: Sequence[str],
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = DEFAULT_SEED,
     confidence: float = 0.95,
+    sums: LabelSums | None = None,
 ) -> dict[str, MetricComparison]:
-    """Paired bootstrap of each named metric (a key of :data:`KINDS`) that ``data`` supports."""
+    """Paired bootstrap of each named metric (a key of :data:`KINDS`) that ``data`` supports;
+    ``sums``: :func:`label_sums` of ``data`` with the same resamples and seed, when the caller has them."""
     kinds = [KINDS[name] for name in dict.fromkeys(names) if name in KINDS and data.supports(KINDS[name])]
     if data.count == 0 or not kinds:
         return {}
     found: dict[str, MetricComparison] = {}
     label_kinds = [k for k in kinds if k.needs == "labels"]
     if label_kinds:
-        found.update(_compare_labels(data, label_kinds, resamples, seed, confidence))
+        found.update(_compare_labels(data, label_kinds, resamples, seed, confidence, sums))
     other = [k for k in kinds if k.needs != "labels"]
     if other:
         found.update(_compare_means(data, other, resamples, seed, confidence))
@@ -119,23 +123,16 @@ def _cells(data: PairedExamples, classes: int) -> tuple[IntArray, IntArray]:
     return triples.astype(np.int64), counts.astype(np.int64)
 
 
-_LAST_SUMS: list[tuple[tuple[int, ...], tuple[object, ...], tuple[FloatArray, FloatArray]]] = []
-
-
-def _label_sums(data: PairedExamples, classes: int, resamples: int, seed: int) -> tuple[FloatArray, FloatArray]:
-    """Per-class sums over all examples and over each resample of the (true, base, head) cells.
+def label_sums(data: PairedExamples, resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> LabelSums:
+    """Per-class sums over all examples and over each resample of the (true, base, head) cells
+    (needs labels and both predictions).
 
     The label metrics and the per-class changes of one comparison share these resamples: drawing
-    them is the costly part (one binomial per cell and resample), so the last ones are kept."""
-    arrays = (data.labels, data.base_pred, data.head_pred)
-    key = (*(id(a) for a in arrays), classes, resamples, seed)
-    for cached_key, _, value in _LAST_SUMS:
-        if cached_key == key:
-            return value
+    them is the costly part (one binomial per cell and resample), so a caller that wants both
+    computes them once and passes them to :func:`compare_metrics` and :func:`per_class_changes`."""
+    classes = len(data.classes)
     triples, counts = _cells(data, classes)
-    value = resampled_sums(_label_features(triples, classes), counts, resamples, seed)
-    _LAST_SUMS[:] = [(key, arrays, value)]  # the arrays are kept alive so their ids stay theirs
-    return value
+    return resampled_sums(_label_features(triples, classes), counts, resamples, seed)
 
 
 def _label_features(triples: IntArray, classes: int) -> FloatArray:
@@ -199,7 +196,12 @@ def positive_class(classes: Sequence[str]) -> int:
 
 
 def _compare_labels(
-    data: PairedExamples, kinds: Sequence[MetricKind], resamples: int, seed: int, confidence: float
+    data: PairedExamples,
+    kinds: Sequence[MetricKind],
+    resamples: int,
+    seed: int,
+    confidence: float,
+    sums: LabelSums | None = None,
 ) -> dict[str, MetricComparison]:
     classes = len(data.classes)
     correctness = [k for k in kinds if k.name in ("accuracy", "error_rate")]
@@ -216,13 +218,13 @@ def _compare_labels(
         )
         found = _compare_labels(collapsed, correctness, resamples, seed, confidence)
         rest = [k for k in kinds if k not in correctness]
-        return {**found, **(_compare_labels(data, rest, resamples, seed, confidence) if rest else {})}
+        return {**found, **(_compare_labels(data, rest, resamples, seed, confidence, sums) if rest else {})}
     positive = positive_class(data.classes) if classes == 2 else 1
     statistics = {
         k.name: (label_statistic(k.name, classes, 0, positive), label_statistic(k.name, classes, 1, positive))
         for k in kinds
     }
-    results = summarize(*_label_sums(data, classes, resamples, seed), statistics, confidence)
+    results = summarize(*(sums if sums is not None else label_sums(data, resamples, seed)), statistics, confidence)
     units = f"{data.count:,} examples"
     return {name: MetricComparison(KINDS[name], result, units) for name, result in results.items()}
 
@@ -240,13 +242,18 @@ class ClassChange:
 
 
 def per_class_changes(
-    data: PairedExamples, resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED, confidence: float = 0.95
+    data: PairedExamples,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+    confidence: float = 0.95,
+    sums: LabelSums | None = None,
 ) -> list[ClassChange]:
-    """F1 and recall per class, with a paired bootstrap interval of each class's F1 change."""
+    """F1 and recall per class, with a paired bootstrap interval of each class's F1 change
+    (``sums``: as for :func:`compare_metrics`)."""
     classes = len(data.classes)
     if data.labels is None or data.count == 0 or classes > MAX_CLASSES:
         return []
-    totals, resampled = _label_sums(data, classes, resamples, seed)
+    totals, resampled = sums if sums is not None else label_sums(data, resamples, seed)
     k = classes
 
     def f1(sums: FloatArray, side: int) -> FloatArray:

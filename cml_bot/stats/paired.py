@@ -24,12 +24,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from cml_bot.stats.evidence import DEFAULT_RESAMPLES, DEFAULT_SEED
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 Statistic = Callable[[FloatArray], FloatArray]  # (resamples x features) sums -> one value per resample
 
-DEFAULT_RESAMPLES = 2000
-DEFAULT_SEED = 20_240_601  # fixed: the same inputs give the same intervals in every run
 # Rough costs (seconds) per resample and cell / example, to pick the cheaper way to draw counts:
 # numpy's multinomial draws one binomial per cell; index drawing is integers + bincount per example.
 _MULTINOMIAL_COST = 2e-7
