@@ -21,6 +21,7 @@ from cml_bot.files import MAX_FILE_BYTES, DuplicateKeyError, UniqueKeyFastLoader
 from cml_bot.git import Git
 from cml_bot.metrics import MAX_NAMES
 from cml_bot.secrets import redact_url
+from cml_bot.stats.evidence import CORRECTIONS, DEFAULT_ALPHA, DEFAULT_CORRECTION, DEFAULT_RESAMPLES, DEFAULT_SEED
 
 if TYPE_CHECKING:
     from cml_bot.dvcproject import Layout
@@ -156,15 +157,12 @@ class PredictionsConfig:
     metrics: tuple[tuple[str, str], ...] = ()  # (metric name, per-example metric) pairs set by the user
 
 
-CORRECTIONS = ("bh", "none")
-
-
 @dataclass(frozen=True)
 class StatisticsConfig:
-    alpha: float = 0.05  # one-sided, in the bad direction, for every gate without its own alpha
-    correction: str = "bh"  # across gated metrics: Benjamini-Hochberg, or none
-    resamples: int = 2000  # paired bootstrap resamples
-    seed: int = 20_240_601  # the bootstrap's seed: the same inputs give the same intervals
+    alpha: float = DEFAULT_ALPHA  # one-sided, in the bad direction, for every gate without its own alpha
+    correction: str = DEFAULT_CORRECTION  # across gated metrics: Benjamini-Hochberg, or none
+    resamples: int = DEFAULT_RESAMPLES  # paired bootstrap resamples
+    seed: int = DEFAULT_SEED  # the bootstrap's seed: the same inputs give the same intervals
 
 
 REDUCTIONS = ("last", "min", "max")

@@ -199,20 +199,6 @@ def test_per_class_changes_equal_scikit_learn() -> None:
     assert all(r.low <= r.head_f1 - r.base_f1 <= r.high for r in rows)
 
 
-def test_the_configs_statistics_defaults_are_the_ones_stats_evidence_owns() -> None:
-    from cml_bot import config
-    from cml_bot.stats import evidence
-
-    defaults = config.StatisticsConfig()
-    assert (defaults.alpha, defaults.correction, defaults.resamples, defaults.seed) == (
-        evidence.DEFAULT_ALPHA,
-        evidence.DEFAULT_CORRECTION,
-        evidence.DEFAULT_RESAMPLES,
-        evidence.DEFAULT_SEED,
-    )
-    assert config.CORRECTIONS == evidence.CORRECTIONS
-
-
 def test_label_sums_given_or_drawn_give_the_same_results() -> None:
     data, _ = _classification()
     sums = label_sums(data, 2000, 7)
