@@ -18,13 +18,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
 from cml_bot import __version__
+from cml_bot.answers import records
 from cml_bot.config import PredictionsConfig
 from cml_bot.errors import InputError
 from cml_bot.stats.example_metrics import PairedExamples
@@ -102,7 +102,7 @@ def _frame(data: bytes, path: str, name: str) -> pd.DataFrame:
             return pd.read_parquet(io.BytesIO(data))
         if suffix in (".jsonl", ".ndjson"):
             return pd.read_json(io.BytesIO(data), lines=True, dtype=False)
-        return pd.DataFrame.from_records(_records(json.loads(data)))
+        return pd.DataFrame.from_records(records(json.loads(data)))
     except InputError:
         raise
     except (ValueError, TypeError, UnicodeDecodeError, OSError, pd.errors.ParserError) as exc:
@@ -110,18 +110,6 @@ def _frame(data: bytes, path: str, name: str) -> pd.DataFrame:
         raise InputError(f"{name}: cannot read predictions ({first[:160]})") from None
     except Exception as exc:  # pyarrow raises its own errors on a damaged Parquet file
         raise InputError(f"{name}: cannot read predictions ({type(exc).__name__})") from None
-
-
-def _records(document: Any) -> list[dict[str, Any]]:
-    """A JSON list of records, or dvclive's ``{plot name: [records]}``."""
-    if isinstance(document, dict):
-        lists = [v for v in document.values() if isinstance(v, list)]
-        if len(lists) != 1:
-            raise ValueError("expected a list of records, or one key holding one (dvclive's format)")
-        document = lists[0]
-    if not isinstance(document, list) or not all(isinstance(row, dict) for row in document):
-        raise ValueError("expected a list of records")
-    return document
 
 
 def _find(frame: pd.DataFrame, configured: str | None, names: Sequence[str], what: str, name: str) -> str | None:

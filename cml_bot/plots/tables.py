@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 
+from cml_bot import answers
 from cml_bot.checks import closest
 from cml_bot.errors import InputError
 from cml_bot.plots.style import BUCKETS, SCATTER_GRID, shorten
@@ -343,19 +344,10 @@ def _records(data: bytes, filename: str, kind: str) -> list[dict[str, object]]:
         raise InputError(f"{filename}: invalid JSON: {exc}") from None
     except yaml.YAMLError as exc:
         raise InputError(f"{filename}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
-    expected = "a list of records, or an object holding one list of records"
-    if isinstance(parsed, dict):
-        lists = [key for key, value in parsed.items() if isinstance(value, list)]
-        if len(lists) != 1:
-            found = f"lists {', '.join(repr(str(k)) for k in lists[:5])}" if lists else "no list"
-            raise InputError(f"{filename}: expected {expected}; found {found}")
-        parsed = parsed[lists[0]]
-    if not isinstance(parsed, list):
-        raise InputError(f"{filename}: expected {expected}")
-    for i, item in enumerate(parsed):
-        if not isinstance(item, dict):
-            raise InputError(f"{filename}: record {i} is not an object of fields")
-    return parsed
+    try:
+        return answers.records(parsed)
+    except ValueError as exc:
+        raise InputError(f"{filename}: {exc}") from None
 
 
 # --------------------------------------------------------------------------------------------
