@@ -97,7 +97,7 @@ def test_install_makes_a_fresh_venv_with_that_python_and_installs_the_spec(tmp_p
     assert not (venv / "stale").exists()  # the folder was made anew
 
 
-def test_install_drops_the_dependencies_test_suites_only(tmp_path: Path) -> None:
+def test_install_drops_test_suites_stubs_headers_and_cython_sources_only(tmp_path: Path) -> None:
     fake = tmp_path / "bin"
     fake.mkdir()
     venv = tmp_path / "venv"
@@ -105,8 +105,12 @@ def test_install_drops_the_dependencies_test_suites_only(tmp_path: Path) -> None
     # The fake uv lays out what a real install would, tests folders included.
     (fake / "uv").write_text(
         '#!/bin/sh\n[ "$1" = pip ] || exit 0\n'
-        f"mkdir -p {site}/pandas/tests/io {site}/numpy/_core/tests {site}/cml_bot/tests_data\n"
+        f"mkdir -p {site}/pandas/tests/io {site}/numpy/_core/tests {site}/numpy/_core/include {site}/cml_bot/tests_data\n"
         f"touch {site}/pandas/tests/io/test_x.py {site}/pandas/core.py {site}/cml_bot/tests_data/keep\n"
+        # Stubs, headers and Cython sources go; a compiled module, data files and py.typed stay.
+        f"touch {site}/numpy/__init__.pyi {site}/numpy/_core/include/ndarrayobject.h {site}/numpy/random.pxd\n"
+        f"touch {site}/numpy/_core/_helper.c {site}/numpy/random.pyx {site}/numpy/py.typed\n"
+        f"touch {site}/numpy/_core/_multiarray.cpython-312-x86_64-linux-gnu.so {site}/pandas/io.json\n"
     )
     (fake / "uv").chmod(0o755)
     env = {"PATH": f"{fake}{os.pathsep}{os.environ['PATH']}", "VENV": str(venv), "PYTHON": "python3", "SPEC": "x"}
@@ -119,8 +123,12 @@ def test_install_drops_the_dependencies_test_suites_only(tmp_path: Path) -> None
         "cml_bot/tests_data/keep",
         "numpy",
         "numpy/_core",
+        "numpy/_core/_multiarray.cpython-312-x86_64-linux-gnu.so",
+        "numpy/_core/include",
+        "numpy/py.typed",
         "pandas",
         "pandas/core.py",
+        "pandas/io.json",
     ]
 
 
