@@ -105,7 +105,8 @@ def test_install_drops_test_suites_stubs_headers_and_cython_sources_only(tmp_pat
     # The fake uv lays out what a real install would, tests folders included.
     (fake / "uv").write_text(
         '#!/bin/sh\n[ "$1" = pip ] || exit 0\n'
-        f"mkdir -p {site}/pandas/tests/io {site}/numpy/_core/tests {site}/numpy/_core/include {site}/cml_bot/tests_data\n"
+        f"mkdir -p {site}/pandas/tests/io {site}/numpy/_core/tests {site}/numpy/_core/include\n"
+        f"mkdir -p {site}/cml_bot/tests_data\n"
         f"touch {site}/pandas/tests/io/test_x.py {site}/pandas/core.py {site}/cml_bot/tests_data/keep\n"
         # Stubs, headers and Cython sources go; a compiled module, data files and py.typed stay.
         f"touch {site}/numpy/__init__.pyi {site}/numpy/_core/include/ndarrayobject.h {site}/numpy/random.pxd\n"
