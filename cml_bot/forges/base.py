@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from cml_bot.baseline import ResultStore
-from cml_bot.errors import ForgeError, ReadOnlyTokenError
+from cml_bot.errors import ForgeError, HeadMovedError, ReadOnlyTokenError
 from cml_bot.forges.sticky import CommentMode, Publication, Thread
 from cml_bot.model import Image, Verdict
 from cml_bot.report import Flavour, Report
@@ -112,15 +112,29 @@ def check_head(forge: str, change: str, actual: object, sha: str, same: bool | N
     """Refuse to post when the pull/merge request's head (``actual``, from the forge now) is not the
     commit the report was made for. ``same`` overrides the plain comparison (abbreviated shas)."""
     if not (actual == sha if same is None else same):
-        raise ForgeError(
+        raise HeadMovedError(
             f"{forge}: {change} head is {str(actual)[:12]}, not {sha[:12]}; refusing to post a report made for "
             "another commit"
         )
 
 
+# GitHub's answer to a comment on a locked conversation (403; observed in renovatebot/renovate#6215,
+# documentation_url help.github.com/articles/locking-conversations): not a token without permission.
+LOCKED_TEXT = "because issue is locked"
+
+
 def write_refusal(exc: HttpError, what: str) -> ForgeError:
-    """A write's 403 (a rate limit's 403 is retried by the client, never seen here) means the token
-    may not ``what`` here: a fork's read-only token, a missing scope. Any other error is unchanged."""
-    if exc.status == 403:
-        return ReadOnlyTokenError(f"{exc.message} (the token may not {what})")
-    return exc
+    """A write's 403 that means the token may not ``what`` here (a fork's read-only token, a missing
+    scope) is :class:`ReadOnlyTokenError`, for which the report goes to a bundle. A 403 for another
+    reason is a failure to show, never a bundle: a rate limit the client's retries did not outlast (a
+    403 with ``Retry-After``, ``x-ratelimit-remaining: 0`` or a "rate limit" message) or a locked
+    conversation. Any other error is unchanged."""
+    from cml_bot.forges.http import HttpError, rate_limited
+
+    if exc.status != 403:
+        return exc
+    if exc.response is not None and rate_limited(exc.response):
+        return HttpError(f"{exc.message}: the API's rate limit, not a missing permission; run it again later", 403)
+    if LOCKED_TEXT in exc.message.lower():
+        return HttpError(f"{exc.message} (the conversation is locked: unlock it to let cml-bot {what})", 403)
+    return ReadOnlyTokenError(f"{exc.message} (the token may not {what})")

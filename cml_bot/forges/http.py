@@ -8,9 +8,12 @@ never retry nor sleep on their own. Everything else is decided here, once for ev
   (not 501/505), a 403 or 429 that says "rate limit" (``Retry-After`` in seconds or as an HTTP date,
   ``x-ratelimit-remaining: 0`` with ``x-ratelimit-reset``, or a "secondary rate limit" message), and
   409 where the API documents "retry the request" (the caller says so per request).
-- How long to wait: the server's ``Retry-After`` / reset time when it gives one, else exponential
-  backoff with full jitter; never past the request's total deadline (a server that asks for an hour
-  fails the request at once, with a clear message, instead of holding the job).
+- How long to wait: the server's ``Retry-After`` / reset time when it gives one; for GitHub's
+  secondary rate limit without either, at least a minute, doubling on each further refusal (GitHub:
+  "wait for at least one minute before retrying ... Continuing to make requests while you are rate
+  limited may result in the banning of your integration"); else exponential backoff with full
+  jitter. Never past the request's total deadline (a server that asks for an hour fails the request
+  at once, with a clear message, instead of holding the job).
 - Retries are per request, so a transient error on page 7 of a listing retries page 7 only.
 - Writes that may have been applied (a dropped connection after the request was sent, a 5xx from a
   proxy) are never blindly repeated when repeating would duplicate the effect: :meth:`JsonClient.create`
@@ -44,6 +47,10 @@ T = TypeVar("T")
 # Verbs whose repetition has the same effect as doing it once (RFC 9110, 9.2.2).
 IDEMPOTENT_VERBS = frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE"})
 NOT_RETRIED_5XX = frozenset({501, 505})  # "not implemented" / "version not supported" never heal
+# docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api ("Handle rate limit
+# errors appropriately"): with neither ``retry-after`` nor ``x-ratelimit-remaining: 0``, "wait for at
+# least one minute before retrying", and "an exponentially increasing amount of time" while it lasts.
+SECONDARY_LIMIT_WAIT = 60.0
 
 
 @dataclass(frozen=True)
@@ -143,8 +150,12 @@ class RetryPolicy:
             return backoff
         status = answer.status
         asked = server_wait(answer, now)
-        if status == 429 or (status == 403 and (asked is not None or _says_rate_limit(answer))):
-            return asked + rng.uniform(0.0, 1.0) if asked is not None else backoff
+        if rate_limited(answer):
+            if asked is not None:
+                return asked + rng.uniform(0.0, 1.0)
+            if _says_secondary_limit(answer):  # GitHub, with no time given: a minute, then doubling
+                return SECONDARY_LIMIT_WAIT * 2.0 ** (attempt - 1) + rng.uniform(0.0, 1.0)
+            return backoff
         if status >= 500 and status not in NOT_RETRIED_5XX:
             return asked if asked is not None else backoff
         if status == 409 and request.conflict_is_transient:
@@ -172,9 +183,26 @@ def server_wait(answer: Response, now: float) -> float | None:
     return None
 
 
-def _says_rate_limit(answer: Response) -> bool:
-    text = answer.body[:2000].decode("utf-8", "replace").lower()
-    return "rate limit" in text
+def rate_limited(answer: Response) -> bool:
+    """Whether ``answer`` refuses because of a rate limit, not a permission: 429, or a 403 with
+    ``Retry-After``, ``x-ratelimit-remaining: 0`` or a message saying "rate limit" (GitHub sends its
+    primary and secondary limits as 403 or 429: the rate-limit page cited above)."""
+    if answer.status == 429:
+        return True
+    return answer.status == 403 and (
+        answer.header("retry-after") is not None
+        or answer.header("x-ratelimit-remaining") == "0"
+        or "rate limit" in _text(answer)
+    )
+
+
+def _says_secondary_limit(answer: Response) -> bool:
+    """GitHub's secondary rate limit ("You have exceeded a secondary rate limit ...")."""
+    return "secondary rate limit" in _text(answer)
+
+
+def _text(answer: Response) -> str:
+    return answer.body[:2000].decode("utf-8", "replace").lower()
 
 
 @dataclass
@@ -310,9 +338,9 @@ class JsonClient:
             if attempt >= self.policy.attempts:
                 raise self._gave_up(what, problem, answer, f"after {attempt} attempts")
             if self.clock() - started + delay > self.policy.deadline:
-                raise self._gave_up(
-                    what, problem, answer, f"the server asks to wait {math.ceil(delay)} s, past the deadline"
-                )
+                why = f"the server asks to wait {math.ceil(delay)} s, past the deadline of {self.policy.deadline:g} s"
+                limited = isinstance(answer, Response) and rate_limited(answer)
+                raise self._gave_up(what, problem, answer, f"rate limited: {why}" if limited else why)
             may_have_applied = isinstance(answer, ConnectionFailure) and answer.sent
             if isinstance(answer, Response):
                 may_have_applied = answer.status >= 500 and answer.status != 503
