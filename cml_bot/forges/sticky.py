@@ -18,6 +18,10 @@ this body is the one we made.
 Racing runs (two pushes in quick succession): each run lists the comments again after creating one.
 The later run sees both; every run keeps the OLDEST of ours, gives it the body of the newest, and
 deletes the rest, so all runs agree on the survivor and the thread ends with one comment.
+
+A comment deleted between listing and editing (someone removed it meanwhile): the edit's 404 is
+:class:`CommentGone`, and the run goes on as if it had not been listed: the next of ours is edited,
+or, with none left, a new one is created (and settled) as a fresh run would.
 """
 
 from __future__ import annotations
@@ -104,12 +108,16 @@ def upsert(thread: Thread, body: str, marker: str, mode: CommentMode) -> Publica
         log.info("the token's identity is unknown: posting a new comment and learning it from the answer")
     everything = list(thread.comments())
     ours = [c for c in everything if is_ours(c, marker, me)]
-    if mode is CommentMode.UPDATE and ours:
-        keep, *duplicates = ours
-        if keep.body != body:
-            keep = thread.edit(keep, body)
-        _delete_all(thread, duplicates)
-        return Publication(keep.url, created=False)
+    if mode is CommentMode.UPDATE:
+        for index, keep in enumerate(ours):
+            try:
+                if keep.body != body:
+                    keep = thread.edit(keep, body)
+            except CommentGone:
+                log.info("comment %s was deleted meanwhile; trying the next of ours", keep.id)
+                continue
+            _delete_all(thread, ours[index + 1 :])
+            return Publication(keep.url, created=False)
     if mode is CommentMode.RECREATE:
         _delete_all(thread, ours)
     known = {c.id for c in everything}
@@ -135,14 +143,18 @@ def _settle(thread: Thread, marker: str, created: Comment) -> Publication:
     ours = [c for c in thread.comments() if is_ours(c, marker, me)]
     if created.id not in {c.id for c in ours}:
         ours.append(created)  # a listing that lags behind our own write
-    if len(ours) == 1:
-        return Publication(created.url, created=True)
-    keep, newest = ours[0], ours[-1]
-    log.info("%d comments carry this report's marker; keeping the oldest (%s)", len(ours), keep.id)
-    if keep.body != newest.body:
-        keep = thread.edit(keep, newest.body)
-    _delete_all(thread, ours[1:])
-    return Publication(keep.url, created=keep.id == created.id)
+    while len(ours) > 1:
+        keep, newest = ours[0], ours[-1]
+        log.info("%d comments carry this report's marker; keeping the oldest (%s)", len(ours), keep.id)
+        try:
+            if keep.body != newest.body:
+                keep = thread.edit(keep, newest.body)
+        except CommentGone:  # deleted meanwhile: the next oldest is the survivor
+            ours = ours[1:]
+            continue
+        _delete_all(thread, ours[1:])
+        return Publication(keep.url, created=keep.id == created.id)
+    return Publication(created.url, created=True)
 
 
 def _delete_all(thread: Thread, comments: Sequence[Comment]) -> None:
@@ -155,9 +167,16 @@ class EditRefused(ForgeError):
     never a reason to fall back to something else."""
 
 
+class CommentGone(ForgeError):
+    """The comment to edit is not there any more (404: deleted since it was listed)."""
+
+
 def edit_refusal(exc: HttpError, what: str, fix: str = "") -> ForgeError:
     """A 403 on editing or deleting our own comment is :class:`EditRefused` (``what`` names the
-    attempt, ``fix`` may say what the token needs); any other error is unchanged."""
+    attempt, ``fix`` may say what the token needs); a 404 is :class:`CommentGone`; any other error is
+    unchanged."""
     if exc.status == 403:
         return EditRefused(f"{what} ({exc.message}){fix}")
+    if exc.status == 404:
+        return CommentGone(f"{what}: it is gone ({exc.message})")
     return exc
