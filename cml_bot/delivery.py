@@ -16,7 +16,7 @@ from cml_bot import markdown as md
 from cml_bot.bundle import SavedRun, load_run, save_run
 from cml_bot.config import Config, load_config
 from cml_bot.context import CiContext, detect
-from cml_bot.errors import CmlBotError, ForgeError, InputError, ReadOnlyTokenError
+from cml_bot.errors import CmlBotError, ForgeError, HeadMovedError, InputError, ReadOnlyTokenError
 from cml_bot.evaluation import Evaluation, build_report, judge, record_refusal
 from cml_bot.forges import token_kind
 from cml_bot.forges.sticky import CommentMode, Publication
@@ -146,15 +146,20 @@ def post(
     *,
     verify: bool,
 ) -> tuple[Publication, Mapping[str, str], list[str]]:
-    """Post the report on the forge: images, the sticky comment, the status. With ``verify``, the
-    pull/merge request's head must be the report's commit, asked from the forge now. Returns the
-    publication, the images' URLs and notes for the user."""
+    """Post the report on the forge: the status, images, the sticky comment. With ``verify``, the
+    pull/merge request's head must be the report's commit, asked from the forge now (else an error).
+    Without it, a request whose head has moved on since this run started (a newer push) gets no
+    comment: the newer run's report stays, this one is in the report folder, and a note says so.
+    Returns the publication, the images' URLs and notes for the user."""
     from cml_bot.forges.base import CodeInsights
     from cml_bot.forges.sticky import upsert
 
     forge = effects.forge_factory(context, effects.env, sleep=effects.sleep)
     notes: list[str] = []
     change = forge.change()
+    # GitLab refuses a token that may not write here (ReadOnlyTokenError), before anything is asked.
+    thread = forge.thread(change) if change is not None else None
+    moved = False
     if verify:
         sha = report.facts.head_sha or ""
         if change is None:
@@ -162,13 +167,29 @@ def post(
                 raise ForgeError(f"{forge.name}: no open pull/merge request has {sha[:12]} as its head; not posting")
         else:
             forge.verify_head(change, sha)
+    elif change is not None and change.head_sha is None and context.head_sha:
+        # The request came from the CI's environment, not from the forge just now: ask for its head
+        # (one request), so that a run for an older push never overwrites a newer run's comment.
+        try:
+            forge.verify_head(change, context.head_sha)
+        except HeadMovedError as exc:
+            notes.append(f"comment not posted: {exc} (a newer push); this report is in the report folder")
+            moved = True
+    # The status first: on GitHub its answer names the token's identity when nothing else can (a
+    # GitHub App's installation token), which the sticky comment needs to find its earlier comment.
+    # It is this commit's verdict, so it is set even when the request has moved on.
     try:
-        urls = forge.upload_images(change, images)
+        forge.set_status(report.verdict, verdict_summary(report), context.run_url)
     except ReadOnlyTokenError as exc:
-        urls = {}
-        notes.append(f"plots not posted: {exc}")
+        notes.append(f"commit status not set: {exc}")
     publication = Publication(None, False)
-    if change is not None:
+    urls: Mapping[str, str] = {}
+    if not moved:
+        try:
+            urls = forge.upload_images(change, images)
+        except ReadOnlyTokenError as exc:
+            notes.append(f"plots not posted: {exc}")
+    if thread is not None and not moved:
         run = context.job_url or context.run_url  # from the CI's environment, never from the change
         where_full = f"The full report is in {forge.full_report_hint}" + (
             f" ([open the run]({md.link_target(run)}))." if run else "."
@@ -176,15 +197,11 @@ def post(
         body = secrets.scrub(
             render_markdown(report, urls, limit=forge.comment_limit, where_full=where_full, flavour=forge.flavour)
         )
-        publication = upsert(forge.thread(change), body, marker_for(report.report_id, forge.flavour), mode)
-    else:
+        publication = upsert(thread, body, marker_for(report.report_id, forge.flavour), mode)
+    elif not moved:
         notes.append(
             f"no open pull/merge request has this commit as its head: the report is in {forge.full_report_hint}"
         )
-    try:
-        forge.set_status(report.verdict, verdict_summary(report), context.run_url)
-    except ReadOnlyTokenError as exc:
-        notes.append(f"commit status not set: {exc}")
     if isinstance(forge, CodeInsights):  # Bitbucket: the verdict, metrics and gates as a report
         try:
             forge.code_insights(report, context.run_url)

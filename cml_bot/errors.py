@@ -44,3 +44,8 @@ class ForgeError(CmlBotError):
 
 class ReadOnlyTokenError(ForgeError):
     """The token may read but not write (fork PRs, CI_JOB_TOKEN): the report goes to a bundle."""
+
+
+class HeadMovedError(ForgeError):
+    """The pull/merge request's head is no longer the commit the report was made for (a newer push):
+    posting it would overwrite the newer run's report."""

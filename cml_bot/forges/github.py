@@ -5,10 +5,12 @@ the transport (authentication, ``GITHUB_API_URL`` for GitHub Enterprise Server, 
 a time, with its own retries and throttling turned off.
 
 Identity (which comments are ours, see :mod:`cml_bot.forges.sticky`): the login of ``GET /user``
-for a user token; for the Actions ``GITHUB_TOKEN``, which may not read ``/user`` (403, docs:
-"Permissions required for GitHub Apps"), the login its comments carry, ``github-actions[bot]``;
-``CML_BOT_LOGIN`` names it explicitly (a GitHub App's ``<slug>[bot]``). Otherwise it is unknown and
-the first comment we create tells it.
+for a user token. An installation token (the Actions ``GITHUB_TOKEN``, a GitHub App's) may not read
+``/user`` (403, docs: "Permissions required for GitHub Apps"); then it is the ``creator`` of the
+commit status this run set (GitHub's own answer to our write, the same author its comments carry:
+the app's ``<slug>[bot]``); before that, ``CML_BOT_LOGIN``, else ``github-actions[bot]`` for the
+Actions token. Never "any bot": with none of these, the first comment we create tells it, and a
+warning names ``CML_BOT_LOGIN``.
 
 The pull request: the event's, else the open PR whose head is this commit
 (``GET /repos/{o}/{r}/commits/{sha}/pulls`` lists every PR that contains it, stacked PRs included).
@@ -233,6 +235,7 @@ class GitHub:
     _change_known: bool = field(init=False, default=False, repr=False)
     _identity: str | None = field(init=False, default=None, repr=False)
     _identity_known: bool = field(init=False, default=False, repr=False)
+    _status_creator: str | None = field(init=False, default=None, repr=False)  # from set_status's answer
     _assets: _Branch | None = field(init=False, default=None, repr=False)
     _assets_known: bool = field(init=False, default=False, repr=False)
 
@@ -286,8 +289,18 @@ class GitHub:
         if not self._identity_known:
             self._identity_known = True
             user = self.client.json_unless(Request("GET", "/user"), frozenset({401, 403}))
-            # An installation token (GITHUB_TOKEN, a GitHub App) may not read /user.
-            self._identity = answers.text(answers.dig(user, "login")) if user is not None else self.login
+            # An installation token (GITHUB_TOKEN, a GitHub App) may not read /user: the author of
+            # the status we set says who it is, else what the setup tells.
+            if user is not None:
+                self._identity = answers.text(answers.dig(user, "login"))
+            else:
+                self._identity = self._status_creator or self.login
+            if self._identity is None:
+                log.warning(
+                    "GitHub: the token may not read /user (a GitHub App's installation token?) and "
+                    "CML_BOT_LOGIN is not set: its earlier comments cannot be told from others'; set "
+                    "CML_BOT_LOGIN to the app's bot login (<app-slug>[bot])"
+                )
             log.info("GitHub: our comments are those by %s", self._identity or "(unknown until we post)")
         return self._identity
 
@@ -306,7 +319,17 @@ class GitHub:
             body["target_url"] = target_url
         # A repeated status is harmless: the newest with this context is the one shown.
         request = Request("POST", f"{self.repo_path}/statuses/{self.head_sha}", json=body, repeatable=True)
-        self._write(request, "set the commit status")
+        answer = self._write(request, "set the commit status")
+        # Who set it ("creator", docs: "Create a commit status"): the token's own identity, the one
+        # thing /user will not tell an installation token. Only this answer to our own write counts.
+        try:
+            creator = answers.text(answers.dig(self.client.decode(answer, request), "creator", "login"))
+        except HttpError:
+            creator = None
+        if creator:
+            self._status_creator = creator
+            if self._identity_known and self._identity is None:
+                self._identity = creator
         log.info("GitHub: status %s on %s", body["state"], self.head_sha[:10])
 
     def _write(self, request: Request, what: str, accept: frozenset[int] = frozenset()) -> Response:
@@ -480,6 +503,11 @@ class GitHubThread:
             raise write_refusal(exc, f"comment on PR #{self.number}") from None
         if self.forge._identity is None:  # learnt from GitHub's answer to our own post
             self.forge._identity, self.forge._identity_known = created.author, True
+            log.warning(
+                "GitHub: the token's login is %s; set CML_BOT_LOGIN to it so that later runs update this "
+                "comment in place instead of adding and removing one",
+                created.author,
+            )
         log.info("GitHub: posted comment %s on PR #%d", created.id, self.number)
         return created
 
