@@ -167,8 +167,9 @@ def test_a_read_only_token_saves_a_bundle_then_publish_posts_it(
     assert code == 0, out + err
     assert "Resource not accessible by integration" in out + err
     assert fake_github.comments_on(2) == [] and fake_github.statuses == []
-    # the plots (assets branch) and the comment each refused once: no retries
+    # the status (set first), the plots (assets branch) and the comment each refused once: no retries
     assert [path for _, path, status in fake_github.requests("POST")] == [
+        f"/repos/Codertocat/Hello-World/statuses/{HEAD_SHA}",
         "/repos/Codertocat/Hello-World/git/blobs",
         "/repos/Codertocat/Hello-World/issues/2/comments",
     ]
