@@ -720,9 +720,8 @@ def _flatten(
             else:
                 leaf = _leaf(value)
             if name in out:
-                raise StrictInputError(
-                    f"{shown}: key {name[:200]!r} appears twice once nested keys are joined with '.'; rename one"
-                )
+                what = f"key {name[:200]!r} appears twice once nested keys are joined with '.'; rename one"
+                raise StrictInputError(str(_error(shown, what)))
             out[name] = leaf
         else:
             stack.pop()
@@ -732,7 +731,7 @@ def _flatten(
         logger.info(
             "%s: skipped %s (lists that are not lists of numbers are not metrics, as in DVC)",
             shown,
-            ", ".join(skipped[:5]) + more,
+            ", ".join(" ".join(name[:200].split()) for name in skipped[:5]) + more,
         )
     return out
 
