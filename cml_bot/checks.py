@@ -6,11 +6,10 @@ one line naming the closest existing names (:mod:`difflib`), for stderr and the 
 from __future__ import annotations
 
 import difflib
-import fnmatch
 from collections.abc import Iterable, Mapping, Sequence
 
 from cml_bot.config import Threshold
-from cml_bot.diff import Diff, rule_for
+from cml_bot.diff import Diff, matches, rule_for
 
 CLOSEST = 3
 
@@ -35,7 +34,7 @@ def threshold_findings(thresholds: Sequence[Threshold], result: Diff) -> list[st
     names = [m.name for m in result.metrics]
     findings = []
     for rule in thresholds:
-        matched = [n for n in names if n == rule.pattern or fnmatch.fnmatchcase(n, rule.pattern)]
+        matched = [n for n in names if matches(rule.pattern, n)]
         if not matched:
             stem = rule.pattern.replace("*", "").replace("?", "").strip(".:/_-") or rule.pattern
             findings.append(f"thresholds: {rule.pattern!r} matches no metric{closest_hint(closest(stem, names))}")
@@ -43,7 +42,7 @@ def threshold_findings(thresholds: Sequence[Threshold], result: Diff) -> list[st
         if (rule.max_drop is None and rule.max_drop_pct is None) or rule.direction is not None:
             continue
         governed = [m for m in result.metrics if m.name in matched and rule_for(m.name, thresholds) is rule]
-        blind = [m.name for m in governed if m.direction is None and m.name != rule.pattern]
+        blind = [m.name for m in governed if m.direction is None and not matches(rule.pattern, m.name, exactly=True)]
         if blind:
             shown = ", ".join(blind[:3]) + (f" and {len(blind) - 3} more" if len(blind) > 3 else "")
             findings.append(

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 
 from cml_bot import numbers
 from cml_bot.config import StatisticsConfig, Threshold
-from cml_bot.metrics import Samples, Value
+from cml_bot.metrics import Samples, Value, name_in_file
 from cml_bot.model import Verdict
 from cml_bot.stats.evidence import CONFIDENCE, Evidence, adjust_p_values, detectable_effect
 
@@ -185,14 +185,27 @@ def guess_direction(name: str) -> str | None:
 
 
 def rule_for(name: str, thresholds: Sequence[Threshold]) -> Threshold | None:
-    """The first rule whose pattern matches ``name`` exactly, else the first glob match."""
+    """The first rule whose pattern is ``name`` exactly, else the first glob match (see
+    :func:`matches`)."""
     for rule in thresholds:
-        if rule.pattern == name:
+        if matches(rule.pattern, name, exactly=True):
             return rule
     for rule in thresholds:
-        if fnmatch.fnmatchcase(name, rule.pattern):
+        if matches(rule.pattern, name):
             return rule
     return None
+
+
+def matches(pattern: str, name: str, exactly: bool = False) -> bool:
+    """Whether a thresholds pattern names a metric: its name, or for a name prefixed with its file
+    (``eval/metrics.json:acc``, when two files have an ``acc``) its name in the file, so a rule for
+    ``acc`` keeps applying when a change adds a second file with an ``acc``. ``exactly``: the
+    pattern as written, not as a glob."""
+    inner = name_in_file(name)
+    names = (name,) if inner is None else (name, inner)
+    if exactly:
+        return pattern in names
+    return any(candidate == pattern or fnmatch.fnmatchcase(candidate, pattern) for candidate in names)
 
 
 def numeric(value: Value | None) -> float | None:
@@ -383,7 +396,7 @@ def _compare(
         missing = ("is missing in this change",) if gated else ()
         return MetricChange(name, base, None, Status.REMOVED, direction, failures=missing, gated=gated)
     failures = list(_bound_failures(head, rule))
-    if has_drop_gate and direction is None and rule is not None and rule.pattern == name:
+    if has_drop_gate and direction is None and rule is not None and matches(rule.pattern, name, exactly=True):
         # Named explicitly but with no way to tell better from worse: say so instead of ignoring it.
         failures.append("has max_drop but no direction: set direction: higher or lower")
     if base is None:

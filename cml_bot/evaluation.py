@@ -33,7 +33,7 @@ from cml_bot.metrics import Samples, WorkspaceTree
 from cml_bot.model import Image
 from cml_bot.plotserver import InProcess, Plotter
 from cml_bot.report import PlotEntry, Report, RunFacts, Shard
-from cml_bot.results import RunResults, read_results
+from cml_bot.results import RunResults, aligned, read_results
 from cml_bot.runtime import Effects, Options
 from cml_bot.secrets import without_tokens
 from cml_bot.stats.history import HistoryNoise, history_noise
@@ -178,6 +178,7 @@ def judge(
         added = add_sources(config, git, effects.env, head, baseline)
         head, baseline, shards = added.head, added.baseline, added.shards
         notes += added.notes
+    head, baseline, history, shards = _named_alike(head, baseline, history, shards)
     notes += run_findings(config, head, baseline, dirty, (head.sha or "")[:7])
     facts = RunFacts(
         head_sha=head.sha,
@@ -235,6 +236,7 @@ def _evaluate_revisions(
         why = caveat or "nothing recorded or committed"
         source = f"no baseline: {why} for {base_name} ({(base_sha or '')[:10]})"
     baseline = Baseline(base, base_sha, base_name, source, None, caveat, f"{head_name} with {base_name}, exactly")
+    head, baseline, _, _ = _named_alike(head, baseline, [], ())
     notes = run_findings(config, head, baseline, (), head_name)
     facts = RunFacts(
         head_sha=head_sha if head_rev is not None else None,
@@ -247,6 +249,23 @@ def _evaluate_revisions(
         caveat=caveat,
     )
     return Evaluation(config, context, head, baseline, None, facts, (), (), store, tuple(notes))
+
+
+def _named_alike(
+    head: RunResults,
+    baseline: Baseline,
+    history: list[RunResults],
+    shards: tuple[tuple[str, RunResults], ...],
+) -> tuple[RunResults, Baseline, list[RunResults], tuple[tuple[str, RunResults], ...]]:
+    """Every revision compared here with its metrics and params named alike (a name defined in two
+    files in any of them is prefixed with its file in all: :func:`cml_bot.results.aligned`), so a
+    metric keeps its identity when a change adds another file using its name."""
+    base = [] if baseline.results is None else [baseline.results]
+    found = aligned([head, *base, *history, *(run for _, run in shards)])
+    new_head, new_base, rest = found[0], found[1 : 1 + len(base)], found[1 + len(base) :]
+    new_history, new_runs = rest[: len(history)], rest[len(history) :]
+    named_shards = tuple((name, run) for (name, _), run in zip(shards, new_runs, strict=True))
+    return new_head, replace(baseline, results=new_base[0] if new_base else None), new_history, named_shards
 
 
 def _run_links(head: RunResults, baseline: Baseline) -> tuple[tuple[str, str], ...]:

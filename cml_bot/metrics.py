@@ -3,8 +3,8 @@
 Formats are chosen by file extension: ``.json``, ``.yaml``/``.yml``, ``.toml``, ``.csv``, ``.tsv``,
 and ``.py`` for params (top-level and class-level assignments of literals, read with :mod:`ast`,
 never run). Nested mappings are flattened with ``.`` (``train.loss``). In metrics, a list of numbers
-(several seeds, folds) is kept whole as :class:`Samples` and other lists are flattened by index
-(``layers.0``); in params every list is one value, shown as a list (``[64, 32]``). A file holding a
+(several seeds, folds) is kept whole as :class:`Samples` and other lists are skipped, as DVC skips
+lists in metrics; in params every list is one value, shown as a list (``[64, 32]``). A file holding a
 single value (``0.95``) is one metric named after the file. A folder is read as a dvclive output
 folder (its ``metrics.json``) when it is one, else as every metrics file in it.
 
@@ -53,13 +53,17 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 __all__ = [
     "Collected",
+    "Named",
     "Samples",
     "Tree",
     "Value",
     "WorkspaceTree",
+    "align",
     "collect",
     "combine",
     "format_value",
+    "load_yaml",
+    "name_in_file",
     "parse_values",
     "read_values",
 ]
@@ -287,6 +291,7 @@ def combine(files: Sequence[tuple[str, dict[str, Value]]]) -> dict[str, Value]:
 
     A name defined in more than one file is prefixed with its file name and ``:`` in every file
     that defines it (``eval/a.json:acc``, ``eval/b.json:acc``); other names are kept as they are.
+    Revisions compared with each other are then named alike by :func:`align`.
     """
     return combine_with_origins(files)[0]
 
@@ -307,6 +312,54 @@ def combine_with_origins(
             merged[key] = value
             origins[key] = label
     return merged, origins
+
+
+Named: TypeAlias = tuple[Mapping[str, Value], Mapping[str, str]]  # values by name, and each name's file
+
+
+def align(revisions: Sequence[Named]) -> list[tuple[dict[str, Value], dict[str, str]]]:
+    """The values of revisions compared with each other (base, this change, the base branch's
+    history), named alike: a name defined in two files in ANY of them is prefixed with its file in
+    ALL of them. So ``acc`` of ``eval/metrics.json`` stays one metric when this change adds a
+    ``test/metrics.json`` with its own ``acc`` (both revisions say ``eval/metrics.json:acc``), as
+    DVC matches values by file and name. Each name's file comes from its origins (names prefixed
+    either way are recognised, so results recorded under either name still match); a name without
+    an origin (recorded by an older cml-bot, logged to MLflow) is kept as it is."""
+    owners: dict[str, set[str]] = {}
+    keyed: list[list[tuple[str | None, str, Value]]] = []
+    for values, origins in revisions:
+        rows: list[tuple[str | None, str, Value]] = []
+        for name, value in values.items():
+            origin = origins.get(name)
+            if origin is None:
+                rows.append((None, name, value))
+                continue
+            key = name[len(origin) + 1 :] if name.startswith(f"{origin}:") else name
+            owners.setdefault(key, set()).add(origin)
+            rows.append((origin, key, value))
+        keyed.append(rows)
+    aligned = []
+    for rows in keyed:
+        named: dict[str, Value] = {}
+        named_origins: dict[str, str] = {}
+        for origin, key, value in rows:
+            name = f"{origin}:{key}" if origin is not None and len(owners[key]) > 1 else key
+            named[name] = value
+            if origin is not None:
+                named_origins[name] = origin
+        aligned.append((named, named_origins))
+    return aligned
+
+
+_PREFIXED = re.compile(r"(.+?\.(?:json|ya?ml|toml|[ct]sv|py)):(.+)", re.IGNORECASE | re.DOTALL)
+
+
+def name_in_file(name: str) -> str | None:
+    """The name a value has in its file when ``name`` is prefixed with that file (``acc`` for
+    ``eval/metrics.json:acc``), else None: thresholds written for ``acc`` keep applying when a
+    second file with an ``acc`` makes both prefixed."""
+    found = _PREFIXED.fullmatch(name)
+    return found.group(2) if found else None
 
 
 def parse_values(data: bytes, filename: str, *, params: bool = False, max_names: int = MAX_NAMES) -> dict[str, Value]:
@@ -419,18 +472,52 @@ def _python_target(target: ast.expr, self_only: bool) -> str | None:
     return target.id if isinstance(target, ast.Name) else None
 
 
-def _yaml_loader(base: type[Any]) -> type[Any]:
-    """``base`` that also reads YAML 1.2 floats (``1e-3``, ``1.5e3``), which YAML 1.1 leaves as text.
+# YAML 1.2's implicit types, as DVC reads metrics and params (ruamel.yaml's YAML 1.2 resolver, whose
+# patterns these are): booleans are only true/false (``yes``, ``on`` stay text), ``0o17`` is octal
+# and ``0042`` decimal, ``1:30:00`` is text (no base 60), ``1e-3`` is a float. PyYAML resolves YAML
+# 1.1, where ``seed: 0042`` is 34 and ``{no: 0.3}`` has the key False.
+_YAML_1_2_RESOLVERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("bool", r"true|True|TRUE|false|False|FALSE", tuple("tTfF")),
+    (
+        "float",
+        r"""[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |[-+]?\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN)""",
+        tuple("-+0123456789."),
+    ),
+    ("int", r"[-+]?0b[0-1_]+ | [-+]?0o?[0-7_]+ | [-+]?[0-9_]+ | [-+]?0x[0-9a-fA-F_]+", tuple("-+0123456789")),
+    ("merge", r"<<", ("<",)),
+    ("null", r"~ | null|Null|NULL | ", ("~", "n", "N", "")),  # "": the empty scalar (``a:``)
+    (
+        "timestamp",
+        r"""[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]
+        |[0-9][0-9][0-9][0-9]-[0-9][0-9]?-[0-9][0-9]?
+        (?:[Tt]|[\ \t]+)[0-9][0-9]?:[0-9][0-9]:[0-9][0-9](?:\.[0-9]*)?
+        (?:[\ \t]*(?:Z|[-+][0-9][0-9]?(?::[0-9][0-9])?))?""",
+        tuple("0123456789"),
+    ),
+)
 
-    ``lr: 1e-3`` in params.yaml is a number to everyone who writes it (and to DVC, which uses a
-    YAML 1.2 parser); PyYAML's YAML 1.1 resolver would make it the string ``"1e-3"``.
-    """
-    loader: type[Any] = type(f"Metrics{base.__name__}", (base,), {})
-    loader.add_implicit_resolver(
-        "tag:yaml.org,2002:float",
-        re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-        list("-+0123456789."),
-    )
+
+def _construct_int_1_2(loader: Any, node: yaml.ScalarNode) -> int:
+    """A YAML 1.2 integer: ``0o17`` octal, ``0x1F`` hex, ``0b101`` binary, ``0042`` decimal."""
+    text = str(loader.construct_scalar(node)).replace("_", "")
+    sign = -1 if text.startswith("-") else 1
+    digits = text.lstrip("+-")
+    for prefix, base in (("0o", 8), ("0x", 16), ("0b", 2)):
+        if digits.startswith(prefix):
+            return sign * int(digits[2:], base)
+    return sign * int(digits)
+
+
+def _yaml_loader(base: type[Any]) -> type[Any]:
+    """``base`` (a safe loader) resolving plain scalars as YAML 1.2 does (:data:`_YAML_1_2_RESOLVERS`)."""
+    loader: type[Any] = type(f"Yaml12{base.__name__}", (base,), {"yaml_implicit_resolvers": {}})
+    for kind, pattern, first in _YAML_1_2_RESOLVERS:
+        loader.add_implicit_resolver(f"tag:yaml.org,2002:{kind}", re.compile(f"^(?:{pattern})$", re.X), list(first))
+    loader.add_constructor("tag:yaml.org,2002:int", _construct_int_1_2)
     return loader
 
 
@@ -449,9 +536,19 @@ def _yaml_depth_bound(text: str) -> int:
 
 
 def _load_yaml(text: str, shown: str) -> object:
+    tree = load_yaml(text, shown)
+    if tree is None:
+        raise _error(shown, "is empty (expected a YAML mapping)")
+    return tree
+
+
+def load_yaml(text: str, shown: str) -> object:
+    """A project's YAML document (metrics, params, plot data) as DVC reads it: YAML 1.2 types
+    (:data:`_YAML_1_2_RESOLVERS`), a repeated key an error; None for an empty document. Every
+    problem is one :class:`InputError` naming ``shown``."""
     loader = _FAST_LOADER if _yaml_depth_bound(text) <= _C_YAML_MAX_DEPTH else _SAFE_LOADER
     try:
-        tree = yaml.load(text, Loader=loader)  # a SafeLoader with one more resolver
+        tree = yaml.load(text, Loader=loader)  # a SafeLoader resolving YAML 1.2
     except yaml.MarkedYAMLError as exc:
         what = exc.problem or exc.context or "malformed"
         if exc.problem and exc.context:
@@ -465,8 +562,6 @@ def _load_yaml(text: str, shown: str) -> object:
         raise StrictInputError(f"{shown}: invalid YAML: {exc}") from None
     except Exception as exc:  # constructors raise plain ValueError etc. (``!!float abc``, bad dates)
         raise _error(shown, f"invalid YAML: {_exc_text(exc)}") from None
-    if tree is None:
-        raise _error(shown, "is empty (expected a YAML mapping)")
     return tree
 
 
@@ -575,13 +670,17 @@ def _cell(text: str) -> Value:
 def _flatten(
     tree: Mapping[Any, Any], shown: str, max_names: int = MAX_NAMES, lists_as_values: bool = False
 ) -> dict[str, Value]:
-    """Flatten nested mappings and lists into ``a.b.0`` names, in document order. With
+    """Flatten nested mappings into ``a.b`` names, in document order. A list of numbers is kept
+    whole (:class:`Samples`); other lists are skipped, as DVC skips lists in metrics. With
     ``lists_as_values`` (params), a list is one value shown as a list, as DVC shows params.
 
-    Iterative (no recursion limit); refuses self-referencing YAML aliases, absurd nesting and
-    documents whose aliases expand beyond ``max_names`` names and values.
+    Two keys that flatten to one name (``"val.acc"`` beside ``val: {acc: ...}``) are an error
+    naming it, as DVC's "duplicated key" is: never a silent "last one wins". Iterative (no
+    recursion limit); refuses self-referencing YAML aliases, absurd nesting and documents whose
+    aliases expand beyond ``max_names`` names and values.
     """
     out: dict[str, Value] = {}
+    skipped: list[str] = []
     stack: list[tuple[str, Iterator[tuple[Any, Any]], int]] = [("", iter(tree.items()), id(tree))]
     on_path = {id(tree)}
     visited = 0
@@ -592,39 +691,48 @@ def _flatten(
             if visited > max_names:
                 raise _too_many(shown, max_names)
             name = prefix + _key_text(key)
-            children: Iterator[tuple[Any, Any]]
             if isinstance(value, Mapping):
-                children = iter(value.items())
-            elif isinstance(value, list | tuple | set | frozenset):
+                if id(value) in on_path:
+                    raise _error(shown, f"{name[:200]} refers to itself (recursive YAML alias)")
+                if len(stack) >= _MAX_DEPTH:
+                    raise _error(shown, f"nested more than {_MAX_DEPTH} levels deep at {name[:200]}")
+                stack.append((name + ".", iter(value.items()), id(value)))
+                on_path.add(id(value))
+                break
+            leaf: Value
+            if isinstance(value, list | tuple | set | frozenset):
                 if isinstance(value, set | frozenset):  # YAML !!set; its order is not kept anyway
                     value = sorted(value, key=repr)
                 if lists_as_values:
                     visited += _nested_size(value, max_names - visited)
                     if visited > max_names:
                         raise _too_many(shown, max_names)
-                    out[name] = _list_text(value)
-                    continue
-                samples = _samples(value)
-                if samples is not None:
+                    leaf = _list_text(value)
+                else:
+                    samples = _samples(value)
+                    if samples is None:  # records, text, nested lists: no metric (DVC has none either)
+                        skipped.append(name)
+                        continue
                     visited += samples.n
                     if visited > max_names:
                         raise _too_many(shown, max_names)
-                    out[name] = samples
-                    continue
-                children = enumerate(value)
+                    leaf = samples
             else:
-                out[name] = _leaf(value)
-                continue
-            if id(value) in on_path:
-                raise _error(shown, f"{name[:200]} refers to itself (recursive YAML alias)")
-            if len(stack) >= _MAX_DEPTH:
-                raise _error(shown, f"nested more than {_MAX_DEPTH} levels deep at {name[:200]}")
-            stack.append((name + ".", children, id(value)))
-            on_path.add(id(value))
-            break
+                leaf = _leaf(value)
+            if name in out:
+                what = f"key {name[:200]!r} appears twice once nested keys are joined with '.'; rename one"
+                raise StrictInputError(str(_error(shown, what)))
+            out[name] = leaf
         else:
             stack.pop()
             on_path.discard(ident)
+    if skipped:
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        logger.info(
+            "%s: skipped %s (lists that are not lists of numbers are not metrics, as in DVC)",
+            shown,
+            ", ".join(" ".join(name[:200].split()) for name in skipped[:5]) + more,
+        )
     return out
 
 

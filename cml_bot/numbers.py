@@ -1,21 +1,24 @@
 """Numbers as a report shows them (pure): a shown change is always visible, and no scientific
 notation in ordinary ranges.
 
-- A pair (base, this change) is written with the same number of decimals, as few as show both
-  values to about four significant digits and, when they differ, enough more to tell them apart:
-  ``0.9630`` and ``0.9611``, not ``0.963`` and ``0.9611``; ``1.23456`` and ``1.23457``, not
-  ``1.235`` twice.
-- The change is the difference of the two numbers as shown, with their decimals, so what a reader
-  subtracts is what the report says.
+- A pair (base, this change) is written with the same number of decimals: enough to show each
+  value as its file writes it when that takes at most seven significant digits (``0.9123449``,
+  ``120.50`` beside ``99.25``), a computed value (``0.8533333333333334``) to four; more when
+  the values differ only beyond that (a change that exists is visible), and more (up to seven
+  digits) until the shown values differ by the true difference rounded.
+- The change is the true difference of the two values as their files write them, rounded to the
+  pair's decimals: ``+0.0000002`` for 0.9123449 -> 0.9123451, never a difference of rounded values
+  that overstates it; by the rule above it is also what a reader gets subtracting the shown values.
 - Plain notation from 0.0001 up to 10^15; beyond, ``1.234e-07`` or ``1.234e+16``.
 """
 
 from __future__ import annotations
 
 import math
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 
-SIGNIFICANT = 4  # digits a value is shown with, unless more are needed to tell a pair apart
+SIGNIFICANT = 4  # digits a single value is shown with
+PAIR_SIGNIFICANT = 7  # digits a value of a pair is shown with at most (fewer when its file has fewer)
 MOST_SIGNIFICANT = 15  # a double has about 15-17: more would show noise
 PLAIN_LOW, PLAIN_HIGH = 1e-4, 1e15  # magnitudes written without an exponent
 
@@ -72,13 +75,15 @@ def pair(base: float, head: float) -> tuple[str, str, int | None]:
     largest = max(abs(base), abs(head))
     if largest == 0:
         return "0", "0", 0
-    places = decimals(largest)
     most = decimals(largest, MOST_SIGNIFICANT)
-    while base != head and fixed(base, places) == fixed(head, places) and places < most:
+    places = min(max(_own_decimals(base), _own_decimals(head)), most)
+    true = _written(head) - _written(base)
+    consistent_up_to = max(places, decimals(largest, PAIR_SIGNIFICANT))
+    while places < most and (
+        (base != head and fixed(base, places) == fixed(head, places))  # equal as shown: more digits
+        or (places < consistent_up_to and not _subtracts_to(base, head, places, true))
+    ):
         places += 1
-    smallest = min((abs(v) for v in (base, head) if v != 0), default=largest)
-    if float(fixed(smallest, places)) == 0:  # 0.3 beside 1000 is not "0"
-        places = min(decimals(smallest, 2), most)
     shown = [fixed(base, places), fixed(head, places)]
     while places > 0 and all(text.endswith("0") for text in shown):  # drop zeros both have
         places -= 1
@@ -86,13 +91,49 @@ def pair(base: float, head: float) -> tuple[str, str, int | None]:
     return shown[0], shown[1], places
 
 
-def difference(base_shown: str, head_shown: str, places: int) -> str:
-    """The signed change between two numbers as :func:`pair` shows them: what a reader gets
-    subtracting one from the other (``+0`` never: an unchanged value's change is ``0``)."""
-    delta = Decimal(head_shown) - Decimal(base_shown)
+def _own_decimals(x: float) -> int:
+    """The decimals ``x`` is shown with: as its file writes it (the shortest text that reads back
+    as ``x``) when that has at most :data:`PAIR_SIGNIFICANT` significant digits (0.85 -> 2,
+    120.5 -> 1), else :data:`SIGNIFICANT` digits' worth (a computed 0.8533333333333334 -> 4)."""
+    if x == 0:
+        return 0
+    short = _strip(fixed(x, decimals(x, PAIR_SIGNIFICANT)))
+    if Decimal(short) == _written(x):
+        return len(short.partition(".")[2])
+    return decimals(x, SIGNIFICANT)
+
+
+def _written(x: float) -> Decimal:
+    """``x`` as a file writes it: the shortest decimal that reads back as ``x``."""
+    return Decimal(repr(x))
+
+
+def _subtracts_to(base: float, head: float, places: int, true: Decimal) -> bool:
+    """Whether the two values shown with ``places`` decimals differ by the true difference rounded
+    to those decimals (rounded values can differ by more: 0.8533 and 0.8567 for a true 0.00333)."""
+    shown = Decimal(fixed(head, places)) - Decimal(fixed(base, places))
+    return shown == true.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+
+
+def difference(base_shown: str, head_shown: str, places: int, values: tuple[float, float] | None = None) -> str:
+    """The signed change between two numbers :func:`pair` showed with ``places`` decimals (``+0``
+    never: an unchanged value's change is ``0``).
+
+    With ``values`` (base, head), the true difference of the values as their files write them,
+    rounded to ``places``, and with more decimals when it would round to zero (a change that
+    exists is visible); without, the difference of the shown texts, which is the same whenever
+    both values are shown whole."""
+    if values is None:
+        delta = Decimal(head_shown) - Decimal(base_shown)
+    else:
+        delta = Decimal(repr(values[1])) - Decimal(repr(values[0]))
     if delta == 0:
         return "0"
-    text = f"{delta:.{places}f}"
+    rounded = delta.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+    if rounded == 0:  # smaller than the shown decimals: its first digit, not "0"
+        places = -delta.adjusted()
+        rounded = delta.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+    text = f"{rounded:.{places}f}"
     return "+" + text if delta > 0 else text
 
 

@@ -11,8 +11,8 @@ import base64
 import json
 import os
 import stat
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from cml_bot.config import Declarations, PlotSpec
 from cml_bot.dvcproject.definitions import plot_files_under
 from cml_bot.errors import InputError
 from cml_bot.files import read_limited
-from cml_bot.metrics import MAX_NAMES, Samples, Tree, Value, collect
+from cml_bot.metrics import MAX_NAMES, Samples, Tree, Value, align, collect
 
 FORMAT_VERSION = 1
 MAX_RESULTS_BYTES = 512_000_000  # one recorded commit's results (plot files included)
@@ -35,6 +35,7 @@ class RunResults:
     facts: Mapping[str, str] = field(default_factory=dict)
     origins: Mapping[str, str] = field(default_factory=dict)  # metric name -> the file it came from
     problems: Mapping[str, str] = field(default_factory=dict)  # metrics/params file -> why it gave nothing
+    param_origins: Mapping[str, str] = field(default_factory=dict)  # param name -> the file it came from
 
 
 def read_results(declared: Declarations, tree: Tree, sha: str | None, max_names: int = MAX_NAMES) -> RunResults:
@@ -55,7 +56,20 @@ def read_results(declared: Declarations, tree: Tree, sha: str | None, max_names:
         files=files,
         origins=metrics.origins,
         problems={**metrics.problems, **params.problems},
+        param_origins=params.origins,
     )
+
+
+def aligned(revisions: Sequence[RunResults]) -> list[RunResults]:
+    """Revisions compared with each other with their metrics and params named alike: a name
+    defined in two files in any of them is prefixed with its file in all (see
+    :func:`cml_bot.metrics.align`)."""
+    metrics = align([(r.metrics, r.origins) for r in revisions])
+    params = align([(r.params, r.param_origins) for r in revisions])
+    return [
+        replace(results, metrics=named, origins=origins, params=named_params, param_origins=param_origins)
+        for results, (named, origins), (named_params, param_origins) in zip(revisions, metrics, params, strict=True)
+    ]
 
 
 def _plot_files(spec: PlotSpec, tree: Tree) -> list[str] | tuple[str, ...]:
@@ -88,6 +102,7 @@ def to_json(results: RunResults) -> str:
         "facts": dict(results.facts),
         "origins": dict(results.origins),
         "problems": dict(results.problems),
+        "param_origins": dict(results.param_origins),
     }
     return json.dumps(document, indent=1, sort_keys=True)
 
@@ -105,6 +120,7 @@ def from_json(text: str | bytes, shown: str) -> RunResults:
             facts={str(k): str(v) for k, v in document.get("facts", {}).items()},
             origins={str(k): str(v) for k, v in document.get("origins", {}).items()},
             problems={str(k): str(v) for k, v in document.get("problems", {}).items()},
+            param_origins={str(k): str(v) for k, v in document.get("param_origins", {}).items()},
         )
     except (ValueError, TypeError, AttributeError) as exc:
         raise InputError(f"{shown}: unreadable results ({exc})") from None

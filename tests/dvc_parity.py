@@ -199,8 +199,7 @@ def assert_params_agree(changes: tuple[ParamChange, ...], theirs: Mapping[str, M
     return count
 
 
-def our_series(evaluation: Evaluation, spec: PlotSpec) -> dict[tuple[str, str, str], list[tuple[Any, Any]]]:
-    """cml-bot's series of a plot: (revision, file, field) -> (x, y) pairs, as drawn."""
+def _built_series(evaluation: Evaluation, spec: PlotSpec) -> list[Any]:
     from cml_bot.plots.series import Revision, build_series
     from cml_bot.plots.tables import load_table
 
@@ -211,12 +210,24 @@ def our_series(evaluation: Evaluation, spec: PlotSpec) -> dict[tuple[str, str, s
         revisions.append(Revision(evaluation.baseline.ref or "base", tables, is_base=True))
     head = {f: load_table(evaluation.head.files[f], f, spec.header) for f in spec.files if f in evaluation.head.files}
     revisions.append(Revision(HEAD, head, is_base=False))
+    return build_series(spec, revisions)
+
+
+def our_series(evaluation: Evaluation, spec: PlotSpec) -> dict[tuple[str, str, str], list[tuple[Any, Any]]]:
+    """cml-bot's series of a plot: (revision, file, field) -> (x, y) pairs, as drawn."""
     found = {}
-    for series in build_series(spec, revisions):
+    for series in _built_series(evaluation, spec):
         found[(series.revision, series.file, series.field)] = list(
             zip(series.x.tolist(), series.y.tolist(), strict=True)
         )
     return found
+
+
+def our_axis_labels(evaluation: Evaluation, spec: PlotSpec) -> tuple[str, str]:
+    """The x and y axis labels cml-bot draws for a plot (DVC's ``x_label`` and ``y_label``)."""
+    from cml_bot.plots.series import axis_labels
+
+    return axis_labels(spec, _built_series(evaluation, spec))
 
 
 def _number(value: object) -> object:

@@ -27,6 +27,7 @@ from dvc_parity import (
     dvc_params,
     dvc_plots,
     init,
+    our_axis_labels,
     our_series,
     ours,
 )
@@ -35,7 +36,7 @@ from cml_bot.app import Effects, Options, build_report, evaluate
 from cml_bot.config import PlotSource, PlotSpec, load_config
 from cml_bot.diff import Status
 from cml_bot.dvcproject import find_layout
-from cml_bot.errors import ConfigError
+from cml_bot.errors import ConfigError, InputError
 from cml_bot.metrics import Samples
 
 pytest.importorskip("dvc.repo", reason="the parity suite needs DVC (pip install -e '.[test]')")
@@ -357,6 +358,131 @@ def test_two_dvc_yaml_files_and_colliding_names(project: Project) -> None:
     assert count == 2 and {m.name for m in result.metrics} == {"train.json:acc", "eval/test.json:acc"}
 
 
+def _second_file_with_acc(project: Project) -> None:
+    """The base: eval/metrics.json alone; this change lowers its acc and adds test/metrics.json
+    with an acc of its own (the independent audit's case)."""
+    project.write("dvc.yaml", "metrics:\n  - eval/metrics.json\n")
+    project.write("eval/metrics.json", {"acc": 0.90, "loss": 0.3})
+    project.commit()
+    project.write("dvc.yaml", "metrics:\n  - eval/metrics.json\n  - test/metrics.json\n")
+    project.write("eval/metrics.json", {"acc": 0.85, "loss": 0.35})
+    project.write("test/metrics.json", {"acc": 0.80})
+
+
+def test_a_second_file_using_a_name_keeps_the_first_files_metric(project: Project) -> None:
+    """DVC matches values by file and key: eval/metrics.json acc 0.9 -> 0.85, test/metrics.json acc
+    new. A name in two files in either revision is prefixed in both (it was "acc" removed and
+    "eval/metrics.json:acc" new: the drop hidden)."""
+    _second_file_with_acc(project)
+    count, (_, result) = _compare_metrics(project)
+    assert count == 3
+    by_name = {m.name: m for m in result.metrics}
+    assert set(by_name) == {"eval/metrics.json:acc", "test/metrics.json:acc", "loss"}
+    assert (by_name["eval/metrics.json:acc"].status, by_name["test/metrics.json:acc"].status) == (
+        Status.CHANGED,
+        Status.NEW,
+    )
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "failures"),
+    [
+        ('"*acc": {max_drop: 0.01}', {"eval/metrics.json:acc": "dropped"}),  # the real drop, not "missing"
+        ("acc: {max_drop: 0.1}", {}),  # a rule for acc keeps applying to both prefixed accs
+    ],
+)
+def test_thresholds_follow_a_metric_named_after_its_file(
+    project: Project, thresholds: str, failures: dict[str, str]
+) -> None:
+    _second_file_with_acc(project)
+    project.write("cml-bot.yaml", f"thresholds:\n  {thresholds}\n")
+    evaluation = evaluate(Options(root=project.root, compare=("HEAD", None)), Effects(env={}))
+    report, _ = build_report(evaluation, draw=False)
+    found = {m.name: " ".join(m.failures) for m in report.diff.metrics if m.failures}
+    assert set(found) == set(failures) and all(failures[n] in found[n] for n in found), found
+    gated = {m.name for m in report.diff.metrics if m.gated}
+    assert gated == {"eval/metrics.json:acc", "test/metrics.json:acc"}
+    assert not any("matches no metric" in note for note in report.notes), report.notes
+
+
+def test_params_in_a_second_file_using_a_name_keep_the_first_files_param(project: Project) -> None:
+    """DVC: params.yaml lr 0.1 -> 0.2, ft.yaml lr new (here it was lr removed, params.yaml:lr new)."""
+    project.write("params.yaml", "lr: 0.1\n")
+    project.write("dvc.yaml", _stage(params="    params:\n      - lr\n"))
+    project.commit()
+    project.write("params.yaml", "lr: 0.2\n")
+    project.write("ft.yaml", "lr: 0.01\n")
+    project.write("dvc.yaml", _stage(params="    params:\n      - lr\n      - ft.yaml:\n          - lr\n"))
+    assert _compare_params(project) == 2
+
+
+def test_yaml_is_read_as_yaml_1_2_as_dvc_reads_it(project: Project) -> None:
+    """YAML 1.1 would read seed 0042 as 34, yes as true, 1:30:00 as 5400, the key no as false and
+    0o17 as text."""
+    project.write("dvc.yaml", _stage("    metrics:\n      - m.yaml:\n          cache: false\n"))
+    params = "seed: {seed}\nuse_gpu: yes\ntimeout: 1:30:00\nweights:\n  no: {no}\n  se: 0.2\nmask: 0o17\n"
+    project.write("params.yaml", params.format(seed="0042", no="0.3"))
+    project.write("m.yaml", "acc: 0.9\nconverged: yes\n")
+    project.commit()
+    project.write("params.yaml", params.format(seed="0043", no="0.4"))
+    project.write("m.yaml", "acc: 0.91\nconverged: no\n")
+    assert _compare_params(project) == 6
+    count, (_, result) = _compare_metrics(project)
+    assert count == 2 and {m.name: m.head for m in result.metrics}["converged"] == "no"
+
+
+def test_keys_joining_to_one_name_are_an_error_as_in_dvc(project: Project) -> None:
+    """DVC: "duplicated key 'val.acc'"; here a one-line error naming it and the file (it was the
+    last one silently winning)."""
+    project.write("dvc.yaml", "metrics:\n  - metrics.json\n")
+    project.write("metrics.json", '{"val.acc": 0.95, "val": {"acc": 0.70}}')
+    project.commit()
+    project.write("metrics.json", '{"val.acc": 0.60, "val": {"acc": 0.71}}')
+    with pytest.raises(ValueError, match=r"duplicated key 'val\.acc'"):
+        dvc_metrics(project.root, "HEAD")
+    with pytest.raises(InputError, match=r"^metrics\.json: key 'val\.acc' appears twice"):
+        ours(project.root, "HEAD")
+
+
+def test_lists_of_records_are_no_metrics_as_in_dvc(project: Project) -> None:
+    """DVC drops lists from metrics; a list of numbers is kept here (see above), a list of records
+    is not (it was per_class.0.acc, per_class.1.acc)."""
+    project.write("dvc.yaml", "metrics:\n  - m.json\n")
+    project.write("m.json", {"acc": 0.5, "per_class": [{"acc": 0.9}, {"acc": 0.8}], "names": ["a", "b"]})
+    project.commit()
+    project.write("m.json", {"acc": 0.6, "per_class": [{"acc": 0.8}, {"acc": 0.8}], "names": ["a", "c"]})
+    count, (_, result) = _compare_metrics(project)
+    assert count == 1 and [m.name for m in result.metrics] == ["acc"]
+
+
+def test_the_report_shows_dvcs_values_and_the_true_change(project: Project) -> None:
+    """The values as DVC reads them (not 0.8764 / 0.8766 or 99.2), and the change DVC computes
+    rounded, never a difference of rounded values that overstates it (+0.00001 for 2e-07)."""
+    from decimal import Decimal
+
+    from cml_bot.report import render_markdown
+
+    project.write("dvc.yaml", "metrics:\n  - metrics.json\n")
+    project.write("metrics.json", {"acc": 0.9123449, "rmse": 120.5, "auc": 0.87645})
+    project.commit()
+    project.write("metrics.json", {"acc": 0.9123451, "rmse": 99.25, "auc": 0.87655})
+    theirs = dvc_metrics(project.root, "HEAD")["metrics.json"]
+    _, (evaluation, _) = _compare_metrics(project)
+    report, _ = build_report(evaluation, draw=False)  # type: ignore[arg-type]
+    rows = {
+        cells[0]: cells[1:4]
+        for line in render_markdown(report).replace("\u00a0", " ").splitlines()
+        if line.startswith("| ") and len(cells := [c.strip() for c in line.strip("|").split("|")]) > 4
+    }
+    for name, values in theirs.items():
+        base, head, change = rows[name]
+        assert (Decimal(base), Decimal(head)) == (Decimal(repr(values["old"])), Decimal(repr(values["new"])))
+        shown = Decimal(change.split()[0])
+        true = Decimal(repr(values["new"])) - Decimal(repr(values["old"]))
+        assert abs(shown - true) <= Decimal(10) ** shown.as_tuple().exponent / 2, (name, change, true)
+    assert rows["acc"] == ["0.9123449", "0.9123451", "+0.0000002 ▲"]
+
+
 # --- params diff: tests/func/params/test_diff.py, test_show.py ---------------------------------------
 
 
@@ -511,8 +637,11 @@ def test_plot_with_default_x_and_y(project: Project) -> None:
     project.commit()
     project.write("metric.json", [{"y": 5}, {"y": 6}])
     theirs, evaluation = _plots(project)
-    points = our_series(evaluation, _spec(evaluation, "metric.json"))
+    spec = _spec(evaluation, "metric.json")
+    points = our_series(evaluation, spec)
     assert assert_plot_agrees(points, theirs["metric.json"], {"HEAD": "HEAD", "workspace": HEAD}, x_is_row=True) == 2
+    labels = (theirs["metric.json"].properties["x_label"], theirs["metric.json"].properties["y_label"])
+    assert our_axis_labels(evaluation, spec) == labels == ("step", "y")  # the row number is DVC's step
 
 
 def test_top_level_plot_joining_x_and_y_from_two_files(project: Project) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -79,24 +80,20 @@ def test_json_keeps_types_and_document_order() -> None:
     assert values["none"] is None
 
 
-def test_json_list_of_numbers_is_samples_and_other_lists_are_flattened_by_index() -> None:
+def test_json_list_of_numbers_is_samples_and_other_lists_are_skipped_as_in_dvc(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """DVC drops every list from metrics; a list of numbers is kept here (several seeds), other lists
+    (records, text, nested lists) are no metric here either, said in the log (-v), not per_class.0.acc."""
+    caplog.set_level("INFO", logger="cml_bot.metrics")
     values = parse_values(
-        b'{"acc": [0.9, 0.91, 0.92], "ints": [1, 2], "layers": [{"units": 64}, "relu"],'
-        b' "flags": [true, false], "mixed": [1, "a"], "nested": [[1, 2], [3]]}',
+        b'{"acc": [0.9, 0.91, 0.92], "ints": [1, 2], "per_class": [{"acc": 0.9}, {"acc": 0.8}],'
+        b' "layers": [{"units": 64}, "relu"], "flags": [true, false], "mixed": [1, "a"], "nested": [[1, 2], [3]],'
+        b' "none": [], "f1": 0.5}',
         "m.json",
     )
-    assert values == {
-        "acc": Samples((0.9, 0.91, 0.92)),
-        "ints": Samples((1.0, 2.0)),
-        "layers.0.units": 64,
-        "layers.1": "relu",
-        "flags.0": True,
-        "flags.1": False,
-        "mixed.0": 1,
-        "mixed.1": "a",
-        "nested.0": Samples((1.0, 2.0)),
-        "nested.1": Samples((3.0,)),
-    }
+    assert values == {"acc": Samples((0.9, 0.91, 0.92)), "ints": Samples((1.0, 2.0)), "f1": 0.5}
+    assert "m.json: skipped per_class, layers, flags, mixed, nested and 1 more" in caplog.text
     samples = values["acc"]
     assert isinstance(samples, Samples)
     assert all(type(v) is float for v in samples.values)
@@ -130,9 +127,7 @@ def test_json_lone_surrogate_escape_becomes_writable_text() -> None:
 
 
 def test_json_huge_integer_in_a_list_is_not_samples() -> None:
-    values = parse_values(('{"a": [1, ' + "9" * 400 + "]}").encode(), "m.json")
-    assert values["a.0"] == 1
-    assert values["a.1"] == int("9" * 400)
+    assert parse_values(('{"a": [1, ' + "9" * 400 + '], "b": 2}').encode(), "m.json") == {"b": 2}
 
 
 # --- YAML ------------------------------------------------------------------------------------------
@@ -163,6 +158,54 @@ def test_yaml_exponent_floats_are_numbers_as_in_yaml_1_2() -> None:
     assert values == {"lr": 0.001, "wd": 25000.0, "plain": 1.5, "quoted": "1e-3", "word": "e5"}
 
 
+def test_yaml_is_read_as_yaml_1_2_as_dvc_reads_it() -> None:
+    """YAML 1.1 (PyYAML's default) would give 34, True, 5400, the key false and the text "0o17"."""
+    text = "seed: 0042\nuse_gpu: yes\ntimeout: 1:30:00\nweights:\n  no: 0.3\nmask: 0o17\nflag: True\noff: off\n"
+    assert parse_values(text.encode(), "params.yaml", params=True) == {
+        "seed": 42,
+        "use_gpu": "yes",
+        "timeout": "1:30:00",
+        "weights.no": 0.3,
+        "mask": 15,
+        "flag": True,
+        "off": "off",
+    }
+
+
+# Plain scalars whose type YAML 1.1 and 1.2 disagree on, or that a resolver could get wrong.
+YAML_SCALARS = [
+    *("0042", "08", "017", "0o17", "0x1F", "-0x1F", "0b101", "1_000", "0_1", "_1", "1_", "0o8", "-0", "+1"),
+    *("1e3", "1E5", "12e03", "1.5e-3", ".5", ".5e3", "+.5e+3", "1.", "0.", "-.inf", ".NaN", ".nan"),
+    *("true", "True", "TRUE", "tRue", "yes", "Yes", "no", "NO", "on", "off", "y", "n"),
+    *("~", "null", "Null", "NULL", "", "1:30:00", "12:30", "-1:30", "190:20:30.15"),
+    *("2024-01-02", "2024-01-02 10:00:00", "2024-1-2T10:00:00Z", "0x", "<<x", "="),
+]
+
+
+@pytest.mark.parametrize("scalar", YAML_SCALARS)
+def test_yaml_scalars_have_the_types_dvcs_yaml_reader_gives(scalar: str) -> None:
+    """DVC reads metrics and params with ruamel.yaml's YAML 1.2 safe loader; so do we (PyYAML
+    with YAML 1.2's resolvers), the fast (libyaml) loader and the pure-Python one alike."""
+    ruamel = pytest.importorskip("ruamel.yaml", reason="DVC's YAML reader comes with the test extras")
+    try:
+        theirs: object = ruamel.YAML(typ="safe").load(f"k: {scalar}\n")["k"]
+    except Exception:  # "=": ruamel has no constructor for it; text here, as any unknown scalar
+        theirs = scalar
+    for loader in (metrics._FAST_LOADER, metrics._SAFE_LOADER):
+        ours = yaml.load(f"k: {scalar}\n", Loader=loader)["k"]
+        assert type(ours) is type(theirs), (scalar, ours, theirs)
+        assert ours == theirs or (isinstance(ours, float) and math.isnan(ours) and math.isnan(theirs))  # type: ignore[arg-type]
+
+
+def test_yaml_plot_data_is_read_as_yaml_1_2_too() -> None:
+    from cml_bot.plots.tables import load_table
+
+    table = load_table(b"- {step: 0010, done: yes, loss: 1e-3}\n- {step: 0011, done: no, loss: 2e-3}\n", "p.yaml")
+    assert table.data["step"].values.tolist() == [10, 11]
+    assert table.data["done"].values.tolist() == ["yes", "no"]
+    assert table.data["loss"].values.tolist() == [0.001, 0.002]
+
+
 def test_yaml_non_string_keys_become_text() -> None:
     assert parse_values(b"1: a\nnull: b\n2024-01-01: c\n", "p.yaml") == {
         "1": "a",
@@ -173,15 +216,21 @@ def test_yaml_non_string_keys_become_text() -> None:
 
 def test_yaml_aliases_are_expanded_but_recursive_ones_refused() -> None:
     assert parse_values(b"base: &b {lr: 0.1}\nrun: *b\n", "p.yaml") == {"base.lr": 0.1, "run.lr": 0.1}
-    assert "refers to itself" in parse_error("a: &a [1, *a]\n", "p.yaml")
+    assert "refers to itself" in parse_error("a: &a {b: *a}\n", "p.yaml")
+    assert parse_values(b"a: &a [1, *a]\nb: 1\n", "p.yaml") == {"b": 1}  # a list of no numbers: skipped
 
 
 def test_yaml_alias_bomb_is_refused() -> None:
-    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+    lists = "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+    mappings = "a: &a {" + ", ".join(f"k{i}: x" for i in range(10)) + "}\n"
     for level in "bcdefg":
         prev = chr(ord(level) - 1)
-        bomb += f"{level}: &{level} [" + ", ".join([f"*{prev}"] * 10) + "]\n"
-    assert "more than 100,000 names and values" in parse_error(bomb, "p.yaml")
+        lists += f"{level}: &{level} [" + ", ".join([f"*{prev}"] * 10) + "]\n"
+        mappings += f"{level}: &{level} {{" + ", ".join(f"k{i}: *{prev}" for i in range(10)) + "}\n"
+    assert "more than 100,000 names and values" in parse_error(mappings, "p.yaml")
+    with pytest.raises(InputError, match="more than 100,000 names and values"):
+        parse_values(lists.encode(), "p.yaml", params=True)  # a params list is a value: counted expanded
+    assert parse_values(lists.encode(), "p.yaml") == {}  # in metrics lists of text are skipped unexpanded
 
 
 def test_yaml_deeply_nested_document_is_an_error_not_a_crash() -> None:
@@ -218,7 +267,7 @@ def test_toml_tables_arrays_and_specials() -> None:
     assert isinstance(values["train.nan"], float) and math.isnan(values["train.nan"])
     assert values["train.huge"] == math.inf
     assert values["train.when"] == "1979-05-27T07:32:00+00:00"
-    assert values["layers.0.units"] == 64
+    assert not any(name.startswith("layers") for name in values)  # an array of tables: records, skipped
 
 
 # --- CSV and TSV -----------------------------------------------------------------------------------
@@ -448,6 +497,86 @@ def test_combine_prefixes_every_file_that_defines_a_shared_name() -> None:
     assert merged == {"a.json:x": 1, "y": 2, "b.json:x": 3, "c.json:x": 4, "z": 5}
     assert list(merged) == ["a.json:x", "y", "b.json:x", "c.json:x", "z"]
     assert combine([]) == {}
+
+
+def test_revisions_are_named_alike_from_both_sides() -> None:
+    """The base has eval/metrics.json's acc alone; this change adds test/metrics.json with an acc.
+    Named per revision, the base's metric would be "acc" (removed) and this change's
+    "eval/metrics.json:acc" (new): one metric split in two, its drop hidden."""
+    base = ({"acc": 0.9, "loss": 0.3}, {"acc": "eval/metrics.json", "loss": "eval/metrics.json"})
+    head = (
+        {"eval/metrics.json:acc": 0.85, "loss": 0.35, "test/metrics.json:acc": 0.8},
+        {
+            "eval/metrics.json:acc": "eval/metrics.json",
+            "loss": "eval/metrics.json",
+            "test/metrics.json:acc": "test/metrics.json",
+        },
+    )
+    (base_named, base_origins), (head_named, _) = metrics.align([base, head])
+    assert base_named == {"eval/metrics.json:acc": 0.9, "loss": 0.3}
+    assert base_origins == {"eval/metrics.json:acc": "eval/metrics.json", "loss": "eval/metrics.json"}
+    assert head_named == head[0]
+    # the other way round (a file gone in this change), and a name without a file (MLflow, old records) kept
+    (old, _), (new, _) = metrics.align([head, ({"acc": 0.84, "mlflow_acc": 0.5}, {"acc": "eval/metrics.json"})])
+    assert set(old) == set(head[0]) and new == {"eval/metrics.json:acc": 0.84, "mlflow_acc": 0.5}
+    # one file again on both sides: the plain name, whichever way it was recorded
+    (a, _), (b, _) = metrics.align([head, head])
+    assert a == b == head[0]
+    assert metrics.align([({"eval/m.json:acc": 1}, {"eval/m.json:acc": "eval/m.json"})])[0][0] == {"acc": 1}
+
+
+def test_results_recorded_under_the_plain_name_still_match() -> None:
+    from cml_bot.results import RunResults, aligned, from_json, to_json
+
+    recorded = from_json(
+        to_json(
+            RunResults(
+                "a" * 40,
+                {"acc": 0.9},
+                params={"lr": 0.1},
+                origins={"acc": "eval/metrics.json"},
+                param_origins={"lr": "params.yaml"},
+            )
+        ),
+        "record",
+    )
+    assert recorded.param_origins == {"lr": "params.yaml"}
+    head = RunResults(
+        None,
+        {"eval/metrics.json:acc": 0.85, "test/metrics.json:acc": 0.8},
+        params={"params.yaml:lr": 0.2, "ft.yaml:lr": 0.01},
+        origins={"eval/metrics.json:acc": "eval/metrics.json", "test/metrics.json:acc": "test/metrics.json"},
+        param_origins={"params.yaml:lr": "params.yaml", "ft.yaml:lr": "ft.yaml"},
+    )
+    base, _ = aligned([recorded, head])
+    assert base.metrics == {"eval/metrics.json:acc": 0.9} and base.params == {"params.yaml:lr": 0.1}
+    assert base.origins == {"eval/metrics.json:acc": "eval/metrics.json"}
+    older = from_json('{"version": 1, "sha": null, "metrics": {"acc": 0.9}}', "older record")  # no origins
+    assert older.param_origins == {} and aligned([older, head])[0].metrics == {"acc": 0.9}
+
+
+@pytest.mark.parametrize(
+    ("text", "filename"),
+    [
+        ('{"val.acc": 0.95, "val": {"acc": 0.70}}', "m.json"),
+        ('{"val": {"acc": 0.70}, "val.acc": 0.95}', "m.json"),
+        ("val.acc: 0.95\nval:\n  acc: 0.7\n", "m.yaml"),
+        ('"val.acc" = 0.95\n[val]\nacc = 0.7\n', "m.toml"),
+        ('{"val.acc": [0.9, 0.8], "val": {"acc": 0.7}}', "m.json"),
+        ('{"val.acc\\nx": 1, "val": {"acc\\nx": 2}}', "m.json"),  # still one line
+    ],
+)
+def test_keys_that_join_to_one_name_are_an_error_naming_it(text: str, filename: str) -> None:
+    """DVC: "duplicated key 'val.acc'"; before, the last one silently won."""
+    message = parse_error(text, filename)
+    assert "'val.acc" in message and "appears twice" in message
+    assert isinstance(_raised(text, filename, params=True), metrics.StrictInputError)
+
+
+def _raised(text: str, filename: str, params: bool = False) -> BaseException:
+    with pytest.raises(InputError) as info:
+        parse_values(text.encode(), filename, params=params)
+    return info.value
 
 
 # --- Samples and format_value ----------------------------------------------------------------------

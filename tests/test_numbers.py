@@ -43,8 +43,13 @@ def test_signed_numbers_carry_their_sign() -> None:
 @pytest.mark.parametrize(
     ("base", "head", "shown"),
     [
-        (0.96296, 0.96111, ("0.9630", "0.9611")),  # the same decimals, not 0.963 and 0.9611
-        (0.9, 0.85, ("0.90", "0.85")),
+        (0.96296, 0.96111, ("0.96296", "0.96111")),  # as the file says, not 0.9630 and 0.9611
+        (0.9, 0.85, ("0.90", "0.85")),  # the same decimals
+        (0.87645, 0.87655, ("0.87645", "0.87655")),  # not 0.8764 and 0.8766
+        (120.5, 99.25, ("120.50", "99.25")),  # not 99.2
+        (0.9123449, 0.9123451, ("0.9123449", "0.9123451")),
+        (0.8533333333333334, 0.8566666666666667, ("0.8533333", "0.8566667")),  # computed: seven digits
+        (0.123456749, 0.123456751, ("0.1234567", "0.1234568")),  # differ at the seventh digit
         (10.0, 12.0, ("10", "12")),
         (1.23456, 1.23457, ("1.23456", "1.23457")),  # four digits would show 1.235 twice
         (0.3412, 0.3412, ("0.3412", "0.3412")),
@@ -60,9 +65,48 @@ def test_pairs_share_decimals_and_differ_when_the_values_do(base: float, head: f
 def test_the_change_is_the_difference_of_what_is_shown() -> None:
     base, head, places = pair(0.96296, 0.96111)
     assert places is not None
-    assert difference(base, head, places) == "-0.0019"  # 0.9611 - 0.9630, not -0.00185
+    assert difference(base, head, places) == "-0.00185"  # the values are shown whole: exact
     assert difference("0.3412", "0.3412", 4) == "0"
     assert difference("10", "12", 0) == "+2"
+
+
+@pytest.mark.parametrize(
+    ("base", "head", "shown"),
+    [
+        (0.9123449, 0.9123451, "+0.0000002"),  # not +0.00001
+        (0.87645, 0.87655, "+0.00010"),  # not +0.0002
+        (120.5, 99.25, "-21.25"),  # not -21.3
+        (0.9, 0.85, "-0.05"),
+        (0.8533333333333334, 0.8566666666666667, "+0.0033333"),  # not 0.8566667 - 0.8533333
+        (0.123456749, 0.123456751, "+0.000000002"),  # shown 0.1234567 -> 0.1234568: still the true one
+        (0.3412, 0.3412, "0"),
+    ],
+)
+def test_the_change_is_the_true_difference_rounded(base: float, head: float, shown: str) -> None:
+    base_text, head_text, places = pair(base, head)
+    assert places is not None
+    assert difference(base_text, head_text, places, (base, head)) == shown
+    if Decimal(base_text) == Decimal(repr(base)) and Decimal(head_text) == Decimal(repr(head)):  # shown whole
+        assert difference(base_text, head_text, places) == shown
+
+
+@settings(max_examples=300)
+@given(
+    st.floats(min_value=-1e9, max_value=1e9, allow_nan=False),
+    st.floats(min_value=-1e9, max_value=1e9, allow_nan=False),
+)
+def test_the_shown_change_never_overstates_the_true_one(base: float, head: float) -> None:
+    base_text, head_text, places = pair(base, head)
+    if places is None:
+        return
+    shown = difference(base_text, head_text, places, (base, head))
+    true = Decimal(repr(head)) - Decimal(repr(base))
+    if true == 0:
+        assert shown == "0"
+        return
+    assert Decimal(shown) != 0 and (Decimal(shown) > 0) == (true > 0)  # a change that exists is visible
+    shown_places = len(shown.partition(".")[2])
+    assert abs(Decimal(shown) - true) <= Decimal(10) ** -shown_places / 2  # the true one, rounded
 
 
 @settings(max_examples=300)

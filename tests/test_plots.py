@@ -195,7 +195,7 @@ def test_default_x_is_the_row_when_no_step_column_and_default_y_the_last_column_
     data = csv([{"loss": 1.0 / (i + 1), "lr": 0.1} for i in range(5)])
     figure = build_figure(PlotSpec(path="h.csv"), load_table(data, "h.csv"))
     ax = figure.axes[0]
-    assert ax.get_xlabel() == "row"
+    assert ax.get_xlabel() == "step"  # the row number, labelled as DVC labels it
     assert ax.get_ylabel() == "lr"
     assert [line.get_label() for line in ax.get_lines()] == ["this change"]
 

@@ -711,7 +711,7 @@ def test_a_shown_change_is_visible_and_equals_the_difference_shown() -> None:
         {"accuracy": 0.96111, "tiny": 0.0001, "huge": 1.23457},
     )
     text = render_markdown(Report("T", "default", result, FACTS)).replace("\u00a0", " ")
-    assert "| accuracy | 0.9630 | 0.9611 | -0.0019 ▼ | -0.19% |" in text
+    assert "| accuracy | 0.96296 | 0.96111 | -0.00185 ▼ | -0.19% |" in text  # as written, the true change
     assert "| tiny | 0.00012 | 0.00010 | -0.00002 ▼ | -16.67% |" in text  # not 1.2e-04
     assert "| huge | 1.23456 | 1.23457 | +0.00001 ▲ | +0.00081% |" in text  # not 1.235 twice
 

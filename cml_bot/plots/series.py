@@ -144,9 +144,9 @@ def _labelled(found: list[Series], multi_source: bool) -> list[Series]:
 
 def axis_labels(spec: PlotSpec, series: Sequence[Series]) -> tuple[str, str]:
     """The definition's ``x_label``/``y_label``, else DVC's: the one x (y) field, else "x" ("y");
-    the row number is "step" in DVC, "row" here unless a step column is used."""
+    the row number is "step", as DVC labels it."""
     x_fields = {s.x_field for s in series}
     y_fields = {s.field for s in series}
-    x_label = spec.x_label or ((next(iter(x_fields)) or "row") if len(x_fields) == 1 else "x")
+    x_label = spec.x_label or ((next(iter(x_fields)) or "step") if len(x_fields) == 1 else "x")
     y_label = spec.y_label or (next(iter(y_fields)) if len(y_fields) == 1 else "value")
     return x_label, y_label

@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import yaml
 
 from cml_bot import answers
 from cml_bot.checks import closest
 from cml_bot.errors import InputError
+from cml_bot.metrics import load_yaml
 from cml_bot.plots.style import BUCKETS, SCATTER_GRID, shorten
 
 log = logging.getLogger(__name__)
@@ -334,16 +334,13 @@ def _missing(value: object) -> bool:
 
 def _records(data: bytes, filename: str, kind: str) -> list[dict[str, object]]:
     try:
-        if kind == "json":
-            parsed: object = json.loads(data)
-        else:
-            parsed = yaml.safe_load(data.decode("utf-8-sig"))
+        text = data.decode("utf-8-sig")
+        # YAML as DVC reads it (YAML 1.2: ``yes`` is text, ``0042`` is 42), the metrics files' way
+        parsed: object = json.loads(text) if kind == "json" else load_yaml(text, filename)
     except UnicodeDecodeError:
         raise InputError(f"{filename}: not UTF-8 text") from None
     except ValueError as exc:  # json.JSONDecodeError
         raise InputError(f"{filename}: invalid JSON: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"{filename}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
     try:
         return answers.records(parsed)
     except ValueError as exc:
