@@ -24,7 +24,10 @@ Runner = Callable[[Sequence[str], Path, bytes | None], "subprocess.CompletedProc
 def run_git(args: Sequence[str], cwd: Path, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     try:
         return subprocess.run(["git", *args], cwd=cwd, input=stdin, capture_output=True, check=False)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
+        # The same error for a missing program and a missing working folder: tell them apart.
+        if not cwd.is_dir():
+            raise InputError(f"{cwd}: {'no such folder' if not cwd.exists() else 'not a folder'}") from None
         raise CmlBotError("git is not installed or not on PATH") from None
 
 
