@@ -179,6 +179,10 @@ class Git:
                 found[path] = None
         return found
 
+    def is_ignored(self, path: str) -> bool:
+        """Whether ``.gitignore`` (or another exclude file) keeps ``path`` (relative to ``root``) out of commits."""
+        return self._run("check-ignore", "--quiet", "--", path).returncode == 0
+
     def is_shallow(self) -> bool:
         return self._out("rev-parse", "--is-shallow-repository") == "true"
 
