@@ -179,6 +179,21 @@ class Git:
                 found[path] = None
         return found
 
+    def is_repository(self) -> bool:
+        """Whether ``root`` is inside a git work tree."""
+        return self._out("rev-parse", "--is-inside-work-tree") == "true"
+
+    def branches(self) -> list[str]:
+        """The branch names here, local and remote-tracking (``origin/`` dropped), sorted."""
+        out = self._out("for-each-ref", "--format=%(refname)", "refs/heads", "refs/remotes")
+        names = set()
+        for ref in (out or "").splitlines():
+            if ref.startswith("refs/heads/"):
+                names.add(ref.removeprefix("refs/heads/"))
+            elif ref.startswith("refs/remotes/") and not ref.endswith("/HEAD"):
+                names.add(ref.removeprefix("refs/remotes/").split("/", 1)[-1])
+        return sorted(names)
+
     def is_ignored(self, path: str) -> bool:
         """Whether ``.gitignore`` (or another exclude file) keeps ``path`` (relative to ``root``) out of commits."""
         return self._run("check-ignore", "--quiet", "--", path).returncode == 0

@@ -142,15 +142,16 @@ def file_in_the_way(path: Path) -> Path | None:
 
 def _is_report_folder(folder: Path) -> bool:
     """Whether cml-bot wrote a report into ``folder`` before: it has cml-bot's manifest, or (from a
-    version before the manifest) cml-bot's ``.gitignore`` and nothing a report does not hold."""
+    version before the manifest) it is cml-bot's and holds nothing a report does not hold."""
     if (folder / MANIFEST_FILE).is_file():
         return True
-    if not _own_ignore(folder):
-        return False
-    return all(_report_shaped(entry) for entry in folder.iterdir())
+    return _marked_as_own(folder) and all(_report_shaped(entry) for entry in folder.iterdir())
 
 
-def _own_ignore(folder: Path) -> bool:
+def _marked_as_own(folder: Path) -> bool:
+    """cml-bot's ``.gitignore`` is in it, or it has the default report folder's name."""
+    if folder.name == DEFAULT_REPORT_DIR:
+        return True
     try:
         return (folder / IGNORE_FILE).read_text(encoding="utf-8", errors="replace").startswith(_OWN_MARK)
     except OSError:
@@ -172,7 +173,7 @@ def _earlier_files(folder: Path) -> list[str]:
     manifest, its images and artifacts."""
     manifest = folder / MANIFEST_FILE
     if not manifest.is_file():
-        if not _own_ignore(folder):
+        if not _is_report_folder(folder):
             return []
         return [e.name for e in folder.iterdir() if _report_shaped(e) and e.name not in (IGNORE_FILE, ".gitkeep")]
     names = []
