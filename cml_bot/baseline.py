@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
+from cml_bot.checks import closest, closest_hint
 from cml_bot.config import Config, Declarations, merge_declarations
 from cml_bot.errors import InputError
 from cml_bot.git import Git, GitTree
@@ -184,8 +185,7 @@ def find_base_commit(
         return BaseCommit(given_sha, f"the merge-base with {branch} reported by the CI", branch, branch)
     branch_sha = git.branch_ref(branch)
     if branch_sha is None:
-        why = f"branch {branch} not found (fetch it, e.g. actions/checkout with fetch-depth: 0)"
-        return BaseCommit(None, why, branch, branch)
+        return BaseCommit(None, missing_branch(git, branch), branch, branch)
     head = head_sha or git.rev("HEAD")
     if head is None:
         return BaseCommit(None, "this directory has no commits", branch, branch)
@@ -200,6 +200,25 @@ def find_base_commit(
             return BaseCommit(None, f"this is the first commit of {branch}", branch, branch)
         return BaseCommit(parents[1], f"the previous commit on {branch}", branch, branch)
     return BaseCommit(merge_base, f"the merge-base with {branch}", branch, branch)
+
+
+BRANCHES_SHOWN = 5  # branch names listed when none is like the missing one
+
+
+def missing_branch(git: Git, branch: str) -> str:
+    """Why base branch ``branch`` cannot be read, in one phrase that says what to do: not a
+    repository; a shallow clone (CI) that did not fetch it; or a name no branch here has."""
+    if not git.is_repository():
+        return "not a git repository: no base branch to compare with; give --baseline FILE to compare with a file"
+    if git.is_shallow():
+        return f"branch {branch} not found in this shallow clone (fetch it, e.g. actions/checkout with fetch-depth: 0)"
+    names = git.branches()
+    like = closest(branch, names)
+    if like:
+        return f"branch {branch} not found{closest_hint(like)}"
+    shown = ", ".join(names[:BRANCHES_SHOWN]) + (" ..." if len(names) > BRANCHES_SHOWN else "")
+    here = f"the branches here: {shown}" if names else "there are no branches here yet"
+    return f"branch {branch} not found ({here}); set baseline.branch in cml-bot.yaml"
 
 
 def resolve_baseline(

@@ -34,6 +34,50 @@ EXIT_USAGE = 2  # the user's input is wrong: config, files, arguments; a full di
 EXIT_INTERNAL = 3  # a bug in cml-bot: one line on stderr, the traceback in a log file
 
 
+class Output:
+    """A console stream that stops the printing, not the run, when its reader goes away
+    (``cml-bot run | head -1``): the run still writes its report and exits with its own code.
+
+    The first write that meets a closed pipe turns the stream quiet; the file descriptor behind it
+    (stdout's, usually) is pointed at the null device, so the interpreter's last flush at exit finds
+    nothing to complain about either (the recipe in Python's ``signal`` documentation).
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.gone = False  # the reader went away: everything written since is dropped
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                self.stream.write(text)
+            except BrokenPipeError:
+                self._go_quiet()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._go_quiet()
+
+    def isatty(self) -> bool:
+        return not self.gone and self.stream.isatty()
+
+    def _go_quiet(self) -> None:
+        self.gone = True
+        try:
+            fd = self.stream.fileno()
+        except (AttributeError, OSError, ValueError):  # a stream without a descriptor (a test's)
+            return
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, fd)
+        finally:
+            os.close(null)
+
+
 class Console:
     """Where output goes; tests pass their own streams.
 
@@ -51,8 +95,8 @@ class Console:
         secrets: Secrets | None = None,
         github_actions: bool = False,
     ) -> None:
-        self.out = out or sys.stdout
-        self.err = err or sys.stderr
+        self.out = Output(out or sys.stdout)
+        self.err = Output(err or sys.stderr)
         # A terminal gets one progress line redrawn in place; CI logs get plain lines.
         self.interactive = self.out.isatty() and not os.environ.get("CI") if interactive is None else interactive
         self.secrets = secrets or Secrets()
@@ -68,6 +112,13 @@ class Console:
         return [line]
 
     def say(self, line: str) -> None:
+        self._print([line])
+
+    def text(self, text: str) -> None:
+        """Several lines as they are (the help); each line through the gate."""
+        self._print(text.splitlines())
+
+    def _print(self, lines: Sequence[str]) -> None:
         with self._lock:
             if self._meter is not None:  # whatever comes after a pull ends its progress
                 self._meter.close()
@@ -75,8 +126,9 @@ class Console:
             if self._progress_shown:
                 self.out.write("\n")
                 self._progress_shown = False
-            for shown in self._lines(line):
-                print(shown, file=self.out, flush=True)
+            for line in lines:
+                for shown in self._lines(line):
+                    print(shown, file=self.out, flush=True)
 
     def progress(self, line: str) -> None:
         if not self.interactive:
@@ -317,13 +369,15 @@ def main(
     if not arguments:
         # Bare `cml-bot` asks what the tool does, it is not a mistake: show the help and exit 0, as
         # pip, gh, docker and cargo do (argparse alone would print an error and exit 2).
-        console.say(parser.format_help().rstrip())
+        console.text(parser.format_help())
         return EXIT_OK
-    usage = io.StringIO()
+    shown, usage = io.StringIO(), io.StringIO()
     try:
-        with contextlib.redirect_stderr(usage):  # argparse's errors quote arguments: through the gate
+        # argparse's help and errors quote arguments: through the gate, and the console's streams
+        with contextlib.redirect_stdout(shown), contextlib.redirect_stderr(usage):
             args = parser.parse_args(arguments)
     except SystemExit as exc:  # --help, --version, or a usage error argparse already explained
+        console.text(shown.getvalue())
         for line in usage.getvalue().splitlines():
             console.warn(line)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
@@ -358,6 +412,7 @@ def _dispatch(args: argparse.Namespace, argv: Sequence[str], environ: Mapping[st
         "diff": _diff,
     }
     try:
+        _check_paths(args)
         return commands[args.command](args, environ, console)
     except CmlBotError as exc:
         console.warn(f"cml-bot: error: {exc}")
@@ -382,6 +437,27 @@ def _dispatch(args: argparse.Namespace, argv: Sequence[str], environ: Mapping[st
         console.warn(f"cml-bot: internal error: {what}; {where} (please report it)")
         console.command("error", f"internal error: {what}", title="cml-bot")
         return EXIT_INTERNAL
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """The folders and files named on the command line, checked before anything runs: a typo in
+    ``-C`` or ``--out`` is a one-line error now, not a crash after the training."""
+    from cml_bot.errors import InputError
+    from cml_bot.forges.local import ReportFolder, file_in_the_way
+
+    directory: Path | None = getattr(args, "directory", None)
+    if directory is not None and not directory.is_dir():
+        what = "no such folder" if not directory.exists() else "not a folder"
+        raise InputError(f"-C {directory}: {what}")
+    out: Path | None = getattr(args, "out", None)
+    if out is not None:
+        ReportFolder.check(out)
+    junit: Path | None = getattr(args, "junit", None)
+    if junit is not None and junit.is_dir():
+        raise InputError(f"--junit {junit}: is a folder; give a file name (e.g. {junit / 'junit.xml'})")
+    blocking = file_in_the_way(junit.parent) if junit is not None else None
+    if blocking is not None:
+        raise InputError(f"--junit {junit}: {blocking} is a file, not a folder")
 
 
 def _report(args: argparse.Namespace, env: Mapping[str, str], console: Console) -> int:

@@ -391,9 +391,27 @@ def url_problem(url: str) -> str | None:
         return f"has an unsupported scheme {scheme!r} (expected one of {', '.join(URL_SCHEMES)})"
     if scheme in ("http", "https") and not parts.hostname:
         return "has no host"
+    if parts.hostname and scheme != "file" and not _valid_host(parts.hostname):
+        return f"has a malformed host {parts.hostname[:100]!r}"
     if port == 0:
         return "has port 0"
     return None
+
+
+_HOST_LABEL = re.compile(r"(?!-)[\w-]{1,63}(?<!-)")  # \w: letters of any script (internationalised names)
+
+
+def _valid_host(host: str) -> bool:
+    """A host name of dot-separated labels (``example.com``, a bucket), or an IP address: not
+    ``...`` (``--url https://...`` copied from an example), not ``a..b``."""
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    return all(_HOST_LABEL.fullmatch(label) for label in host.removesuffix(".").split("."))
 
 
 def _describe(value: object) -> str:

@@ -1,7 +1,8 @@
 """What a run tells the user besides the diff: misconfiguration and surprises, each one line, for
 the report's notes and for stderr (the CLI prints :attr:`Report.warnings`); and, with ``-v``, what
 was read from where (logged). The judging is pure (:mod:`cml_bot.checks`); this module looks at the workspace for names
-close to a missing one and asks git whether the tree has uncommitted changes.
+close to a missing one (or the missing one itself, when a commit was read without it) and asks git
+whether the tree has uncommitted changes or ignores a file.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
-from cml_bot.baseline import Baseline
+from cml_bot.baseline import Baseline, missing_branch
 from cml_bot.checks import closest, closest_hint, file_findings, threshold_findings
 from cml_bot.config import Config
 from cml_bot.diff import Diff
@@ -62,11 +63,21 @@ def run_findings(
             f"Uncommitted changes in {shown}: this report shows the working tree, not commit {head_name} as "
             "committed; its results are not recorded."
         )
-    nearby = {path: _nearby(config.root, path) for path, why in head.problems.items() if "not found" in why}
-    notes += [f"In this change: {finding}" for finding in file_findings(head.problems, nearby)]
+    missing = [path for path, why in head.problems.items() if "not found" in why]
+    here = {path: _in_working_folder(config.root, path) for path in missing}
+    # A file the working folder has is missing from the commit that was read: say why, not "closest".
+    nearby = {path: _nearby(config.root, path) for path in missing if not here[path]}
+    for path, finding in zip(head.problems, file_findings(head.problems, nearby), strict=True):
+        notes.append(f"In this change: {finding}{here.get(path, '')}")
     base = baseline.results
     if base is not None:
         notes += [f"In {baseline.ref or 'the baseline'}: {why}" for why in base.problems.values()]
+    elif baseline.sha is None and baseline.branch is not None:
+        # Misconfiguration is never silent: a base branch that does not exist (a typo, a repository
+        # without main or master, no repository at all) is a warning, not only the report's verdict line.
+        git = Git(config.root)
+        if git.branch_ref(baseline.branch) is None:
+            notes.append(f"No baseline: {missing_branch(git, baseline.branch)}.")
     if config.dvc_declared is not None:
         notes += list(config.dvc_declared.notes)
     return notes
@@ -102,6 +113,23 @@ def _nearby(root: Path, path: str) -> list[str]:
 
 
 def closest_files(root: Path, missing: Sequence[str]) -> str:
-    """``"; closest: a.csv, b.csv"`` for files of names like the missing ones, or ``""``."""
-    found = [name for path in missing for name in closest(path, _nearby(root, path))]
-    return closest_hint(list(dict.fromkeys(found)))
+    """``"; closest: a.csv, b.csv"`` for files of names like the missing ones, or ``""``; for a missing
+    file the working folder has (the revision read lacks it), why it is not in that revision."""
+    here = {path: _in_working_folder(root, path) for path in missing}
+    found = [name for path in missing if not here[path] for name in closest(path, _nearby(root, path))]
+    return "".join(hint for hint in here.values() if hint) + closest_hint(list(dict.fromkeys(found)))
+
+
+def _in_working_folder(root: Path, path: str) -> str:
+    """``"; ..."`` when ``path`` is a file in the working folder, so a commit read without it lacks it
+    because it was never committed (gitignored, usually: a training output), else ``""``."""
+    try:
+        target = (root / path).resolve()
+        inside = target.is_relative_to(root.resolve()) and target.is_file()
+    except OSError:
+        return ""
+    if not inside:
+        return ""
+    if Git(root).is_ignored(path):
+        return f"; the working folder has {path}, but .gitignore keeps it out of commits"
+    return f"; the working folder has {path}, but it is not committed"

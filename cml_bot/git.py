@@ -24,7 +24,10 @@ Runner = Callable[[Sequence[str], Path, bytes | None], "subprocess.CompletedProc
 def run_git(args: Sequence[str], cwd: Path, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     try:
         return subprocess.run(["git", *args], cwd=cwd, input=stdin, capture_output=True, check=False)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
+        # The same error for a missing program and a missing working folder: tell them apart.
+        if not cwd.is_dir():
+            raise InputError(f"{cwd}: {'no such folder' if not cwd.exists() else 'not a folder'}") from None
         raise CmlBotError("git is not installed or not on PATH") from None
 
 
@@ -175,6 +178,25 @@ class Git:
             else:  # "<name> missing"
                 found[path] = None
         return found
+
+    def is_repository(self) -> bool:
+        """Whether ``root`` is inside a git work tree."""
+        return self._out("rev-parse", "--is-inside-work-tree") == "true"
+
+    def branches(self) -> list[str]:
+        """The branch names here, local and remote-tracking (``origin/`` dropped), sorted."""
+        out = self._out("for-each-ref", "--format=%(refname)", "refs/heads", "refs/remotes")
+        names = set()
+        for ref in (out or "").splitlines():
+            if ref.startswith("refs/heads/"):
+                names.add(ref.removeprefix("refs/heads/"))
+            elif ref.startswith("refs/remotes/") and not ref.endswith("/HEAD"):
+                names.add(ref.removeprefix("refs/remotes/").split("/", 1)[-1])
+        return sorted(names)
+
+    def is_ignored(self, path: str) -> bool:
+        """Whether ``.gitignore`` (or another exclude file) keeps ``path`` (relative to ``root``) out of commits."""
+        return self._run("check-ignore", "--quiet", "--", path).returncode == 0
 
     def is_shallow(self) -> bool:
         return self._out("rev-parse", "--is-shallow-repository") == "true"

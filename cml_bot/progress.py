@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Protocol
 
 from cml_bot.files import describe_size
 
@@ -25,10 +25,18 @@ LOG_MIN_GAP = 1.0  # seconds: no two plain lines closer than this (and none in t
 NOTE_WIDTH = 40  # characters of a per-file line shown in front of the bar
 
 
+class Stream(Protocol):
+    """Where the meter draws: a text stream (the console's stdout)."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
 class TransferMeter:
     """Bytes received by every download of one pull; see the module docstring."""
 
-    def __init__(self, out: TextIO, *, interactive: bool, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, out: Stream, *, interactive: bool, clock: Callable[[], float] = time.monotonic) -> None:
         self.out = out
         self.interactive = interactive
         self.clock = clock

@@ -433,7 +433,8 @@ def _pipeline_section(report: Report, budget: _Budget) -> list[str]:
         tail = list(failed.log_tail[-budget.log_lines :]) if budget.log_lines else []
         out += [f"**Step {md.cell(failed.name)} {how}.** Metrics below may be missing or stale.", ""]
         if tail:
-            out += [md.details(f"Last {len(tail)} lines of the log", md.code_block(tail), open_=True), ""]
+            last = "Last line" if len(tail) == 1 else f"Last {len(tail)} lines"
+            out += [md.details(f"{last} of the log", md.code_block(tail), open_=True), ""]
     if budget.step_table:
         rows = [
             [
@@ -536,9 +537,9 @@ def _params_section(report: Report, budget: _Budget, base_label: str) -> list[st
             unchanged = []
     if unchanged and budget.unchanged_params:
         table = params_table(unchanged, report.diff.has_baseline, base_label)
-        lines += [md.details(f"{len(unchanged)} unchanged params", table), ""]
+        lines += [md.details(_plural(len(unchanged), "unchanged param"), table), ""]
     elif unchanged:
-        lines += [f"_{len(unchanged)} unchanged params not shown._", ""]
+        lines += [f"_{_plural(len(unchanged), 'unchanged param')} not shown._", ""]
     return lines
 
 
@@ -631,6 +632,11 @@ def _facts_section(report: Report) -> list[str]:
     return [md.details("Run facts", table), ""]
 
 
+# The last line of a posted comment; the report folder's copy ends with what is true of a folder.
+COMMENT_FOOTER = "<sub>Posted by cml-bot. This comment is updated on every push.</sub>"
+FOLDER_FOOTER = "<sub>Written by cml-bot. The next run into this folder replaces this report.</sub>"
+
+
 def _render(
     report: Report,
     image_urls: Mapping[str, str],
@@ -677,7 +683,7 @@ def _render(
         lines += [f"> {md.text(note)}", ""]
     if dropped:
         lines += [f"_To fit the size limit this comment leaves out: {', '.join(dropped)}. {where_full}_", ""]
-    lines.append("<sub>Posted by cml-bot. This comment is updated on every push.</sub>")
+    lines.append(COMMENT_FOOTER)
     return "\n".join(lines) + "\n"
 
 

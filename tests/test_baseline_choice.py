@@ -117,7 +117,7 @@ def test_no_baseline_says_why_in_the_verdict_line(repo: GitRepo) -> None:
     run(Options(root=repo.root, dry_run=True), Effects(env={}))
     verdict = _report(repo).splitlines()[3]
     assert verdict.startswith("ℹ️ **No baseline**")
-    assert "branch trunk not found (fetch it" in verdict
+    assert "branch trunk not found (the branches here: main); set baseline.branch in cml-bot.yaml" in verdict
 
 
 # --- --base and --baseline name the real baseline ---------------------------------------------------

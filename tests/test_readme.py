@@ -34,3 +34,21 @@ def test_ci_runs_the_readmes_test_line_verbatim() -> None:
     assert done.stdout == _first_block()[1]
     assert 'bash -euo pipefail -c "$readme_tests"' in script  # run, not just found
     assert script.rstrip().endswith('env -u VIRTUAL_ENV PATH="$user_path" bash -euo pipefail -c "$readme_tests"')
+
+
+def test_the_markers_the_readme_lists_are_the_ones_the_report_shows() -> None:
+    from types import SimpleNamespace
+    from typing import cast
+
+    from cml_bot.diff import MetricChange, Outcome
+    from cml_bot.report_stats import INCONCLUSIVE, REGRESSED, mark
+
+    text = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    match = re.search(r"markers that read without colour \((.*?)\), how each change", text)
+    assert match, "README's report section lists the table's markers"
+    listed = [item.strip() for item in match.group(1).split(",")]
+    shown = {REGRESSED, INCONCLUSIVE}
+    for outcome in Outcome:
+        shown.add(mark(cast(MetricChange, SimpleNamespace(outcome=outcome))))  # mark reads only .outcome
+    marks = [item for item in listed if not item.startswith('"')]  # "single run": a phrase, not a mark
+    assert set(marks) == shown - {"changed"}  # "changed": no direction to mark

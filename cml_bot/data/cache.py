@@ -77,7 +77,8 @@ class PullResult:
         counts = ", ".join(
             f"{n} {a}" for a in ("downloaded", "cached", "verified", "up-to-date") if (n := self.count(a))
         )
-        return f"{len(self.files)} data files ({counts or 'none'}) in {self.seconds:.2f} s"
+        files = f"{len(self.files)} data file{'' if len(self.files) == 1 else 's'}"
+        return f"{files} ({counts or 'none'}) in {self.seconds:.2f} s"
 
 
 def default_cache(config: Config) -> Path:
