@@ -26,7 +26,16 @@ from cml_bot.model import Image
 from cml_bot.plan import Access, access_for, plan
 from cml_bot.plan import Request as Asked
 from cml_bot.plots.jobs import untrusted_image_problem
-from cml_bot.report import Report, marker_for, render_markdown, verdict_summary
+from cml_bot.report import (
+    COMMENT_FOOTER,
+    FOLDER_FOOTER,
+    NEW_COMMENT_FOOTER,
+    SUMMARY_FOOTER,
+    Report,
+    marker_for,
+    render_markdown,
+    verdict_summary,
+)
 from cml_bot.results import atomic_write
 from cml_bot.runtime import DEFAULT_BUNDLE_DIR, DEFAULT_REPORT_DIR, Effects, Options, Outcome
 from cml_bot.secrets import Secrets
@@ -62,7 +71,7 @@ def deliver(
     folder = ReportFolder(options.report_dir or config.root / DEFAULT_REPORT_DIR, report.title)
     folder.prepare()
     folder.write_artifacts(report.artifacts)
-    folder.write_report(secrets.scrub(render_markdown(report, folder.write_images(images))))
+    folder.write_report(secrets.scrub(render_markdown(report, folder.write_images(images), footer=FOLDER_FOOTER)))
     if options.junit is not None:
         atomic_write(options.junit, secrets.scrub(junit_xml(report)).encode("utf-8"))
 
@@ -100,7 +109,9 @@ def deliver(
                 decided = replace(decided, save_bundle=True, why_not_posted=str(exc))
         else:
             notices.extend(posted_notes)
-            _write_summary(effects.env, secrets.scrub(render_markdown(report, urls, limit=SUMMARY_LIMIT)))
+            _write_summary(
+                effects.env, secrets.scrub(render_markdown(report, urls, limit=SUMMARY_LIMIT, footer=SUMMARY_FOOTER))
+            )
             return replace(outcome, destination=context.platform, publication=publication, notices=tuple(notices))
     if decided.why_not_posted:
         notices.append(decided.why_not_posted)
@@ -110,7 +121,9 @@ def deliver(
         notices.append(f"report saved for a trusted step to post: cml-bot publish --bundle {bundle_dir}")
         outcome = replace(outcome, destination=context.platform, bundle_dir=bundle_dir)
     if context.platform != "local" and options.post:  # --no-post: the publish step writes the summary
-        _write_summary(effects.env, secrets.scrub(render_markdown(report, {}, limit=SUMMARY_LIMIT)))
+        _write_summary(
+            effects.env, secrets.scrub(render_markdown(report, {}, limit=SUMMARY_LIMIT, footer=SUMMARY_FOOTER))
+        )
     return replace(outcome, notices=tuple(notices))
 
 
@@ -195,7 +208,14 @@ def post(
             f" ([open the run]({md.link_target(run)}))." if run else "."
         )
         body = secrets.scrub(
-            render_markdown(report, urls, limit=forge.comment_limit, where_full=where_full, flavour=forge.flavour)
+            render_markdown(
+                report,
+                urls,
+                limit=forge.comment_limit,
+                where_full=where_full,
+                flavour=forge.flavour,
+                footer=NEW_COMMENT_FOOTER if CommentMode(mode) is CommentMode.NEW else COMMENT_FOOTER,
+            )
         )
         publication = upsert(thread, body, marker_for(report.report_id, forge.flavour), mode)
     elif not moved:

@@ -632,9 +632,11 @@ def _facts_section(report: Report) -> list[str]:
     return [md.details("Run facts", table), ""]
 
 
-# The last line of a posted comment; the report folder's copy ends with what is true of a folder.
+# The report's last line says what is true where it is shown.
 COMMENT_FOOTER = "<sub>Posted by cml-bot. This comment is updated on every push.</sub>"
+NEW_COMMENT_FOOTER = "<sub>Posted by cml-bot. Every push adds a new report.</sub>"  # --mode new
 FOLDER_FOOTER = "<sub>Written by cml-bot. The next run into this folder replaces this report.</sub>"
+SUMMARY_FOOTER = "<sub>Written by cml-bot for this job.</sub>"
 
 
 def _render(
@@ -644,6 +646,7 @@ def _render(
     dropped: Sequence[str],
     where_full: str,
     memo: dict[tuple[object, ...], list[str]],
+    footer: str,
 ) -> str:
     """One rendering at one level of detail. ``memo`` keeps sections whose inputs did not change
     between levels, so trimming a 10,000-metric report renders each big table once or twice."""
@@ -683,7 +686,7 @@ def _render(
         lines += [f"> {md.text(note)}", ""]
     if dropped:
         lines += [f"_To fit the size limit this comment leaves out: {', '.join(dropped)}. {where_full}_", ""]
-    lines.append(COMMENT_FOOTER)
+    lines.append(footer)
     return "\n".join(lines) + "\n"
 
 
@@ -693,16 +696,18 @@ def render_markdown(
     limit: int | None = None,
     where_full: str = "The full report is in the job summary and artifacts.",
     flavour: Flavour = Flavour.GITHUB,
+    footer: str = COMMENT_FOOTER,
 ) -> str:
     """Render the report; with ``limit``, drop detail section by section until it fits (measured
-    in ``flavour``, the markdown of the forge that shows it)."""
+    in ``flavour``, the markdown of the forge that shows it). ``footer``: the last line, true of
+    where the report is shown (a sticky comment, a folder, a job summary)."""
     urls = image_urls or {}
     dropped: list[str] = []
     memo: dict[tuple[object, ...], list[str]] = {}
     finish: Callable[[str], str] = md.bitbucket if flavour is Flavour.BITBUCKET else str
 
     def render(budget: _Budget, dropped: Sequence[str]) -> str:
-        return finish(_render(report, urls, budget, dropped, where_full, memo))
+        return finish(_render(report, urls, budget, dropped, where_full, memo, footer))
 
     text = previous = ""
     for label, budget in _LEVELS:

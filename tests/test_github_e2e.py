@@ -122,7 +122,13 @@ def test_first_post_then_update_in_place(fake_github: FakeGitHub, repo: GitRepo,
     assert outputs(tmp_path)["verdict"] == "pass"
     assert outputs(tmp_path)["comment-url"] == url
     assert Path(outputs(tmp_path)["report-path"]).is_file()
-    assert MARKER in (tmp_path / "step_summary.md").read_text(encoding="utf-8")
+    summary = (tmp_path / "step_summary.md").read_text(encoding="utf-8")
+    assert MARKER in summary
+    # Each copy's last line is true of where it is shown.
+    assert body.endswith("This comment is updated on every push.</sub>\n")
+    assert summary.endswith("<sub>Written by cml-bot for this job.</sub>\n")
+    folder_copy = Path(outputs(tmp_path)["report-path"]).read_text(encoding="utf-8")
+    assert folder_copy.endswith("The next run into this folder replaces this report.</sub>\n")
 
     repo.write("metrics.json", {"accuracy": 0.70})
     repo.commit("feature: a worse model")
@@ -346,3 +352,18 @@ def test_split_steps_on_a_push_to_main_record_in_the_step_with_the_token(
     assert f"records/{head}.json" in fake_github.commit_files("cml-bot-data")
     assert [(s["sha"], s["state"]) for s in fake_github.statuses] == [(head, "success")]
     assert fake_github.comments_on(2) == []  # a push to main is nobody's pull request
+
+
+def test_mode_new_says_every_push_adds_a_report(fake_github: FakeGitHub, repo: GitRepo, tmp_path: Path) -> None:
+    pull_request_repo(repo)
+    env = actions_env(fake_github, tmp_path)
+
+    for _ in range(2):
+        code, out, err = cli(["report", "--base", "main", "--mode", "new"], env, repo)
+        assert code == 0, out + err
+
+    comments = fake_github.comments_on(2)
+    assert len(comments) == 2
+    for comment in comments:
+        assert comment["body"].endswith("<sub>Posted by cml-bot. Every push adds a new report.</sub>\n")
+        assert "updated on every push" not in comment["body"]

@@ -16,7 +16,7 @@ from pathlib import Path
 from cml_bot.config import IMAGE_SUFFIXES
 from cml_bot.errors import InputError
 from cml_bot.model import Artifact, Image
-from cml_bot.report import COMMENT_FOOTER, FOLDER_FOOTER, render_html
+from cml_bot.report import render_html
 from cml_bot.results import IGNORE_ALL, atomic_write, make_own_folder
 from cml_bot.runtime import DEFAULT_REPORT_DIR
 from cml_bot.verdicts import FLIPS_FILE
@@ -119,10 +119,7 @@ class ReportFolder:
             atomic_write(self.folder / artifact.name, artifact.data)
 
     def write_report(self, body: str) -> None:
-        """Write ``report.md`` and its preview; the comment's last line ("updated on every push")
-        is not true of a file in a folder, so the folder's copy says what is."""
-        if body.endswith(COMMENT_FOOTER + "\n"):
-            body = body.removesuffix(COMMENT_FOOTER + "\n") + FOLDER_FOOTER + "\n"
+        """Write ``report.md`` and its preview (rendered with :data:`cml_bot.report.FOLDER_FOOTER`)."""
         self._remember([REPORT_FILE, PREVIEW_FILE])
         atomic_write(self.report, body.encode("utf-8"))
         if len(body) > PREVIEW_LIMIT:
