@@ -179,7 +179,7 @@ def judge(
         head, baseline, shards = added.head, added.baseline, added.shards
         notes += added.notes
     head, baseline, history, shards = _named_alike(head, baseline, history, shards)
-    notes += run_findings(config, head, baseline, dirty, (head.sha or "")[:7])
+    notes += run_findings(config, git, head, baseline, dirty, (head.sha or "")[:7])
     facts = RunFacts(
         head_sha=head.sha,
         head_ref=head_ref,
@@ -237,7 +237,7 @@ def _evaluate_revisions(
         source = f"no baseline: {why} for {base_name} ({(base_sha or '')[:10]})"
     baseline = Baseline(base, base_sha, base_name, source, None, caveat, f"{head_name} with {base_name}, exactly")
     head, baseline, _, _ = _named_alike(head, baseline, [], ())
-    notes = run_findings(config, head, baseline, (), head_name)
+    notes = run_findings(config, git, head, baseline, (), head_name)
     facts = RunFacts(
         head_sha=head_sha if head_rev is not None else None,
         head_ref=head_name,

@@ -53,7 +53,7 @@ def uncommitted_changes(git: Git, config: Config, outputs_expected: bool) -> tup
 
 
 def run_findings(
-    config: Config, head: RunResults, baseline: Baseline, dirty: Sequence[str], head_name: str
+    config: Config, git: Git, head: RunResults, baseline: Baseline, dirty: Sequence[str], head_name: str
 ) -> list[str]:
     """Warnings about this run's inputs, as notes for the report."""
     notes: list[str] = []
@@ -64,7 +64,7 @@ def run_findings(
             "committed; its results are not recorded."
         )
     missing = [path for path, why in head.problems.items() if "not found" in why]
-    here = {path: _in_working_folder(config.root, path) for path in missing}
+    here = {path: _in_working_folder(git, config.root, path) for path in missing}
     # A file the working folder has is missing from the commit that was read: say why, not "closest".
     nearby = {path: _nearby(config.root, path) for path in missing if not here[path]}
     for path, finding in zip(head.problems, file_findings(head.problems, nearby), strict=True):
@@ -72,12 +72,10 @@ def run_findings(
     base = baseline.results
     if base is not None:
         notes += [f"In {baseline.ref or 'the baseline'}: {why}" for why in base.problems.values()]
-    elif baseline.sha is None and baseline.branch is not None:
+    elif baseline.sha is None and baseline.branch is not None and git.branch_ref(baseline.branch) is None:
         # Misconfiguration is never silent: a base branch that does not exist (a typo, a repository
         # without main or master, no repository at all) is a warning, not only the report's verdict line.
-        git = Git(config.root)
-        if git.branch_ref(baseline.branch) is None:
-            notes.append(f"No baseline: {missing_branch(git, baseline.branch)}.")
+        notes.append(f"No baseline: {missing_branch(git, baseline.branch)}.")
     if config.dvc_declared is not None:
         notes += list(config.dvc_declared.notes)
     return notes
@@ -115,12 +113,13 @@ def _nearby(root: Path, path: str) -> list[str]:
 def closest_files(root: Path, missing: Sequence[str]) -> str:
     """``"; closest: a.csv, b.csv"`` for files of names like the missing ones, or ``""``; for a missing
     file the working folder has (the revision read lacks it), why it is not in that revision."""
-    here = {path: _in_working_folder(root, path) for path in missing}
+    git = Git(root)  # the plot path has no runner at hand; a `git check-ignore` per missing file
+    here = {path: _in_working_folder(git, root, path) for path in missing}
     found = [name for path in missing if not here[path] for name in closest(path, _nearby(root, path))]
     return "".join(hint for hint in here.values() if hint) + closest_hint(list(dict.fromkeys(found)))
 
 
-def _in_working_folder(root: Path, path: str) -> str:
+def _in_working_folder(git: Git, root: Path, path: str) -> str:
     """``"; ..."`` when ``path`` is a file in the working folder, so a commit read without it lacks it
     because it was never committed (gitignored, usually: a training output), else ``""``."""
     try:
@@ -130,6 +129,6 @@ def _in_working_folder(root: Path, path: str) -> str:
         return ""
     if not inside:
         return ""
-    if Git(root).is_ignored(path):
+    if git.is_ignored(path):
         return f"; the working folder has {path}, but .gitignore keeps it out of commits"
     return f"; the working folder has {path}, but it is not committed"
