@@ -255,13 +255,15 @@ def _pair_cells(base: Value | None, head: Value | None, exact: bool = False) -> 
 
 def _change_cells(change: MetricChange) -> tuple[str, str, str, str]:
     """Base, head, their change (with an arrow) and the relative change, as the table shows them:
-    the change is the difference of the values as shown."""
+    the change is the true difference, rounded as the values are shown (never a difference of
+    rounded values, which can exceed it)."""
     base, head, places = _pair_cells(change.base, change.head)
     if change.status in (Status.NEW, Status.REMOVED) or change.delta is None:
         return (base, head, "—", "—")
     delta = change.delta
+    b, h = _scalar(change.base), _scalar(change.head)
     if places is not None:
-        shown = numbers.difference(base, head, places)
+        shown = numbers.difference(base, head, places, None if b is None or h is None else (b, h))
     elif isinstance(change.base, int) and isinstance(change.head, int) and not isinstance(change.base, bool):
         shown = f"{change.head - change.base:+d}" if change.head != change.base else "0"
     else:

@@ -716,6 +716,12 @@ def test_a_shown_change_is_visible_and_equals_the_difference_shown() -> None:
     assert "| huge | 1.23456 | 1.23457 | +0.00001 ▲ | +0.00081% |" in text  # not 1.235 twice
 
 
+def test_a_computed_value_change_is_the_true_difference_not_the_shown_values_difference() -> None:
+    result = diff({"acc": 0.8533333333333334}, {"acc": 0.8566666666666667})  # e.g. 256/300 -> 257/300
+    text = render_markdown(Report("T", "default", result, FACTS)).replace("\u00a0", " ")
+    assert "| acc | 0.8533333 | 0.8566667 | +0.0033333 ▲ |" in text  # the shown values differ by 0.0033334
+
+
 def test_an_int_beyond_a_doubles_range_is_shown_whole_without_a_change() -> None:
     huge = 10**400
     text = render_markdown(Report("T", "default", diff({"n": 1}, {"n": huge}), FACTS))
