@@ -247,6 +247,7 @@ def _evaluate_revisions(
         duration=took,
         compared=baseline.compared,
         caveat=caveat,
+        head_label=head_name if head_rev is not None else None,  # `diff A B`: B by name, as A is
     )
     return Evaluation(config, context, head, baseline, None, facts, (), (), store, tuple(notes))
 

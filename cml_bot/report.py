@@ -82,6 +82,7 @@ class RunFacts:
     base_branch: str | None = None  # the base branch and how it was chosen, one phrase
     compared: str | None = None  # which pair was compared ("GitHub's merge commit ... with its first parent")
     caveat: str | None = None  # shown in the verdict line: what the baseline lacks (unreachable outputs)
+    head_label: str | None = None  # the heading of the head's column when it is not "this change" (`diff A B`)
 
 
 @dataclass(frozen=True)
@@ -299,11 +300,20 @@ def _short_mark(change: MetricChange) -> str:
     return gate_mark(change) or _outcome(change)
 
 
-def metrics_table(changes: Sequence[MetricChange], has_baseline: bool, base_label: str, intervals: bool = False) -> str:
+HEAD_LABEL = "This change"  # the heading of the head's values in the tables
+
+
+def metrics_table(
+    changes: Sequence[MetricChange],
+    has_baseline: bool,
+    base_label: str,
+    intervals: bool = False,
+    head_label: str = HEAD_LABEL,
+) -> str:
     """Values, changes and intervals right-aligned, then one mark: the gate's when it did not
     pass, else what the evidence says (the margins of the gates that passed follow the table)."""
     if has_baseline:
-        headers = ["Metric", md.cell(base_label), "This change", "Change"]
+        headers = ["Metric", md.cell(base_label), md.cell(head_label), "Change"]
         headers += [f"{CONFIDENCE:.0%} CI", "%", ""] if intervals else ["%", ""]
         rows = []
         for c in changes:
@@ -312,7 +322,7 @@ def metrics_table(changes: Sequence[MetricChange], has_baseline: bool, base_labe
             rows.append([md.cell(c.name), base, head, delta, *interval, relative, _short_mark(c)])
         numeric = set(range(1, len(headers) - 1))
     else:
-        headers = ["Metric", "This change", ""]
+        headers = ["Metric", md.cell(head_label), ""]
         rows = [[md.cell(c.name), _cell(c.head), REGRESSED if c.failures else ""] for c in changes]
         numeric = {1}
     return md.table(headers, rows, numeric=numeric)
@@ -336,15 +346,17 @@ def gates_passed(changes: Sequence[MetricChange]) -> list[str]:
     return [heading + (", closest first:" if len(passed) > 1 else ":"), "", *items, ""]
 
 
-def params_table(changes: Sequence[ParamChange], has_baseline: bool, base_label: str) -> str:
+def params_table(
+    changes: Sequence[ParamChange], has_baseline: bool, base_label: str, head_label: str = HEAD_LABEL
+) -> str:
     """Params as configured (no rounding); value columns right-aligned when they are all numbers."""
     if has_baseline:
-        headers = ["Param", md.cell(base_label), "This change", ""]
+        headers = ["Param", md.cell(base_label), md.cell(head_label), ""]
         marks = {Status.CHANGED: "changed", Status.NEW: "new", Status.REMOVED: "removed", Status.UNCHANGED: ""}
         rows = [[md.cell(c.name), *_pair_cells(c.base, c.head, exact=True)[:2], marks[c.status]] for c in changes]
         values = [v for c in changes for v in (c.base, c.head) if v is not None]
     else:
-        headers = ["Param", "This change"]
+        headers = ["Param", md.cell(head_label)]
         rows = [[md.cell(c.name), _cell(c.head, exact=True)] for c in changes]
         values = [c.head for c in changes if c.head is not None]
     numbers_only = all(_scalar(v) is not None for v in values)
@@ -514,7 +526,8 @@ def _metrics_section(report: Report, metrics: list[MetricChange], heading: str, 
         return ["### Metrics by shard", "", shards_table(report.shards, base_label), ""]
     if not metrics:
         return []
-    table = metrics_table(metrics, report.diff.has_baseline, base_label, intervals=report.diff.judged)
+    head_label = report.facts.head_label or HEAD_LABEL
+    table = metrics_table(metrics, report.diff.has_baseline, base_label, report.diff.judged, head_label)
     lines = [heading, "", table, "", *gates_passed(metrics)]
     if report.diff.uses_noise_rule:
         lines += [f"_Repeated values are shown as mean ± std; {NOISE_RULE}._", ""]
@@ -522,6 +535,7 @@ def _metrics_section(report: Report, metrics: list[MetricChange], heading: str, 
 
 
 def _params_section(report: Report, budget: _Budget, base_label: str) -> list[str]:
+    head_label = report.facts.head_label or HEAD_LABEL
     if report.shards:
         if not budget.params or not any(s.diff.params for s in report.shards):
             return []
@@ -534,11 +548,12 @@ def _params_section(report: Report, budget: _Budget, base_label: str) -> list[st
     unchanged = [p for p in params if p.status is Status.UNCHANGED]
     lines: list[str] = []
     if changed or not report.diff.has_baseline:
-        lines += ["### Params", "", params_table(changed or unchanged, report.diff.has_baseline, base_label), ""]
+        table = params_table(changed or unchanged, report.diff.has_baseline, base_label, head_label)
+        lines += ["### Params", "", table, ""]
         if not changed:
             unchanged = []
     if unchanged and budget.unchanged_params:
-        table = params_table(unchanged, report.diff.has_baseline, base_label)
+        table = params_table(unchanged, report.diff.has_baseline, base_label, head_label)
         lines += [md.details(_plural(len(unchanged), "unchanged param"), table), ""]
     elif unchanged:
         lines += [f"_{_plural(len(unchanged), 'unchanged param')} not shown._", ""]

@@ -767,3 +767,16 @@ def test_the_bitbucket_flavour_keeps_alignment_and_marks() -> None:
     text = render_markdown(paired_report(), URLS, flavour=Flavour.BITBUCKET)
     assert "|---|---:|---:|---:|---:|---:|---|" in text
     assert "❌ **Regressed**" in text and "| ❌ regressed |" in text
+
+
+def test_diff_of_two_revisions_heads_both_value_columns_by_name() -> None:
+    result = diff({"acc": 0.9}, {"acc": 0.8}, base_params={"lr": 0.1}, head_params={"lr": 0.2})
+    facts = RunFacts(base_ref="change", head_ref="main", head_label="main")
+    text = render_markdown(Report("T", "default", result, facts))
+    assert "| Metric | change | main | Change |" in text
+    assert "| Param | change | main |" in text
+    assert "This change" not in text
+    # A report on a change keeps "This change".
+    assert "| Metric | main | This change | Change |" in render_markdown(
+        Report("T", "default", result, RunFacts(base_ref="main"))
+    )
