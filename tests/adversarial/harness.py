@@ -20,6 +20,7 @@ import html
 import io
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -240,11 +241,31 @@ def assert_clean(
     if one_line if one_line is not None else run.code in (2, 3):
         assert len(run.err_lines) == 1, run.err
         assert run.err_lines[0].startswith(("cml-bot: error: ", "cml-bot: internal error: ")), run.err
-    for line in run.err_lines:
+    for line in unfenced(run.err_lines):
         assert line.startswith("cml-bot: "), run.err
     assert not half_written(*roots), half_written(*roots)
     found = leaks(run, extra_secrets)
     assert not found, found
+
+
+_FENCE = re.compile(r"::stop-commands::([0-9a-f]{32})")
+
+
+def unfenced(lines: list[str]) -> list[str]:
+    """``lines`` with cml-bot's fences around lines that would read as workflow commands removed
+    (``::stop-commands::TOKEN``, the line, ``::TOKEN::``); a fence that is not whole fails."""
+    shown = []
+    at = 0
+    while at < len(lines):
+        opening = _FENCE.fullmatch(lines[at])
+        if opening is None:
+            shown.append(lines[at])
+            at += 1
+            continue
+        assert at + 2 < len(lines) and lines[at + 2] == f"::{opening.group(1)}::", lines[at : at + 3]
+        shown.append(lines[at + 1])
+        at += 3
+    return shown
 
 
 def unshare_available() -> bool:
