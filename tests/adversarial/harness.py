@@ -22,6 +22,7 @@ import json
 import os
 import re
 import resource
+import shlex
 import shutil
 import signal
 import subprocess
@@ -58,11 +59,13 @@ MEMORY_BUDGET = 768 * 1024 * 1024  # bytes of address space a case may add to th
 
 def secret_forms(value: str) -> set[str]:
     """How a secret may appear in text, computed here independently of cml_bot.secrets: as is,
-    URL-encoded, JSON-escaped, base64 alone and after git's basic-auth users, and the base64 text it
-    leaves inside a longer base64 blob at each of the three byte alignments (two characters trimmed
-    at each end, where neighbouring bytes decide the character)."""
+    URL-encoded, JSON-escaped, as Python's ``repr`` shows it (``print(os.environ)``), quoted for a
+    shell (``shlex.quote``, and bash's ``set -x`` trace), base64 alone and after git's basic-auth
+    users, and the base64 text it leaves inside a longer base64 blob at each of the three byte
+    alignments (two characters trimmed at each end, where neighbouring bytes decide the character)."""
     raw = value.encode()
     forms = {value, urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value), json.dumps(value)[1:-1]}
+    forms.update({repr(value)[1:-1], shlex.quote(value).strip("'"), value.replace("'", "'\\''")})
     for prefix in (b"", b"x-access-token:", b"gitlab-ci-token:"):
         encoded = base64.b64encode(prefix + raw).decode()
         forms.update({encoded.rstrip("="), encoded.replace("+", "-").replace("/", "_").rstrip("=")})
