@@ -15,7 +15,6 @@ from cml_bot.config import Step
 from cml_bot.errors import DataError
 from cml_bot.secrets import Secrets, without_tokens
 
-
 # ------------------------------------------------------------------------------------------------ DVC
 
 
