@@ -82,7 +82,7 @@ def pull_and_train(config: Config, effects: Effects) -> PipelineResult:
     if config.data.files:
         data.pull(config, progress=effects.progress, transfer=effects.transfer)
     elif config.dvc and data.is_dvc_repo(config.root):
-        data.dvc_pull(config.root, effects.echo)
+        data.dvc_pull(config.root, effects.echo, env=effects.env)
     # The project's own commands never see cml-bot's write token.
     return pipeline.run_pipeline(
         config.pipeline, config.root, env=without_tokens(effects.env), echo=effects.echo, clock=effects.clock

@@ -5,6 +5,12 @@ Every output line is passed live to ``echo`` as it arrives and the last :data:`T
 kept for the report. The pipeline stops at the first failing step. A step that outlives its timeout
 is marked ``timed_out``.
 
+A line that grows past :data:`MAX_LINE` characters without ending is passed on in pieces, so a
+runaway line cannot exhaust memory. Every later reader scrubs secrets line by line, and a secret
+cut in two would match in neither piece: such a line is therefore scrubbed *before* it is cut, and
+the cut waits until :attr:`Secrets.span <cml_bot.secrets.Secrets.span>` characters past it have
+arrived, so every secret that crosses a cut is whole when it is scrubbed.
+
 A step ends with everything it started. Its processes are found by their process group and
 session and, for those that left both (``setsid``, daemons), by a marker variable
 (:data:`MARKER_VARIABLE`, unique per step) that every descendant inherits in its environment
@@ -20,7 +26,6 @@ import codecs
 import contextlib
 import logging
 import os
-import secrets
 import signal
 import subprocess
 import threading
@@ -29,15 +34,17 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from secrets import token_hex
 
 from cml_bot.config import Step
+from cml_bot.secrets import Secrets
 
 log = logging.getLogger(__name__)
 
 TAIL_LINES = 50
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL of a timed-out step's process group
 EOF_GRACE = 5.0  # seconds to wait for output from leftovers after a step's main process exited
-_MAX_LINE = 8192  # longer lines are cut into pieces so a runaway line cannot exhaust memory
+MAX_LINE = 8192  # an unfinished line longer than this is passed on in pieces of this size
 MARKER_VARIABLE = "CML_BOT_STEP"  # set for each step; its descendants carry it in their environment
 _POLL = 0.05
 
@@ -81,14 +88,17 @@ def run_pipeline(
     echo: Callable[[str], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     default_timeout: float | None = None,
+    secrets: Secrets | None = None,
 ) -> PipelineResult:
     """Run ``steps`` in order in ``cwd``; stop at the first one that fails.
 
     ``env`` is the steps' whole environment (None: inherit ours), so a caller can leave tokens
-    out of it. ``echo`` receives ``"cml-bot: step 1/3 train: started"``, ``"$ <command>"``, each
-    output line (without its newline) as it arrives, then ``"cml-bot: step 1/3 train: done in 12.3 s"``
-    (or how it failed); output lines come from a reader thread, one call at a time. ``clock`` only
-    measures durations; the timeout (``step.timeout``, else ``default_timeout``) is enforced in real time.
+    out of it. ``secrets`` are scrubbed from a long line before it is cut (None: those of our own
+    environment and of the steps', see :func:`step_secrets`). ``echo`` receives
+    ``"cml-bot: step 1/3 train: started"``, ``"$ <command>"``, each output line (without its
+    newline) as it arrives, then ``"cml-bot: step 1/3 train: done in 12.3 s"`` (or how it failed);
+    output lines come from a reader thread, one call at a time. ``clock`` only measures durations;
+    the timeout (``step.timeout``, else ``default_timeout``) is enforced in real time.
     """
     results: list[StepResult] = []
     for number, step in enumerate(steps, start=1):
@@ -97,7 +107,7 @@ def run_pipeline(
         shown = f"cml-bot: step {number}/{len(steps)} {step.name}"
         if echo is not None:
             echo(f"{shown}: started")
-        result = run_step(step, cwd, env=env, echo=echo, clock=clock, timeout=timeout)
+        result = run_step(step, cwd, env=env, echo=echo, clock=clock, timeout=timeout, secrets=secrets)
         if echo is not None:
             echo(f"{shown}: {_ending(result)}")
         results.append(result)
@@ -137,6 +147,7 @@ def run_step(
     echo: Callable[[str], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     timeout: float | None = None,
+    secrets: Secrets | None = None,
 ) -> StepResult:
     """Run one command through the shell; see :func:`run_pipeline`."""
     tail: deque[str] = deque(maxlen=TAIL_LINES)
@@ -151,8 +162,10 @@ def run_step(
     if echo is not None:
         echo(f"$ {step.run}")
     log.info("step %s: %s", step.name, step.run)
-    marker = f"{os.getpid()}-{secrets.token_hex(8)}"
+    marker = f"{os.getpid()}-{token_hex(8)}"
     full_env = dict(os.environ if env is None else env)
+    if secrets is None:
+        secrets = step_secrets(full_env)
     full_env[MARKER_VARIABLE] = marker
     start = clock()
     try:
@@ -171,7 +184,7 @@ def run_step(
         emit(f"cml-bot: could not start step {step.name!r} in {cwd}: {reason}")
         return StepResult(step.name, step.run, None, clock() - start, tuple(tail))
     assert proc.stdout is not None
-    reader = threading.Thread(target=_read_lines, args=(proc.stdout.fileno(), emit), daemon=True)
+    reader = threading.Thread(target=_read_lines, args=(proc.stdout.fileno(), emit, secrets), daemon=True)
     reader.start()
     timed_out = False
     try:
@@ -194,9 +207,20 @@ def run_step(
     return StepResult(step.name, step.run, proc.returncode, duration, tuple(tail))
 
 
-def _read_lines(fd: int, emit: Callable[[str], None]) -> None:
-    """Split the byte stream into lines; a carriage-return progress bar keeps only its last state."""
+def step_secrets(env: Mapping[str, str]) -> Secrets:
+    """The secrets a step could print: those of cml-bot's own environment (the forge tokens a step
+    can still find, in ``.git/config`` for one) and those of the step's (see
+    :meth:`Secrets.from_env <cml_bot.secrets.Secrets.from_env>`)."""
+    return Secrets(Secrets.from_env(os.environ).values | Secrets.from_env(env).values)
+
+
+def _read_lines(fd: int, emit: Callable[[str], None], secrets: Secrets) -> None:
+    """Split the byte stream into lines; a carriage-return progress bar keeps only its last state.
+    An unfinished line is cut into :data:`MAX_LINE` pieces once :attr:`Secrets.span` characters
+    past the cut have arrived, scrubbed first (see the module docstring): memory stays bounded by
+    ``MAX_LINE + span`` plus one read."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    lookahead = secrets.span
     pending = ""
     while True:
         try:
@@ -208,11 +232,11 @@ def _read_lines(fd: int, emit: Callable[[str], None]) -> None:
         *lines, pending = pending.split("\n")
         for line in lines:
             emit(_last_state(line))
-        if len(pending) > _MAX_LINE:
-            pending = _last_state(pending)
-            while len(pending) > _MAX_LINE:
-                emit(pending[:_MAX_LINE])
-                pending = pending[_MAX_LINE:]
+        if len(pending) > MAX_LINE + lookahead:
+            pending = secrets.scrub(_last_state(pending))
+            while len(pending) > MAX_LINE + lookahead:
+                emit(pending[:MAX_LINE])
+                pending = pending[MAX_LINE:]
         if not chunk:
             if pending:
                 emit(_last_state(pending))

@@ -11,7 +11,9 @@ What counts as a secret (:meth:`Secrets.from_env`):
   GitLab's ``CI_REPOSITORY_URL`` (``https://gitlab-ci-token:<job token>@host/...``).
 
 Each is replaced by :data:`MASK` in every form it is likely to take in text: as is, URL-encoded,
-JSON-escaped and base64 encoded, alone, after git's ``x-access-token:`` / ``gitlab-ci-token:``
+JSON-escaped, as Python's ``repr`` shows it (``print(os.environ)``, a dict: ``\\'`` when the value
+holds both quotes), quoted for a shell (``shlex.quote``, bash's ``set -x`` trace), and base64
+encoded, alone, after git's ``x-access-token:`` / ``gitlab-ci-token:``
 basic-auth prefixes (``git config --list`` after ``actions/checkout`` prints the
 ``http.extraheader``), and at each of the three byte alignments inside longer base64 text. Userinfo
 in any URL in the text is replaced too, known or not.
@@ -64,6 +66,8 @@ _BASIC_AUTH_USERS = (b"x-access-token:", b"gitlab-ci-token:", b"oauth2:", b"git:
 # scheme://userinfo@ : the userinfo ends at the last "@" before the path (as browsers parse it);
 # bounded so that a long run of text after "://" cannot make the search quadratic.
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]{0,30}://)[^\s/?#\\<>\"'`]{1,256}@")
+# The most characters one match of _URL_USERINFO covers: a scheme, "://", the userinfo, "@".
+_URL_USERINFO_SPAN = 1 + 30 + 3 + 256 + 1
 _URL_IN_TEXT = re.compile(r"(?i)\b[a-z][a-z0-9+.\-]{0,30}://[^\s<>\"'`]+")
 
 T = TypeVar("T")
@@ -111,6 +115,13 @@ class Secrets:
     def empty(self) -> bool:
         return not self.values
 
+    @property
+    def span(self) -> int:
+        """The most characters one replacement covers (the longest form, or a URL's userinfo). Text
+        cut into pieces is only safe to scrub piece by piece when each cut was scrubbed with at
+        least this many characters seen past it (see ``cml_bot.pipeline``)."""
+        return max(_URL_USERINFO_SPAN, max((len(form) for form in self._forms), default=0))
+
     def scrub(self, text: str) -> str:
         """``text`` with every form of every secret, and any URL userinfo, replaced by ``***``."""
         return _scrub(text, self._forms)
@@ -155,15 +166,17 @@ def _scrub_bytes(data: bytes, forms: tuple[str, ...]) -> bytes:
 
 def _forms_of(value: str) -> set[str]:
     forms = {value}
+    errors = "surrogateescape"  # os.environ keeps bytes that are not UTF-8 as lone surrogates
     for encoded in (
-        urllib.parse.quote(value, safe=""),
-        urllib.parse.quote(value),
-        urllib.parse.quote_plus(value),
+        urllib.parse.quote(value, safe="", errors=errors),
+        urllib.parse.quote(value, errors=errors),
+        urllib.parse.quote_plus(value, errors=errors),
         json.dumps(value)[1:-1],
     ):
         forms.add(encoded)
         forms.add(re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), encoded))
-    raw = value.encode("utf-8")
+    forms.update(_quoted_forms(value))
+    raw = value.encode("utf-8", errors)
     for prefix in (b"", *_BASIC_AUTH_USERS):
         data = prefix + raw
         whole = base64.b64encode(data).decode("ascii")
@@ -172,6 +185,21 @@ def _forms_of(value: str) -> set[str]:
         core = _base64_core(raw, shift)
         forms.update((core, _urlsafe(core)))
     return {form for form in forms if len(form) >= MIN_SECRET_LENGTH}
+
+
+def _quoted_forms(value: str) -> set[str]:
+    """``value`` as code prints it quoted, without the outer quotes (a match inside is enough):
+    Python's ``repr`` of the str and of its UTF-8 bytes (what ``print(dict)``, ``print(os.environ)``
+    and tracebacks show: backslashes doubled, ``\\'`` when both quote kinds occur, non-printables
+    escaped), JSON without ``ensure_ascii``, and a shell's quoting of a single quote:
+    ``'"'"'`` (``shlex.quote``) and ``'\\''`` (bash's ``set -x`` trace)."""
+    return {
+        repr(value)[1:-1],
+        repr(value.encode("utf-8", "surrogateescape"))[2:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        value.replace("'", "'\"'\"'"),
+        value.replace("'", "'\\''"),
+    }
 
 
 def _base64_core(data: bytes, shift: int) -> str:

@@ -1,14 +1,18 @@
 """GitHub Actions workflow commands and step outputs, escaped as GitHub documents (pure).
 
 The runner reads every line a step prints, on stdout and stderr, and runs it as a command when,
-after leading whitespace, it starts with ``::`` (or the old ``##[``). Untrusted text (a metric name
-with a newline, a log line) must therefore never start a line of its own:
+after leading whitespace, it starts with ``::``, or else when it holds the old ``##[name]`` syntax
+*anywhere* in the line (the runner's legacy parser, ``ActionCommand.TryParse``, looks for ``##[``
+with ``IndexOf``; ``add-mask``, ``stop-commands`` and ``set-output`` are all reachable that way).
+Untrusted text (a metric name with a newline, a log line) must therefore never start a line of its
+own, nor bring ``##[`` into one:
 
 - inside a command, the message is escaped as "data" (``%`` ``\\r`` ``\\n`` as ``%25`` ``%0D``
   ``%0A``) and each property value as well as ``:`` and ``,`` (``%3A`` ``%2C``);
 - a plain line never holds a raw line break (:func:`one_physical_line`), and a line that would
-  still read as a command is printed between ``::stop-commands::<random>`` and ``::<random>::``,
-  GitHub's documented way to print text verbatim without running it (:func:`fenced`);
+  still read as a command (:func:`reads_as_command`) is printed between
+  ``::stop-commands::<random>`` and ``::<random>::``, GitHub's documented way to print text
+  verbatim without running it (:func:`fenced`);
 - a step output is written to ``$GITHUB_OUTPUT`` as ``name<<DELIMITER`` ... ``DELIMITER`` with a
   random delimiter that does not occur in the value (:func:`output_entry`).
 """
@@ -48,10 +52,15 @@ def one_physical_line(text: str) -> str:
     return text
 
 
-def starts_command(line: str) -> bool:
-    """True when the runner would read ``line`` (one physical line) as a workflow command."""
-    stripped = line.lstrip()
-    return stripped.startswith("::") or stripped.startswith("##[")
+def reads_as_command(line: str) -> bool:
+    """True when the runner could read ``line`` (one physical line) as a workflow command: it starts
+    with ``::`` after leading whitespace (the runner's ``TrimStart`` strips no more than
+    :meth:`str.lstrip`), or it holds ``##[`` anywhere. Cautious: a line that would not parse (no
+    closing ``::`` or ``]``, an unknown name) is fenced all the same."""
+    return line.lstrip().startswith("::") or "##[" in line
+
+
+starts_command = reads_as_command  # the name cml_bot.cli calls it by (no longer only a line's start)
 
 
 def fenced(line: str, token: str | None = None) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
 import os
 import time
@@ -12,6 +13,7 @@ import pytest
 from cml_bot import pipeline
 from cml_bot.config import Step
 from cml_bot.pipeline import PipelineResult, StepResult, run_pipeline
+from cml_bot.secrets import Secrets
 
 
 def test_steps_run_in_order_in_cwd_with_output_echoed(tmp_path: Path) -> None:
@@ -206,3 +208,56 @@ def test_a_failing_step_announces_how_it_ended(tmp_path: Path) -> None:
 )
 def test_durations_read_naturally(seconds: float, shown: str) -> None:
     assert pipeline.format_duration(seconds) == shown
+
+
+# --- a secret across the cut of a long line ----------------------------------------------------------
+
+KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY9"
+
+
+def _long_line(tmp_path: Path, text: str) -> tuple[str, ...]:
+    """The pieces of one line written in two parts, the end after a pause: cml-bot holds an
+    unfinished line, so it has to cut it."""
+    (tmp_path / "line.txt").write_text(text, encoding="utf-8")
+    command = f"cat {tmp_path / 'line.txt'}; sleep 0.2; echo ' end'"
+    result = run_pipeline([Step("long", command)], tmp_path, secrets=Secrets.from_env({"AWS_SECRET_ACCESS_KEY": KEY}))
+    return result.steps[0].log_tail
+
+
+def _fragments(value: str, length: int = 6) -> list[str]:
+    return [value[at : at + length] for at in range(len(value) - length + 1)]
+
+
+@pytest.mark.parametrize("offset", [pipeline.MAX_LINE - 2, pipeline.MAX_LINE - 20, 2 * pipeline.MAX_LINE - 39])
+def test_a_secret_across_a_cut_is_scrubbed_before_the_cut(tmp_path: Path, offset: int) -> None:
+    pieces = _long_line(tmp_path, "x" * offset + KEY + "y" * 3 * pipeline.MAX_LINE)
+    assert not [piece for piece in pieces for fragment in _fragments(KEY) if fragment in piece]
+    assert "".join(pieces).count("***") == 1
+    assert all(len(piece) == pipeline.MAX_LINE for piece in pieces[:-1])
+
+
+def test_a_base64_form_longer_than_the_secret_across_a_cut(tmp_path: Path) -> None:
+    header = base64.b64encode(f"x-access-token:{KEY}".encode()).decode()  # git's extraheader
+    pieces = _long_line(tmp_path, "x" * (pipeline.MAX_LINE - len(header) // 2) + header + "y" * 9000)
+    assert not [piece for piece in pieces for fragment in _fragments(header, 8) if fragment in piece]
+
+
+def test_url_userinfo_across_a_cut(tmp_path: Path) -> None:
+    url = "https://deploy:hunter2hunter2@host/x"  # no known secret: the userinfo pattern finds it
+    pieces = _long_line(tmp_path, "x" * (pipeline.MAX_LINE - 20) + " " + url + " " + "y" * 9000)
+    assert "hunter" not in "".join(pieces) and "https://***@host/x" in "".join(pieces)
+
+
+def test_secrets_default_to_those_of_the_steps_environment(tmp_path: Path) -> None:
+    command = 'printf x%.0s $(seq 8190); printf %s "$MY_API_KEY"; printf y%.0s $(seq 9000); sleep 0.2; echo'
+    result = run_pipeline([Step("long", command)], tmp_path, env={"PATH": os.environ["PATH"], "MY_API_KEY": KEY})
+    assert not [piece for piece in result.steps[0].log_tail for fragment in _fragments(KEY) if fragment in piece]
+
+
+def test_a_runaway_line_stays_bounded(tmp_path: Path) -> None:
+    # 3 MB without a newline: passed on in MAX_LINE pieces as it comes, never held whole
+    pieces: list[str] = []
+    run_pipeline([Step("long", "head -c 3000000 /dev/zero | tr '\\0' x; sleep 0.2")], tmp_path, echo=pieces.append)
+    output = pieces[2:-1]  # after "started" and "$ command", before "done"
+    assert sum(map(len, output)) == 3_000_000
+    assert max(map(len, output)) <= pipeline.MAX_LINE + Secrets().span

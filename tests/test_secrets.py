@@ -287,3 +287,54 @@ def test_the_log_filter_scrubs_and_makes_one_line() -> None:
         record.exc_info = sys.exc_info()
     ScrubFilter(Secrets(frozenset({"tokenvalue123"}))).filter(record)
     assert record.getMessage() == "got ***\nnext: ValueError: boom ***" and record.exc_info is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "p@ss w0rd:with%odd&chars'\"005",
+        "it's-a-secret-value",
+        'say "hi" secretly',
+        "back\\slash\\secret",
+        "ünïcødé-sécret",
+    ],
+)
+def test_scrub_finds_a_secret_as_code_prints_it_quoted(value: str) -> None:
+    import json
+    import shlex
+    import subprocess
+
+    from cml_bot.secrets import Secrets
+
+    secrets = Secrets.from_env({"DB_PASSWORD": value})
+    trace = subprocess.run(["bash", "-xc", 'true "$0"', value], capture_output=True, text=True, check=True).stderr
+    shown = [
+        str({"db": value}),  # print(dict), print(os.environ)
+        repr(value),
+        repr(value.encode()),
+        shlex.quote(value),
+        trace,  # bash's set -x: + true '...'
+        json.dumps(value, ensure_ascii=False),
+    ]
+    for text in shown:
+        scrubbed = secrets.scrub(text)
+        assert "***" in scrubbed and value[:6] not in scrubbed, (text, scrubbed)
+
+
+def test_span_covers_the_longest_form_and_a_url() -> None:
+    import base64
+
+    from cml_bot.secrets import Secrets
+
+    value = "x" * 400
+    secrets = Secrets.from_env({"BIG_SECRET": value})
+    assert secrets.span >= len(base64.b64encode(b"gitlab-ci-token:" + value.encode()))
+    assert Secrets().span >= len("https://" + "u" * 256 + "@")
+
+
+def test_a_secret_with_bytes_that_are_not_utf8() -> None:
+    from cml_bot.secrets import Secrets
+
+    value = "abc\udcffdefghij"  # how os.environ keeps the byte 0xff
+    secrets = Secrets.from_env({"MY_SECRET": value})
+    assert secrets.scrub(f"<{value}>") == "<***>" and secrets.scrub(repr(value)) == "'***'"

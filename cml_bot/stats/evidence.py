@@ -57,7 +57,7 @@ def detectable_effect(se: float | None, alpha: float = DEFAULT_ALPHA, power: flo
         return None
     from scipy.special import ndtri  # the normal quantile function (scipy.stats.norm.ppf calls it)
 
-    return float((ndtri(1 - alpha) + ndtri(power)) * se)
+    return float(ndtri(1 - alpha) + ndtri(power)) * se  # Python floats: a huge se gives inf, quietly
 
 
 def adjust_p_values(p_values: Sequence[float], correction: str) -> list[float]:

@@ -27,6 +27,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cml_bot.stats.quiet import expected_float_warnings
+
 MIN_SEGMENT = 5  # points after the last change point needed to estimate the noise
 OUTLIER_Z = 3.5  # robust z-score beyond which a recorded run is left out of the noise
 MIN_CHANGE_SIZE = 2  # shortest segment PELT may cut
@@ -51,15 +53,19 @@ def change_points(values: Sequence[float]) -> tuple[int, ...]:
         return ()
     from scipy.stats import median_abs_deviation
 
-    sigma = float(median_abs_deviation(np.diff(series), scale="normal")) / math.sqrt(2)
-    if sigma == 0:
-        spread = float(np.std(series))
-        if spread == 0:
-            return ()
-        sigma = spread / 10  # piecewise constant history: any step is a change
+    with expected_float_warnings():  # values near 1e308: differences and squares overflow
+        steps = np.diff(series)
+        sigma = float(median_abs_deviation(steps, scale="normal")) / math.sqrt(2)
+        if sigma == 0:
+            spread = float(np.std(series))
+            if spread == 0:
+                return ()
+            sigma = spread / 10  # piecewise constant history: any step is a change
+        penalty = PENALTY_FACTOR * sigma * sigma * math.log(len(series))
+    if not np.isfinite(steps).all() or not math.isfinite(penalty) or penalty == 0:
+        return ()  # beyond float range (ruptures' costs would overflow too): no change found
     import ruptures
 
-    penalty = PENALTY_FACTOR * sigma**2 * math.log(len(series))
     algorithm = ruptures.Pelt(model="l2", min_size=MIN_CHANGE_SIZE, jump=1).fit(series.reshape(-1, 1))
     ends = algorithm.predict(pen=penalty)
     return tuple(int(end) for end in ends[:-1])  # the last "end" is len(series)
@@ -75,16 +81,18 @@ def history_noise(values: Sequence[float]) -> HistoryNoise | None:
     points = change_points(series)
     start = points[-1] if points else 0
     segment = np.asarray(series[start:], dtype=np.float64)
-    if len(segment) < MIN_SEGMENT:
-        return HistoryNoise(points, len(segment), math.nan, float(np.median(segment)))
     from scipy.stats import median_abs_deviation
 
-    level = float(np.median(segment))
-    robust = float(median_abs_deviation(segment, scale="normal"))
-    kept = segment[np.abs(segment - level) <= OUTLIER_Z * robust] if robust > 0 else segment
-    if len(kept) < 3:
-        kept = segment
-    return HistoryNoise(points, len(segment), float(np.std(kept, ddof=1)), level, len(kept))
+    # Values near 1e308 overflow to inf (a level or a sigma): compare_with_history then makes no claim.
+    with expected_float_warnings():
+        level = float(np.median(segment))
+        if len(segment) < MIN_SEGMENT:
+            return HistoryNoise(points, len(segment), math.nan, level)
+        robust = float(median_abs_deviation(segment, scale="normal"))
+        kept = segment[np.abs(segment - level) <= OUTLIER_Z * robust] if robust > 0 else segment
+        if len(kept) < 3:
+            kept = segment
+        return HistoryNoise(points, len(segment), float(np.std(kept, ddof=1)), level, len(kept))
 
 
 @dataclass(frozen=True)

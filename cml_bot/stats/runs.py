@@ -12,6 +12,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cml_bot.stats.quiet import expected_float_warnings
+
 
 @dataclass(frozen=True)
 class RunsComparison:
@@ -37,11 +39,13 @@ def compare_runs(base: Sequence[float], head: Sequence[float], confidence: float
         return None  # identical runs: no variance to test against (and nothing changed)
     from scipy.stats import ttest_ind
 
-    up = ttest_ind(head_values, base_values, equal_var=not welch, alternative="greater")
-    down = ttest_ind(head_values, base_values, equal_var=not welch, alternative="less")
-    interval = ttest_ind(head_values, base_values, equal_var=not welch).confidence_interval(confidence)
-    delta = sum(head_values) / len(head_values) - sum(base_values) / len(base_values)
-    se = delta / float(up.statistic) if float(up.statistic) != 0 else _pooled_se(base_values, head_values, welch)
+    with expected_float_warnings():  # 1e308 overflows; nearly identical runs lose precision
+        up = ttest_ind(head_values, base_values, equal_var=not welch, alternative="greater")
+        down = ttest_ind(head_values, base_values, equal_var=not welch, alternative="less")
+        interval = ttest_ind(head_values, base_values, equal_var=not welch).confidence_interval(confidence)
+        delta = sum(head_values) / len(head_values) - sum(base_values) / len(base_values)
+        statistic = float(up.statistic)
+        se = delta / statistic if statistic != 0 else _pooled_se(base_values, head_values, welch)
     if not all(math.isfinite(float(v)) for v in (up.pvalue, down.pvalue, interval.low, interval.high)):
         return None  # zero variance on both sides but different values: a t-test says nothing
     return RunsComparison(

@@ -20,7 +20,9 @@ import html
 import io
 import json
 import os
+import re
 import resource
+import shlex
 import shutil
 import signal
 import subprocess
@@ -57,11 +59,13 @@ MEMORY_BUDGET = 768 * 1024 * 1024  # bytes of address space a case may add to th
 
 def secret_forms(value: str) -> set[str]:
     """How a secret may appear in text, computed here independently of cml_bot.secrets: as is,
-    URL-encoded, JSON-escaped, base64 alone and after git's basic-auth users, and the base64 text it
-    leaves inside a longer base64 blob at each of the three byte alignments (two characters trimmed
-    at each end, where neighbouring bytes decide the character)."""
+    URL-encoded, JSON-escaped, as Python's ``repr`` shows it (``print(os.environ)``), quoted for a
+    shell (``shlex.quote``, and bash's ``set -x`` trace), base64 alone and after git's basic-auth
+    users, and the base64 text it leaves inside a longer base64 blob at each of the three byte
+    alignments (two characters trimmed at each end, where neighbouring bytes decide the character)."""
     raw = value.encode()
     forms = {value, urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value), json.dumps(value)[1:-1]}
+    forms.update({repr(value)[1:-1], shlex.quote(value).strip("'"), value.replace("'", "'\\''")})
     for prefix in (b"", b"x-access-token:", b"gitlab-ci-token:"):
         encoded = base64.b64encode(prefix + raw).decode()
         forms.update({encoded.rstrip("="), encoded.replace("+", "-").replace("/", "_").rstrip("=")})
@@ -240,11 +244,31 @@ def assert_clean(
     if one_line if one_line is not None else run.code in (2, 3):
         assert len(run.err_lines) == 1, run.err
         assert run.err_lines[0].startswith(("cml-bot: error: ", "cml-bot: internal error: ")), run.err
-    for line in run.err_lines:
+    for line in unfenced(run.err_lines):
         assert line.startswith("cml-bot: "), run.err
     assert not half_written(*roots), half_written(*roots)
     found = leaks(run, extra_secrets)
     assert not found, found
+
+
+_FENCE = re.compile(r"::stop-commands::([0-9a-f]{32})")
+
+
+def unfenced(lines: list[str]) -> list[str]:
+    """``lines`` with cml-bot's fences around lines that would read as workflow commands removed
+    (``::stop-commands::TOKEN``, the line, ``::TOKEN::``); a fence that is not whole fails."""
+    shown = []
+    at = 0
+    while at < len(lines):
+        opening = _FENCE.fullmatch(lines[at])
+        if opening is None:
+            shown.append(lines[at])
+            at += 1
+            continue
+        assert at + 2 < len(lines) and lines[at + 2] == f"::{opening.group(1)}::", lines[at : at + 3]
+        shown.append(lines[at + 1])
+        at += 3
+    return shown
 
 
 def unshare_available() -> bool:

@@ -15,7 +15,7 @@ import urllib.parse
 import pytest
 
 from adversarial.conftest import Project
-from adversarial.harness import JOB_TOKEN, SECRETS, assert_clean, leaks, run_cli
+from adversarial.harness import JOB_TOKEN, SECRETS, Run, assert_clean, leaks, run_cli
 from cml_bot import delivery as app_module
 from cml_bot.secrets import Secrets, redact_url, without_tokens
 
@@ -210,3 +210,63 @@ def test_the_sanitiser_names_and_forms() -> None:
     assert repr(secrets) == f"Secrets(<{len(secrets.values)} values>)" and TOKEN not in repr(secrets)
     assert redact_url("http://u:p@host:99999/x") == "http://***@host:99999/x"
     assert secrets.scrub(f"a {TOKEN} b") == "a *** b"
+
+
+def fragments(value: str, length: int = 8) -> set[str]:
+    """Every piece of ``value`` ``length`` characters long: what a secret cut in two still shows."""
+    return {value[at : at + length] for at in range(len(value) - length + 1)}
+
+
+def assert_no_fragment(run: Run, value: str) -> None:
+    pieces = fragments(value)
+    shown = [(channel, piece) for channel, text in run.channels().items() for piece in pieces if piece in text]
+    assert not shown, shown[:5]
+
+
+@pytest.mark.parametrize(
+    "program",
+    [
+        # one long line written in two parts, as any streamed line is (a pipe holds 64 KB)
+        pytest.param('sys.stdout.write("x" * 8190 + os.environ["AWS_SECRET_ACCESS_KEY"])', id="two-writes"),
+        # one print of a line longer than a pipe's buffer, the secret across the first cut
+        pytest.param('print("x" * 8190 + os.environ["AWS_SECRET_ACCESS_KEY"] + "y" * 70000, end="")', id="64k-line"),
+        # the secret across a later cut, and its base64 (longer than the secret) across the next one
+        pytest.param(
+            'key = os.environ["AWS_SECRET_ACCESS_KEY"]; b = base64.b64encode(key.encode()).decode();'
+            'print("x" * (2 * 8192 - 20) + key + "y" * (8192 - 40 - 30) + b + "z" * 9000, end="")',
+            id="later-cuts",
+        ),
+    ],
+)
+def test_a_secret_across_the_cut_of_a_long_line(project: Project, program: str) -> None:
+    # the line ends only after a pause, so cml-bot holds an unfinished line longer than it keeps whole
+    script = f"import base64, os, sys, time\n{program}\nsys.stdout.flush()\ntime.sleep(0.3)\nprint(' tail')\nexit(1)\n"
+    project.write("leak.py", script)
+    failing_step(project, "python3 leak.py")
+    run = project.run("run")
+    assert_clean(run, code=1, roots=roots(project), one_line=False)
+    assert_no_fragment(run, KEY)
+    assert_no_fragment(run, base64.b64encode(KEY.encode()).decode())
+    lines = run.out.splitlines()
+    start = lines.index("$ python3 leak.py") + 1
+    end = next(at for at in range(start, len(lines)) if lines[at].startswith("cml-bot: step 1/1 leak:"))
+    shown = "".join(lines[start:end])  # the pieces, rejoined
+    assert shown.count("***") == program.count("os.environ") + program.count("b64encode"), shown.replace("x", "")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param("""python3 -c 'import os; print({"db": os.environ["DB_PASSWORD"]})'; exit 1""", id="repr"),
+        pytest.param("""python3 -c 'import os; print(os.environ)'; exit 1""", id="os.environ"),
+        pytest.param(
+            """python3 -c 'import os, shlex; print(shlex.quote(os.environ["DB_PASSWORD"]))'; exit 1""", id="shlex"
+        ),
+        pytest.param("""bash -xc 'true "$DB_PASSWORD"'; exit 1""", id="set-x"),
+    ],
+)
+def test_a_secret_with_both_quotes_shown_quoted(project: Project, command: str) -> None:
+    failing_step(project, command)
+    run = project.run("run")
+    assert_clean(run, code=1, roots=roots(project), one_line=False)
+    assert_no_fragment(run, SECRETS["DB_PASSWORD"].split("'")[0])  # the part before any quoting

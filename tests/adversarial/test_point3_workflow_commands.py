@@ -2,8 +2,9 @@
 
 Each case runs the CLI as a GitHub Actions job (``GITHUB_ACTIONS=true``, ``--dry-run``) with hostile
 text in metric names, step names and output, paths and errors, then reads stdout and stderr the way
-the runner does (:func:`runner_commands`): after leading whitespace, a line starting with ``::`` (or
-the old ``##[``) is a command, unless commands are stopped with ``::stop-commands::TOKEN``. The only
+the runner does (:func:`runner_commands`): a line starting with ``::`` after leading whitespace, or
+holding the old ``##[`` anywhere, is a command, unless commands are stopped with
+``::stop-commands::TOKEN``. The only
 commands allowed are cml-bot's own annotations; their data, decoded, must be the hostile text as
 it was. ``$GITHUB_OUTPUT`` is parsed as the runner parses it and must hold exactly cml-bot's keys.
 """
@@ -11,44 +12,78 @@ it was. ``$GITHUB_OUTPUT`` is parsed as the runner parses it and must hold exact
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Any
 
 import pytest
+from conftest import GitRepo
+from fake_github import FakeGitHub, fake_github
+from test_bundle_trust import fork_run, publish, tamper
 
 from adversarial.conftest import Project
 from adversarial.harness import Run, assert_clean, run_cli
 from cml_bot import workflow
 
-_COMMAND = re.compile(r"^::([A-Za-z-]+)(?: ([^:]*))?::(.*)$")
+__all__ = ["fake_github"]  # the fixture, imported for pytest
+
+# The commands the runner registers (actions/runner, src/Runner.Worker/*CommandExtension*), and
+# ``stop-commands``; names are compared ignoring case.
+REGISTERED = frozenset(
+    {
+        "stop-commands", "set-env", "set-output", "save-state", "add-mask", "add-path", "add-matcher",
+        "remove-matcher", "warning", "error", "notice", "debug", "group", "endgroup", "echo",
+    }
+)  # fmt: skip
 
 
 def _decode(data: str) -> str:
     return data.replace("%0D", "\r").replace("%0A", "\n").replace("%3A", ":").replace("%2C", ",").replace("%25", "%")
 
 
+def _parse(line: str, registered: frozenset[str]) -> tuple[str, dict[str, str], str] | None:
+    """One line as the runner parses it (ActionCommand.TryParseV2, then the legacy TryParse): the
+    current syntax when the line, after leading whitespace, starts with ``::``; else the old one,
+    ``##[name props]data``, found *anywhere* in the line (``IndexOf("##[")``)."""
+    trimmed = line.lstrip()
+    if trimmed.startswith("::"):
+        end = trimmed.find("::", 2)
+        if end >= 0:
+            name, _, props_text = trimmed[2:end].partition(" ")
+            if name.lower() in registered:
+                pairs = [part.split("=", 1) for part in props_text.split(",") if "=" in part]
+                return name, {k: _decode(v) for k, v in pairs}, _decode(trimmed[end + 2 :])
+    start = line.find("##[")
+    if start >= 0:
+        end = line.find("]", start)
+        if end >= 0:
+            name, _, props_text = line[start + 3 : end].partition(" ")
+            if name.lower() in registered:
+                pairs = [part.split("=", 1) for part in props_text.split(";") if "=" in part]
+                return "##[" + name, dict(pairs), line[end + 1 :]
+    return None
+
+
 def runner_commands(text: str) -> list[tuple[str, dict[str, str], str]]:
-    """The workflow commands the runner would run from ``text`` (one stream), decoded."""
-    found = []
+    """The workflow commands the runner would run from ``text`` (one stream), decoded. A line that
+    starts with ``::`` or holds ``##[`` without parsing as a command is reported too (``?``): an
+    attempt that a different name or runner version could turn into one."""
+    found: list[tuple[str, dict[str, str], str]] = []
     stopped: str | None = None
-    for raw in re.split(r"\r\n|\r|\n", text):
-        line = raw.lstrip()
+    for line in re.split(r"\r\n|\r|\n", text):
         if stopped is not None:
-            if line == f"::{stopped}::":
+            command = _parse(line, REGISTERED | {stopped.lower()})
+            if command is not None and command[0].removeprefix("##[").lower() == stopped.lower():
                 stopped = None
             continue
-        if line.startswith("##["):
-            found.append(("##[", {}, line))
+        command = _parse(line, REGISTERED)
+        if command is None:
+            if line.lstrip().startswith("::") or "##[" in line:
+                found.append(("?", {}, line))
             continue
-        match = _COMMAND.match(line)
-        if not match:
-            if line.startswith("::"):
-                found.append(("?", {}, line))  # malformed, but still read as a command attempt
+        if command[0].removeprefix("##[") == "stop-commands":
+            stopped = command[2]
             continue
-        name, props_text, data = match.groups()
-        props = dict(part.split("=", 1) for part in (props_text or "").split(",") if "=" in part)
-        if name == "stop-commands":
-            stopped = data
-            continue
-        found.append((name, {k: _decode(v) for k, v in props.items()}, _decode(data)))
+        found.append(command)
     return found
 
 
@@ -118,6 +153,10 @@ def test_a_hostile_metric_name_in_annotations_and_summary(project: Project, name
         pytest.param("::stop-commands::evil\n::error::inside\n::evil::\n::error::after", id="own-stop"),
         pytest.param("##[set-output name=a;]b", id="old-style"),
         pytest.param("\t::add-path::/tmp/evil", id="tab"),
+        # The old syntax is found anywhere in a line (ActionCommand.TryParse: IndexOf("##[")).
+        pytest.param("epoch 1 ##[add-mask]loss", id="old-style-mid-line"),
+        pytest.param("done ##[stop-commands]x1\n##[error]after the stop", id="old-style-stop-mid-line"),
+        pytest.param("loss 0.3 ##[set-output name=verdict;]passed", id="old-style-set-output"),
     ],
 )
 def test_a_step_printing_workflow_commands(project: Project, output: str) -> None:
@@ -126,6 +165,8 @@ def test_a_step_printing_workflow_commands(project: Project, output: str) -> Non
     run = project.run("run", "--dry-run", env=project.env(actions=True))
     assert_clean(run, code=0, roots=(project.root, project.home))
     assert runner_commands(run.out) == [], runner_commands(run.out)
+    # and the output left the runner processing commands (no stop-commands of its own in force)
+    assert runner_commands(run.out + "\n::error::probe") == [("error", {}, "probe")]
     for line in output.split("\n"):
         assert line in run.out  # shown as it was, only not run
 
@@ -199,3 +240,54 @@ def test_a_usage_error_quoting_a_hostile_argument(project: Project) -> None:
     run = run_cli(["report", "extra\n::add-mask::pwned"], project.env(actions=True), watch=[project.home])
     assert run.code == 2 and runner_commands(run.err) == [] and runner_commands(run.out) == []
     assert "unrecognized arguments: extra" in run.err and "::add-mask::pwned" in run.err  # shown, not run
+
+
+def test_an_old_style_command_inside_a_metric_name_in_a_threshold_warning(project: Project) -> None:
+    # "thresholds: 'acc' matches no metric; closest: <name>": the hostile name is in the middle of a line.
+    project.config("thresholds:\n  acc: {min: 0.5}\n")
+    project.write("metrics.json", {"acc ##[set-output name=verdict;]passed": 0.9})
+    run = project.run("report", "--dry-run", env=project.env(actions=True))
+    assert_clean(run, code=0, roots=(project.root, project.home), one_line=False)
+    warning = [line for line in run.err_lines if "matches no metric" in line]
+    assert warning and "##[set-output name=verdict;]passed" in warning[0], run.err  # shown, not run
+    assert runner_commands(run.err) == [] and runner_commands(run.out) == []
+
+
+def test_the_runner_model_finds_old_style_commands_mid_line() -> None:
+    """The model the cases above rely on, checked against what the runner's parsers do."""
+    assert runner_commands("epoch ##[add-mask]x") == [("##[add-mask", {}, "x")]
+    assert runner_commands("x ##[set-output name=a;]b") == [("##[set-output", {"name": "a"}, "b")]
+    assert runner_commands("  ::error title=t%3A1::m ##[add-mask]x") == [("error", {"title": "t:1"}, "m ##[add-mask]x")]
+    assert runner_commands("::stop-commands::t\nx ##[add-mask]y\n##[t]\n::error::z") == [("error", {}, "z")]
+    assert runner_commands("a ##[not-a-command]b") == [("?", {}, "a ##[not-a-command]b")]
+    assert runner_commands("plain ## [text] and :: here") == []
+
+
+def test_a_tampered_bundle_names_a_step_with_an_old_style_command(
+    fake_github: FakeGitHub, repo: GitRepo, tmp_path: Path
+) -> None:
+    """The fork's bundle reaches the trusted ``publish`` job: its step name ends up in the middle of
+    "cml-bot: pipeline failed: step '...' exited with 1" on that job's stdout."""
+    bundle = fork_run(fake_github, repo, tmp_path)
+
+    def attack(document: dict[str, Any]) -> None:
+        metrics = document["head"]["metrics"]
+        metrics["accuracy ##[stop-commands]pwn"] = metrics.pop("accuracy")
+        document["pipeline"] = [
+            {
+                "name": "train ##[add-mask]Regressed",
+                "command": "python t.py",
+                "returncode": 1,
+                "duration": 1.0,
+                "log_tail": ["ok ##[error]forged"],
+                "timed_out": False,
+            }
+        ]
+
+    tamper(bundle, attack)
+    code, out, err = publish(fake_github, repo, tmp_path, bundle)
+    assert code in (0, 1), out + err
+    assert "step 'train ##[add-mask]Regressed' exited with 1" in out  # shown, not run
+    for stream in (out, err):
+        commands = runner_commands(stream)
+        assert all(name in ("error", "warning") for name, _, _ in commands), commands

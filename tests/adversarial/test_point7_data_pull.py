@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 
 from adversarial.conftest import Behaviour, Project, Source
-from adversarial.harness import assert_clean, run_cli, unshare_available
+from adversarial.harness import JOB_TOKEN, SECRETS, assert_clean, run_cli, unshare_available
 from cml_bot.data import cache as cache_module
 from cml_bot.data import sources as sources_module
+from cml_bot.secrets import TOKEN_VARIABLES
 
 BODY = bytes(range(256)) * 40  # 10 KB
 DIGEST = hashlib.sha256(BODY).hexdigest()
@@ -276,3 +277,44 @@ def test_the_lock_is_released_and_reused(project: Project, source: Source) -> No
     run = run_cli(["pull", "-C", str(project.root)], project.env(), watch=[project.root])
     clean(project, run, 0)
     assert (project.root / "data" / "d.bin").read_bytes() == BODY
+
+
+# --- dvc pull never holds the forge tokens ------------------------------------------------------------
+
+
+@pytest.fixture
+def dvc_stub(project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A ``dvc`` first on PATH that writes the environment it got (NUL-separated) and succeeds; the
+    project is a DVC repository. cml-bot's own environment holds a forge token too, as in CI."""
+    stub_dir = tmp_path / "stub"  # outside the folders whose every written file is searched for secrets
+    stub_dir.mkdir()
+    dump = tmp_path / "dvc-env"
+    stub = stub_dir / "dvc"
+    stub.write_text(f"#!/bin/sh\nenv -0 > {dump}\n", encoding="utf-8")
+    stub.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{stub_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("GITHUB_TOKEN", SECRETS["GITHUB_TOKEN"])
+    monkeypatch.setenv("CI_JOB_TOKEN", JOB_TOKEN)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRETS["AWS_SECRET_ACCESS_KEY"])
+    project.write(".dvc/config", "[core]\n    remote = r\n")
+    project.commit()
+    return dump
+
+
+def dvc_saw(dump: Path) -> dict[str, str]:
+    entries = [entry.split("=", 1) for entry in dump.read_text(encoding="utf-8").split("\0") if "=" in entry]
+    return dict(entries)
+
+
+@pytest.mark.parametrize("command", ["run", "pull"])
+def test_dvc_pull_gets_no_forge_token(project: Project, dvc_stub: Path, command: str) -> None:
+    """``dvc pull`` follows the change's own ``.dvc/config`` (an S3 ``configpath`` to a profile with
+    a ``credential_process`` runs a command): it gets the environment the training gets."""
+    run = project.run(command, report=command == "run")
+    assert_clean(run, code=0, roots=(project.root, project.home), one_line=False)
+    seen = dvc_saw(dvc_stub)
+    leaked = [name for name in seen if name in TOKEN_VARIABLES or name.startswith(("CI_REPOSITORY", "CI_REGISTRY"))]
+    assert not leaked, leaked
+    assert not [name for name, value in seen.items() if JOB_TOKEN in value or SECRETS["GITHUB_TOKEN"] in value]
+    # what a DVC remote needs stays: cloud credentials, PATH, HOME
+    assert seen["AWS_SECRET_ACCESS_KEY"] == SECRETS["AWS_SECRET_ACCESS_KEY"] and "PATH" in seen and "HOME" in seen
