@@ -107,7 +107,7 @@ class Console:
 
     def _lines(self, text: str) -> list[str]:
         line = workflow.one_physical_line(self.secrets.scrub(text))
-        if self.github_actions and workflow.starts_command(line):
+        if self.github_actions and workflow.reads_as_command(line):
             return workflow.fenced(line)
         return [line]
 

@@ -35,7 +35,7 @@ from cml_bot.plotserver import InProcess, Plotter
 from cml_bot.report import PlotEntry, Report, RunFacts, Shard
 from cml_bot.results import RunResults, aligned, read_results
 from cml_bot.runtime import Effects, Options
-from cml_bot.secrets import without_tokens
+from cml_bot.secrets import Secrets, without_tokens
 from cml_bot.stats.history import HistoryNoise, history_noise
 
 if TYPE_CHECKING:
@@ -83,9 +83,15 @@ def pull_and_train(config: Config, effects: Effects) -> PipelineResult:
         data.pull(config, progress=effects.progress, transfer=effects.transfer)
     elif config.dvc and data.is_dvc_repo(config.root):
         data.dvc_pull(config.root, effects.echo, env=effects.env)
-    # The project's own commands never see cml-bot's write token.
+    # The project's own commands never see cml-bot's write token; their output is scrubbed of every
+    # secret of cml-bot's environment (the one the report and the posting are scrubbed with).
     return pipeline.run_pipeline(
-        config.pipeline, config.root, env=without_tokens(effects.env), echo=effects.echo, clock=effects.clock
+        config.pipeline,
+        config.root,
+        env=without_tokens(effects.env),
+        echo=effects.echo,
+        clock=effects.clock,
+        secrets=Secrets.from_env(effects.env),
     )
 
 

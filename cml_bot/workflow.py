@@ -60,9 +60,6 @@ def reads_as_command(line: str) -> bool:
     return line.lstrip().startswith("::") or "##[" in line
 
 
-starts_command = reads_as_command  # the name cml_bot.cli calls it by (no longer only a line's start)
-
-
 def fenced(line: str, token: str | None = None) -> list[str]:
     """``line`` between ``::stop-commands::`` and the matching resume line: printed, never run."""
     token = token or secrets.token_hex(16)

@@ -27,7 +27,6 @@ DOTNET_WHITESPACE = (
 )
 def test_lines_the_runner_could_run_are_recognised(line: str) -> None:
     assert workflow.reads_as_command(line)
-    assert workflow.starts_command(line)  # the name cml_bot.cli uses
 
 
 @pytest.mark.parametrize("line", ["epoch 1 loss 0.3", "a :: b", "x::y::z", "## [x]", "#[x]", "50%0A::x"])
