@@ -27,6 +27,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cml_bot.stats.evidence import float_noise
+
 MIN_SEGMENT = 5  # points after the last change point needed to estimate the noise
 OUTLIER_Z = 3.5  # robust z-score beyond which a recorded run is left out of the noise
 MIN_CHANGE_SIZE = 2  # shortest segment PELT may cut
@@ -51,12 +53,14 @@ def change_points(values: Sequence[float]) -> tuple[int, ...]:
         return ()
     from scipy.stats import median_abs_deviation
 
+    # Differences within float rounding are no variation: a flat line's np.std is 1e-16, not 0,
+    # for most values, and would make every rounding step a change.
+    rounding = float_noise(*series)
+    if float(np.ptp(series)) <= rounding:
+        return ()
     sigma = float(median_abs_deviation(np.diff(series), scale="normal")) / math.sqrt(2)
-    if sigma == 0:
-        spread = float(np.std(series))
-        if spread == 0:
-            return ()
-        sigma = spread / 10  # piecewise constant history: any step is a change
+    if sigma <= rounding:
+        sigma = float(np.std(series)) / 10  # piecewise constant history: any step is a change
     import ruptures
 
     penalty = PENALTY_FACTOR * sigma**2 * math.log(len(series))
@@ -80,11 +84,14 @@ def history_noise(values: Sequence[float]) -> HistoryNoise | None:
     from scipy.stats import median_abs_deviation
 
     level = float(np.median(segment))
+    rounding = float_noise(*segment)
     robust = float(median_abs_deviation(segment, scale="normal"))
-    kept = segment[np.abs(segment - level) <= OUTLIER_Z * robust] if robust > 0 else segment
+    kept = segment[np.abs(segment - level) <= OUTLIER_Z * robust] if robust > rounding else segment
     if len(kept) < 3:
         kept = segment
-    return HistoryNoise(points, len(segment), float(np.std(kept, ddof=1)), level, len(kept))
+    sigma = float(np.std(kept, ddof=1))
+    # A flat history (deterministic training) has no noise; float rounding is not any.
+    return HistoryNoise(points, len(segment), 0.0 if sigma <= rounding else sigma, level, len(kept))
 
 
 @dataclass(frozen=True)
@@ -109,8 +116,10 @@ def compare_with_history(
     se = noise.sigma * math.sqrt(2)
     df = float(max(1, noise.used - 1))
     if se == 0:
+        # A flat history: main's runs do not vary, so a change is exact; unless it is float rounding.
+        if abs(delta) <= float_noise(base, head, noise.level):
+            return HistoryComparison(delta, 0.0, 1.0, 1.0, 0.0, df)
         up = 0.0 if delta > 0 else 1.0
-        down = 0.0 if delta < 0 else 1.0
-        return HistoryComparison(delta, 0.0, up, down, 0.0, df)
+        return HistoryComparison(delta, 0.0, up, 1.0 - up, 0.0, df)
     band = float(t.ppf(1 - (1 - confidence) / 2, df)) * se
     return HistoryComparison(delta, se, float(t.sf(delta / se, df)), float(t.cdf(delta / se, df)), band, df)
