@@ -33,7 +33,7 @@ from cml_bot import numbers
 from cml_bot.config import StatisticsConfig, Threshold
 from cml_bot.metrics import Samples, Value, name_in_file
 from cml_bot.model import Verdict
-from cml_bot.stats.evidence import CONFIDENCE, Evidence, adjust_p_values, detectable_effect
+from cml_bot.stats.evidence import CONFIDENCE, Evidence, adjust_p_values, detectable_effect, float_noise
 
 NOISE_RULE = "repeated values are compared with Welch's t-test (Student's when one side has a single run)"
 CORRECTION_NAMES = {"bh": "Benjamini-Hochberg", "none": "no correction"}
@@ -59,6 +59,11 @@ HIGHER_WORDS = frozenset(
     ]
 )
 _NUMBERED = re.compile(r"^([a-z]+?)(?:@?\d+)$")  # map50, ndcg10, recall5: the word before the number
+# "score" says higher is better only when no other word of its part says more: brier_score is a loss.
+_GENERIC_WORDS = frozenset(["score"])
+# scikit-learn's scorers negate losses and errors so that higher is better (neg_mean_squared_error,
+# neg_log_loss, and cross_validate's test_neg_...): "neg" before a lower-word flips it.
+_NEGATED = "neg"
 
 
 class Status(str, enum.Enum):
@@ -124,6 +129,7 @@ class MetricChange:
     detectable: float | None = None  # smallest worsening detectable at 80% power (alpha one-sided)
     exceeded: tuple[str, ...] = ()  # drop-gate sentences awaiting the test (internal to diff)
     margins: tuple[Margin, ...] = ()  # per gate not exceeded: how far it was from failing
+    bound: float | None = None  # drop gate: one-sided (1 - alpha) confidence bound of delta (Evidence.bound)
 
     @property
     def gate(self) -> Gate | None:
@@ -172,15 +178,24 @@ class Diff:
 
 def guess_direction(name: str) -> str | None:
     """Direction from the metric's name parts, the last first, each split into words
-    (``val.top1_acc`` -> acc; ``roc_auc.test`` -> test says nothing, roc_auc -> auc)."""
+    (``val.top1_acc`` -> acc; ``roc_auc.test`` -> test says nothing, roc_auc -> auc). Within a
+    part a specific word beats the generic "score" (``brier_score``: lower), and a lower-word
+    after "neg" is higher-is-better (scikit-learn's ``neg_mean_squared_error``)."""
     for part in reversed(re.split(r"[.:/]", name.lower())):
         words = [w for w in re.split(r"[^a-z0-9]+", part) if w]
         joined = "".join(words)
+        generic = None
         for word in (*words[::-1], joined, *(m.group(1) for w in words[::-1] if (m := _NUMBERED.match(w)))):
+            if word in _GENERIC_WORDS:
+                generic = "higher"
+                continue
             if word in LOWER_WORDS:
-                return "lower"
+                negated = _NEGATED in words and (word not in words or words.index(_NEGATED) < words.index(word))
+                return "higher" if negated else "lower"
             if word in HIGHER_WORDS:
                 return "higher"
+        if generic is not None:
+            return generic
     return None
 
 
@@ -289,6 +304,7 @@ def _judge(
         alpha=gate_alpha if _has_drop_gate(rule) else None,
         p_adjusted=p_worse if _has_drop_gate(rule) else None,
         detectable=detectable_effect(evidence.se, gate_alpha),
+        bound=evidence.bound(direction, gate_alpha) if _has_drop_gate(rule) and direction is not None else None,
     )
 
 
@@ -303,10 +319,25 @@ def _finish(change: MetricChange, p_adjusted: float | None) -> MetricChange:
     if change.evidence is None or p_adjusted is None or change.alpha is None:
         return replace(change, failures=change.failures + change.exceeded, exceeded=())
     if p_adjusted < change.alpha:
-        why = f"significant ({numbers.p_value(p_adjusted)}, α = {change.alpha:g})"
+        why = f"significant (one-sided {numbers.p_value(p_adjusted)}, α = {change.alpha:g}{_at_least(change)})"
         failed = tuple(f"{sentence}; {why}" for sentence in change.exceeded)
         return replace(change, failures=change.failures + failed, exceeded=(), p_adjusted=p_adjusted)
-    return replace(change, inconclusive=(may_have_worsened(change, p_adjusted),), exceeded=(), p_adjusted=p_adjusted)
+    unsure = (*change.inconclusive, may_have_worsened(change, p_adjusted))
+    return replace(change, inconclusive=unsure, exceeded=(), p_adjusted=p_adjusted)
+
+
+def _at_least(change: MetricChange) -> str:
+    """The bound that matches the gate's one-sided test, as a clause ("; at 95% one-sided confidence
+    it dropped by at least 0.0005"): the report's two-sided 95% interval may still reach 0."""
+    bound, evidence = change.bound, change.evidence
+    if bound is None or evidence is None or change.alpha is None or change.direction is None:
+        return ""
+    worsening = -bound if change.direction == "higher" else bound
+    if worsening <= 0:
+        return ""
+    word = "dropped" if change.direction == "higher" else "rose"
+    amount = numbers.change(worsening, evidence.percent_points, with_sign=False)
+    return f"; at {1 - change.alpha:.0%} one-sided confidence it {word} by at least {amount}"
 
 
 def may_have_worsened(change: MetricChange, p_adjusted: float) -> str:
@@ -317,8 +348,8 @@ def may_have_worsened(change: MetricChange, p_adjusted: float) -> str:
     sentence = f"may have {word}: {numbers.change(evidence.delta, evidence.percent_points)}"
     if evidence.low is not None and evidence.high is not None:
         sentence += f", {CONFIDENCE:.0%} CI {numbers.interval(evidence.low, evidence.high, evidence.percent_points)}"
-    sentence += f" ({numbers.p_value(p_adjusted)}, not below α = {change.alpha:g})"
-    if change.detectable is not None:
+    sentence += f" (one-sided {numbers.p_value(p_adjusted)}, not below α = {change.alpha:g})"
+    if change.detectable is not None and change.detectable > 0:
         what = {"examples": "examples", "runs": "runs", "history": "recorded commits"}[evidence.source]
         more = "add examples or seeds" if evidence.source != "runs" else "add seeds"
         sentence += (
@@ -343,6 +374,11 @@ def runs_evidence(base: Value | None, head: Value | None) -> Evidence | None:
         return None
     test = "Welch's t-test" if result.welch else "Student's t-test (one side has a single run)"
     rule = f"{len(base_values)} vs {len(head_values)} runs: {test} on the means, {CONFIDENCE:.0%} CI of the difference"
+    if result.se == 0:
+        rule = (
+            f"{len(base_values)} vs {len(head_values)} runs with no variation at either side (deterministic): "
+            "the difference of the means is exact, real unless it is float rounding"
+        )
     return Evidence(
         "runs",
         rule,
@@ -353,6 +389,7 @@ def runs_evidence(base: Value | None, head: Value | None) -> Evidence | None:
         result.p_down,
         result.se,
         len(base_values) + len(head_values),
+        df=result.df,
     )
 
 
@@ -421,10 +458,15 @@ def _compare(
     if math.isinf(b) and math.isfinite(h) and direction is not None:  # leaving +-Infinity needs no test
         improved = (b > 0) == (direction == "lower")
     exceeded: list[str] = []
+    unchecked: tuple[str, ...] = ()
     if rule is not None and direction is not None:
         for sentence in _drop_failures(b, h, worsening, rule, direction):
             # NaN / Infinity are failures as they are; a finite worsening awaits the evidence.
             (exceeded if worsening is not None and math.isfinite(h) else failures).append(sentence)
+        if math.isnan(b) and not math.isnan(h) and has_drop_gate and not failures:
+            # Nothing to measure a drop from: not a pass, not a failure of this change.
+            what = "a base run is NaN" if isinstance(base, Samples) else "the base value is NaN"
+            unchecked = (f"cannot be checked against the base: {what}",)
     margins = _bound_margins(head, rule)
     if rule is not None and worsening is not None and not exceeded:
         margins += _drop_margins(b, worsening, rule)
@@ -439,6 +481,7 @@ def _compare(
         improved,
         failures=tuple(failures),
         gated=gated,
+        inconclusive=unchecked,
         exceeded=tuple(exceeded),
         margins=margins,
     )
@@ -490,28 +533,31 @@ def _bound_failures(head: Value, rule: Threshold | None) -> list[str]:
 
 
 def _drop_failures(base: float, head: float, worsening: float | None, rule: Threshold, direction: str) -> list[str]:
+    """A gate cannot pass on a head value it cannot check: NaN, or Infinity in the bad direction,
+    fail even when the base was the same (docs/statistics.md, "The verdict")."""
     if rule.max_drop is None and rule.max_drop_pct is None:
         return []
-    if math.isnan(head) and not math.isnan(base):
-        return ["became NaN"]
+    if math.isnan(head):
+        return ["is NaN, as at the base: its drop gate cannot be checked"] if math.isnan(base) else ["became NaN"]
     if worsening is None:
-        if math.isinf(head) and head != base and (head > 0) == (direction == "lower"):
-            return [f"became {_num(head)}"]
+        if math.isinf(head) and (head > 0) == (direction == "lower"):
+            return [f"became {_num(head)}"] if head != base else [f"is {_num(head)}, as at the base"]
         return []
     word = "dropped" if direction == "higher" else "rose"
     failures = []
-    if rule.max_drop is not None and _exceeds(worsening, rule.max_drop):
+    rounding = float_noise(base, head)  # a drop of float rounding is no drop, even with max_drop 0
+    if rule.max_drop is not None and _exceeds(worsening, rule.max_drop, rounding):
         failures.append(f"{word} by {_num(worsening)} (allowed {_num(rule.max_drop)})")
     if rule.max_drop_pct is not None and base != 0 and math.isfinite(base):
         pct = worsening / abs(base) * 100
-        if _exceeds(pct, rule.max_drop_pct):
+        if _exceeds(pct, rule.max_drop_pct, rounding / abs(base) * 100):
             failures.append(f"{word} by {pct:.2f}% (allowed {_num(rule.max_drop_pct)}%)")
     return failures
 
 
-def _exceeds(value: float, allowed: float) -> bool:
+def _exceeds(value: float, allowed: float, rounding: float = 0.0) -> bool:
     """``value > allowed`` beyond float rounding: 0.90 -> 0.89 is a drop of exactly 0.01."""
-    return value > allowed and not math.isclose(value, allowed, rel_tol=1e-9, abs_tol=1e-12)
+    return value > allowed + rounding and not math.isclose(value, allowed, rel_tol=1e-9, abs_tol=1e-12)
 
 
 def _bounds(rule: Threshold) -> str:
@@ -569,7 +615,7 @@ def diff(
         for name in names
     ]
     family = [i for i, m in enumerate(judged) if m.alpha is not None and m.p_adjusted is not None]
-    raw = [judged[i].p_adjusted or 1.0 for i in family]
+    raw = [p for i in family if (p := judged[i].p_adjusted) is not None]  # 0.0 is the strongest evidence
     # The correction decides only gates whose worsening exceeds the threshold; with none, it is moot.
     corrected = len(family) > 1 and settings.correction != "none" and any(judged[i].exceeded for i in family)
     adjusted = adjust_p_values(raw, settings.correction) if corrected else raw

@@ -101,10 +101,11 @@ def rules_section(diff: Diff) -> list[str]:
         f"A metric is marked better or worse only when a two-sided test at α = {settings.alpha:g} says so; "
         f"intervals are {CONFIDENCE:.0%} confidence intervals. A gate (max_drop) fails only when the worsening "
         "exceeds its threshold and is significant (one-sided, in the bad direction"
-        + (f"; {correction} across {diff.tested_gates} tested gates" if diff.tested_gates > 1 else "")
+        + (f"; {correction} across {diff.tested_gates} tested gates" if diff.corrected else "")
         + "); beyond the threshold but not significant, it is inconclusive. "
         "Changes without evidence (single runs, no recorded history) are shown without a claim and gates "
-        "apply to them as configured."
+        "apply to them as configured. Marks are not corrected for the number of metrics: of many metrics "
+        f"that did not change, about {settings.alpha:.0%} are marked better or worse by chance."
     )
     body = "\n".join([common, "", *items])
     count = f"{len(judged)} metric{'s' if len(judged) != 1 else ''} with evidence"

@@ -44,6 +44,10 @@ FLIPS_SHOWN = 10  # broken examples listed in the comment; all of them are in FL
 CLASSES_SHOWN = 20  # per-class rows in the comment, largest F1 changes first
 CONFUSION_CLASSES = 30  # the confusion delta is drawn up to this many classes
 HISTORY_METRICS = 200  # metrics judged against history at most (gated ones first)
+# Paired examples may have another true label at the base (a relabelled evaluation set, head's
+# label is used); beyond this share the rows do not describe the same examples (rows matched by
+# position in files written in another order, ids reused for other examples): nothing is paired.
+MAX_RELABELLED_SHARE = 0.05
 
 
 @dataclass(frozen=True)
@@ -202,6 +206,14 @@ def _from_predictions(
     if examples.count == 0:
         notes.append(f"{spec.path}: base and this change share no example id; nothing to pair.")
         return None
+    if pairing.relabelled > MAX_RELABELLED_SHARE * examples.count:
+        advice = "; add an id column (predictions.id)" if head_table.id_column is None else ""
+        notes.append(
+            f"{spec.path}: {pairing.relabelled:,} of {examples.count:,} examples matched by {pairing.matched_by} "
+            f"have another true label at the base: they are not the same examples, so nothing is compared "
+            f"example by example{advice}."
+        )
+        return None
     explicit = dict(spec.metrics)
     wanted: dict[str, list[str]] = {}
     for name, value in head.metrics.items():
@@ -220,7 +232,11 @@ def _from_predictions(
     )
     compared = compare_metrics(examples, all_kinds, settings.resamples, settings.seed, CONFIDENCE, sums)
     same_set = pairing.added == 0 and pairing.removed == 0 and pairing.relabelled == 0
-    head_values = _head_values(head_table, all_kinds) if not same_set and compared else None
+    head_values = _table_values(head_table, all_kinds) if not same_set and compared else None
+    # Each side's recomputed value must be the one its metrics file reports: base's predictions
+    # are scored with head's labels on the common examples, which only gives the base's metric
+    # when the pairing is right (on its own examples and labels when the evaluation set changed).
+    base_values = _table_values(base_table, all_kinds) if not same_set and compared else None
     evidence: dict[str, Evidence] = {}
     flips = _flips(pairing)
     mcnemar = _mcnemar(flips) if flips is not None else None
@@ -243,20 +259,29 @@ def _from_predictions(
                     "(map it under predictions.metrics if it should be)."
                 )
             continue
+        base_reported = numeric(base.metrics[name])
+        base_value = compared[chosen].result.base if base_values is None else base_values.get(chosen, math.nan)
+        if name not in explicit and base_reported is not None and not _agrees(base_value, base_reported):
+            notes.append(
+                f"{name}: {base_reported:.6g} at the baseline does not match what its {spec.path} gives "
+                f"({chosen} {base_value:.6g}, rows matched by {pairing.matched_by}); not judged from the predictions."
+            )
+            continue
         evidence[name] = _example_evidence(compared[chosen], chosen, pairing, mcnemar)
     dropped = base_table.dropped + head_table.dropped
     report, artifacts = _prediction_report(spec, pairing, dropped, settings, sums, flips)
     return evidence, replace(report, judged=tuple(evidence)), artifacts
 
 
-def _head_values(head_table: PredictionTable, kinds: Sequence[str]) -> dict[str, float]:
-    """Each metric on all of head's examples (the evaluation set changed, so the pairs are fewer)."""
+def _table_values(table: PredictionTable, kinds: Sequence[str]) -> dict[str, float]:
+    """Each metric on all of one side's examples, with its own labels (the evaluation set changed,
+    so the pairs are fewer or labelled otherwise)."""
     from cml_bot.predictions import pair
     from cml_bot.stats.example_metrics import observed
 
-    alone = pair(head_table, head_table)
+    alone = pair(table, table)
     assert not isinstance(alone, str)
-    return {kind: head for kind, (_, head) in observed(alone.examples, kinds).items()}
+    return {kind: value for kind, (_, value) in observed(alone.examples, kinds).items()}
 
 
 @dataclass(frozen=True)
@@ -412,9 +437,14 @@ def _both(examples: Evidence, history: Evidence) -> Evidence:
     effect is the larger of the two."""
     se = max(examples.se or 0.0, history.se or 0.0) or None
     noise = history.noise if history.noise is not None else 0.0
+    usual = (
+        f"main's usual variation of a change, ±{noise:.3g}"
+        if history.se
+        else "main's recorded history, flat (no run-to-run noise)"
+    )
     rule = (
-        f"{examples.rule}; and against main's usual variation of a change, ±{noise:.3g} "
-        f"({history.count} recorded commits): a change counts only when both tests agree"
+        f"{examples.rule}; and against {usual} ({history.count} recorded commits): "
+        "a change counts only when both tests agree"
     )
     return replace(
         examples, rule=rule, p_up=max(examples.p_up, history.p_up), p_down=max(examples.p_down, history.p_down), se=se
@@ -460,6 +490,12 @@ def _from_history(
             f"single runs: main's usual variation of a change is ±{comparison.band:.3g} ({CONFIDENCE:.0%}; "
             f"robust σ of the last {measured.segment} of {len(values)} recorded commits{after})"
         )
+        if comparison.se == 0:
+            rule = (
+                f"single runs: main's recorded history is flat (the last {measured.segment} of {len(values)} "
+                f"recorded commits{after} gave {measured.level:.6g}: no run-to-run noise), so a change beyond "
+                "float rounding is real"
+            )
         found[name] = Evidence(
             "history",
             rule,
@@ -471,5 +507,6 @@ def _from_history(
             comparison.se,
             measured.segment,
             noise=comparison.band,
+            df=comparison.df,
         )
     return found

@@ -106,7 +106,7 @@ def test_a_significant_drop_beyond_the_threshold_regresses(repo: GitRepo) -> Non
     assert code == 1 and "regressed: accuracy" in out
     text = (repo.root / "cml-bot-report" / "report.md").read_text().replace("\\", "")
     assert "recorded results of the merge-base" in text
-    assert "dropped by 0.04 (allowed 0.01); significant (p < 0.001, α = 0.05)" in text
+    assert "dropped by 0.04 (allowed 0.01); significant (one-sided p < 0.001, α = 0.05)" in text
     assert "First 10 broken examples" in text and "| img-" in text
 
 

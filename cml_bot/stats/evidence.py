@@ -21,6 +21,17 @@ DEFAULT_RESAMPLES = 2000  # paired bootstrap resamples
 DEFAULT_SEED = 20_240_601  # the bootstrap's seed, fixed: the same inputs give the same intervals in every run
 POWER = 0.8  # the power at which the detectable effect is stated
 CONFIDENCE = 0.95  # confidence intervals shown in the report
+# Differences and spreads below this share of the values' magnitude are float rounding, not
+# variation: a few units in the last place of a single-precision float (PyTorch and TensorBoard log
+# float32, whose rounding is up to 6e-8 relative), and below the smallest difference between two
+# values written with 6 significant digits (1e-6 relative at best).
+FLOAT_NOISE = 5e-7
+
+
+def float_noise(*values: float) -> float:
+    """The largest difference between these values' kind of numbers that is only float rounding."""
+    finite = [abs(v) for v in values if math.isfinite(v)]
+    return FLOAT_NOISE * max(finite, default=0.0)
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,7 @@ class Evidence:
     count: int  # examples, runs or history points behind it
     percent_points: bool = False  # a proportion (accuracy...): shown in percentage points
     noise: float | None = None  # history: main's usual variation of a change (±, CONFIDENCE)
+    df: float | None = None  # degrees of freedom of a t reference (runs, history): one-sided bounds
 
     def p_worse(self, direction: str) -> float:
         return self.p_down if direction == "higher" else self.p_up
@@ -48,13 +60,28 @@ class Evidence:
     def p_two_sided(self) -> float:
         return min(1.0, 2 * min(self.p_up, self.p_down))
 
+    def bound(self, direction: str, alpha: float) -> float | None:
+        """The one-sided (1 - alpha) confidence bound of the change on its good side: with that
+        confidence, a higher-is-better metric changed by at most this (a lower-is-better one by at
+        least). A gate's one-sided test at alpha rejects exactly when it is on the bad side of 0,
+        which a two-sided interval at 1 - alpha need not show. None without a t reference (the
+        bootstrap's and McNemar's p-values have no interval of the same level to match)."""
+        if self.df is None or self.se is None or not math.isfinite(self.se) or not math.isfinite(self.delta):
+            return None
+        if self.se == 0:
+            return self.delta
+        from scipy.special import stdtrit  # Student's t quantile function (scipy.stats.t.ppf calls it)
+
+        margin = float(stdtrit(self.df, 1 - alpha)) * self.se
+        return self.delta + margin if direction == "higher" else self.delta - margin
+
 
 def detectable_effect(se: float | None, alpha: float = DEFAULT_ALPHA, power: float = POWER) -> float | None:
     """The smallest true change a one-sided test at ``alpha`` finds with probability ``power``:
     (z(1 - alpha) + z(power)) x SE, the normal approximation used for sample sizes (Chow, Shao &
     Wang, Sample Size Calculations in Clinical Research, ch. 3)."""
-    if se is None or not math.isfinite(se):
-        return None
+    if se is None or not math.isfinite(se) or se <= 0:
+        return None  # no noise (deterministic runs): any change is found, there is no size to state
     from scipy.special import ndtri  # the normal quantile function (scipy.stats.norm.ppf calls it)
 
     return float(ndtri(1 - alpha) + ndtri(power)) * se  # Python floats: a huge se gives inf, quietly

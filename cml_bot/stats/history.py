@@ -27,6 +27,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cml_bot.stats.evidence import float_noise
 from cml_bot.stats.quiet import expected_float_warnings
 
 MIN_SEGMENT = 5  # points after the last change point needed to estimate the noise
@@ -54,13 +55,15 @@ def change_points(values: Sequence[float]) -> tuple[int, ...]:
     from scipy.stats import median_abs_deviation
 
     with expected_float_warnings():  # values near 1e308: differences and squares overflow
+        # Differences within float rounding are no variation: a flat line's np.std is 1e-16, not 0,
+        # for most values, and would make every rounding step a change.
+        rounding = float_noise(*series)
+        if float(np.ptp(series)) <= rounding:
+            return ()
         steps = np.diff(series)
         sigma = float(median_abs_deviation(steps, scale="normal")) / math.sqrt(2)
-        if sigma == 0:
-            spread = float(np.std(series))
-            if spread == 0:
-                return ()
-            sigma = spread / 10  # piecewise constant history: any step is a change
+        if sigma <= rounding:
+            sigma = float(np.std(series)) / 10  # piecewise constant history: any step is a change
         penalty = PENALTY_FACTOR * sigma * sigma * math.log(len(series))
     if not np.isfinite(steps).all() or not math.isfinite(penalty) or penalty == 0:
         return ()  # beyond float range (ruptures' costs would overflow too): no change found
@@ -88,11 +91,14 @@ def history_noise(values: Sequence[float]) -> HistoryNoise | None:
         level = float(np.median(segment))
         if len(segment) < MIN_SEGMENT:
             return HistoryNoise(points, len(segment), math.nan, level)
+        rounding = float_noise(*segment)
         robust = float(median_abs_deviation(segment, scale="normal"))
-        kept = segment[np.abs(segment - level) <= OUTLIER_Z * robust] if robust > 0 else segment
+        kept = segment[np.abs(segment - level) <= OUTLIER_Z * robust] if robust > rounding else segment
         if len(kept) < 3:
             kept = segment
-        return HistoryNoise(points, len(segment), float(np.std(kept, ddof=1)), level, len(kept))
+        sigma = float(np.std(kept, ddof=1))
+    # A flat history (deterministic training) has no noise; float rounding is not any.
+    return HistoryNoise(points, len(segment), 0.0 if sigma <= rounding else sigma, level, len(kept))
 
 
 @dataclass(frozen=True)
@@ -117,8 +123,10 @@ def compare_with_history(
     se = noise.sigma * math.sqrt(2)
     df = float(max(1, noise.used - 1))
     if se == 0:
+        # A flat history: main's runs do not vary, so a change is exact; unless it is float rounding.
+        if abs(delta) <= float_noise(base, head, noise.level):
+            return HistoryComparison(delta, 0.0, 1.0, 1.0, 0.0, df)
         up = 0.0 if delta > 0 else 1.0
-        down = 0.0 if delta < 0 else 1.0
-        return HistoryComparison(delta, 0.0, up, down, 0.0, df)
+        return HistoryComparison(delta, 0.0, up, 1.0 - up, 0.0, df)
     band = float(t.ppf(1 - (1 - confidence) / 2, df)) * se
     return HistoryComparison(delta, se, float(t.sf(delta / se, df)), float(t.cdf(delta / se, df)), band, df)

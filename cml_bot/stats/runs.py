@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cml_bot.stats.evidence import float_noise
 from cml_bot.stats.quiet import expected_float_warnings
 
 
@@ -22,12 +23,20 @@ class RunsComparison:
     high: float
     p_up: float  # one-sided p-value of "head's mean is higher"
     p_down: float
-    se: float
+    se: float  # 0: no variation at either side, the difference is exact
     welch: bool  # False: Student's pooled test (one side has a single run)
+    df: float = math.inf  # degrees of freedom of the t reference (Welch's approximation)
 
 
 def compare_runs(base: Sequence[float], head: Sequence[float], confidence: float = 0.95) -> RunsComparison | None:
-    """None when there is nothing to test: fewer than two runs in all, or no variation at all."""
+    """None when there is nothing to test: fewer than three runs in all, a value that is not
+    finite, or the same value in every run of both sides (no variation, and nothing changed).
+
+    Without variation at either side (deterministic training, or a single run against identical
+    ones; a spread within float rounding counts as none) there is no noise to test against: the
+    difference of the means is exact. Its p-values are then 0 in its direction and 1 in the other
+    (both 1 when it is itself float rounding), its interval is the point and its se 0.
+    """
     base_values = [float(v) for v in base]
     head_values = [float(v) for v in head]
     if not base_values or not head_values or len(base_values) + len(head_values) < 3:
@@ -36,20 +45,33 @@ def compare_runs(base: Sequence[float], head: Sequence[float], confidence: float
         return None
     welch = len(base_values) > 1 and len(head_values) > 1
     if len(set(base_values + head_values)) == 1:
-        return None  # identical runs: no variance to test against (and nothing changed)
+        return None
+    delta = sum(head_values) / len(head_values) - sum(base_values) / len(base_values)
+    rounding = float_noise(*base_values, *head_values)
+    if max(base_values) - min(base_values) <= rounding and max(head_values) - min(head_values) <= rounding:
+        if abs(delta) <= rounding:
+            return RunsComparison(delta, delta, delta, 1.0, 1.0, 0.0, welch)
+        p_up = 0.0 if delta > 0 else 1.0
+        return RunsComparison(delta, delta, delta, p_up, 1.0 - p_up, 0.0, welch)
     from scipy.stats import ttest_ind
 
     with expected_float_warnings():  # 1e308 overflows; nearly identical runs lose precision
         up = ttest_ind(head_values, base_values, equal_var=not welch, alternative="greater")
         down = ttest_ind(head_values, base_values, equal_var=not welch, alternative="less")
         interval = ttest_ind(head_values, base_values, equal_var=not welch).confidence_interval(confidence)
-        delta = sum(head_values) / len(head_values) - sum(base_values) / len(base_values)
         statistic = float(up.statistic)
         se = delta / statistic if statistic != 0 else _pooled_se(base_values, head_values, welch)
     if not all(math.isfinite(float(v)) for v in (up.pvalue, down.pvalue, interval.low, interval.high)):
-        return None  # zero variance on both sides but different values: a t-test says nothing
+        return None  # defensive: one side varies, so scipy's answer is finite
     return RunsComparison(
-        delta, float(interval.low), float(interval.high), float(up.pvalue), float(down.pvalue), abs(se), welch
+        delta,
+        float(interval.low),
+        float(interval.high),
+        float(up.pvalue),
+        float(down.pvalue),
+        abs(se),
+        welch,
+        float(up.df),
     )
 
 
