@@ -33,7 +33,9 @@ BIG = 1e308
     ],
 )
 def test_overflowing_runs_make_no_claim_and_no_warning(base: list[float], head: list[float]) -> None:
-    assert compare_runs(base, head) is None
+    result = compare_runs(base, head)
+    # No comparison, or one that claims nothing (a difference at float-rounding level).
+    assert result is None or (result.p_up == 1.0 and result.p_down == 1.0)
 
 
 @pytest.mark.parametrize(

@@ -47,6 +47,8 @@ def compare_runs(base: Sequence[float], head: Sequence[float], confidence: float
     if len(set(base_values + head_values)) == 1:
         return None
     delta = sum(head_values) / len(head_values) - sum(base_values) / len(base_values)
+    if not math.isfinite(delta):
+        return None  # the means overflow (values near 1e308): no claim
     rounding = float_noise(*base_values, *head_values)
     if max(base_values) - min(base_values) <= rounding and max(head_values) - min(head_values) <= rounding:
         if abs(delta) <= rounding:
