@@ -40,7 +40,7 @@ from cml_bot.errors import ForgeError
 from cml_bot.forges.gitlab import COMMENT_LIMIT as GITLAB_LIMIT
 from cml_bot.metrics import Value
 from cml_bot.model import Image
-from cml_bot.report import PlotEntry, Report, RunFacts, render_markdown
+from cml_bot.report import COMMENT_FOOTER, SUMMARY_FOOTER, PlotEntry, Report, RunFacts, render_markdown
 from cml_bot.results import LocalStore
 
 MARKER = "<!-- cml-bot report (id: default) -->"
@@ -192,7 +192,8 @@ def test_github_200_flaky_runs_end_with_one_up_to_date_comment(
         report, images = _report(current, run)
         outcome = deliver(options, effects, current, report, images)
         assert outcome.publication is not None and outcome.publication.comment_url
-        body = summary.read_text(encoding="utf-8")  # the full report, as posted (it is under the limit)
+        # The full report, as posted (it is under the limit); only the last line says where it is shown.
+        body = summary.read_text(encoding="utf-8").replace(SUMMARY_FOOTER, COMMENT_FOOTER)
         assert re.search(rf"^\| run +\| [^|]*\| {run} +\|", body, re.M) and body.count(MARKER) == 1
         # the image link points at a commit of the assets branch holding this run's image
         [(commit, path)] = re.findall(r"/raw/([0-9a-f]{40})/([^)\s]+)\)", body)
