@@ -491,11 +491,17 @@ def _from_history(
             f"robust σ of the last {measured.segment} of {len(values)} recorded commits{after})"
         )
         if comparison.se == 0:
-            rule = (
+            flat = (
                 f"single runs: main's recorded history is flat (the last {measured.segment} of {len(values)} "
-                f"recorded commits{after} gave {measured.level:.6g}: no run-to-run noise), so a change beyond "
-                "float rounding is real"
+                f"recorded commits{after} gave {measured.level:.6g}"
             )
+            if measured.resolution:
+                rule = (
+                    f"{flat}, written to {measured.resolution:g}: noise under half of that would not show), so a "
+                    "change of more than one step of the values' last decimal is real"
+                )
+            else:
+                rule = f"{flat}: no run-to-run noise), so a change beyond float rounding is real"
         found[name] = Evidence(
             "history",
             rule,

@@ -89,3 +89,12 @@ def test_runs_with_variation_are_tested_as_before() -> None:
 def test_no_detectable_effect_is_stated_without_noise() -> None:
     assert detectable_effect(0.0) is None
     assert detectable_effect(0.01) == pytest.approx((1.6449 + 0.8416) * 0.01, rel=1e-3)
+
+
+def test_written_resolution_is_the_finest_last_decimal_or_none_at_full_precision() -> None:
+    from cml_bot.stats.history import written_resolution
+
+    assert written_resolution([0.912, 0.91]) == 0.001
+    assert written_resolution([3.0, 12.0]) == 0.1  # repr writes one decimal
+    assert written_resolution([0.1 + 0.2]) == 0.0  # 0.30000000000000004: a float's own precision
+    assert written_resolution([float("nan")]) == 0.0

@@ -50,6 +50,24 @@ def test_a_float_noise_difference_against_a_flat_history_is_no_detectable_change
     assert accuracy.gate is Gate.PASS
 
 
+def test_one_step_of_a_rounded_flat_history_is_inconclusive_more_is_a_regression() -> None:
+    # Accuracy written to 3 decimals at every commit: noise under 0.0005 would never show, so one
+    # step of 0.001 tells nothing; two steps are beyond any such hidden noise.
+    config = parse_config({"metrics": ["metrics.json"], "thresholds": {"accuracy": {"max_drop": 0}}}, Path("."))
+    verdicts = {}
+    for head in (0.911, 0.910):
+        result = judge(
+            config,
+            RunResults("b" * 40, {"accuracy": 0.912}),
+            RunResults("h" * 40, {"accuracy": head}),
+            _history([0.912] * 8),
+        )
+        accuracy = result.diff.metrics[0]
+        verdicts[head] = accuracy.gate
+        assert accuracy.evidence is not None and "written to 0.001" in accuracy.evidence.rule
+    assert verdicts == {0.911: Gate.INCONCLUSIVE, 0.910: Gate.REGRESSED}
+
+
 def _predictions(rows: list[tuple[str, str, str]], ids: bool = True) -> bytes:
     header = "id,label,prediction\n" if ids else "label,prediction\n"
     body = "".join(f"{i},{y},{p}\n" if ids else f"{y},{p}\n" for i, y, p in rows)

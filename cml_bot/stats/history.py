@@ -27,7 +27,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cml_bot.stats.evidence import float_noise
+from cml_bot.stats.evidence import FLOAT_NOISE, float_noise
 from cml_bot.stats.quiet import expected_float_warnings
 
 MIN_SEGMENT = 5  # points after the last change point needed to estimate the noise
@@ -43,6 +43,28 @@ class HistoryNoise:
     sigma: float  # standard deviation of one run around its level, outliers left out
     level: float  # median of the last segment
     used: int = 0  # points behind sigma (the segment less its outliers)
+    # For a flat segment (sigma 0): the unit of the last decimal its values are written to (0.001 for
+    # values rounded to 3 decimals), 0 at full float precision. Noise under half of it is invisible.
+    resolution: float = 0.0
+
+
+MAX_ROUNDED_DECIMALS = 8  # values written with more decimals than this carry a float's own precision
+
+
+def written_resolution(values: Sequence[float]) -> float:
+    """The unit of the last decimal all ``values`` are written to in their shortest form (``0.912``
+    and ``0.91``: 0.001), or 0 when one needs more than :data:`MAX_ROUNDED_DECIMALS` decimals."""
+    from decimal import Decimal
+
+    decimals = 0
+    for value in values:
+        exponent = Decimal(repr(float(value))).as_tuple().exponent
+        if not isinstance(exponent, int):  # NaN or infinity: no resolution to speak of
+            return 0.0
+        decimals = max(decimals, -exponent)
+        if decimals > MAX_ROUNDED_DECIMALS:
+            return 0.0
+    return 10.0**-decimals
 
 
 def change_points(values: Sequence[float]) -> tuple[int, ...]:
@@ -98,7 +120,9 @@ def history_noise(values: Sequence[float]) -> HistoryNoise | None:
             kept = segment
         sigma = float(np.std(kept, ddof=1))
     # A flat history (deterministic training) has no noise; float rounding is not any.
-    return HistoryNoise(points, len(segment), 0.0 if sigma <= rounding else sigma, level, len(kept))
+    if sigma <= rounding:
+        return HistoryNoise(points, len(segment), 0.0, level, len(kept), written_resolution(segment.tolist()))
+    return HistoryNoise(points, len(segment), sigma, level, len(kept))
 
 
 @dataclass(frozen=True)
@@ -123,8 +147,12 @@ def compare_with_history(
     se = noise.sigma * math.sqrt(2)
     df = float(max(1, noise.used - 1))
     if se == 0:
-        # A flat history: main's runs do not vary, so a change is exact; unless it is float rounding.
-        if abs(delta) <= float_noise(base, head, noise.level):
+        # A flat history: main's runs do not vary, so a change is exact; unless it is float rounding,
+        # or one step of the rounding the history is written with (noise under half a step would
+        # never show in it, so one step tells nothing).
+        compared = written_resolution((base, head))
+        step = min(noise.resolution, compared) if noise.resolution and compared else 0.0  # the finest decimal
+        if abs(delta) <= float_noise(base, head, noise.level) + step * (1 + FLOAT_NOISE):
             return HistoryComparison(delta, 0.0, 1.0, 1.0, 0.0, df)
         up = 0.0 if delta > 0 else 1.0
         return HistoryComparison(delta, 0.0, up, 1.0 - up, 0.0, df)
