@@ -45,11 +45,22 @@ def test_a_float_noise_difference_against_a_flat_history_is_no_change() -> None:
 
 
 def test_a_real_difference_against_a_flat_history_is_certain() -> None:
-    noise = history_noise([0.9] * 8)
+    level = 0.9123456789  # written at full precision: no noise can hide in it
+    noise = history_noise([level] * 8)
     assert noise is not None
-    comparison = compare_with_history(0.9, 0.85, noise)
+    comparison = compare_with_history(level, level - 0.05, noise)
     assert comparison is not None
     assert comparison.p_down == 0.0 and comparison.p_up == 1.0
+
+
+def test_a_flat_history_written_rounded_is_trusted_down_to_half_a_step() -> None:
+    noise = history_noise([0.9] * 8)
+    assert noise is not None
+    far = compare_with_history(0.9, 0.85, noise)  # five steps of 0.01 (0.85 has two decimals)
+    near = compare_with_history(0.9, 0.89, noise)  # one step
+    assert far is not None and near is not None
+    assert far.p_down < 0.001 and far.se == pytest.approx(0.005 * 2**0.5)
+    assert near.p_down > 0.05
 
 
 def test_identical_runs_on_each_side_give_an_exact_difference() -> None:

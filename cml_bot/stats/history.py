@@ -27,7 +27,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cml_bot.stats.evidence import FLOAT_NOISE, float_noise
+from cml_bot.stats.evidence import float_noise
 from cml_bot.stats.quiet import expected_float_warnings
 
 MIN_SEGMENT = 5  # points after the last change point needed to estimate the noise
@@ -43,8 +43,8 @@ class HistoryNoise:
     sigma: float  # standard deviation of one run around its level, outliers left out
     level: float  # median of the last segment
     used: int = 0  # points behind sigma (the segment less its outliers)
-    # For a flat segment (sigma 0): the unit of the last decimal its values are written to (0.001 for
-    # values rounded to 3 decimals), 0 at full float precision. Noise under half of it is invisible.
+    # The unit of the last decimal the segment's values are written to (0.001 for values rounded to 3
+    # decimals), 0 at full float precision: noise up to half of it can hide in rounded values.
     resolution: float = 0.0
 
 
@@ -120,9 +120,16 @@ def history_noise(values: Sequence[float]) -> HistoryNoise | None:
             kept = segment
         sigma = float(np.std(kept, ddof=1))
     # A flat history (deterministic training) has no noise; float rounding is not any.
-    if sigma <= rounding:
-        return HistoryNoise(points, len(segment), 0.0, level, len(kept), written_resolution(segment.tolist()))
-    return HistoryNoise(points, len(segment), sigma, level, len(kept))
+    resolution = written_resolution(segment.tolist())
+    return HistoryNoise(points, len(segment), 0.0 if sigma <= rounding else sigma, level, len(kept), resolution)
+
+
+def hidden_noise(base: float, head: float, noise: HistoryNoise) -> float:
+    """Half a step of the last decimal the history, the base and the head are all written to: run-to-
+    run noise that small never shows in values rounded that way, so main's measured σ (0 for a flat
+    rounded history) is not trusted below it. 0 when any of them carries a float's full precision."""
+    compared = written_resolution((base, head))
+    return min(noise.resolution, compared) / 2 if noise.resolution and compared else 0.0
 
 
 @dataclass(frozen=True)
@@ -144,17 +151,14 @@ def compare_with_history(
     from scipy.stats import t
 
     delta = head - base
-    se = noise.sigma * math.sqrt(2)
+    sigma = max(noise.sigma, hidden_noise(base, head, noise))
+    se = sigma * math.sqrt(2)
     df = float(max(1, noise.used - 1))
+    band = float(t.ppf(1 - (1 - confidence) / 2, df)) * se if se else 0.0
+    if abs(delta) <= float_noise(base, head, noise.level):  # float rounding is no change
+        return HistoryComparison(delta, se, 1.0, 1.0, band, df)
     if se == 0:
-        # A flat history: main's runs do not vary, so a change is exact; unless it is float rounding,
-        # or one step of the rounding the history is written with (noise under half a step would
-        # never show in it, so one step tells nothing).
-        compared = written_resolution((base, head))
-        step = min(noise.resolution, compared) if noise.resolution and compared else 0.0  # the finest decimal
-        if abs(delta) <= float_noise(base, head, noise.level) + step * (1 + FLOAT_NOISE):
-            return HistoryComparison(delta, 0.0, 1.0, 1.0, 0.0, df)
+        # A flat history at full precision: main's runs do not vary, so a change is exact.
         up = 0.0 if delta > 0 else 1.0
         return HistoryComparison(delta, 0.0, up, 1.0 - up, 0.0, df)
-    band = float(t.ppf(1 - (1 - confidence) / 2, df)) * se
     return HistoryComparison(delta, se, float(t.sf(delta / se, df)), float(t.cdf(delta / se, df)), band, df)
