@@ -103,11 +103,14 @@ def test_first_post_then_update_in_place(fake_github: FakeGitHub, repo: GitRepo,
     body = comment["body"]
     assert body.count(MARKER) == 1 and "0.85" in body
     assert comment["login"] == "cml-bot-user"
-    # the plot lives on the assets branch, linked by a commit-pinned raw URL
+    # the plot lives on the assets branch, linked by a commit-pinned raw URL; beside it, the file
+    # naming the comment for the next run (its id and author)
     assets = fake_github.refs["refs/heads/cml-bot-assets"]
     files = fake_github.commit_files(assets)
     plots = {path for path in files if path.startswith("pr-2/ec26c3e/")}
-    assert plots and set(files) == plots
+    [hint] = set(files) - plots
+    assert plots and re.fullmatch(rf"pr-2/\.comment-[0-9a-f]{{12}}-{comment['id']}", hint)
+    assert files[hint] == f"cml-bot comment {comment['id']} by cml-bot-user\n".encode()
     for path in plots:
         [pinned] = re.findall(
             rf"\]\(https://github.com/Codertocat/Hello-World/raw/(\w{{40}})/{re.escape(path)}\)", body
@@ -145,15 +148,15 @@ def test_first_post_then_update_in_place(fake_github: FakeGitHub, repo: GitRepo,
     # same head sha and an identical plot: nothing uploaded again, the pinned URLs still hold
     assert fake_github.refs["refs/heads/cml-bot-assets"] == assets
     assert len(fake_github.requests("POST", "/git/blobs")) == len(plots)
-    # who we are, one page of comments, one edit
+    # the comment named on the assets branch: fetched by id and edited; no listing, no GET /user
+    # (who we are: the creator of the status this run set), and the name is not written again
     second = [
         (method, path.split("?")[0])
         for method, path, _ in fake_github.log[first_run:]
         if "/comments" in path or path == "/user"
     ]
     assert second == [
-        ("GET", "/user"),
-        ("GET", "/repos/Codertocat/Hello-World/issues/2/comments"),
+        ("GET", f"/repos/Codertocat/Hello-World/issues/comments/{comment['id']}"),
         ("PATCH", f"/repos/Codertocat/Hello-World/issues/comments/{comment['id']}"),
     ]
     leaks = out + err + everything_written(repo.root, tmp_path)

@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from cml_bot.forges.sticky import Comment, CommentMode, is_ours, upsert
+from cml_bot.forges.sticky import Comment, CommentGone, CommentMode, EditRefused, is_ours, upsert
+from cml_bot.forges.sticky import Remembering as RememberingThread
 
 MARKER = "<!-- cml-bot report (id: default) -->"
 ME = "cml-bot-user"
@@ -153,3 +154,146 @@ def test_unknown_identity_learns_it_from_the_created_comment_and_recreates() -> 
 def test_the_body_must_start_with_the_marker() -> None:
     with pytest.raises(ValueError):
         upsert(Thread(), f"text\n{MARKER}\n", MARKER, CommentMode.UPDATE)
+
+
+# -- a thread that remembers its comment (sticky.Remembering) --------------------------------------
+
+
+class Remembering(Thread):
+    """Remembers a comment id per marker, as a driver would in a place it reads anyway. ``named``
+    may be set to anything (a remembered id is hostile input); ``recall`` returns that comment as
+    the forge shows it now, or None when it is gone."""
+
+    def __init__(self, identity: str | None = ME, author: str = ME) -> None:
+        super().__init__(identity, author)
+        self.named: dict[str, str] = {}
+        self.listings = 0
+        self.recalls = 0
+        self.remembered: list[str | None] = []  # what each remember() call named
+        self.vanish_before_edit: set[str] = set()  # deleted between recall and edit
+        self.refuse_edits = False
+
+    def comments(self) -> list[Comment]:
+        self.listings += 1
+        return super().comments()
+
+    def recall(self, marker: str) -> Comment | None:
+        self.recalls += 1
+        cid = self.named.get(marker)
+        return next((c for c in self.items if c.id == cid), None)
+
+    def remember(self, marker: str, comment: Comment | None) -> None:
+        self.remembered.append(comment.id if comment is not None else None)
+        if comment is None:
+            self.named.pop(marker, None)
+        else:
+            self.named[marker] = comment.id
+
+    def edit(self, comment: Comment, body: str) -> Comment:
+        if self.refuse_edits:
+            raise EditRefused("may not edit our comment")
+        if comment.id in self.vanish_before_edit:
+            self.items = [c for c in self.items if c.id != comment.id]
+            raise CommentGone(f"comment {comment.id} is gone")
+        return super().edit(comment, body)
+
+
+def test_thread_doubles_are_what_upsert_checks_for() -> None:
+    assert isinstance(Remembering(), RememberingThread) and not isinstance(Thread(), RememberingThread)
+
+
+def test_an_update_edits_the_remembered_comment_without_listing() -> None:
+    thread = Remembering()
+    first = upsert(thread, report("one"), MARKER, CommentMode.UPDATE)
+    assert first.created and thread.remembered == [thread.items[0].id]  # the settled survivor
+    listings = thread.listings
+    second = upsert(thread, report("two"), MARKER, CommentMode.UPDATE)
+    assert not second.created and second.comment_url == first.comment_url
+    assert thread.listings == listings and [c.body for c in thread.items] == [report("two")]
+    assert thread.remembered == [thread.items[0].id]  # not told again: nothing changed
+
+
+@pytest.mark.parametrize(
+    "body, author",
+    [
+        ("LGTM", "alice"),  # no marker
+        (f"> {MARKER}\n> quoted", "alice"),  # the marker, not the first line
+        (report("pasted"), "alice"),  # exactly our first line, by a human
+        (report("another bot's"), "other-bot[bot]"),
+        (report("x").replace("default", "other"), ME),  # ours, another report's marker
+    ],
+)
+def test_a_remembered_comment_that_is_not_ours_is_never_edited(body: str, author: str) -> None:
+    thread = Remembering()
+    ours = thread.add(report("old"), ME)
+    hostile = thread.add(body, author)
+    thread.named[MARKER] = hostile.id
+    result = upsert(thread, report("new"), MARKER, CommentMode.UPDATE)
+    assert hostile in thread.items  # untouched
+    assert thread.listings == 1 and not result.created
+    assert [c.body for c in thread.items if c.id == ours.id] == [report("new")]
+    assert thread.named[MARKER] == ours.id  # the listing's survivor is remembered instead
+
+
+def test_a_remembered_comment_gone_before_the_edit_falls_back_to_the_listing() -> None:
+    thread = Remembering()
+    upsert(thread, report("one"), MARKER, CommentMode.UPDATE)
+    [old] = thread.items
+    thread.vanish_before_edit = {old.id}
+    result = upsert(thread, report("two"), MARKER, CommentMode.UPDATE)
+    assert result.created and [c.body for c in thread.items] == [report("two")]
+    assert thread.named[MARKER] == thread.items[0].id != old.id
+
+
+def test_a_remembered_comment_gone_already_falls_back_to_the_listing() -> None:
+    thread = Remembering()
+    upsert(thread, report("one"), MARKER, CommentMode.UPDATE)
+    thread.items.clear()  # deleted by someone
+    assert upsert(thread, report("two"), MARKER, CommentMode.UPDATE).created
+    assert len(thread.items) == 1 and thread.named[MARKER] == thread.items[0].id
+
+
+def test_refused_edit_of_the_remembered_comment_is_an_error_not_a_new_comment() -> None:
+    thread = Remembering()
+    upsert(thread, report("one"), MARKER, CommentMode.UPDATE)
+    thread.refuse_edits = True
+    with pytest.raises(EditRefused):
+        upsert(thread, report("two"), MARKER, CommentMode.UPDATE)
+    assert len(thread.items) == 1
+
+
+def test_unknown_identity_never_trusts_a_remembered_comment() -> None:
+    thread = Remembering(identity=None, author="app[bot]")
+    thread.named[MARKER] = thread.add(report("old"), "app[bot]").id
+    upsert(thread, report("new"), MARKER, CommentMode.UPDATE)
+    assert thread.recalls == 0 and thread.listings >= 1
+    assert [c.body for c in thread.items] == [report("new")]
+
+
+def test_the_survivor_is_remembered_after_each_mode() -> None:
+    thread = Remembering()
+    oldest = thread.add(report("1"), ME)
+    thread.add(report("2"), ME)
+    upsert(thread, report("update"), MARKER, CommentMode.UPDATE)  # listed: duplicates collapse
+    assert thread.remembered == [oldest.id]
+    upsert(thread, report("recreate"), MARKER, CommentMode.RECREATE)
+    [recreated] = thread.items
+    assert thread.remembered[-1] == recreated.id != oldest.id
+    upsert(thread, report("new"), MARKER, CommentMode.NEW)
+    assert thread.remembered[-1] is None  # forgotten: the next update lists and collapses
+    upsert(thread, report("update again"), MARKER, CommentMode.UPDATE)
+    assert [c.id for c in thread.items] == [recreated.id] and thread.remembered[-1] == recreated.id
+
+
+def test_racing_first_posts_remember_the_same_survivor() -> None:
+    thread = Remembering()
+    racer = Remembering.create
+
+    def create_after_a_racer(self: Remembering, body: str, confirm: Callable[[], Comment | None]) -> Comment:
+        self.add(report("the other run's report"), ME)
+        return racer(self, body, confirm)
+
+    thread.create = create_after_a_racer.__get__(thread)  # type: ignore[method-assign]
+    upsert(thread, report("mine"), MARKER, CommentMode.UPDATE)
+    [survivor] = thread.items
+    assert thread.remembered == [survivor.id]  # the oldest: what the other run's settle also keeps

@@ -4,13 +4,25 @@ Requests go through the shared :class:`~cml_bot.forges.http.JsonClient`; PyGithu
 the transport (authentication, ``GITHUB_API_URL`` for GitHub Enterprise Server, TLS), one request at
 a time, with its own retries and throttling turned off.
 
-Identity (which comments are ours, see :mod:`cml_bot.forges.sticky`): the login of ``GET /user``
-for a user token. An installation token (the Actions ``GITHUB_TOKEN``, a GitHub App's) may not read
-``/user`` (403, docs: "Permissions required for GitHub Apps"); then it is the ``creator`` of the
+Identity (which comments are ours, see :mod:`cml_bot.forges.sticky`): the ``creator`` of the
 commit status this run set (GitHub's own answer to our write, the same author its comments carry:
-the app's ``<slug>[bot]``); before that, ``CML_BOT_LOGIN``, else ``github-actions[bot]`` for the
-Actions token. Never "any bot": with none of these, the first comment we create tells it, and a
-warning names ``CML_BOT_LOGIN``.
+the token's user, or an app's ``<slug>[bot]``); without one, the login of ``GET /user`` for a user
+token. An installation token (the Actions ``GITHUB_TOKEN``, a GitHub App's) may not read ``/user``
+(403, docs: "Permissions required for GitHub Apps"); then ``CML_BOT_LOGIN``, else
+``github-actions[bot]`` for the Actions token. Never "any bot": with none of these, the first
+comment we create tells it, and a warning names ``CML_BOT_LOGIN``.
+
+Our comment is named on the assets branch (:class:`~cml_bot.forges.sticky.Remembering`): a file
+``pr-<number>/.comment-<marker key>-<comment id>`` holding ``cml-bot comment <id> by <login>`` (the
+key is 12 hex digits of the marker's sha1), seen in the tree listing already read for the images
+and checked through its blob sha, with no read of the file. An update fetches that one comment
+(``GET issues/comments/{id}``) instead of listing every page, and uses it only when it is on this
+pull request (its ``issue_url``), by the author the file records, and ours by the sticky rules
+(first line, our identity): the file is hostile input, writable by anyone who may push to the
+repository. Several files, a 404, any mismatch: the listing decides, and the file is rewritten to name
+its survivor (written only when it changes; a failure to write it never fails the run). A run
+without images does not read the branch, so it lists (and writes no file). With the identity from the
+status's ``creator``, an update on a long thread costs two requests for the comment.
 
 The pull request: the event's, else the open PR whose head is this commit
 (``GET /repos/{o}/{r}/commits/{sha}/pulls`` lists every PR that contains it, stacked PRs included).
@@ -28,9 +40,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import re
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -55,6 +68,8 @@ STATUS_DESCRIPTION_LIMIT = 140
 ACTIONS_LOGIN = "github-actions[bot]"  # the author of comments made with the Actions GITHUB_TOKEN
 MAX_IMAGE_BYTES = 25 * 1024 * 1024
 MAX_WRITE_ROUNDS = 5  # read the branch -> write, again when another writer moved it
+HINT_NAME = ".comment-"  # pr-<number>/.comment-<marker key>-<comment id> on the assets branch
+_COMMENT_ID = re.compile(r"[0-9]{1,20}")
 FULL_REPORT_HINT = "the job summary of this run and its `cml-bot-report` artifact"
 
 _STATES = {
@@ -288,13 +303,14 @@ class GitHub:
     def identity(self) -> str | None:
         if not self._identity_known:
             self._identity_known = True
-            user = self.client.json_unless(Request("GET", "/user"), frozenset({401, 403}))
-            # An installation token (GITHUB_TOKEN, a GitHub App) may not read /user: the author of
-            # the status we set says who it is, else what the setup tells.
-            if user is not None:
-                self._identity = answers.text(answers.dig(user, "login"))
+            # The creator of the status this run set is GitHub's own answer naming the token's
+            # identity (the user of a personal token, the bot of an installation token): no need to
+            # ask /user, which an installation token (GITHUB_TOKEN, a GitHub App) may not read anyway.
+            if self._status_creator is not None:
+                self._identity = self._status_creator
             else:
-                self._identity = self._status_creator or self.login
+                user = self.client.json_unless(Request("GET", "/user"), frozenset({401, 403}))
+                self._identity = answers.text(answers.dig(user, "login")) if user is not None else self.login
             if self._identity is None:
                 log.warning(
                     "GitHub: the token may not read /user (a GitHub App's installation token?) and "
@@ -389,17 +405,20 @@ class GitHub:
         self._assets, self._assets_known = tip, True
         return tip
 
-    def _write_assets(self, files: Mapping[str, bytes], message: str) -> dict[str, str]:
-        """Put ``files`` on the assets branch; path -> a commit of the branch that holds it.
+    def _write_assets(self, files: Mapping[str, bytes], message: str, remove: Collection[str] = ()) -> dict[str, str]:
+        """Put ``files`` on the assets branch and delete the paths in ``remove``; path -> a commit
+        of the branch that holds it.
 
         Files already there with the same bytes cost nothing; each changed file is one contents API
-        ``PUT``; a missing branch is created as an orphan. When another writer got in between
-        (409/422), the branch is read again and only what is still missing is written.
+        ``PUT``, each removed one a ``DELETE``; a missing branch is created as an orphan. When another
+        writer got in between (409/422), the branch is read again and only what is still to do is done.
         """
         shas = {path: git_blob_sha(data) for path, data in files.items()}
         pinned: dict[str, str] = {}
         for round_ in range(1, MAX_WRITE_ROUNDS + 1):
             tip = self._assets_tip(refresh=round_ > 1)
+            if tip is None and not files:
+                return {}  # nothing to remove from a branch that is not there
             if tip is None:
                 commit = self._create_assets_branch(files, shas, message)
                 if commit is not None:
@@ -412,6 +431,10 @@ class GitHub:
                 for path in files:
                     if path not in pinned:
                         pinned[path] = self._put_file(path, files[path], shas[path], tip.files.get(path), message)
+                for path in remove:
+                    current = self._assets.files.get(path) if self._assets is not None else None
+                    if current is not None:
+                        self._delete_file(path, current, message)
             except HttpError as exc:
                 if exc.status not in (409, 422):
                     raise write_refusal(exc, f"write to branch {self.assets_branch}") from None
@@ -433,9 +456,26 @@ class GitHub:
         stored = answers.dig(answer, "content", "sha")
         if stored != sha:
             raise ForgeError(f"GitHub: {path} was stored as {stored}, not {sha}")
+        return self._moved(answer, path, sha)
+
+    def _delete_file(self, path: str, current: str, message: str) -> None:
+        body = {"message": message, "sha": current, "branch": self.assets_branch}
+        request = Request("DELETE", f"{self.repo_path}/contents/{urllib.parse.quote(path)}", json=body)
+        answer = self.client.send(request, accept=frozenset({404}))  # 404: deleted already (a racing run)
+        if answer.status != 404:
+            self._moved(self.client.decode(answer, request), path, None)
+        elif self._assets is not None:
+            self._assets = replace(self._assets, files={p: s for p, s in self._assets.files.items() if p != path})
+
+    def _moved(self, answer: object, path: str, sha: str | None) -> str:
+        """Keep the branch read this run current after a contents API write (``sha`` None: the file
+        was deleted); returns the new commit."""
         commit, tree = str(answers.dig(answer, "commit", "sha")), str(answers.dig(answer, "commit", "tree", "sha"))
         if self._assets is not None:
-            self._assets = _Branch(commit, tree, {**self._assets.files, path: sha})
+            files = {p: s for p, s in self._assets.files.items() if p != path}
+            if sha is not None:
+                files[path] = sha
+            self._assets = _Branch(commit, tree, files)
         return commit
 
     def _create_assets_branch(self, files: Mapping[str, bytes], shas: Mapping[str, str], message: str) -> str | None:
@@ -530,6 +570,81 @@ class GitHubThread:
             self.forge.client.send(Request("DELETE", path), accept=frozenset({404}))  # 404: already gone
         except HttpError as exc:
             raise edit_refusal(exc, f"GitHub: may not delete our comment {comment.id}") from None
+
+    # -- the comment named on the assets branch (sticky.Remembering) ---------------------------------
+
+    def _hint_prefix(self, marker: str) -> str:
+        key = hashlib.sha1(marker.encode("utf-8"), usedforsecurity=False).hexdigest()[:12]
+        return f"pr-{self.number}/{HINT_NAME}{key}-"
+
+    def _hints(self, marker: str) -> dict[str, str] | None:
+        """This report's hint files (path -> blob sha) in the assets branch as this run read it for
+        the images; None when it did not read it (or it does not exist)."""
+        tip = self.forge._assets if self.forge._assets_known else None
+        if tip is None:
+            return None
+        prefix = self._hint_prefix(marker)
+        return {
+            path: blob
+            for path, blob in tip.files.items()
+            if path.startswith(prefix) and _COMMENT_ID.fullmatch(path[len(prefix) :])
+        }
+
+    def recall(self, marker: str) -> Comment | None:
+        hints = self._hints(marker)
+        if not hints:
+            return None
+        if len(hints) > 1:  # racing recreates, or a hand-made file: the listing decides
+            log.info("GitHub: %d comments named for one report on %s", len(hints), self._branch)
+            return None
+        [(path, blob)] = hints.items()
+        cid = path[len(self._hint_prefix(marker)) :]
+        try:
+            data = self.forge.client.json(Request("GET", f"{self.forge.repo_path}/issues/comments/{cid}"))
+        except HttpError as exc:  # 404: deleted; anything else is doubt too, and the listing decides
+            log.info("GitHub: comment %s named on %s cannot be read (%s)", cid, self._branch, exc)
+            return None
+        comment = _comment(data)
+        issue = urllib.parse.urlsplit(answers.text(answers.dig(data, "issue_url")) or "").path.lower()
+        if comment is None or comment.id != cid or not issue.endswith(self._issue_path.lower()):
+            log.info("GitHub: comment %s named on %s is not on PR #%d", cid, self._branch, self.number)
+            return None
+        if blob != git_blob_sha(_hint_content(comment)):  # the file records the author: is it this one?
+            log.info("GitHub: comment %s named on %s is not by the author recorded there", cid, self._branch)
+            return None
+        return comment
+
+    def remember(self, marker: str, comment: Comment | None) -> None:
+        hints = self._hints(marker)
+        if hints is None:  # no assets branch read this run (no images): the hint lives beside them
+            return
+        if comment is not None and not _COMMENT_ID.fullmatch(comment.id):
+            return
+        wanted = {} if comment is None else {f"{self._hint_prefix(marker)}{comment.id}": _hint_content(comment)}
+        if hints == {path: git_blob_sha(data) for path, data in wanted.items()}:
+            return  # written only when it changes
+        what = f"comment {comment.id}" if comment is not None else "a new comment each run"
+        message = f"cml-bot: the report on PR #{self.number} is {what}"
+        try:
+            self.forge._write_assets(wanted, message, remove=set(hints) - set(wanted))
+        except ForgeError as exc:  # best effort: the comment is posted; the next run lists
+            log.info("GitHub: could not name the comment on %s: %s", self._branch, exc)
+            return
+        log.info("GitHub: %s names %s for PR #%d's report", self._branch, what, self.number)
+
+    @property
+    def _issue_path(self) -> str:
+        return f"/repos/{self.forge.repo}/issues/{self.number}"
+
+    @property
+    def _branch(self) -> str:
+        return self.forge.assets_branch
+
+
+def _hint_content(comment: Comment) -> bytes:
+    """What a hint file holds: the comment and its author (checked through the blob sha the branch
+    listing gives, with no read of the file)."""
+    return f"cml-bot comment {comment.id} by {comment.author}\n".encode()
 
 
 def _comment(item: object) -> Comment | None:

@@ -22,6 +22,23 @@ deletes the rest, so all runs agree on the survivor and the thread ends with one
 A comment deleted between listing and editing (someone removed it meanwhile): the edit's 404 is
 :class:`CommentGone`, and the run goes on as if it had not been listed: the next of ours is edited,
 or, with none left, a new one is created (and settled) as a fresh run would.
+
+Remembering the comment (optional, :class:`Remembering`): listing every comment costs one request
+per 100 of them. A driver with a place it reads anyway (GitHub: the assets branch, read for the
+images) may remember which comment is the report's. An update then fetches that one comment and
+edits it, only when it passes the same :func:`is_ours` test as a listed one (the exact first line, our
+identity); the driver's own checks come first (the comment is in this thread, by the author recorded
+with it). A remembered comment is hostile input, and any doubt (nothing remembered, gone, not ours,
+deleted before the edit) goes the listing's way above. After the listing decided (update), or a
+create was settled (update, recreate), the driver is told the survivor, so racing runs remember the
+same comment; ``new`` makes it forget, so that the next update lists and collapses the extra comments.
+The fast path does not see a duplicate left by a run that died between creating and settling while
+another run was creating too; the next listing (any doubt, recreate) removes it.
+
+GitHub implements it (a file on the assets branch, whose listing the images need anyway). GitLab and
+Bitbucket do not: they read no such place in a run (GitLab finds its earlier uploads in the notes the
+listing reads; Bitbucket's Downloads are written, never listed), so remembering would add requests
+to every run where the listing is one page, to save some only on long threads.
 """
 
 from __future__ import annotations
@@ -30,7 +47,7 @@ import enum
 import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from cml_bot.errors import ForgeError
 
@@ -90,6 +107,22 @@ class Thread(Protocol):
         ...
 
 
+@runtime_checkable
+class Remembering(Thread, Protocol):
+    """A :class:`Thread` that can remember its report comment between runs (see the module doc)."""
+
+    def recall(self, marker: str) -> Comment | None:
+        """The comment remembered for ``marker``, as the forge shows it now; None when none is
+        remembered, it is gone, or it fails the driver's checks (not in this thread, not by the
+        author recorded with it). Never raises for a remembered id the forge does not know."""
+        ...
+
+    def remember(self, marker: str, comment: Comment | None) -> None:
+        """Remember ``comment`` for ``marker`` (None: forget it). Best effort: a failure is logged,
+        never raised (the comment is posted; the next run lists instead)."""
+        ...
+
+
 def first_line(body: str) -> str:
     return body.split("\n", 1)[0].rstrip("\r")
 
@@ -106,6 +139,11 @@ def upsert(thread: Thread, body: str, marker: str, mode: CommentMode) -> Publica
     me = thread.identity()
     if me is None:
         log.info("the token's identity is unknown: posting a new comment and learning it from the answer")
+    memory = thread if isinstance(thread, Remembering) else None
+    if mode is CommentMode.UPDATE and memory is not None and me is not None:
+        remembered = _update_remembered(memory, body, marker, me)
+        if remembered is not None:
+            return remembered
     everything = list(thread.comments())
     ours = [c for c in everything if is_ours(c, marker, me)]
     if mode is CommentMode.UPDATE:
@@ -117,14 +155,38 @@ def upsert(thread: Thread, body: str, marker: str, mode: CommentMode) -> Publica
                 log.info("comment %s was deleted meanwhile; trying the next of ours", keep.id)
                 continue
             _delete_all(thread, ours[index + 1 :])
+            if memory is not None:
+                memory.remember(marker, keep)
             return Publication(keep.url, created=False)
     if mode is CommentMode.RECREATE:
         _delete_all(thread, ours)
     known = {c.id for c in everything}
     created = thread.create(body, lambda: _adopt(thread, marker, me, known, body))
     if mode is CommentMode.NEW:
+        if memory is not None:
+            memory.remember(marker, None)
         return Publication(created.url, created=True)
-    return _settle(thread, marker, created)
+    survivor, publication = _settle(thread, marker, created)
+    if memory is not None:
+        memory.remember(marker, survivor)
+    return publication
+
+
+def _update_remembered(memory: Remembering, body: str, marker: str, me: str) -> Publication | None:
+    """Edit the remembered comment when it is ours (the listing's rule); None on any doubt."""
+    comment = memory.recall(marker)
+    if comment is None:
+        return None
+    if not is_ours(comment, marker, me):
+        log.info("the remembered comment %s is not this report's comment by %s; listing the comments", comment.id, me)
+        return None
+    try:
+        if comment.body != body:
+            comment = memory.edit(comment, body)
+    except CommentGone:
+        log.info("the remembered comment %s was deleted meanwhile; listing the comments", comment.id)
+        return None
+    return Publication(comment.url, created=False)
 
 
 def _adopt(thread: Thread, marker: str, me: str | None, known: Collection[str], body: str) -> Comment | None:
@@ -137,8 +199,9 @@ def _adopt(thread: Thread, marker: str, me: str | None, known: Collection[str], 
     return None
 
 
-def _settle(thread: Thread, marker: str, created: Comment) -> Publication:
-    """After creating: of all our comments keep the oldest with the newest body (see the module doc)."""
+def _settle(thread: Thread, marker: str, created: Comment) -> tuple[Comment, Publication]:
+    """After creating: of all our comments keep the oldest with the newest body (see the module doc).
+    Returns the survivor and what was published."""
     me = created.author
     ours = [c for c in thread.comments() if is_ours(c, marker, me)]
     if created.id not in {c.id for c in ours}:
@@ -153,8 +216,8 @@ def _settle(thread: Thread, marker: str, created: Comment) -> Publication:
             ours = ours[1:]
             continue
         _delete_all(thread, ours[1:])
-        return Publication(keep.url, created=keep.id == created.id)
-    return Publication(created.url, created=True)
+        return keep, Publication(keep.url, created=keep.id == created.id)
+    return created, Publication(created.url, created=True)
 
 
 def _delete_all(thread: Thread, comments: Sequence[Comment]) -> None:
