@@ -10,7 +10,7 @@ Measured (median of --repeat runs; the page cache is warm, the machine may be sh
 - `dvc pull` cold and no-op from a local remote, when dvc is installed;
 - `cp -r` of the folder, and `cp -r` followed by `sync`.
 
-Run: /work/venv/bin/python bench/pull.py [--repeat 3] [--small 1000] [--large 10] [--keep]
+Run: .venv/bin/python bench/pull.py [--repeat 3] [--small 1000] [--large 10] [--keep]
 Everything lives in a temporary folder that is deleted at the end.
 """
 

@@ -21,7 +21,7 @@ Measured (wall clock, median of --repeat runs after one warm-up run, each a new 
 
 Targets: cml-bot at least 3x faster than the DVC chain, and under 1.5 s on 2 cores.
 
-Run: /work/venv/bin/python bench/report.py [--repeat 5] [--points 1000000] [--keep]
+Run: .venv/bin/python bench/report.py [--repeat 5] [--points 1000000] [--keep]
      add --profile to write a pyinstrument profile of one in-process run (pip install pyinstrument)
 """
 

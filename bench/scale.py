@@ -9,7 +9,7 @@
    a run on a new head commit whose sticky comment sits among the 300 (new plot uploaded).
    Target: at most 8 requests per run once the comment exists. Every request is listed.
 
-Run: /work/venv/bin/python bench/scale.py [--repeat 5] [--metrics 10000] [--comments 300]
+Run: .venv/bin/python bench/scale.py [--repeat 5] [--metrics 10000] [--comments 300]
 """
 
 from __future__ import annotations
