@@ -563,3 +563,26 @@ def test_a_bulk_answer_is_read_as_mlflow_writes_its_json() -> None:
     assert _point({"step": 1, "value": "Infinity"}) == (1.0, math.inf)
     assert _point({"step": 1, "value": "high"}) is None
     assert _point(["step", 1]) is None
+
+
+def test_metrics_logged_once_do_not_crowd_out_the_step_plots(repo: GitRepo, server: MlflowServer, mlflow: Any) -> None:
+    """The step-plot limit counts metrics with a history: 31 metrics logged once (at step 0) and one
+    loss curve draw the loss curve, with no note that plots were left out."""
+    from cml_bot.baseline import Baseline
+    from cml_bot.git import Git
+    from cml_bot.sources import MAX_HISTORY_PLOTS
+
+    name = experiment_name()
+    repo.write("cml-bot.yaml", config(name))
+    sha = repo.commit("main")
+    once = {f"a{i:02d}": float(i) for i in range(MAX_HISTORY_PLOTS + 1)}
+    log_run(mlflow, name, sha, name="r", metrics=once, histories={"loss": [1.0, 0.5, 0.25]})
+
+    source = MlflowSource(experiment=name)
+    env = {"MLFLOW_TRACKING_URI": server.url}
+    with open_tracking(source, env) as tracking:
+        found = mlflow_results(source, env, Git(repo.root), sha, Baseline(None, None, "main", "none"), tracking)
+
+    assert found.head.notes == ()
+    assert list(found.head.results.files) == ["mlflow:history/loss.csv"]
+    assert len(found.head.results.metrics) == MAX_HISTORY_PLOTS + 2

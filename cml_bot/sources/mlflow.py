@@ -416,7 +416,10 @@ def _results(source: MlflowSource, tracking: Tracking, runs: Sequence[RunData], 
     params = _params(runs)
     files: dict[str, bytes] = {}
     notes: list[str] = []
-    drawn, left_out = plotted(source.history, names, "MLflow")
+    # Only metrics with steps compete for the step plots (as TensorBoard's): a latest value at step 0
+    # has no steps before it (a metric logged once), and 30 of those left the only curve out.
+    with_steps = [name for name in names if any(_has_steps(run, name) for run in runs)]
+    drawn, left_out = plotted(source.history, with_steps, "MLflow")
     notes += left_out
     if drawn:
         files.update(_histories(tracking, runs, drawn))
@@ -459,8 +462,7 @@ def _params(runs: Sequence[RunData]) -> dict[str, Value]:
 def _histories(tracking: Tracking, runs: Sequence[RunData], names: Sequence[str]) -> dict[str, bytes]:
     """One plot file per metric: its step history in every run. One request per metric for all runs
     where the server offers it, else one per run and metric; eight requests at a time."""
-    # A latest value at step 0 has no steps before it (a metric logged once): nothing to fetch.
-    wanted = {name: [run for run in runs if name in run.metrics and run.last_steps.get(name) != 0] for name in names}
+    wanted = {name: [run for run in runs if _has_steps(run, name)] for name in names}
     wanted = {name: having for name, having in wanted.items() if having}
     fetched: dict[tuple[str, str], list[tuple[float, float]]] = {}  # (run id, metric) -> points
 
@@ -483,6 +485,12 @@ def _histories(tracking: Tracking, runs: Sequence[RunData], names: Sequence[str]
         for name, by_run in series.items()
         if any(len(points) > 1 for points in by_run.values())  # one logged value is no history
     }
+
+
+def _has_steps(run: RunData, name: str) -> bool:
+    """Whether ``run`` may have a step history of ``name``: it logged the metric, and its latest
+    value is not at step 0 (one value logged once; an unknown step may have a history)."""
+    return name in run.metrics and run.last_steps.get(name) != 0
 
 
 def _shard_name(run: RunData, index: int) -> str:
