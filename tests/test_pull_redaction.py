@@ -65,7 +65,7 @@ def test_an_error_after_a_redirect_does_not_show_the_query(redirecting: str, pat
 def test_redact_urls_in_text() -> None:
     text = (
         "No connection adapters were found for 'ftp://u:p@h/x?token=SECRET#f'; "
-        "see https://h2.example/a?sig=SECRET2, or \"s3://b/k?X-Amz-Signature=S3\" (and /local/path?x=1)"
+        'see https://h2.example/a?sig=SECRET2, or "s3://b/k?X-Amz-Signature=S3" (and /local/path?x=1)'
     )
     assert redact_urls(text) == (
         "No connection adapters were found for 'ftp://h/x?...'; "

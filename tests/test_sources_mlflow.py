@@ -134,7 +134,7 @@ def test_report_compares_this_commits_runs_with_the_base_commits(
         )
     log_run(mlflow, name, head, name="crashed", metrics={"accuracy": 0.1}, status="FAILED")  # not counted
 
-    code, out, err = cli(["report", "--dry-run"], repo, env_for(server.url))
+    code, out, err = cli(["report", "--dry-run", "-v"], repo, env_for(server.url))
 
     assert code == 0, err
     assert "pass" in out
@@ -146,6 +146,8 @@ def test_report_compares_this_commits_runs_with_the_base_commits(
     assert "0.1" in lr and "0.2" in lr
     assert "| seed" in report and "0, 1" in report  # a param that differs between the runs
     assert f"MLflow runs of the base commit ({base[:10]})" in report
+    assert f"baseline: MLflow runs of the base commit ({base[:10]})" in err  # as the report says, not "no baseline"
+    assert "no baseline" not in err
     assert report.count("#/experiments/") == 8  # 2 runs a side, each link's text and target
     assert "seed-0 (this change)" in report and "seed-0 (main)" in report
     images = sorted(p.name for p in (repo.root / "cml-bot-report").glob("*.png"))
