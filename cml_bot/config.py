@@ -398,6 +398,47 @@ def url_problem(url: str) -> str | None:
     return None
 
 
+# Query parameters that carry a credential: pre-signed S3/GCS URLs, Azure SAS (sig), and the
+# token/key/secret/password parameters of web APIs (access_token, private_token, api_key, ...).
+_CREDENTIAL_PARAMETER = re.compile(
+    r"x-(amz|goog)-(signature|credential|security-token)|sig|signature|.*token|.*secret|.*passw(or)?d|pass"
+    r"|(api|access|account|private|secret)?[-_]?key|auth|authorization|credentials?|session",
+    re.IGNORECASE,
+)
+
+
+def is_credential_parameter(name: str) -> bool:
+    """Whether a URL's query parameter ``name`` looks like it carries a credential."""
+    return bool(_CREDENTIAL_PARAMETER.fullmatch(name.strip()))
+
+
+def credentials_problem(url: str) -> str | None:
+    """Why ``url`` may not be written into a committed cml-bot.yaml: it holds a user name or
+    password, or a query parameter that looks like a credential (one line, naming no value)."""
+    import urllib.parse
+
+    if re.match(r"^[A-Za-z]:[\\/]", url) or "://" not in url:
+        return None  # a plain path or a local file URL: nothing to log in with
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return None  # url_problem names it
+    advice = (
+        "it would be committed in cml-bot.yaml for every reader of the repo. cml-bot sends no credentials "
+        "to http(s) sources: pin a URL that needs none, or keep private data in s3:// or gs:// (the `s3` / "
+        "`gs` extras), whose credentials come from the CI job's environment (AWS_ACCESS_KEY_ID, "
+        "GOOGLE_APPLICATION_CREDENTIALS)"
+    )
+    if "@" in parts.netloc:
+        return f"holds a user name or password (user:password@): {advice}"
+    names = [name for name, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)]
+    secret = [name for name in names if is_credential_parameter(name)]
+    if secret:
+        shown = ", ".join(dict.fromkeys(name[:40] for name in secret))
+        return f"has a query parameter that looks like a credential or signature ({shown}): {advice}"
+    return None
+
+
 _HOST_LABEL = re.compile(r"(?!-)[\w-]{1,63}(?<!-)")  # \w: letters of any script (internationalised names)
 
 

@@ -176,7 +176,6 @@ def judge(
         # The recorded results could not be read: report without them rather than fail the review.
         notes.append(f"Recorded results could not be read ({exc}); compared without them.")
         baseline, history = find_baseline(_NoRecords()), []
-    log.info("baseline: %s", baseline.source)
     shards: tuple[tuple[str, RunResults], ...] = ()
     if config.mlflow is not None or config.tensorboard is not None:
         from cml_bot.sources import add_sources
@@ -184,6 +183,7 @@ def judge(
         added = add_sources(config, git, effects.env, head, baseline)
         head, baseline, shards = added.head, added.baseline, added.shards
         notes += added.notes
+    log.info("baseline: %s", baseline.source)  # after the sources: MLflow may have found the baseline
     head, baseline, history, shards = _named_alike(head, baseline, history, shards)
     notes += run_findings(config, git, head, baseline, dirty, (head.sha or "")[:7])
     facts = RunFacts(

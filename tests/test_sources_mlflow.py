@@ -134,7 +134,7 @@ def test_report_compares_this_commits_runs_with_the_base_commits(
         )
     log_run(mlflow, name, head, name="crashed", metrics={"accuracy": 0.1}, status="FAILED")  # not counted
 
-    code, out, err = cli(["report", "--dry-run"], repo, env_for(server.url))
+    code, out, err = cli(["report", "--dry-run", "-v"], repo, env_for(server.url))
 
     assert code == 0, err
     assert "pass" in out
@@ -146,6 +146,8 @@ def test_report_compares_this_commits_runs_with_the_base_commits(
     assert "0.1" in lr and "0.2" in lr
     assert "| seed" in report and "0, 1" in report  # a param that differs between the runs
     assert f"MLflow runs of the base commit ({base[:10]})" in report
+    assert f"baseline: MLflow runs of the base commit ({base[:10]})" in err  # as the report says, not "no baseline"
+    assert "no baseline" not in err
     assert report.count("#/experiments/") == 8  # 2 runs a side, each link's text and target
     assert "seed-0 (this change)" in report and "seed-0 (main)" in report
     images = sorted(p.name for p in (repo.root / "cml-bot-report").glob("*.png"))
@@ -563,3 +565,26 @@ def test_a_bulk_answer_is_read_as_mlflow_writes_its_json() -> None:
     assert _point({"step": 1, "value": "Infinity"}) == (1.0, math.inf)
     assert _point({"step": 1, "value": "high"}) is None
     assert _point(["step", 1]) is None
+
+
+def test_metrics_logged_once_do_not_crowd_out_the_step_plots(repo: GitRepo, server: MlflowServer, mlflow: Any) -> None:
+    """The step-plot limit counts metrics with a history: 31 metrics logged once (at step 0) and one
+    loss curve draw the loss curve, with no note that plots were left out."""
+    from cml_bot.baseline import Baseline
+    from cml_bot.git import Git
+    from cml_bot.sources import MAX_HISTORY_PLOTS
+
+    name = experiment_name()
+    repo.write("cml-bot.yaml", config(name))
+    sha = repo.commit("main")
+    once = {f"a{i:02d}": float(i) for i in range(MAX_HISTORY_PLOTS + 1)}
+    log_run(mlflow, name, sha, name="r", metrics=once, histories={"loss": [1.0, 0.5, 0.25]})
+
+    source = MlflowSource(experiment=name)
+    env = {"MLFLOW_TRACKING_URI": server.url}
+    with open_tracking(source, env) as tracking:
+        found = mlflow_results(source, env, Git(repo.root), sha, Baseline(None, None, "main", "none"), tracking)
+
+    assert found.head.notes == ()
+    assert list(found.head.results.files) == ["mlflow:history/loss.csv"]
+    assert len(found.head.results.metrics) == MAX_HISTORY_PLOTS + 2

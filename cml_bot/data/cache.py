@@ -311,19 +311,83 @@ def target_path(root: Path, relative: str, checked: dict[str, str] | None = None
     folder = os.path.dirname(target)
     checked = {} if checked is None else checked
     if folder not in checked:
-        checked[folder] = os.path.realpath(folder)
-    if not _inside(root, checked[folder]):
-        raise DataError(f"{relative}: data path leaves the repo through a symlink (to {checked[folder]})")
+        resolved = os.path.realpath(folder)
+        if not _inside(root, resolved):
+            raise DataError(f"{relative}: data path leaves the repo through a symlink (to {resolved})")
+        _refuse_git_folder(root, resolved, relative)
+        checked[folder] = resolved  # remembered only once every check passed
     if os.path.islink(target):
         pointed = os.path.realpath(target)
         if not _inside(root, pointed):
             raise DataError(f"{relative}: data path is a symlink out of the repo (to {pointed})")
+        _refuse_git_folder(root, pointed, relative)
     return target
 
 
 def _inside(root: Path, resolved: str) -> bool:
     base = str(root)
     return resolved == base or resolved.startswith(base.rstrip(os.sep) + os.sep)
+
+
+def _refuse_git_folder(root: Path, resolved: str, relative: str) -> None:
+    """Refuse ``resolved`` (a real path inside ``root``) when it or a folder above it is a git folder.
+
+    The path's text was checked already; this is where a committed symlink (``data -> .git``) leads.
+    A file written there (``.git/config`` with ``core.fsmonitor``, a hook) runs commands at the next
+    git call, the posting step's included. Refused by name (``.git`` in any case, with the trailing
+    dots and spaces Windows ignores) and by identity: the folder that ``<root>/.git`` is, or that a
+    ``.git`` file names (``gitdir:``, as worktrees and submodules have), under whatever name."""
+    identities: set[tuple[int, int]] | None = None
+    path = Path(resolved)
+    for part in (path, *path.parents):
+        if part == root or not part.is_relative_to(root):
+            break
+        if part.name.rstrip(". ").lower() == ".git":
+            raise DataError(f"{relative}: data may not be placed inside .git/ (through a symlink to {resolved})")
+        try:
+            info = part.stat()
+        except OSError:  # not there yet: pull creates it
+            continue
+        if identities is None:
+            identities = _git_folder_identities(root)
+        if (info.st_dev, info.st_ino) in identities:
+            raise DataError(f"{relative}: data may not be placed inside .git/ (through a symlink to {resolved})")
+
+
+def _git_folder_identities(root: Path) -> set[tuple[int, int]]:
+    """(device, inode) of the repo's git folders: ``<root>/.git``, or the folder a ``.git`` file
+    names (``gitdir: <path>``) and its common folder (``commondir``, a worktree's main git folder)."""
+    found: set[tuple[int, int]] = set()
+    dot_git = root / ".git"
+    folders = [dot_git]
+    if dot_git.is_file():
+        named = _pointer(dot_git, "gitdir:")
+        if named is not None:
+            gitdir = (root / named).resolve()
+            folders.append(gitdir)
+            common = _pointer(gitdir / "commondir", "")
+            if common is not None:
+                folders.append((gitdir / common).resolve())
+    for folder in folders:
+        try:
+            info = folder.stat()
+        except OSError:
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            found.add((info.st_dev, info.st_ino))
+    return found
+
+
+def _pointer(path: Path, prefix: str) -> str | None:
+    """The path written in a small pointer file (``.git``'s ``gitdir: X``, ``commondir``), or None."""
+    try:
+        with path.open("rb") as handle:
+            line = handle.read(4096).decode("utf-8", "replace").splitlines()[0].strip()
+    except (OSError, IndexError):
+        return None
+    if not line.startswith(prefix):
+        return None
+    return line[len(prefix) :].strip() or None
 
 
 class _State:

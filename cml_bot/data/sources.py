@@ -126,6 +126,17 @@ def redact(url: str) -> str:
     return before_query + ("?..." if has_query and query else "")
 
 
+# A URL inside a message: a scheme, then up to a space or quote, not ending in punctuation of the
+# sentence around it.
+_URL_IN_TEXT = re.compile(r"""[A-Za-z][A-Za-z0-9+.-]*://[^\s'"<>]*[^\s'"<>.,;:)\]}]""")
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with every URL in it shown as :func:`redact` shows one. An exception's text names
+    the URL it was at, which may be where a redirect led, with a query the configured URL lacked."""
+    return _URL_IN_TEXT.sub(lambda m: redact(m.group(0)), text)
+
+
 def _new_session() -> requests.Session:
     import requests
     from requests.adapters import HTTPAdapter
@@ -151,7 +162,7 @@ def _fetch_http(session: requests.Session, url: str, offset: int) -> Download:
     except (requests.ConnectionError, requests.Timeout) as exc:
         raise RetryableError(f"{shown}: {type(exc).__name__}") from None
     except (requests.RequestException, ValueError) as exc:  # ValueError: e.g. a port out of range
-        raise DataError(f"{shown}: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from None
+        raise DataError(f"{shown}: {type(exc).__name__}: {redact_urls(' '.join(str(exc).split()))[:200]}") from None
     status = response.status_code
     if status == 416 and offset:  # the partial file is not a prefix of this resource any more
         response.close()
@@ -235,8 +246,8 @@ def _fetch_fsspec(url: str, offset: int, opener: Callable[[str], Any] | None) ->
     except ImportError:
         raise DataError(f"{redact(url)}: {scheme}:// sources need {_extra_hint(scheme)}") from None
     except (OSError, ValueError) as exc:
-        raise DataError(f"{redact(url)}: cannot open ({' '.join(str(exc).split())[:200]})") from None
-    return _stream(handle, offset, lambda exc: RetryableError(f"{redact(url)}: {exc}"))
+        raise DataError(f"{redact(url)}: cannot open ({redact_urls(' '.join(str(exc).split()))[:200]})") from None
+    return _stream(handle, offset, lambda exc: RetryableError(f"{redact(url)}: {redact_urls(str(exc))[:200]}"))
 
 
 def _stream(handle: Any, offset: int, failure: Callable[[OSError], Exception]) -> Download:

@@ -12,7 +12,7 @@ process environment only, so :func:`open_tracking` puts the given environment's 
 place for the duration of the calls and restores the process environment after. Those variables
 are in :data:`cml_bot.secrets.TOKEN_VARIABLES`: scrubbed from messages, never passed to the
 project's commands. Every failure is one :class:`SourceError` line naming the server (without any
-user:password part of the URL), never a traceback.
+user:password part or query string of the URL), never a traceback.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cml_bot.baseline import ANCESTOR_SEARCH_LIMIT, Baseline
-from cml_bot.config import MLFLOW_ARTIFACT_PREFIX, MlflowSource
+from cml_bot.config import MLFLOW_ARTIFACT_PREFIX, MlflowSource, is_credential_parameter
+from cml_bot.data.sources import redact, redact_urls
 from cml_bot.errors import ConfigError, SourceError
 from cml_bot.metrics import Samples, Value
 from cml_bot.results import RunResults
@@ -162,11 +163,11 @@ class Tracking:
                 metrics = json.loads(verify_rest_response(answer, endpoint).text).get("metrics", [])
             except MlflowException as exc:
                 if exc.get_http_status_code() in (400, 404, 405, 501):  # type: ignore[no-untyped-call]  # not served
-                    shown = without_userinfo(self.uri)
-                    log.info("MLflow: no bulk histories at %s (%s); one request per run", shown, exc)
+                    shown = redact(self.uri)
+                    log.info("MLflow: no bulk histories at %s (%s); one request per run", shown, self._reason(exc))
                     self._no_bulk = True
                     return None
-                raise SourceError(f"MLflow at {without_userinfo(self.uri)}: {_reason(exc, self.secrets)}") from None
+                raise SourceError(f"MLflow at {redact(self.uri)}: {self._reason(exc)}") from None
             except (ValueError, AttributeError, TypeError):  # not JSON, or another client version's internals
                 self._no_bulk = True
                 return None
@@ -196,9 +197,20 @@ class Tracking:
         try:
             return function(*args, **kwargs)
         except MlflowException as exc:
-            raise SourceError(f"MLflow at {without_userinfo(self.uri)}: {_reason(exc, self.secrets)}") from None
+            raise SourceError(f"MLflow at {redact(self.uri)}: {self._reason(exc)}") from None
         except OSError as exc:  # an artifact store's own transport
-            raise SourceError(f"MLflow at {without_userinfo(self.uri)}: {self.secrets.scrub(str(exc))[:300]}") from None
+            raise SourceError(f"MLflow at {redact(self.uri)}: {self._hidden(str(exc))[:300]}") from None
+
+    def _reason(self, exc: Exception) -> str:
+        return _reason(exc, self._hidden)
+
+    def _hidden(self, text: str) -> str:
+        """``text`` without the secrets: the environment's, the URI's query values (a token may be
+        passed there), and any URL's userinfo and query (the client names the URL it asked)."""
+        text = self.secrets.scrub(text)
+        for value in _query_values(self.uri):
+            text = text.replace(value, "***")
+        return redact_urls(text)
 
 
 def _run_data(run: Any) -> RunData:
@@ -229,9 +241,20 @@ def _point(metric: object) -> tuple[float, float] | None:
         return None
 
 
-def _reason(exc: Exception, secrets: Secrets) -> str:
-    """The client's exception as a short reason: what happened and, for auth, what to check."""
-    text = secrets.scrub(str(exc))
+def _query_values(uri: str) -> list[str]:
+    """The values in ``uri``'s query string, raw and decoded (longest first), to hide in messages."""
+    query = uri.split("#", 1)[0].partition("?")[2]
+    values = {query} if query else set()
+    for pair in query.split("&"):
+        raw = pair.partition("=")[2]
+        values |= {raw, urllib.parse.unquote_plus(raw)}
+    return sorted((v for v in values if len(v) >= 4), key=len, reverse=True)  # not "1", "true"
+
+
+def _reason(exc: Exception, hidden: Callable[[str], str]) -> str:
+    """The client's exception as a short reason: what happened and, for auth, what to check.
+    ``hidden`` takes the secrets out of the exception's text."""
+    text = hidden(str(exc))
     code = getattr(exc, "error_code", "")
     status = re.search(r"error code (\d{3})", text)
     if code in ("UNAUTHENTICATED", "PERMISSION_DENIED") or (status and status.group(1) in ("401", "403")):
@@ -239,6 +262,10 @@ def _reason(exc: Exception, secrets: Secrets) -> str:
             "access refused (401/403): check MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and "
             "MLFLOW_TRACKING_PASSWORD"
         )
+    # The client retries 5xx answers (500, 502, 503, 504) and then says "too many 500 error responses".
+    failed = re.search(r"too many (5\d\d) error responses", text) or re.search(r"error code (5\d\d)", text)
+    if failed:
+        return f"the server answered HTTP {failed.group(1)} (server error); its own log says why"
     if "Failed to establish a new connection" in text or "Connection refused" in text:
         return "cannot connect (connection refused); is the server running and the URI right?"
     if "Max retries exceeded" in text or "timed out" in text.lower():
@@ -309,7 +336,7 @@ def mlflow_results(
     experiment = tracking.experiment_id(source.experiment)
     if experiment is None:
         raise SourceError(
-            f"MLflow at {without_userinfo(tracking.uri)}: no experiment named {source.experiment!r} "
+            f"MLflow at {redact(tracking.uri)}: no experiment named {source.experiment!r} "
             "(check mlflow.experiment in cml-bot.yaml)"
         )
     head = _head(source, tracking, experiment, head_sha)
@@ -416,7 +443,10 @@ def _results(source: MlflowSource, tracking: Tracking, runs: Sequence[RunData], 
     params = _params(runs)
     files: dict[str, bytes] = {}
     notes: list[str] = []
-    drawn, left_out = plotted(source.history, names, "MLflow")
+    # Only metrics with steps compete for the step plots (as TensorBoard's): a latest value at step 0
+    # has no steps before it (a metric logged once), and 30 of those left the only curve out.
+    with_steps = [name for name in names if any(_has_steps(run, name) for run in runs)]
+    drawn, left_out = plotted(source.history, with_steps, "MLflow")
     notes += left_out
     if drawn:
         files.update(_histories(tracking, runs, drawn))
@@ -459,8 +489,7 @@ def _params(runs: Sequence[RunData]) -> dict[str, Value]:
 def _histories(tracking: Tracking, runs: Sequence[RunData], names: Sequence[str]) -> dict[str, bytes]:
     """One plot file per metric: its step history in every run. One request per metric for all runs
     where the server offers it, else one per run and metric; eight requests at a time."""
-    # A latest value at step 0 has no steps before it (a metric logged once): nothing to fetch.
-    wanted = {name: [run for run in runs if name in run.metrics and run.last_steps.get(name) != 0] for name in names}
+    wanted = {name: [run for run in runs if _has_steps(run, name)] for name in names}
     wanted = {name: having for name, having in wanted.items() if having}
     fetched: dict[tuple[str, str], list[tuple[float, float]]] = {}  # (run id, metric) -> points
 
@@ -485,6 +514,12 @@ def _histories(tracking: Tracking, runs: Sequence[RunData], names: Sequence[str]
     }
 
 
+def _has_steps(run: RunData, name: str) -> bool:
+    """Whether ``run`` may have a step history of ``name``: it logged the metric, and its latest
+    value is not at step 0 (one value logged once; an unknown step may have a history)."""
+    return name in run.metrics and run.last_steps.get(name) != 0
+
+
 def _shard_name(run: RunData, index: int) -> str:
     """A shard name the report accepts: the run name's safe characters, or the run's position."""
     name = re.sub(r"[^A-Za-z0-9_.=-]", "-", run.name).strip("-.")[:64]
@@ -494,7 +529,7 @@ def _shard_name(run: RunData, index: int) -> str:
 def run_url(source: MlflowSource, uri: str, run: RunData) -> str | None:
     """The run's page in the tracking server's UI: ``mlflow.run_url``'s template, else the MLflow UI
     of an http(s) server (not GitLab's API endpoint, whose UI pages have other ids)."""
-    base = without_userinfo(uri).rstrip("/")
+    base = without_userinfo(uri).split("#", 1)[0].split("?", 1)[0].rstrip("/")  # a query may hold a token
     template = source.run_url
     if template is None:
         if not base.startswith(("http://", "https://")) or "/api/v4/projects/" in base:
@@ -507,4 +542,19 @@ def run_url(source: MlflowSource, uri: str, run: RunData) -> str | None:
         ("{run_id}", urllib.parse.quote(run.run_id, safe="")),
     ):
         url = url.replace(key, value)
-    return url if url.startswith(("http://", "https://")) else None
+    return _without_credential_parameters(url) if url.startswith(("http://", "https://")) else None
+
+
+def _without_credential_parameters(url: str) -> str:
+    """``url`` without the query parameters that look like credentials (``token=``, ``sig=``): the
+    link is posted where every reader of the pull request sees it. Other parameters stay as written."""
+    before, has_query, rest = url.partition("?")
+    if not has_query:
+        return url
+    query, has_fragment, fragment = rest.partition("#")
+    kept = [
+        pair
+        for pair in query.split("&")
+        if pair and not is_credential_parameter(urllib.parse.unquote_plus(pair.partition("=")[0]))
+    ]
+    return before + (f"?{'&'.join(kept)}" if kept else "") + (f"#{fragment}" if has_fragment else "")
