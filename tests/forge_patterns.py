@@ -46,7 +46,9 @@ PATTERNS = {
     "gitlab milestone": re.compile(r"%(?:\d+|\"[^\"]+\"|[A-Za-z0-9_\-.]+)"),
     "gitlab vulnerability": re.compile(r"\[vulnerability:\d+\]"),
     "gitlab iteration": re.compile(r"\*iteration:(?:\d+|\"[^\"]+\"|[A-Za-z0-9_\-.]+)"),
-    "gitlab project": re.compile(r"(?<![A-Za-z0-9_.])/?(?:[A-Za-z0-9_.][A-Za-z0-9_.-]*/)*[A-Za-z0-9_.][A-Za-z0-9_.-]*(?:>|&gt;)"),
+    "gitlab project": re.compile(
+        r"(?<![A-Za-z0-9_.])/?(?:[A-Za-z0-9_.][A-Za-z0-9_.-]*/)*[A-Za-z0-9_.][A-Za-z0-9_.-]*(?:>|&gt;)"
+    ),
     "gitlab inline diff": re.compile(r"(?<![\w\\])(?:\{\+.+?\+\}|\{-.+?-\}|\[\+.+?\+\]|\[-.+?-\])"),
     "gitlab emoji": re.compile(r"(?<![A-Za-z0-9:]):[a-z0-9_+-]+:(?![A-Za-z0-9:])"),
 }
