@@ -105,7 +105,7 @@ def base_branch(config: Config, git: Git, target: str | None, forge_default: str
     """The base branch: the pull/merge request's target, ``baseline.branch``, the forge's default
     branch, the clone's ``origin/HEAD``, then ``main`` or ``master``, whichever exists."""
     if target:
-        return BaseBranch(target, "the target branch of the pull request")
+        return BaseBranch(target, f"the target branch of the {'merge' if forge == 'gitlab' else 'pull'} request")
     if config.baseline_branch:
         return BaseBranch(config.baseline_branch, "baseline.branch in the config")
     if forge_default:

@@ -13,13 +13,18 @@ own config, thresholds and baseline, escaping every value like any other run. Re
 before anything is parsed: a regular file only (no FIFO, device or link to /dev/zero), at most
 :data:`MAX_BYTES`, JSON nested at most :data:`MAX_DEPTH` levels, at most :data:`MAX_VALUES` metrics
 or params per side, :data:`MAX_FILES` files of :data:`MAX_FILE_BYTES`, and strings cut to size.
+
+Run links (``link:<label>`` facts, which :func:`cml_bot.sources.run_links` shows as "Run facts"
+rows) are not taken from a bundle: label and URL would be the fork's choice, posted by the trusted
+job (on GitLab a link to an issue or merge request of the same instance becomes a cross-reference).
+The publishing side has no tracking server of its own to ask, so a published report has none.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +34,7 @@ from cml_bot.files import read_limited
 from cml_bot.pipeline import PipelineResult, StepResult
 from cml_bot.results import RunResults, atomic_write, from_json, make_own_folder, to_json
 from cml_bot.secrets import Secrets
+from cml_bot.sources import LINK_FACT
 
 RUN_FILE = "run.json"
 FORMAT_VERSION = 2
@@ -162,7 +168,11 @@ class _Reader:
             raise self.fail(f"{what} files: at most {MAX_FILES}")
         if any(not isinstance(v, str) or len(v) > MAX_FILE_BYTES * 4 // 3 + 4 for v in files.values()):
             raise self.fail(f"{what} files: each at most {MAX_FILE_BYTES // (1024 * 1024)} MB")
-        return from_json(json.dumps(value), f"{self.shown} ({what})")
+        results = from_json(json.dumps(value), f"{self.shown} ({what})")
+        if any(key.startswith(LINK_FACT) for key in results.facts):  # no links from a bundle (see above)
+            facts = {key: fact for key, fact in results.facts.items() if not key.startswith(LINK_FACT)}
+            results = replace(results, facts=facts)
+        return results
 
     def strings(self, value: object, what: str) -> tuple[str, ...]:
         if not isinstance(value, list) or len(value) > 10_000:

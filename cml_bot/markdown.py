@@ -6,14 +6,15 @@ bidi overrides, or ping people and link issues. Every piece of such text goes th
 functions.
 
 Mentions and references. Both forges find ``@user``, ``@org/team``, ``@all``, ``#1``, ``GH-1``,
-``owner/repo#1``, ``!1``, ``~label``, ``%milestone``, ``$1``, ``&1``, ``[vulnerability:1]``, commit
-shas and issue URLs in the *rendered* text outside code and links (GitHub's html-pipeline
-``MentionFilter``, GitLab's Banzai reference filters), so an HTML entity such as ``&#64;`` does not
-stop them: CommonMark decodes it first. :func:`neutralise` instead puts a zero-width space (U+200B)
-right after the sigil, where every one of those patterns needs a name or number character (as
-Renovate does in the release notes it posts); the text still reads the same. Inside code spans and
-code blocks nothing is looked up, so only GitLab's quick actions (``/close`` at the start of a line)
-need care there.
+``owner/repo#1``, ``!1``, ``~label``, ``%milestone``, ``$1``, ``&1``, ``[vulnerability:1]``,
+``*iteration:1``, ``group/project>``, commit shas and issue URLs in the *rendered* text outside
+code and links (GitHub's html-pipeline ``MentionFilter``, GitLab's Banzai reference filters), so an
+HTML entity such as ``&#64;`` does not stop them: CommonMark decodes it first. :func:`neutralise`
+instead puts a zero-width space (U+200B) right after the sigil (before the ``>`` of a project),
+where every one of those patterns needs a name or number character (as Renovate does in the release
+notes it posts); the text still reads the same. GitLab's inline diff (``{+ x +}``) and emoji
+(``:warning:``) are broken the same way. Inside code spans and code blocks nothing is looked up, so
+only GitLab's quick actions (``/close`` at the start of a line) need care there.
 
 Invisible characters (bidi overrides and isolates, zero-width characters, tag characters) are shown
 as ``<U+202E>`` rather than passed through, so a name cannot hide or reorder text.
@@ -44,11 +45,18 @@ _INVISIBLE = re.compile(
     "\ufff9-\ufffb\U000e0000-\U000e007f]"
 )
 # What starts a mention or a reference on one forge or the other, each broken by a zero-width space
-# (one pass): a sigil followed by anything but space; GH-1 / GL-1; the "://" of a URL (no autolink,
-# no issue URL); "www."; 7 or more hex characters with at least one letter (an abbreviated commit
-# sha; runs of digits alone are numbers and are left alone).
+# (one pass): a sigil followed by anything but space (GitLab's iteration "*iteration:1" among them);
+# GH-1 / GL-1; the "://" of a URL (no autolink, no issue URL); "www."; 7 or more hex characters with
+# at least one letter (an abbreviated commit sha; runs of digits alone are numbers and are left
+# alone). GitLab also links a project as "namespace/project>", the namespace optional and "&gt;"
+# matched as ">" (so "b>" of "</b>" is looked up too: a ">" or "&gt;" right after a path character
+# gets the space before it), shows "{+ text +}" / "{- text -}" as an inserted / deleted highlight,
+# and ":name:" as an emoji (only between characters that are not letters, digits or colons).
 _PING = re.compile(
-    r"[@#!~%$&\[](?=\S)"
+    r"[@#!~%$&\[*](?=\S)"
+    r"|\{(?=[+-])"
+    r"|(?<![A-Za-z0-9:]):(?=[A-Za-z0-9_+-]+:(?![A-Za-z0-9:]))"
+    r"|(?P<project>(?<=[A-Za-z0-9_.-])(?:>|&gt;))"
     r"|\b[Gg][HhLl]-(?=\d)"
     r"|:(?=//)"
     r"|\b[Ww]{3}(?=\.)"
@@ -83,6 +91,8 @@ def _break(match: re.Match[str]) -> str:
     run = match.group("hex")
     if run:
         return ZWSP.join(run[i : i + 6] for i in range(0, len(run), 6))
+    if match.group("project"):
+        return ZWSP + match.group(0)
     return match.group(0) + ZWSP
 
 

@@ -6,7 +6,12 @@ What counts as a secret (:meth:`Secrets.from_env`):
 
 - the forge tokens (:data:`TOKEN_VARIABLES`);
 - every variable whose name marks a secret: ``*TOKEN*``, ``*PASSWORD*``, ``*PASSWD*``, ``*SECRET*``,
-  ``*_KEY`` (GitLab's ``CI_REGISTRY_PASSWORD`` and ``CI_DEPENDENCY_PROXY_PASSWORD`` among them);
+  ``*JWT*``, ``*_KEY`` (GitLab's ``CI_REGISTRY_PASSWORD``, ``CI_DEPENDENCY_PROXY_PASSWORD``, its
+  signed job JWTs ``CI_JOB_JWT``/``_V1``/``_V2`` and ``id_tokens`` such as ``AWS_ID_TOKEN`` or
+  ``AWS_OIDC_JWT`` among them);
+- every variable whose value is a JWT (``eyJ...``, two or three dots: a signed or encrypted token
+  for Vault or a cloud's OIDC login), whatever its name (``OIDC`` in a name alone is no sign: a
+  role ARN or an issuer URL is not a secret, and masking it would garble every output);
 - the password (or a token used as the user name) in the userinfo of a URL in any variable, such as
   GitLab's ``CI_REPOSITORY_URL`` (``https://gitlab-ci-token:<job token>@host/...``).
 
@@ -57,10 +62,19 @@ TOKEN_VARIABLES = (
     "MLFLOW_TRACKING_USERNAME",
     "MLFLOW_TRACKING_PASSWORD",
     "DATABRICKS_TOKEN",
+    # GitLab's signed job JWTs (Vault / cloud OIDC login as this project's pipeline), given to every
+    # job before GitLab 17.0 without the user asking. A job that needs one declares ``id_tokens``
+    # (GitLab's replacement): those are the user's to pass, scrubbed but kept for the commands.
+    "CI_JOB_JWT",
+    "CI_JOB_JWT_V1",
+    "CI_JOB_JWT_V2",
 )
 # GitLab variables that carry the job token under another name.
 _FORGE_DERIVED = ("CI_REPOSITORY_URL", "CI_REGISTRY_PASSWORD", "CI_DEPENDENCY_PROXY_PASSWORD")
-_SECRET_NAME = re.compile(r"TOKEN|PASSWORD|PASSWD|SECRET|_KEY$", re.IGNORECASE)
+_SECRET_NAME = re.compile(r"TOKEN|PASSWORD|PASSWD|SECRET|JWT|_KEY$", re.IGNORECASE)
+# A JWT: base64url JSON header ("eyJ" is '{"'), then payload and signature (JWS), or four more parts
+# (JWE); the signature of an unsigned token is empty.
+_JWT_VALUE = re.compile(r"eyJ[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*){2}(?:(?:\.[A-Za-z0-9_-]*){2})?")
 # git sends "Authorization: basic base64(<user>:<token>)"; these are the users it takes for tokens.
 _BASIC_AUTH_USERS = (b"x-access-token:", b"gitlab-ci-token:", b"oauth2:", b"git:", b":")
 # scheme://userinfo@ : the userinfo ends at the last "@" before the path (as browsers parse it);
@@ -76,6 +90,11 @@ T = TypeVar("T")
 def secret_variable(name: str) -> bool:
     """True when an environment variable's name says it holds a secret."""
     return name in TOKEN_VARIABLES or name in _FORGE_DERIVED or bool(_SECRET_NAME.search(name))
+
+
+def looks_like_jwt(value: str) -> bool:
+    """True when ``value`` (surrounding space aside) is a JSON Web Token, whatever names it."""
+    return _JWT_VALUE.fullmatch(value.strip()) is not None
 
 
 @dataclass(frozen=True)
@@ -105,8 +124,9 @@ class Secrets:
         for name, value in env.items():
             if not value:
                 continue
-            if secret_variable(name):
+            if secret_variable(name) or looks_like_jwt(value):
                 found.add(value)
+                found.add(value.strip())
             if "://" in value and "@" in value:
                 found.update(_userinfo_secrets(value))
         return cls(frozenset(found))
@@ -309,9 +329,10 @@ class _Walker:
 
 
 def without_tokens(env: Mapping[str, str]) -> dict[str, str]:
-    """``env`` for the project's own commands: no forge token, under its own name or inside another
-    variable (GitLab's ``CI_REPOSITORY_URL``, ``CI_REGISTRY_PASSWORD``, ...). Other secrets (cloud
-    credentials the training needs) are the user's to pass and stay."""
+    """``env`` for the project's own commands: no forge token (GitLab's job JWTs among them), under
+    its own name or inside another variable (GitLab's ``CI_REPOSITORY_URL``,
+    ``CI_REGISTRY_PASSWORD``, ...). Other secrets (cloud credentials, ``id_tokens`` the training
+    needs) are the user's to pass and stay; they are scrubbed from every output all the same."""
     tokens = [env[name] for name in TOKEN_VARIABLES if len(env.get(name) or "") >= MIN_SECRET_LENGTH]
     kept = {}
     for key, value in env.items():

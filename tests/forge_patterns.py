@@ -11,8 +11,13 @@ tests/contracts/gitlab/README.md), so the patterns run on :func:`rendered_text`.
 - GitLab: the ``reference_pattern`` of users (``@user``, ``@group``, ``@all``), issues (``#1``,
   ``GL-1``, ``group/project#1``; no word boundary needed before ``#``), merge requests (``!1``),
   snippets (``$1``), epics (``&1``), labels (``~bug``, ``~"a b"``, ``~1``), milestones (``%v1``,
-  ``%"a b"``, ``%1``), vulnerabilities (``[vulnerability:1]``), commits; quick actions (a line of
-  the raw markdown starting with ``/`` outside a block fenced with exactly three backticks).
+  ``%"a b"``, ``%1``), vulnerabilities (``[vulnerability:1]``), iterations (``*iteration:1``,
+  ``*iteration:"Sprint 3"``), projects (``namespace/project>``, the namespace optional, ``&gt;`` for ``>``:
+  ``Project.markdown_reference_pattern``),
+  commits; quick actions (a line of the raw markdown starting with ``/`` outside a block fenced with
+  exactly three backticks). Not references but shown as more than text: inline diff highlights
+  (``{+ x +}``, ``{- x -}``, ``[+ x +]``) and emoji (``:warning:``, between characters that are not
+  letters, digits or colons).
 
 A run of digits alone is treated as a number, not as an abbreviated sha: neither forge links it
 unless a commit with exactly that abbreviation exists, and breaking numbers would spoil copying them.
@@ -40,6 +45,12 @@ PATTERNS = {
     "gitlab label": re.compile(r"~(?:\d+|\"[^\"]+\"|[A-Za-z0-9_\-?.&]+)"),
     "gitlab milestone": re.compile(r"%(?:\d+|\"[^\"]+\"|[A-Za-z0-9_\-.]+)"),
     "gitlab vulnerability": re.compile(r"\[vulnerability:\d+\]"),
+    "gitlab iteration": re.compile(r"\*iteration:(?:\d+|\"[^\"]+\"|[A-Za-z0-9_\-.]+)"),
+    "gitlab project": re.compile(
+        r"(?<![A-Za-z0-9_.])/?(?:[A-Za-z0-9_.][A-Za-z0-9_.-]*/)*[A-Za-z0-9_.][A-Za-z0-9_.-]*(?:>|&gt;)"
+    ),
+    "gitlab inline diff": re.compile(r"(?<![\w\\])(?:\{\+.+?\+\}|\{-.+?-\}|\[\+.+?\+\]|\[-.+?-\])"),
+    "gitlab emoji": re.compile(r"(?<![A-Za-z0-9:]):[a-z0-9_+-]+:(?![A-Za-z0-9:])"),
 }
 # GitLab's quick-action extractor (Gitlab::QuickActions::Extractor): fenced ``` code, an HTML
 # block and a >>> quote are skipped; any other line starting with "/name" is a command.

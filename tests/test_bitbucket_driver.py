@@ -213,6 +213,42 @@ def test_code_insights_has_ten_fields_at_most_and_one_annotation_per_failed_gate
     assert (HEAD_SHA, "cml-bot-default") not in fake_bitbucket.annotations
 
 
+HIDDEN = "acc\u202eycarucca\u200b\nline2\u2028\U000e0041"  # bidi override, zero-width, newlines, a tag
+
+
+def insight_texts(fake: FakeBitbucket) -> list[str]:
+    """Every text field of the stored Code Insights report and its annotations."""
+    stored = fake.reports[(HEAD_SHA, "cml-bot-default")]
+    texts = [stored["title"], stored["details"], *(f["title"] for f in stored.get("data", []))]
+    texts += [str(f["value"]) for f in stored.get("data", []) if f["type"] == "TEXT"]
+    for annotation in fake.annotations.get((HEAD_SHA, "cml-bot-default"), {}).values():
+        texts += [annotation["summary"], annotation.get("details", "")]
+    return texts
+
+
+def test_code_insights_fields_show_invisible_characters_by_name(fake_bitbucket: FakeBitbucket) -> None:
+    from cml_bot.config import Threshold
+
+    driver = forge(fake_bitbucket)
+    driver.code_insights_pending(f"Model {HIDDEN}", "default", None)
+    assert insight_texts(fake_bitbucket)[0] == "Model acc<U+202E>ycarucca<U+200B> line2 <U+E0041>"
+    long = "x\u200b" * 200
+    rules = (Threshold(HIDDEN, max_drop=0.01), Threshold(long, max_drop=0.01))
+    hostile = Report(f"Model {HIDDEN}", "default", diff({HIDDEN: 0.9, long: 0.9}, {HIDDEN: 0.5, long: 0.5}, rules))
+
+    driver.code_insights(hostile, None)
+
+    texts = insight_texts(fake_bitbucket)
+    for text in texts:
+        assert not any(c in text for c in "\u202e\u200b\n\r\u2028\U000e0041"), repr(text)
+    stored = fake_bitbucket.reports[(HEAD_SHA, "cml-bot-default")]
+    assert "acc<U+202E>ycarucca<U+200B> line2 <U+E0041>" in stored["data"][2]["title"]
+    assert all(len(f["title"]) <= 100 for f in stored["data"])  # cut after the names were shown
+    summaries = [a["summary"] for a in fake_bitbucket.annotations[(HEAD_SHA, "cml-bot-default")].values()]
+    assert any(summary.startswith("acc<U+202E>ycarucca<U+200B> line2 <U+E0041>: dropped") for summary in summaries)
+    assert all(len(summary) <= 450 for summary in summaries)
+
+
 def test_more_than_1000_failed_gates_keep_the_first_1000(
     fake_bitbucket: FakeBitbucket, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -98,6 +98,7 @@ def _unescaped(text: str, char: str) -> list[int]:
 @example("&#64;octocat &amp; &lt;b&gt;")
 @example("[link](http://evil) ![img](x)")
 @example("~~strike~~ **bold** _em_ $x$")
+@example('*iteration:42 *iteration:"Sprint 3" gitlab-org/gitlab> {+ ok +} {- x -} :warning:')
 def test_cell_is_one_literal_cell(value: str) -> None:
     escaped = md.cell(value)
     assert "\n" not in escaped and "\r" not in escaped
@@ -203,6 +204,35 @@ def _pre_blocks(source: str) -> list[str]:
     return parser.blocks
 
 
+GITLAB_ONLY = [
+    pytest.param("*iteration:42", "gitlab iteration", id="iteration"),
+    pytest.param('*iteration:"Sprint 3"', "gitlab iteration", id="iteration-quoted"),
+    pytest.param("gitlab-org/gitlab>", "gitlab project", id="project"),
+    pytest.param("see group/sub/project> now", "gitlab project", id="project-nested"),
+    pytest.param("the gitlab> project", "gitlab project", id="project-same-namespace"),
+    pytest.param("g/p&gt;", "gitlab project", id="project-escaped"),
+    pytest.param("{+ APPROVED BY SECURITY +}", "gitlab inline diff", id="diff-added"),
+    pytest.param("{- removed -}", "gitlab inline diff", id="diff-removed"),
+    pytest.param(":warning: check", "gitlab emoji", id="emoji"),
+]
+
+
+@pytest.mark.parametrize(("value", "pattern"), GITLAB_ONLY)
+def test_gitlab_iterations_projects_inline_diffs_and_emoji_stay_text(value: str, pattern: str) -> None:
+    raw = live_references(rendered_text(PARSER.render(f"| h |\n|---|\n| {value} |\n")))
+    assert any(found.startswith(pattern) for found in raw), raw  # the check sees the raw text
+    for escaped in (md.cell(value), md.text(value), md.html_text(value)):
+        text = rendered_text(PARSER.render(f"| h |\n|---|\n| {escaped} |\n"))
+        assert not live_references(text), (escaped, live_references(text))
+        assert _read(text).strip().endswith(value)  # reads the same (after the header "h")
+
+
+def test_times_and_arrows_are_left_alone() -> None:
+    """Colons between digits are no emoji, and an arrow's ">" gets only an invisible space."""
+    assert md.cell("12:30:45 ratio 3:1") == "12:30:45 ratio 3:1"
+    assert _read(md.cell("a->b")) == "a-\\>b"
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(HOSTILE.map(lambda s: s.replace("\n", " ")), max_size=8))
 @example(["```", "````", "end"])
@@ -238,7 +268,8 @@ def test_code_span_stays_in_its_cell(value: str) -> None:
 
 
 def test_html_text_escapes_tags_quotes_and_mentions() -> None:
-    assert md.html_text('<b a="1">@me & you\n</b>') == ("&lt;b a=&quot;1&quot;&gt;@\u200bme &amp; you &lt;/b&gt;")
+    # "/b>" could be GitLab's reference to a project "b": its ">" gets a zero-width space in front.
+    assert md.html_text('<b a="1">@me & you\n</b>') == ("&lt;b a=&quot;1&quot;&gt;@\u200bme &amp; you &lt;/b\u200b&gt;")
 
 
 def test_link_target_encodes_breaking_characters() -> None:

@@ -585,7 +585,7 @@ def test_html_preview() -> None:
     report = hostile_report()
     page = render_html(render_markdown(report, URLS), report.title)
     assert page.startswith("<!doctype html>")
-    assert "<title># @\u200boctocat &lt;script&gt; | report</title>" in page
+    assert "<title># @\u200boctocat &lt;script\u200b&gt; | report</title>" in page  # "script>": a GitLab project
     assert "<script" not in page
 
 

@@ -338,3 +338,67 @@ def test_a_secret_with_bytes_that_are_not_utf8() -> None:
     value = "abc\udcffdefghij"  # how os.environ keeps the byte 0xff
     secrets = Secrets.from_env({"MY_SECRET": value})
     assert secrets.scrub(f"<{value}>") == "<***>" and secrets.scrub(repr(value)) == "'***'"
+
+
+# --- GitLab's job JWTs and id_tokens ------------------------------------------------------------------
+
+# A JWT as GitLab signs one (header {"alg":"RS256","kid":"123"}, payload {"sub":"project_path:g/p"}).
+JWT = "eyJhbGciOiJSUzI1NiIsImtpZCI6IjEyMyJ9.eyJzdWIiOiJwcm9qZWN0X3BhdGg6Zy9wIn0.c2lnbmF0dXJlLXNlY3JldA"
+
+
+def jwt(n: int) -> str:
+    """Another token from the same issuer: the signature differs from its first character."""
+    return f"{JWT.rsplit('.', 1)[0]}.{n}{JWT.rsplit('.', 1)[1]}"
+
+
+def test_job_jwts_and_jwt_shaped_values_are_secrets() -> None:
+    from cml_bot.secrets import Secrets, looks_like_jwt, secret_variable
+
+    for name in ("CI_JOB_JWT", "CI_JOB_JWT_V1", "CI_JOB_JWT_V2", "AWS_OIDC_JWT", "VAULT_ID_TOKEN", "gcp_jwt"):
+        assert secret_variable(name), name
+    assert not secret_variable("AWS_OIDC_ROLE_ARN") and not secret_variable("OIDC_ISSUER_URL")
+    # Under a name that says nothing: the value's shape (JWS, JWE, unsigned) gives it away.
+    jwe = "eyJhbGciOiJSU0EtT0FFUCJ9.ZW5jcnlwdGVka2V5.aXYxMjM0NTY.Y2lwaGVydGV4dA.dGFnMTIzNA"
+    unsigned = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."
+    assert looks_like_jwt(JWT) and looks_like_jwt(jwe) and looks_like_jwt(unsigned) and looks_like_jwt(JWT + "\n")
+    assert not looks_like_jwt("eyJ0.not a jwt") and not looks_like_jwt("v1.2.3") and not looks_like_jwt("x" + JWT)
+    secrets = Secrets.from_env(
+        {"CLOUD_LOGIN": JWT + "\n", "ENCRYPTED": jwe, "AWS_OIDC_ROLE_ARN": "arn:aws:iam::123456789012:role/ci"}
+    )
+    text = secrets.scrub(f"login {JWT} then {jwe} as arn:aws:iam::123456789012:role/ci")
+    assert text == "login *** then *** as arn:aws:iam::123456789012:role/ci"
+
+
+def test_forge_jwts_never_reach_the_commands_but_declared_id_tokens_do() -> None:
+    from cml_bot.secrets import without_tokens
+
+    env = {
+        "CI_JOB_JWT": JWT,
+        "CI_JOB_JWT_V1": jwt(1),
+        "CI_JOB_JWT_V2": jwt(2),
+        "VAULT_ADDR_WITH_JWT": f"https://vault/?jwt={JWT}",  # carries a forge JWT: withheld too
+        "AWS_OIDC_JWT": jwt(3),  # declared by the user under id_tokens, for the training's cloud login
+        "PATH": "/bin",
+    }
+    assert without_tokens(env) == {"AWS_OIDC_JWT": jwt(3), "PATH": "/bin"}
+
+
+def test_gitlab_job_jwts_printed_by_a_step_are_scrubbed(fake: FakeGitLab, repo: GitRepo, tmp_path: Path) -> None:
+    config = CONFIG.replace(
+        'run: env; echo "token=[$GITHUB_TOKEN][$CML_BOT_TOKEN][$GITLAB_TOKEN][$CI_JOB_TOKEN]"',
+        'run: echo "jwt=[$CI_JOB_JWT][$CI_JOB_JWT_V2] AWS_OIDC_JWT=$AWS_OIDC_JWT LOGIN=$LOGIN"; exit 1',
+    )
+    base, head = project(repo, config)
+    fake.add_merge_request(MR_IID, sha=head)
+    jwts = {"CI_JOB_JWT": JWT, "CI_JOB_JWT_V2": jwt(2), "AWS_OIDC_JWT": jwt(3), "LOGIN": jwt(4)}
+    env = ci_env(fake, CI_COMMIT_SHA=head, CI_MERGE_REQUEST_DIFF_BASE_SHA=base, **jwts)
+    env["PATH"] = "/usr/bin:/bin"
+
+    code, out, err = cli(["run"], env, repo)
+
+    assert code == 1, out + err
+    assert "jwt=[][]" in out  # the forge's JWTs were withheld from the step
+    [note] = fake.marked_notes(MR_IID, "<!-- cml-bot report (id: default) -->")
+    assert "AWS_OIDC_JWT=***" in note["body"] and "LOGIN=***" in note["body"]  # passed, and scrubbed
+    posted = "\n".join([n["body"] for n in fake.notes(MR_IID)] + [str(s) for s in fake.statuses])
+    assert_no_token([*jwts.values(), JWT[:60]], out, err, written(repo.root, tmp_path), posted)

@@ -43,6 +43,7 @@ from typing import Any
 import requests
 
 from cml_bot import answers
+from cml_bot import markdown as md
 from cml_bot.baseline import ResultStore
 from cml_bot.context import CiContext
 from cml_bot.diff import numeric
@@ -67,6 +68,7 @@ ANNOTATIONS_PER_REQUEST = 100
 ANNOTATIONS_PER_REPORT = 1000
 TEXT_LIMIT = 2000  # a Code Insights report's details; Cloud documents no limit, Data Center 2,000
 SUMMARY_LIMIT = 450  # a report's title and an annotation's summary (Data Center's limit, likewise)
+DATA_TITLE_LIMIT = 100  # a data field's title
 MAX_IMAGE_BYTES = 25 * 1024 * 1024
 HINTS = {
     401: "the token was rejected (expired or revoked?); check CML_BOT_TOKEN",
@@ -286,7 +288,7 @@ class Bitbucket:
         replaces it with the result."""
         body: dict[str, Any] = {
             "type": "report",
-            "title": title[:SUMMARY_LIMIT] or "cml-bot",
+            "title": _plain(title, SUMMARY_LIMIT) or "cml-bot",
             "details": "cml-bot is running the pipeline; the result follows when it ends.",
             "report_type": "TEST",
             "reporter": "cml-bot",
@@ -305,8 +307,8 @@ class Bitbucket:
         self.insights.send(Request("DELETE", path), accept=frozenset({404}))  # its annotations go with it
         body: dict[str, Any] = {
             "type": "report",
-            "title": report.title[:SUMMARY_LIMIT] or "cml-bot",
-            "details": verdict_summary(report)[:TEXT_LIMIT],
+            "title": _plain(report.title, SUMMARY_LIMIT) or "cml-bot",
+            "details": _plain(verdict_summary(report), TEXT_LIMIT),
             "report_type": "TEST",
             "reporter": "cml-bot",
             "result": "FAILED" if report.verdict in _FAILED else "PASSED",
@@ -320,7 +322,7 @@ class Bitbucket:
                 "type": "report_annotation",
                 "external_id": f"gate-{number}",
                 "annotation_type": "BUG",
-                "summary": text[:SUMMARY_LIMIT],
+                "summary": _plain(text, SUMMARY_LIMIT),
                 "severity": "HIGH",
                 "result": "FAILED",
             }
@@ -445,8 +447,15 @@ def _data_fields(report: Report) -> list[dict[str, Any]]:
     for metric in metrics:
         value = numeric(metric.head)
         if len(fields) < MAX_DATA_FIELDS and value is not None and math.isfinite(value):
-            fields.append({"title": metric.name[:100], "type": "NUMBER", "value": value})
+            fields.append({"title": _plain(metric.name, DATA_TITLE_LIMIT), "type": "NUMBER", "value": value})
     return fields
+
+
+def _plain(text: str, limit: int) -> str:
+    """A Code Insights text field: one line, invisible characters shown by name (``<U+202E>``), as
+    on every other channel, then cut to ``limit`` (Code Insights shows plain text, no markdown)."""
+    shown = md.one_line(text, limit).strip()
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 
 def _failed_gates(report: Report) -> list[str]:

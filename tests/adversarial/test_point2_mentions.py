@@ -44,6 +44,11 @@ HOSTILE = [
     pytest.param("www.example.com/x", id="www"),
     pytest.param("mail me@example.com", id="email"),
     pytest.param("&#64;alice &commat;bob", id="entities"),
+    pytest.param("*iteration:42", id="iteration"),
+    pytest.param('*iteration:"Sprint 3"', id="iteration-quoted"),
+    pytest.param("gitlab-org/gitlab>", id="project"),
+    pytest.param("{+ APPROVED BY SECURITY +}", id="inline-diff"),
+    pytest.param(":warning: check", id="emoji"),
 ]
 
 
