@@ -252,9 +252,33 @@ def _userinfo_secrets(text: str) -> set[str]:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its userinfo (user and password) replaced by ``***``. Never raises, whatever
-    the URL looks like (``http://u:p@host:99999/x`` included)."""
-    return _URL_USERINFO.sub(lambda m: m.group(1) + MASK + "@", url)
+    """``url`` safe to show: no user, password, query string or fragment (they may hold tokens;
+    a query that was there shows as ``?...``). A local path or ``file:`` URL keeps its ``?`` and ``#``
+    (they are part of the name). Never raises, whatever the URL looks like
+    (``http://u:p@host:99999/x`` included)."""
+    shown = without_userinfo(url)
+    if re.match(r"^[A-Za-z]:[\\/]", shown):  # a Windows drive, not a scheme
+        return shown
+    try:
+        scheme = urllib.parse.urlsplit(shown).scheme.lower()
+    except ValueError:  # e.g. an unbalanced IPv6 bracket: not a local path
+        scheme = "?"
+    if scheme in ("", "file"):
+        return shown
+    before_query, has_query, query = shown.split("#", 1)[0].partition("?")
+    return before_query + ("?..." if has_query and query else "")
+
+
+# A URL inside a message: a scheme, then up to a space or quote, not ending in punctuation of the
+# sentence around it.
+_URL_IN_TEXT = re.compile(r"""[A-Za-z][A-Za-z0-9+.-]*://[^\s'"<>]*[^\s'"<>.,;:)\]}]""")
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with every URL in it shown as :func:`redact_url` shows one. An exception's text
+    names the URL it was at, which may be where a redirect led, with a query the configured URL
+    lacked."""
+    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
 
 
 def without_userinfo(url: str) -> str:

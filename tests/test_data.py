@@ -28,10 +28,10 @@ from cml_bot.data import (
     default_cache,
     make_fetcher,
     pull,
-    redact,
     set_data_entry,
 )
 from cml_bot.errors import ConfigError, DataError
+from cml_bot.secrets import redact_url
 
 
 def sha(data: bytes) -> str:
@@ -550,8 +550,8 @@ def test_default_cache_location(repo: Path, tmp_path: Path, monkeypatch: pytest.
 
 
 def test_redact_hides_credentials_and_queries() -> None:
-    assert redact("https://user:pw@host:8443/a/b.csv?X-Amz-Signature=s") == "https://host:8443/a/b.csv?..."
-    assert redact("data/local.csv") == "data/local.csv"
+    assert redact_url("https://user:pw@host:8443/a/b.csv?X-Amz-Signature=s") == "https://host:8443/a/b.csv?..."
+    assert redact_url("data/local.csv") == "data/local.csv"
 
 
 # ----------------------------------------------------------------------------------------- data add

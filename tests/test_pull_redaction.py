@@ -1,5 +1,5 @@
 """What a failed pull says about where it was sent: the configured URL is shown without its query
-(:func:`cml_bot.data.redact`), and so is every URL inside an error's own text: requests names the
+(:func:`cml_bot.secrets.redact_url`), and so is every URL inside an error's own text: requests names the
 URL a redirect led to (``InvalidSchema: No connection adapters were found for 'ftp://...?token=...'``)."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from cml_bot.data import make_fetcher, redact
-from cml_bot.data.sources import redact_urls
+from cml_bot.data import make_fetcher
 from cml_bot.errors import DataError
+from cml_bot.secrets import redact_url, redact_urls
 
 SECRET = "QTOKEN-secret-in-a-redirect-5521"
 
@@ -72,4 +72,4 @@ def test_redact_urls_in_text() -> None:
         'see https://h2.example/a?..., or "s3://b/k?..." (and /local/path?x=1)'
     )
     assert redact_urls("nothing here") == "nothing here"
-    assert redact("https://u:p@h/x?token=1") == "https://h/x?..."
+    assert redact_url("https://u:p@h/x?token=1") == "https://h/x?..."

@@ -267,7 +267,9 @@ def test_without_userinfo_leaves_out_user_and_password_and_never_raises() -> Non
 def test_redact_url_never_raises_and_takes_the_last_at() -> None:
     from cml_bot.secrets import redact_url
 
-    assert redact_url("https://user:p@ss@host/x") == "https://***@host/x"
+    assert redact_url("https://user:p@ss@host/x") == "https://host/x"
+    assert redact_url("https://host/x?token=abc#frag") == "https://host/x?..."
+    assert redact_url("data/a?b#c.csv") == "data/a?b#c.csv"  # a local path keeps its name
     assert redact_url("http://[::1") == "http://[::1"
     assert redact_url("s3://bucket/key") == "s3://bucket/key"
     assert redact_url("x://" * 10_000).startswith("x://")

@@ -34,7 +34,7 @@ from cml_bot.data.cache import PulledFile, PullResult, Transfer, blob_path, defa
 from cml_bot.data.changes import DataChange, collect_data_changes, data_changes
 from cml_bot.data.dvc import dvc_executable, dvc_pull, is_dvc_repo
 from cml_bot.data.pinning import add_file, set_data_entry
-from cml_bot.data.sources import Download, Fetcher, RetryableError, SourceFetcher, make_fetcher, redact
+from cml_bot.data.sources import Download, Fetcher, RetryableError, SourceFetcher, make_fetcher
 
 __all__ = [
     "DataChange",
@@ -56,6 +56,5 @@ __all__ = [
     "is_dvc_repo",
     "make_fetcher",
     "pull",
-    "redact",
     "set_data_entry",
 ]

@@ -20,10 +20,11 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from cml_bot.config import Config, DataFile, in_git_folder
-from cml_bot.data.sources import CHUNK, Fetcher, ResumeRejected, RetryableError, SourceFetcher, make_fetcher, redact
+from cml_bot.data.sources import CHUNK, Fetcher, ResumeRejected, RetryableError, SourceFetcher, make_fetcher
 from cml_bot.errors import DataError
 from cml_bot.files import NotRegularFile, describe_size, open_regular
 from cml_bot.results import atomic_write
+from cml_bot.secrets import redact_url
 
 if TYPE_CHECKING:
     pass
@@ -573,7 +574,7 @@ class _Worker:
                 restarted = True
                 continue
             except RetryableError as exc:
-                pace.check(_file_size(part), redact(f.url))
+                pace.check(_file_size(part), redact_url(f.url))
                 if _file_size(part) > before:  # progress was made: resume at once
                     failures = 0
                     log.info("%s: %s; resuming", f.path, exc)
@@ -593,7 +594,8 @@ class _Worker:
                 restarted = True
                 continue
             raise DataError(
-                f"{f.path}: sha256 mismatch for {redact(f.url)}: expected {f.sha256}, got {digest} (nothing was placed)"
+                f"{f.path}: sha256 mismatch for {redact_url(f.url)}: expected {f.sha256}, got {digest} "
+                "(nothing was placed)"
             )
         os.chmod(part, 0o444)
         _replace_irregular(blob)
@@ -614,7 +616,7 @@ class _Worker:
                 digest, have = hashlib.sha256(), 0
                 flags, how = os.O_WRONLY | os.O_CREAT | os.O_TRUNC, "wb"
             else:
-                raise ResumeRejected(f"{redact(f.url)}: source resumed at {download.offset}, not {have}")
+                raise ResumeRejected(f"{redact_url(f.url)}: source resumed at {download.offset}, not {have}")
             self.received(f.path, have, download.total)
             with _open_regular(part, flags, how) as out:
                 for block in download.chunks:
@@ -625,7 +627,7 @@ class _Worker:
                     out.write(block)
                     digest.update(block)
                     have += len(block)
-                    pace.check(have, redact(f.url))
+                    pace.check(have, redact_url(f.url))
                     self.received(f.path, have, download.total)
         finally:
             download.close()

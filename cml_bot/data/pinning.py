@@ -20,10 +20,10 @@ from cml_bot.config import (
     yaml_error,
 )
 from cml_bot.data.cache import hash_file, target_path
-from cml_bot.data.sources import redact
 from cml_bot.errors import ConfigError, DataError
 from cml_bot.files import read_limited
 from cml_bot.results import atomic_write
+from cml_bot.secrets import redact_url
 
 if TYPE_CHECKING:
     pass
@@ -55,7 +55,7 @@ def add_file(config_root: Path, path: str, url: str, config_file: Path) -> DataF
         raise DataError(f"{path}: a source URL is required")
     problem = url_problem(url.strip()) or credentials_problem(url.strip())
     if problem is not None:
-        raise DataError(f"--url {redact(url.strip())[:300]!r} {problem}")
+        raise DataError(f"--url {redact_url(url.strip())[:300]!r} {problem}")
     sha, size = hash_file(source)
     entry = DataFile(path=relative, url=url.strip(), sha256=sha, size=size)
     try:

@@ -1,7 +1,7 @@
 """Where pinned data comes from: HTTP(S) with resume, local files, and fsspec protocols (s3, gs, ...).
 
 A :class:`Fetcher` opens a URL at a byte offset; :class:`RetryableError` tells the puller to try
-again (resuming where it stopped). Userinfo in URLs is never shown (:func:`redact`).
+again (resuming where it stopped). Userinfo and queries of URLs are never shown (:func:`cml_bot.secrets.redact_url`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from cml_bot.errors import DataError
 from cml_bot.files import NotRegularFile, open_regular
-from cml_bot.secrets import without_userinfo
+from cml_bot.secrets import redact_url, redact_urls
 
 if TYPE_CHECKING:
     import requests
@@ -111,32 +111,6 @@ def _scheme(url: str) -> str:
     return urllib.parse.urlsplit(url).scheme.lower()
 
 
-def redact(url: str) -> str:
-    """``url`` safe to show: no user, password, query string or fragment (they may hold tokens).
-    A local path or ``file:`` URL keeps its ``?`` and ``#`` (they are part of the name). Never
-    raises, whatever the URL looks like."""
-    shown = without_userinfo(url)
-    try:
-        local = _scheme(shown) in ("", "file")
-    except ValueError:  # e.g. an unbalanced IPv6 bracket: not a local path
-        local = False
-    if local:
-        return shown
-    before_query, has_query, query = shown.split("#", 1)[0].partition("?")
-    return before_query + ("?..." if has_query and query else "")
-
-
-# A URL inside a message: a scheme, then up to a space or quote, not ending in punctuation of the
-# sentence around it.
-_URL_IN_TEXT = re.compile(r"""[A-Za-z][A-Za-z0-9+.-]*://[^\s'"<>]*[^\s'"<>.,;:)\]}]""")
-
-
-def redact_urls(text: str) -> str:
-    """``text`` with every URL in it shown as :func:`redact` shows one. An exception's text names
-    the URL it was at, which may be where a redirect led, with a query the configured URL lacked."""
-    return _URL_IN_TEXT.sub(lambda m: redact(m.group(0)), text)
-
-
 def _new_session() -> requests.Session:
     import requests
     from requests.adapters import HTTPAdapter
@@ -156,7 +130,7 @@ def _fetch_http(session: requests.Session, url: str, offset: int) -> Download:
     headers = {"Range": f"bytes={offset}-"} if offset else {}
     # Ask for the bytes as stored: a transparently decompressed body would not match the sha256.
     headers["Accept-Encoding"] = "identity"
-    shown = redact(url)
+    shown = redact_url(url)
     try:
         response = session.get(url, headers=headers, stream=True, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
     except (requests.ConnectionError, requests.Timeout) as exc:
@@ -236,7 +210,7 @@ def _fetch_fsspec(url: str, offset: int, opener: Callable[[str], Any] | None) ->
             fsspec = importlib.import_module("fsspec")
         except ImportError:
             hint = _extra_hint(scheme)
-            raise DataError(f"{redact(url)}: {scheme}:// sources need fsspec: {hint}") from None
+            raise DataError(f"{redact_url(url)}: {scheme}:// sources need fsspec: {hint}") from None
 
         def opener(u: str) -> Any:
             return fsspec.open(u, "rb").open()
@@ -244,10 +218,10 @@ def _fetch_fsspec(url: str, offset: int, opener: Callable[[str], Any] | None) ->
     try:
         handle = opener(url)
     except ImportError:
-        raise DataError(f"{redact(url)}: {scheme}:// sources need {_extra_hint(scheme)}") from None
+        raise DataError(f"{redact_url(url)}: {scheme}:// sources need {_extra_hint(scheme)}") from None
     except (OSError, ValueError) as exc:
-        raise DataError(f"{redact(url)}: cannot open ({redact_urls(' '.join(str(exc).split()))[:200]})") from None
-    return _stream(handle, offset, lambda exc: RetryableError(f"{redact(url)}: {redact_urls(str(exc))[:200]}"))
+        raise DataError(f"{redact_url(url)}: cannot open ({redact_urls(' '.join(str(exc).split()))[:200]})") from None
+    return _stream(handle, offset, lambda exc: RetryableError(f"{redact_url(url)}: {redact_urls(str(exc))[:200]}"))
 
 
 def _stream(handle: Any, offset: int, failure: Callable[[OSError], Exception]) -> Download:

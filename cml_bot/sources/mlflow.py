@@ -33,11 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 from cml_bot.baseline import ANCESTOR_SEARCH_LIMIT, Baseline
 from cml_bot.config import MLFLOW_ARTIFACT_PREFIX, MlflowSource, is_credential_parameter
-from cml_bot.data.sources import redact, redact_urls
 from cml_bot.errors import ConfigError, SourceError
 from cml_bot.metrics import Samples, Value
 from cml_bot.results import RunResults
-from cml_bot.secrets import Secrets, without_userinfo
+from cml_bot.secrets import Secrets, redact_url, redact_urls, without_userinfo
 from cml_bot.sources import (
     LINK_FACT,
     MLFLOW_HISTORY,
@@ -163,11 +162,11 @@ class Tracking:
                 metrics = json.loads(verify_rest_response(answer, endpoint).text).get("metrics", [])
             except MlflowException as exc:
                 if exc.get_http_status_code() in (400, 404, 405, 501):  # type: ignore[no-untyped-call]  # not served
-                    shown = redact(self.uri)
+                    shown = redact_url(self.uri)
                     log.info("MLflow: no bulk histories at %s (%s); one request per run", shown, self._reason(exc))
                     self._no_bulk = True
                     return None
-                raise SourceError(f"MLflow at {redact(self.uri)}: {self._reason(exc)}") from None
+                raise SourceError(f"MLflow at {redact_url(self.uri)}: {self._reason(exc)}") from None
             except (ValueError, AttributeError, TypeError):  # not JSON, or another client version's internals
                 self._no_bulk = True
                 return None
@@ -197,9 +196,9 @@ class Tracking:
         try:
             return function(*args, **kwargs)
         except MlflowException as exc:
-            raise SourceError(f"MLflow at {redact(self.uri)}: {self._reason(exc)}") from None
+            raise SourceError(f"MLflow at {redact_url(self.uri)}: {self._reason(exc)}") from None
         except OSError as exc:  # an artifact store's own transport
-            raise SourceError(f"MLflow at {redact(self.uri)}: {self._hidden(str(exc))[:300]}") from None
+            raise SourceError(f"MLflow at {redact_url(self.uri)}: {self._hidden(str(exc))[:300]}") from None
 
     def _reason(self, exc: Exception) -> str:
         return _reason(exc, self._hidden)
@@ -336,7 +335,7 @@ def mlflow_results(
     experiment = tracking.experiment_id(source.experiment)
     if experiment is None:
         raise SourceError(
-            f"MLflow at {redact(tracking.uri)}: no experiment named {source.experiment!r} "
+            f"MLflow at {redact_url(tracking.uri)}: no experiment named {source.experiment!r} "
             "(check mlflow.experiment in cml-bot.yaml)"
         )
     head = _head(source, tracking, experiment, head_sha)

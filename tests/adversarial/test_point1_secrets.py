@@ -208,7 +208,7 @@ def test_the_sanitiser_names_and_forms() -> None:
     assert "false" not in secrets.values and "not-a-secret-at-all" not in secrets.values
     assert JOB_TOKEN in secrets.values and KEY in secrets.values
     assert repr(secrets) == f"Secrets(<{len(secrets.values)} values>)" and TOKEN not in repr(secrets)
-    assert redact_url("http://u:p@host:99999/x") == "http://***@host:99999/x"
+    assert redact_url("http://u:p@host:99999/x") == "http://host:99999/x"
     assert secrets.scrub(f"a {TOKEN} b") == "a *** b"
 
 
