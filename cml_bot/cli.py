@@ -443,12 +443,13 @@ def _check_paths(args: argparse.Namespace) -> None:
     """The folders and files named on the command line, checked before anything runs: a typo in
     ``-C`` or ``--out`` is a one-line error now, not a crash after the training."""
     from cml_bot.errors import InputError
-    from cml_bot.forges.local import ReportFolder, file_in_the_way
+    from cml_bot.files import file_in_the_way, folder_problem
+    from cml_bot.forges.local import ReportFolder
 
     directory: Path | None = getattr(args, "directory", None)
-    if directory is not None and not directory.is_dir():
-        what = "no such folder" if not directory.exists() else "not a folder"
-        raise InputError(f"-C {directory}: {what}")
+    problem = folder_problem(directory) if directory is not None else None
+    if problem is not None:
+        raise InputError(f"-C {directory}: {problem}")
     out: Path | None = getattr(args, "out", None)
     if out is not None:
         ReportFolder.check(out)

@@ -68,6 +68,22 @@ def open_regular(path: Path, flags: int = os.O_RDONLY, mode: int = 0o644) -> tup
     return fd, info
 
 
+def folder_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be used as an existing folder ("no such folder", "not a folder"), or None."""
+    if path.is_dir():
+        return None
+    return "no such folder" if not path.exists() else "not a folder"
+
+
+def file_in_the_way(path: Path) -> Path | None:
+    """``path`` or the nearest of its folders that exists, when that is not a folder (a file, a
+    dangling link): nothing can be written at ``path`` then."""
+    for place in (path, *path.parents):
+        if place.is_symlink() or place.exists():
+            return None if place.is_dir() else place
+    return None
+
+
 def _kind(mode: int) -> str:
     return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cml_bot.errors import CmlBotError, InputError
-from cml_bot.files import FILE_LIMIT_SETTING, MAX_FILE_BYTES, describe_size
+from cml_bot.files import FILE_LIMIT_SETTING, MAX_FILE_BYTES, describe_size, folder_problem
 
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 
@@ -26,8 +26,9 @@ def run_git(args: Sequence[str], cwd: Path, stdin: bytes | None = None) -> subpr
         return subprocess.run(["git", *args], cwd=cwd, input=stdin, capture_output=True, check=False)
     except (FileNotFoundError, NotADirectoryError):
         # The same error for a missing program and a missing working folder: tell them apart.
-        if not cwd.is_dir():
-            raise InputError(f"{cwd}: {'no such folder' if not cwd.exists() else 'not a folder'}") from None
+        problem = folder_problem(cwd)
+        if problem is not None:
+            raise InputError(f"{cwd}: {problem}") from None
         raise CmlBotError("git is not installed or not on PATH") from None
 
 

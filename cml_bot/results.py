@@ -161,7 +161,8 @@ def _create_temp(path: Path) -> tuple[int, str]:
             continue
 
 
-IGNORE_ALL = "# written by cml-bot: nothing in this folder belongs in git\n*\n"
+IGNORE_MARK = "# written by cml-bot"  # how every .gitignore cml-bot wrote begins (older versions' too)
+IGNORE_ALL = f"{IGNORE_MARK}: nothing in this folder belongs in git\n*\n"
 
 
 def make_own_folder(folder: Path) -> None:

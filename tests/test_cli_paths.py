@@ -167,3 +167,24 @@ def test_a_report_folder_from_before_the_manifest_is_still_cleaned(tmp_path: Pat
     with pytest.raises(InputError, match="did not write"):
         ReportFolder(docs).prepare()
     assert (docs / "architecture.png").read_bytes() == PNG
+
+
+def test_a_folder_s_gitignore_or_manifest_that_never_ends_is_not_read_whole(tmp_path: Path) -> None:
+    # Both files may come from a checkout: a link to /dev/zero must be refused, not read forever.
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / ".gitignore").symlink_to("/dev/zero")
+    (linked / "plot.png").write_bytes(PNG)
+    with pytest.raises(InputError, match="did not write"):  # not marked as cml-bot's
+        ReportFolder.check(linked)
+    manifest = tmp_path / "manifest"
+    manifest.mkdir()
+    (manifest / MANIFEST_FILE).symlink_to("/dev/zero")
+    with pytest.raises(InputError):  # not a manifest cml-bot wrote: refused, never read
+        ReportFolder(manifest).prepare()
+    big = tmp_path / "big"
+    big.mkdir()
+    (tmp_path / "huge").write_bytes(b"x" * 2_000_000)
+    (big / MANIFEST_FILE).symlink_to(tmp_path / "huge")
+    with pytest.raises(InputError, match="limit|larger|over"):  # read at most 1 MB of it
+        ReportFolder(big).prepare()

@@ -14,10 +14,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from cml_bot.config import IMAGE_SUFFIXES
-from cml_bot.errors import InputError
+from cml_bot.errors import CmlBotError, InputError
+from cml_bot.files import file_in_the_way, read_limited
 from cml_bot.model import Artifact, Image
 from cml_bot.report import render_html
-from cml_bot.results import IGNORE_ALL, atomic_write, make_own_folder
+from cml_bot.results import IGNORE_ALL, IGNORE_MARK, atomic_write, make_own_folder
 from cml_bot.runtime import DEFAULT_REPORT_DIR
 from cml_bot.verdicts import FLIPS_FILE
 
@@ -28,7 +29,7 @@ ARTIFACT_FILES = frozenset([FLIPS_FILE])  # files a run may leave beside the rep
 # The names of the files cml-bot wrote into the folder, one a line: the only files it ever removes.
 MANIFEST_FILE = ".cml-bot-files"
 IGNORE_FILE = ".gitignore"
-_OWN_MARK = "# written by cml-bot"  # how a .gitignore cml-bot wrote begins (IGNORE_ALL, and older versions')
+_SMALL_FILE = 1_000_000  # bytes: the manifest and .gitignore are read bounded (a checkout may hold anything)
 _SHOWN = 3  # foreign files named when a folder is refused
 
 
@@ -132,15 +133,6 @@ class ReportFolder:
         atomic_write(self.preview, render_html(body, self.title).encode("utf-8"))
 
 
-def file_in_the_way(path: Path) -> Path | None:
-    """``path`` or the nearest of its folders that exists, when that is not a folder (a file, a
-    dangling link): nothing can be written at ``path`` then."""
-    for place in (path, *path.parents):
-        if place.is_symlink() or place.exists():
-            return None if place.is_dir() else place
-    return None
-
-
 def _is_report_folder(folder: Path) -> bool:
     """Whether cml-bot wrote a report into ``folder`` before: it has cml-bot's manifest, or (from a
     version before the manifest) it is cml-bot's and holds nothing a report does not hold."""
@@ -154,9 +146,10 @@ def _marked_as_own(folder: Path) -> bool:
     if folder.name == DEFAULT_REPORT_DIR:
         return True
     try:
-        return (folder / IGNORE_FILE).read_text(encoding="utf-8", errors="replace").startswith(_OWN_MARK)
-    except OSError:
+        text = read_limited(folder / IGNORE_FILE, _SMALL_FILE).decode("utf-8", errors="replace")
+    except CmlBotError:  # missing, not a regular file (a link to /dev/zero), or too large: not ours
         return False
+    return text.startswith(IGNORE_MARK)
 
 
 def _report_shaped(entry: Path) -> bool:
@@ -178,7 +171,8 @@ def _earlier_files(folder: Path) -> list[str]:
             return []
         return [e.name for e in folder.iterdir() if _report_shaped(e) and e.name not in (IGNORE_FILE, ".gitkeep")]
     names = []
-    for line in manifest.read_text(encoding="utf-8", errors="replace").splitlines():
+    text = read_limited(manifest, _SMALL_FILE, error=InputError).decode("utf-8", errors="replace")
+    for line in text.splitlines():
         name = line.strip()
         if not name or name.startswith("#") or name in (".", "..", MANIFEST_FILE, IGNORE_FILE):
             continue
