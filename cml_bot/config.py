@@ -20,7 +20,7 @@ from cml_bot.errors import ConfigError
 from cml_bot.files import MAX_FILE_BYTES, DuplicateKeyError, UniqueKeyFastLoader, read_limited
 from cml_bot.git import Git
 from cml_bot.metrics import MAX_NAMES
-from cml_bot.secrets import redact_url
+from cml_bot.secrets import redact_url, url_scheme
 from cml_bot.stats.evidence import CORRECTIONS, DEFAULT_ALPHA, DEFAULT_CORRECTION, DEFAULT_RESAMPLES, DEFAULT_SEED
 
 if TYPE_CHECKING:
@@ -379,7 +379,7 @@ def url_problem(url: str) -> str | None:
 
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in url):
         return "contains control characters"
-    if re.match(r"^[A-Za-z]:[\\/]", url) or ("://" not in url and not url.lower().startswith("file:")):
+    if url_scheme(url) == "":
         return None  # a plain path
     try:
         parts = urllib.parse.urlsplit(url)
@@ -417,7 +417,7 @@ def credentials_problem(url: str) -> str | None:
     password, or a query parameter that looks like a credential (one line, naming no value)."""
     import urllib.parse
 
-    if re.match(r"^[A-Za-z]:[\\/]", url) or "://" not in url:
+    if url_scheme(url) in ("", "file") or "://" not in url:
         return None  # a plain path or a local file URL: nothing to log in with
     try:
         parts = urllib.parse.urlsplit(url)

@@ -257,28 +257,37 @@ def redact_url(url: str) -> str:
     (they are part of the name). Never raises, whatever the URL looks like
     (``http://u:p@host:99999/x`` included)."""
     shown = without_userinfo(url)
-    if re.match(r"^[A-Za-z]:[\\/]", shown):  # a Windows drive, not a scheme
-        return shown
-    try:
-        scheme = urllib.parse.urlsplit(shown).scheme.lower()
-    except ValueError:  # e.g. an unbalanced IPv6 bracket: not a local path
-        scheme = "?"
-    if scheme in ("", "file"):
+    if url_scheme(shown) in ("", "file"):  # None (not even a URL) goes on: nothing after ? is shown
         return shown
     before_query, has_query, query = shown.split("#", 1)[0].partition("?")
     return before_query + ("?..." if has_query and query else "")
 
 
-# A URL inside a message: a scheme, then up to a space or quote, not ending in punctuation of the
-# sentence around it.
-_URL_IN_TEXT = re.compile(r"""[A-Za-z][A-Za-z0-9+.-]*://[^\s'"<>]*[^\s'"<>.,;:)\]}]""")
+def url_scheme(url: str) -> str | None:
+    """The scheme of a data source or server URL, lower-case; ``""`` for a plain path (a Windows
+    drive, or no ``://`` and no ``file:``: ``backup:v1/data.csv`` is a path); None when it is not
+    even a URL (an unbalanced IPv6 bracket). The one rule config, the data pull and messages share."""
+    if re.match(r"^[A-Za-z]:[\\/]", url) or ("://" not in url and not url.lower().startswith("file:")):
+        return ""
+    try:
+        return urllib.parse.urlsplit(url).scheme.lower()
+    except ValueError:
+        return None
+
+
+_SENTENCE_END = ".,;:)]}"  # punctuation after a URL in a message belongs to the sentence
 
 
 def redact_urls(text: str) -> str:
     """``text`` with every URL in it shown as :func:`redact_url` shows one. An exception's text
     names the URL it was at, which may be where a redirect led, with a query the configured URL
     lacked."""
-    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+
+    def shown(match: re.Match[str]) -> str:
+        url = match.group(0).rstrip(_SENTENCE_END)
+        return redact_url(url) + match.group(0)[len(url) :]
+
+    return _URL_IN_TEXT.sub(shown, text)
 
 
 def without_userinfo(url: str) -> str:

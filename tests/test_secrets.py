@@ -404,3 +404,17 @@ def test_gitlab_job_jwts_printed_by_a_step_are_scrubbed(fake: FakeGitLab, repo: 
     assert "AWS_OIDC_JWT=***" in note["body"] and "LOGIN=***" in note["body"]  # passed, and scrubbed
     posted = "\n".join([n["body"] for n in fake.notes(MR_IID)] + [str(s) for s in fake.statuses])
     assert_no_token([*jwts.values(), JWT[:60]], out, err, written(repo.root, tmp_path), posted)
+
+
+def test_one_url_scheme_rule_and_urls_in_text_are_found_in_linear_time() -> None:
+    import time
+
+    from cml_bot.secrets import redact_urls, url_scheme
+
+    assert url_scheme("backup:v1/data.csv") == "" and url_scheme("C:\\data\\x.csv") == ""  # plain paths
+    assert url_scheme("file:data/x.csv") == "file" and url_scheme("S3://b/k") == "s3"
+    assert url_scheme("http://[::1/x") is None
+    assert redact_urls("at https://u:p@h/x?token=1. Then") == "at https://h/x?.... Then"
+    started = time.perf_counter()
+    redact_urls("a" * 200_000)  # no URL: must not backtrack quadratically
+    assert time.perf_counter() - started < 0.5

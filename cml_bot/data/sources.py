@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from cml_bot.errors import DataError
 from cml_bot.files import NotRegularFile, open_regular
-from cml_bot.secrets import redact_url, redact_urls
+from cml_bot.secrets import redact_url, redact_urls, url_scheme
 
 if TYPE_CHECKING:
     import requests
@@ -106,9 +106,7 @@ class SourceFetcher:
 
 
 def _scheme(url: str) -> str:
-    if re.match(r"^[A-Za-z]:[\\/]", url):  # a Windows drive, not a scheme
-        return ""
-    return urllib.parse.urlsplit(url).scheme.lower()
+    return url_scheme(url) or ""  # config refuses what is not a URL before anything is pulled
 
 
 def _new_session() -> requests.Session:
