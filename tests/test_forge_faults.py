@@ -31,7 +31,16 @@ from cml_bot.forges.bitbucket import bitbucket_forge
 from cml_bot.forges.github import GitHub, github_forge
 from cml_bot.forges.gitlab import GitLab
 from cml_bot.forges.http import HttpError, JsonClient, Request, Response, RetryPolicy
-from cml_bot.forges.sticky import Comment, CommentGone, CommentMode, Publication, Thread, upsert
+from cml_bot.forges.sticky import (
+    Comment,
+    CommentGone,
+    CommentMode,
+    EditRefused,
+    Publication,
+    Thread,
+    edit_refusal,
+    upsert,
+)
 from cml_bot.model import Verdict
 from cml_bot.report import Flavour, marker_for
 
@@ -127,18 +136,25 @@ def refused(message: str, **headers: str) -> HttpError:
 
 
 @pytest.mark.parametrize(
-    "error",
+    "answer",
     [
-        refused("API rate limit exceeded for installation ID 1.", x_ratelimit_remaining="0"),
-        refused(SECONDARY_LIMIT_MESSAGE, retry_after="600"),
-        refused(SECONDARY_LIMIT_MESSAGE),
+        github_answer(403, "API rate limit exceeded for installation ID 1.", x_ratelimit_remaining="0"),
+        github_answer(403, SECONDARY_LIMIT_MESSAGE, retry_after="600"),
+        github_answer(403, SECONDARY_LIMIT_MESSAGE),
     ],
     ids=["primary", "secondary-retry-after", "secondary-no-header"],
 )
-def test_a_rate_limited_write_is_a_failure_not_a_read_only_token(error: HttpError) -> None:
-    mapped = write_refusal(error, "comment on PR #2")
-    assert not isinstance(mapped, ReadOnlyTokenError)
-    assert "rate limit" in str(mapped) and "not a missing permission" in str(mapped)
+def test_a_rate_limited_write_is_a_failure_not_a_read_only_token(answer: Response) -> None:
+    # What the client raises once its retries cannot outlast the limit, as a comment's POST and as
+    # an edit's PATCH would see it: neither a token without permission nor an edit to fix.
+    client, _, _ = scripted(*[answer] * 8, deadline=30.0)
+    with pytest.raises(HttpError) as raised:
+        client.send(Request("POST", "/repos/o/r/issues/2/comments", json={"body": "x"}))
+    written = write_refusal(raised.value, "comment on PR #2")
+    edited = edit_refusal(raised.value, "editing comment 1", " (the token needs pull-requests: write)")
+    for mapped in (written, edited):
+        assert not isinstance(mapped, ReadOnlyTokenError | EditRefused)
+        assert "rate limit" in str(mapped) and "run it again later" in str(mapped)
 
 
 def test_a_locked_conversation_is_a_failure_not_a_read_only_token() -> None:

@@ -129,12 +129,10 @@ def write_refusal(exc: HttpError, what: str) -> ForgeError:
     reason is a failure to show, never a bundle: a rate limit the client's retries did not outlast (a
     403 with ``Retry-After``, ``x-ratelimit-remaining: 0`` or a "rate limit" message) or a locked
     conversation. Any other error is unchanged."""
-    from cml_bot.forges.http import HttpError, rate_limited
+    from cml_bot.forges.http import HttpError, RateLimitedError
 
-    if exc.status != 403:
+    if exc.status != 403 or isinstance(exc, RateLimitedError):
         return exc
-    if exc.response is not None and rate_limited(exc.response):
-        return HttpError(f"{exc.message}: the API's rate limit, not a missing permission; run it again later", 403)
     if LOCKED_TEXT in exc.message.lower():
         return HttpError(f"{exc.message} (the conversation is locked: unlock it to let cml-bot {what})", 403)
     return ReadOnlyTokenError(f"{exc.message} (the token may not {what})")

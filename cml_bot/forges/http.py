@@ -124,6 +124,11 @@ class HttpError(ForgeError):
         self.response = response
 
 
+class RateLimitedError(HttpError):
+    """The forge's rate limit outlasted the retries: a failure to show (run it again later), never
+    a missing permission, whatever the status (GitHub sends its limits as 403 too)."""
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """When and how long to wait before sending a request again. One instance serves every forge."""
@@ -339,8 +344,7 @@ class JsonClient:
                 raise self._gave_up(what, problem, answer, f"after {attempt} attempts")
             if self.clock() - started + delay > self.policy.deadline:
                 why = f"the server asks to wait {math.ceil(delay)} s, past the deadline of {self.policy.deadline:g} s"
-                limited = isinstance(answer, Response) and rate_limited(answer)
-                raise self._gave_up(what, problem, answer, f"rate limited: {why}" if limited else why)
+                raise self._gave_up(what, problem, answer, why)
             may_have_applied = isinstance(answer, ConnectionFailure) and answer.sent
             if isinstance(answer, Response):
                 may_have_applied = answer.status >= 500 and answer.status != 503
@@ -393,6 +397,9 @@ class JsonClient:
         return self.redact(f"{answer.status} {text}".strip())
 
     def _gave_up(self, what: str, problem: str, answer: Response | ConnectionFailure, why: str) -> HttpError:
+        if isinstance(answer, Response) and rate_limited(answer):
+            message = f"{self.name} {what}: {problem} (rate limited: {why}); the API's rate limit, run it again later"
+            return RateLimitedError(message, answer.status, answer)
         status = answer.status if isinstance(answer, Response) else None
         response = answer if isinstance(answer, Response) else None
         return HttpError(f"{self.name} {what}: {problem} ({why})", status, response)

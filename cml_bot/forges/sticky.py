@@ -237,8 +237,10 @@ class CommentGone(ForgeError):
 def edit_refusal(exc: HttpError, what: str, fix: str = "") -> ForgeError:
     """A 403 on editing or deleting our own comment is :class:`EditRefused` (``what`` names the
     attempt, ``fix`` may say what the token needs); a 404 is :class:`CommentGone`; any other error is
-    unchanged."""
-    if exc.status == 403:
+    unchanged (a rate limit the retries did not outlast, too: not a permission to fix)."""
+    from cml_bot.forges.http import RateLimitedError
+
+    if exc.status == 403 and not isinstance(exc, RateLimitedError):
         return EditRefused(f"{what} ({exc.message}){fix}")
     if exc.status == 404:
         return CommentGone(f"{what}: it is gone ({exc.message})")
