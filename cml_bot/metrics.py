@@ -61,9 +61,11 @@ __all__ = [
     "align",
     "collect",
     "combine",
+    "decode_text",
     "format_value",
     "load_yaml",
     "name_in_file",
+    "parse_json",
     "parse_values",
     "read_values",
 ]
@@ -371,11 +373,11 @@ def parse_values(data: bytes, filename: str, *, params: bool = False, max_names:
 
 
 def _parse(data: bytes, ext: str, shown: str, params: bool = False, max_names: int = MAX_NAMES) -> dict[str, Value]:
-    text = _decode(data, shown)
+    text = decode_text(data, shown)
     if ext in (".csv", ".tsv"):
         return _parse_table(text, "\t" if ext == ".tsv" else ",", shown, max_names)
     if ext == ".json":
-        tree = _load_json(text, shown)
+        tree = parse_json(text, shown)
     elif ext == ".toml":
         tree = _load_toml(text, shown)
     elif ext == ".py":
@@ -394,7 +396,8 @@ def _is_scalar(value: object) -> bool:
     return isinstance(value, int | float | str) and not isinstance(value, bool)
 
 
-def _decode(data: bytes, shown: str) -> str:
+def decode_text(data: bytes, shown: str) -> str:
+    """A project file's text: UTF-8 (a BOM allowed) or UTF-16 with a BOM; else one-line InputError."""
     try:
         if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 with BOM (PowerShell's redirection)
             return data.decode("utf-16")
@@ -406,7 +409,8 @@ def _decode(data: bytes, shown: str) -> str:
         raise _error(shown, f"not UTF-8 text (byte 0x{data[exc.start]:02x} at line {line})") from None
 
 
-def _load_json(text: str, shown: str) -> object:
+def parse_json(text: str, shown: str) -> object:
+    """A project file's JSON, a repeated key refused; every failure (nesting too deep included) one line."""
     try:
         return load_json(text)
     except DuplicateKeyError as exc:

@@ -432,6 +432,10 @@ def test_load_table_reads_dvc_plot_formats(filename: str, data: bytes) -> None:
         ("m/a.json", b"[1, 2]", r"^m/a\.json: record 0 is not an object"),
         ("m/a.json", b'"text"', r"^m/a\.json: expected a list of records"),
         ("m/a.yaml", b"a: [b\n", r"^m/a\.yaml: invalid YAML"),
+        # Read as the metrics files are: nesting too deep is one line (was a RecursionError that
+        # lost every plot of the report), a repeated key is refused as in YAML.
+        ("m/a.json", b"[" * 100_000 + b"]" * 100_000, r"^m/a\.json: invalid JSON: nested too deeply"),
+        ("m/a.json", b'[{"x": 1, "x": 2}]', r"^m/a\.json: invalid JSON: .*x"),
     ],
 )
 def test_load_table_errors_name_the_file(filename: str, data: bytes, message: str) -> None:

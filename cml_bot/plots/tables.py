@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import math
 import warnings
@@ -27,7 +26,7 @@ import numpy.typing as npt
 from cml_bot import answers
 from cml_bot.checks import closest
 from cml_bot.errors import InputError
-from cml_bot.metrics import load_yaml
+from cml_bot.metrics import decode_text, load_yaml, parse_json
 from cml_bot.plots.style import BUCKETS, SCATTER_GRID, shorten
 
 log = logging.getLogger(__name__)
@@ -195,10 +194,7 @@ def _table_kind(data: bytes, filename: str) -> str:
 
 def _read_delimited(data: bytes, sep: str, filename: str, header: bool = True) -> Table:
     kind = "TSV" if sep == "\t" else "CSV"
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InputError(f"{filename}: not UTF-8 text") from None
+    text = decode_text(data, filename)
     first, _, rest = text.partition("\n")
     names = (_csv_rows(first, sep, filename, kind) or [[]])[0] if header else None
     body = rest if header else text
@@ -333,14 +329,9 @@ def _missing(value: object) -> bool:
 
 
 def _records(data: bytes, filename: str, kind: str) -> list[dict[str, object]]:
-    try:
-        text = data.decode("utf-8-sig")
-        # YAML as DVC reads it (YAML 1.2: ``yes`` is text, ``0042`` is 42), the metrics files' way
-        parsed: object = json.loads(text) if kind == "json" else load_yaml(text, filename)
-    except UnicodeDecodeError:
-        raise InputError(f"{filename}: not UTF-8 text") from None
-    except ValueError as exc:  # json.JSONDecodeError
-        raise InputError(f"{filename}: invalid JSON: {exc}") from None
+    # Read as the metrics files are: JSON with its repeated keys refused, YAML as DVC reads it (1.2).
+    text = decode_text(data, filename)
+    parsed = parse_json(text, filename) if kind == "json" else load_yaml(text, filename)
     try:
         return answers.records(parsed)
     except ValueError as exc:
