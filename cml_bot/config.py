@@ -368,9 +368,15 @@ class _Reader:
         return value
 
 
+def is_git_name(name: str) -> bool:
+    """Whether a folder of this name is a git folder: ``.git`` in any case, with the trailing dots
+    and spaces Windows ignores (``.GIT.`` opens ``.git`` there)."""
+    return name.rstrip(". ").lower() == ".git"
+
+
 def in_git_folder(path: str) -> bool:
     """True when ``path`` (relative) is inside a ``.git`` folder, where no data may be placed."""
-    return any(part.lower() == ".git" for part in PurePosixPath(path.replace("\\", "/")).parts)
+    return any(is_git_name(part) for part in PurePosixPath(path.replace("\\", "/")).parts)
 
 
 def url_problem(url: str) -> str | None:

@@ -116,3 +116,10 @@ def test_ordinary_symlinked_folders_inside_the_repo_still_work(repo: Path) -> No
 
     assert (repo / "real" / "config").read_bytes() == PAYLOAD
     assert os.path.realpath(target_path(repo.resolve(), "data/x")) == str((repo / "real" / "x").resolve())
+
+
+def test_the_text_check_knows_the_names_windows_opens_as_git() -> None:
+    from cml_bot.config import in_git_folder
+
+    assert in_git_folder(".GIT./config") and in_git_folder("sub/.git /hooks/x")
+    assert not in_git_folder(".github/data.csv") and not in_git_folder("data/.gitkeep")

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
-from cml_bot.config import Config, DataFile, in_git_folder
+from cml_bot.config import Config, DataFile, in_git_folder, is_git_name
 from cml_bot.data.sources import CHUNK, Fetcher, ResumeRejected, RetryableError, SourceFetcher, make_fetcher
-from cml_bot.errors import DataError
-from cml_bot.files import NotRegularFile, describe_size, open_regular
+from cml_bot.errors import CmlBotError, DataError
+from cml_bot.files import NotRegularFile, describe_size, open_regular, read_limited
 from cml_bot.results import atomic_write
 from cml_bot.secrets import redact_url
 
@@ -343,7 +343,7 @@ def _refuse_git_folder(root: Path, resolved: str, relative: str) -> None:
     for part in (path, *path.parents):
         if part == root or not part.is_relative_to(root):
             break
-        if part.name.rstrip(". ").lower() == ".git":
+        if is_git_name(part.name):
             raise DataError(f"{relative}: data may not be placed inside .git/ (through a symlink to {resolved})")
         try:
             info = part.stat()
@@ -382,9 +382,8 @@ def _git_folder_identities(root: Path) -> set[tuple[int, int]]:
 def _pointer(path: Path, prefix: str) -> str | None:
     """The path written in a small pointer file (``.git``'s ``gitdir: X``, ``commondir``), or None."""
     try:
-        with path.open("rb") as handle:
-            line = handle.read(4096).decode("utf-8", "replace").splitlines()[0].strip()
-    except (OSError, IndexError):
+        line = read_limited(path, 4096).decode("utf-8", "replace").splitlines()[0].strip()
+    except (CmlBotError, IndexError):  # missing, not a regular file (a FIFO is never opened), too long
         return None
     if not line.startswith(prefix):
         return None
