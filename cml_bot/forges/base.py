@@ -76,7 +76,8 @@ class Forge(Protocol):
         ...
 
     def verify_head(self, change: Change, sha: str) -> None:
-        """Raise ForgeError unless ``change``'s head commit is ``sha`` (asked from the forge now)."""
+        """Raise :class:`~cml_bot.errors.HeadMovedError` unless ``change``'s head commit is ``sha``
+        (asked from the forge now; see :func:`check_head`)."""
         ...
 
     def upload_images(self, change: Change | None, images: Sequence[Image]) -> Mapping[str, str]:

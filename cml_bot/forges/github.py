@@ -250,7 +250,6 @@ class GitHub:
     _change_known: bool = field(init=False, default=False, repr=False)
     _identity: str | None = field(init=False, default=None, repr=False)
     _identity_known: bool = field(init=False, default=False, repr=False)
-    _status_creator: str | None = field(init=False, default=None, repr=False)  # from set_status's answer
     _assets: _Branch | None = field(init=False, default=None, repr=False)
     _assets_known: bool = field(init=False, default=False, repr=False)
 
@@ -302,15 +301,11 @@ class GitHub:
 
     def identity(self) -> str | None:
         if not self._identity_known:
+            # Unless set_status already learnt it: an installation token (GITHUB_TOKEN, a GitHub App)
+            # may not read /user.
             self._identity_known = True
-            # The creator of the status this run set is GitHub's own answer naming the token's
-            # identity (the user of a personal token, the bot of an installation token): no need to
-            # ask /user, which an installation token (GITHUB_TOKEN, a GitHub App) may not read anyway.
-            if self._status_creator is not None:
-                self._identity = self._status_creator
-            else:
-                user = self.client.json_unless(Request("GET", "/user"), frozenset({401, 403}))
-                self._identity = answers.text(answers.dig(user, "login")) if user is not None else self.login
+            user = self.client.json_unless(Request("GET", "/user"), frozenset({401, 403}))
+            self._identity = answers.text(answers.dig(user, "login")) if user is not None else self.login
             if self._identity is None:
                 log.warning(
                     "GitHub: the token may not read /user (a GitHub App's installation token?) and "
@@ -342,10 +337,11 @@ class GitHub:
             creator = answers.text(answers.dig(self.client.decode(answer, request), "creator", "login"))
         except HttpError:
             creator = None
-        if creator:
-            self._status_creator = creator
-            if self._identity_known and self._identity is None:
-                self._identity = creator
+        # It names the token's identity (the user of a personal token, the bot of an installation
+        # token): our comments are those by it, with no need to ask /user.
+        if creator and self._identity is None:
+            self._identity, self._identity_known = creator, True
+            log.info("GitHub: our comments are those by %s (the status's creator)", creator)
         log.info("GitHub: status %s on %s", body["state"], self.head_sha[:10])
 
     def _write(self, request: Request, what: str, accept: frozenset[int] = frozenset()) -> Response:

@@ -147,12 +147,9 @@ def upsert(thread: Thread, body: str, marker: str, mode: CommentMode) -> Publica
     everything = list(thread.comments())
     ours = [c for c in everything if is_ours(c, marker, me)]
     if mode is CommentMode.UPDATE:
-        for index, keep in enumerate(ours):
-            try:
-                if keep.body != body:
-                    keep = thread.edit(keep, body)
-            except CommentGone:
-                log.info("comment %s was deleted meanwhile; trying the next of ours", keep.id)
+        for index, listed in enumerate(ours):
+            keep = _edited(thread, listed, body)
+            if keep is None:  # deleted meanwhile: the next of ours
                 continue
             _delete_all(thread, ours[index + 1 :])
             if memory is not None:
@@ -180,13 +177,8 @@ def _update_remembered(memory: Remembering, body: str, marker: str, me: str) -> 
     if not is_ours(comment, marker, me):
         log.info("the remembered comment %s is not this report's comment by %s; listing the comments", comment.id, me)
         return None
-    try:
-        if comment.body != body:
-            comment = memory.edit(comment, body)
-    except CommentGone:
-        log.info("the remembered comment %s was deleted meanwhile; listing the comments", comment.id)
-        return None
-    return Publication(comment.url, created=False)
+    edited = _edited(memory, comment, body)
+    return None if edited is None else Publication(edited.url, created=False)  # gone: list them
 
 
 def _adopt(thread: Thread, marker: str, me: str | None, known: Collection[str], body: str) -> Comment | None:
@@ -209,15 +201,25 @@ def _settle(thread: Thread, marker: str, created: Comment) -> tuple[Comment, Pub
     while len(ours) > 1:
         keep, newest = ours[0], ours[-1]
         log.info("%d comments carry this report's marker; keeping the oldest (%s)", len(ours), keep.id)
-        try:
-            if keep.body != newest.body:
-                keep = thread.edit(keep, newest.body)
-        except CommentGone:  # deleted meanwhile: the next oldest is the survivor
+        edited = _edited(thread, keep, newest.body)
+        if edited is None:  # deleted meanwhile: the next oldest is the survivor
             ours = ours[1:]
             continue
         _delete_all(thread, ours[1:])
-        return keep, Publication(keep.url, created=keep.id == created.id)
+        return edited, Publication(edited.url, created=edited.id == created.id)
     return created, Publication(created.url, created=True)
+
+
+def _edited(thread: Thread, comment: Comment, body: str) -> Comment | None:
+    """``comment`` with ``body`` (edited unless it has it already), or None when it was deleted
+    since it was listed or recalled (the edit's 404)."""
+    if comment.body == body:
+        return comment
+    try:
+        return thread.edit(comment, body)
+    except CommentGone:
+        log.info("comment %s was deleted meanwhile", comment.id)
+        return None
 
 
 def _delete_all(thread: Thread, comments: Sequence[Comment]) -> None:
