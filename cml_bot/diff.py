@@ -60,7 +60,7 @@ HIGHER_WORDS = frozenset(
 )
 _NUMBERED = re.compile(r"^([a-z]+?)(?:@?\d+)$")  # map50, ndcg10, recall5: the word before the number
 # "score" says higher is better only when no other word of its part says more: brier_score is a loss.
-_GENERIC_WORDS = frozenset(["score"])
+_GENERIC_WORD = "score"
 # scikit-learn's scorers negate losses and errors so that higher is better (neg_mean_squared_error,
 # neg_log_loss, and cross_validate's test_neg_...): "neg" before a lower-word flips it.
 _NEGATED = "neg"
@@ -129,7 +129,6 @@ class MetricChange:
     detectable: float | None = None  # smallest worsening detectable at 80% power (alpha one-sided)
     exceeded: tuple[str, ...] = ()  # drop-gate sentences awaiting the test (internal to diff)
     margins: tuple[Margin, ...] = ()  # per gate not exceeded: how far it was from failing
-    bound: float | None = None  # drop gate: one-sided (1 - alpha) confidence bound of delta (Evidence.bound)
 
     @property
     def gate(self) -> Gate | None:
@@ -186,7 +185,7 @@ def guess_direction(name: str) -> str | None:
         joined = "".join(words)
         generic = None
         for word in (*words[::-1], joined, *(m.group(1) for w in words[::-1] if (m := _NUMBERED.match(w)))):
-            if word in _GENERIC_WORDS:
+            if word == _GENERIC_WORD:
                 generic = "higher"
                 continue
             if word in LOWER_WORDS:
@@ -304,7 +303,6 @@ def _judge(
         alpha=gate_alpha if _has_drop_gate(rule) else None,
         p_adjusted=p_worse if _has_drop_gate(rule) else None,
         detectable=detectable_effect(evidence.se, gate_alpha),
-        bound=evidence.bound(direction, gate_alpha) if _has_drop_gate(rule) and direction is not None else None,
     )
 
 
@@ -329,8 +327,11 @@ def _finish(change: MetricChange, p_adjusted: float | None) -> MetricChange:
 def _at_least(change: MetricChange) -> str:
     """The bound that matches the gate's one-sided test, as a clause ("; at 95% one-sided confidence
     it dropped by at least 0.0005"): the report's two-sided 95% interval may still reach 0."""
-    bound, evidence = change.bound, change.evidence
-    if bound is None or evidence is None or change.alpha is None or change.direction is None:
+    evidence = change.evidence
+    if evidence is None or change.alpha is None or change.direction is None:
+        return ""
+    bound = evidence.bound(change.direction, change.alpha)  # the gate's alpha: the same test
+    if bound is None:
         return ""
     worsening = -bound if change.direction == "higher" else bound
     if worsening <= 0:
@@ -557,7 +558,7 @@ def _drop_failures(base: float, head: float, worsening: float | None, rule: Thre
 
 def _exceeds(value: float, allowed: float, rounding: float = 0.0) -> bool:
     """``value > allowed`` beyond float rounding: 0.90 -> 0.89 is a drop of exactly 0.01."""
-    return value > allowed + rounding and not math.isclose(value, allowed, rel_tol=1e-9, abs_tol=1e-12)
+    return value > allowed + rounding
 
 
 def _bounds(rule: Threshold) -> str:

@@ -165,7 +165,8 @@ def test_a_failed_gate_says_its_test_is_one_sided_and_gives_the_one_sided_bound(
     sentence = change.failures[0]
     assert "one-sided p = 0.03" in sentence
     assert change.evidence is not None and change.evidence.high is not None and change.evidence.high > 0  # 95% CI
-    bound = change.bound
+    assert change.direction is not None and change.alpha is not None
+    bound = change.evidence.bound(change.direction, change.alpha)  # the gate's own test
     assert bound is not None and bound < 0  # the one-sided 95% bound excludes 0, as the test does
     assert "at least" in sentence
 
