@@ -77,7 +77,7 @@ def pair(base: float, head: float) -> tuple[str, str, int | None]:
         return "0", "0", 0
     most = decimals(largest, MOST_SIGNIFICANT)
     places = min(max(_own_decimals(base), _own_decimals(head)), most)
-    true = _written(head) - _written(base)
+    true = written(head) - written(base)
     consistent_up_to = max(places, decimals(largest, PAIR_SIGNIFICANT))
     while places < most and (
         (base != head and fixed(base, places) == fixed(head, places))  # equal as shown: more digits
@@ -98,12 +98,12 @@ def _own_decimals(x: float) -> int:
     if x == 0:
         return 0
     short = _strip(fixed(x, decimals(x, PAIR_SIGNIFICANT)))
-    if Decimal(short) == _written(x):
+    if Decimal(short) == written(x):
         return len(short.partition(".")[2])
     return decimals(x, SIGNIFICANT)
 
 
-def _written(x: float) -> Decimal:
+def written(x: float) -> Decimal:
     """``x`` as a file writes it: the shortest decimal that reads back as ``x``."""
     return Decimal(repr(x))
 

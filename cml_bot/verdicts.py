@@ -460,7 +460,7 @@ def _from_history(
 ) -> dict[str, Evidence]:
     """Single-run metrics judged against the base branch's usual variation."""
     from cml_bot.diff import rule_for
-    from cml_bot.stats.history import compare_with_history, hidden_noise, history_noise
+    from cml_bot.stats.history import compare_with_history, history_noise
 
     def single(value: Value | None) -> float | None:
         return None if isinstance(value, Samples) else numeric(value)
@@ -490,7 +490,7 @@ def _from_history(
             f"single runs: main's usual variation of a change is ±{comparison.band:.3g} ({CONFIDENCE:.0%}; "
             f"robust σ of the last {measured.segment} of {len(values)} recorded commits{after})"
         )
-        floor = hidden_noise(b, h, measured)
+        floor = comparison.floor
         flat = (
             f"single runs: main's recorded history is flat (the last {measured.segment} of {len(values)} "
             f"recorded commits{after} gave {measured.level:.6g}"
@@ -502,7 +502,7 @@ def _from_history(
                 f"{flat}, written to {2 * floor:g}: noise under half a step could hide in it), so σ is taken as "
                 f"{floor:g}: a change's usual variation is ±{comparison.band:.3g} ({CONFIDENCE:.0%})"
             )
-        elif floor > measured.sigma:
+        elif floor:
             rule += (
                 f"; the values are written to {2 * floor:g}, so noise under half a step could hide in them: "
                 f"σ taken as {floor:g}"

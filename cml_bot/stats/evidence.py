@@ -34,6 +34,14 @@ def float_noise(*values: float) -> float:
     return FLOAT_NOISE * max(finite, default=0.0)
 
 
+def exact_p_values(delta: float, rounding: float) -> tuple[float, float]:
+    """(p_up, p_down) of a difference known exactly (no run-to-run variation): 1 both ways when it
+    is float rounding, else 0 in its direction and 1 in the other."""
+    if abs(delta) <= rounding:
+        return 1.0, 1.0
+    return (0.0, 1.0) if delta > 0 else (1.0, 0.0)
+
+
 @dataclass(frozen=True)
 class Evidence:
     """The statistical evidence about one metric's change (head minus base)."""

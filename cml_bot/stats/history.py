@@ -27,7 +27,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cml_bot.stats.evidence import float_noise
+from cml_bot.stats.evidence import exact_p_values, float_noise
 from cml_bot.stats.quiet import expected_float_warnings
 
 MIN_SEGMENT = 5  # points after the last change point needed to estimate the noise
@@ -54,11 +54,11 @@ MAX_ROUNDED_DECIMALS = 8  # values written with more decimals than this carry a 
 def written_resolution(values: Sequence[float]) -> float:
     """The unit of the last decimal all ``values`` are written to in their shortest form (``0.912``
     and ``0.91``: 0.001), or 0 when one needs more than :data:`MAX_ROUNDED_DECIMALS` decimals."""
-    from decimal import Decimal
+    from cml_bot.numbers import written
 
     decimals = 0
     for value in values:
-        exponent = Decimal(repr(float(value))).as_tuple().exponent
+        exponent = written(float(value)).as_tuple().exponent
         if not isinstance(exponent, int):  # NaN or infinity: no resolution to speak of
             return 0.0
         decimals = max(decimals, -exponent)
@@ -140,6 +140,7 @@ class HistoryComparison:
     p_down: float
     band: float  # ± this is main's usual variation of a change (two-sided, at the confidence level)
     df: float  # degrees of freedom of the t reference
+    floor: float = 0.0  # the σ the values' rounding could hide (hidden_noise), when it was used
 
 
 def compare_with_history(
@@ -151,14 +152,13 @@ def compare_with_history(
     from scipy.stats import t
 
     delta = head - base
-    sigma = max(noise.sigma, hidden_noise(base, head, noise))
-    se = sigma * math.sqrt(2)
+    hidden = hidden_noise(base, head, noise)
+    floor = hidden if hidden > noise.sigma else 0.0
+    se = max(noise.sigma, hidden) * math.sqrt(2)
     df = float(max(1, noise.used - 1))
     band = float(t.ppf(1 - (1 - confidence) / 2, df)) * se if se else 0.0
-    if abs(delta) <= float_noise(base, head, noise.level):  # float rounding is no change
-        return HistoryComparison(delta, se, 1.0, 1.0, band, df)
-    if se == 0:
-        # A flat history at full precision: main's runs do not vary, so a change is exact.
-        up = 0.0 if delta > 0 else 1.0
-        return HistoryComparison(delta, 0.0, up, 1.0 - up, 0.0, df)
-    return HistoryComparison(delta, se, float(t.sf(delta / se, df)), float(t.cdf(delta / se, df)), band, df)
+    rounding = float_noise(base, head, noise.level)
+    if se == 0 or abs(delta) <= rounding:
+        # Float rounding is no change; against a flat history at full precision a change is exact.
+        return HistoryComparison(delta, se, *exact_p_values(delta, rounding), band, df, floor)
+    return HistoryComparison(delta, se, float(t.sf(delta / se, df)), float(t.cdf(delta / se, df)), band, df, floor)

@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cml_bot.stats.evidence import float_noise
+from cml_bot.stats.evidence import exact_p_values, float_noise
 from cml_bot.stats.quiet import expected_float_warnings
 
 
@@ -51,10 +51,7 @@ def compare_runs(base: Sequence[float], head: Sequence[float], confidence: float
         return None  # the means overflow (values near 1e308): no claim
     rounding = float_noise(*base_values, *head_values)
     if max(base_values) - min(base_values) <= rounding and max(head_values) - min(head_values) <= rounding:
-        if abs(delta) <= rounding:
-            return RunsComparison(delta, delta, delta, 1.0, 1.0, 0.0, welch)
-        p_up = 0.0 if delta > 0 else 1.0
-        return RunsComparison(delta, delta, delta, p_up, 1.0 - p_up, 0.0, welch)
+        return RunsComparison(delta, delta, delta, *exact_p_values(delta, rounding), 0.0, welch)
     from scipy.stats import ttest_ind
 
     with expected_float_warnings():  # 1e308 overflows; nearly identical runs lose precision
