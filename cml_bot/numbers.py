@@ -115,18 +115,12 @@ def _subtracts_to(base: float, head: float, places: int, true: Decimal) -> bool:
     return shown == true.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
 
 
-def difference(base_shown: str, head_shown: str, places: int, values: tuple[float, float] | None = None) -> str:
-    """The signed change between two numbers :func:`pair` showed with ``places`` decimals (``+0``
-    never: an unchanged value's change is ``0``).
-
-    With ``values`` (base, head), the true difference of the values as their files write them,
-    rounded to ``places``, and with more decimals when it would round to zero (a change that
-    exists is visible); without, the difference of the shown texts, which is the same whenever
-    both values are shown whole."""
-    if values is None:
-        delta = Decimal(head_shown) - Decimal(base_shown)
-    else:
-        delta = Decimal(repr(values[1])) - Decimal(repr(values[0]))
+def difference(base: float, head: float, places: int) -> str:
+    """The signed change from ``base`` to ``head``, which :func:`pair` showed with ``places``
+    decimals: the true difference of the values as their files write them, rounded to ``places``,
+    with more decimals when it would round to zero (a change that exists is visible; never the
+    difference of rounded values, which can exceed it; ``+0`` never: no change is ``0``)."""
+    delta = written(head) - written(base)
     if delta == 0:
         return "0"
     rounded = delta.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)

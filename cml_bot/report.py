@@ -263,8 +263,8 @@ def _change_cells(change: MetricChange) -> tuple[str, str, str, str]:
         return (base, head, "—", "—")
     delta = change.delta
     b, h = _scalar(change.base), _scalar(change.head)
-    if places is not None:
-        shown = numbers.difference(base, head, places, None if b is None or h is None else (b, h))
+    if places is not None and b is not None and h is not None:  # a pair: both plain numbers
+        shown = numbers.difference(b, h, places)
     elif isinstance(change.base, int) and isinstance(change.head, int) and not isinstance(change.base, bool):
         shown = f"{change.head - change.base:+d}" if change.head != change.base else "0"
     else:
