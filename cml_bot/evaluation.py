@@ -331,18 +331,12 @@ def record_refusal(evaluation: Evaluation) -> str | None:
 # --- the report ---------------------------------------------------------------------------------
 
 
-def render_plots(
-    config: Config, head: RunResults, base: RunResults | None, base_label: str, plotter: Plotter | None = None
-) -> tuple[tuple[PlotEntry, ...], tuple[Image, ...]]:
-    """One figure per plot: every file of its definition, at head and at the base; step histories
-    from MLflow or TensorBoard drawn the same way."""
-    return start_plots(config, head, base, base_label, plotter)()
-
-
 def start_plots(
     config: Config, head: RunResults, base: RunResults | None, base_label: str, plotter: Plotter | None = None
 ) -> Callable[[], tuple[tuple[PlotEntry, ...], tuple[Image, ...]]]:
-    """:func:`render_plots`, started: the returned function waits for the drawing."""
+    """One figure per plot (every file of its definition, at head and at the base; step histories
+    from MLflow or TensorBoard drawn the same way), started: the returned function waits for the
+    drawing and gives the report's entries and images."""
     specs = config.plots
     if any(":history/" in path for path in head.files):
         from cml_bot.sources import history_plot_specs

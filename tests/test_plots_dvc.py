@@ -205,19 +205,19 @@ def test_a_users_own_images_are_labelled_with_their_revision_in_the_report(tmp_p
     from dataclasses import replace as with_fields
 
     from cml_bot.config import Config
-    from cml_bot.evaluation import render_plots
+    from cml_bot.evaluation import start_plots
 
     head_png = render_plot(PlotSpec(path="h.csv"), b"step,loss\n0,1\n1,0.5\n", None, "x")[0].data
     base_png = render_plot(PlotSpec(path="h.csv"), b"step,loss\n0,1\n1,0.7\n", None, "x")[0].data
     config = with_fields(Config(tmp_path), plots=(PlotSpec("samples.png", template="image", title="Samples"),))
     head = RunResults("h" * 40, {}, files={"samples.png": head_png})
     base = RunResults("b" * 40, {}, files={"samples.png": base_png})
-    entries, images = render_plots(config, head, base, "main")
+    entries, images = start_plots(config, head, base, "main")()
     assert [(e.title, e.images, e.labels) for e in entries] == [
         ("Samples", ("plot-01-samples.png", "plot-01-samples-base.png"), ("this change", "main"))
     ]
     assert [i.data for i in images] == [head_png, base_png]
-    drawn, _ = render_plots(with_fields(config, plots=(PlotSpec("h.csv"),)), _results(), _results(), "main")
+    drawn, _ = start_plots(with_fields(config, plots=(PlotSpec("h.csv"),)), _results(), _results(), "main")()
     assert drawn[0].labels == ()  # a drawn plot names its revisions in its legend
 
 
