@@ -451,6 +451,16 @@ def test_a_plot_folder_stands_for_its_files(tmp_path: Path) -> None:
     ]
 
 
+def test_a_plot_folder_file_over_the_size_limit_is_one_plot_s_problem_not_the_config_s(tmp_path: Path) -> None:
+    folder = tmp_path / "plots"
+    folder.mkdir()
+    (folder / "big.json").write_bytes(b"[" + b'{"a": 1},' * 200_000 + b'{"a": 1}]')  # about 1.8 MB
+    (folder / "loss.csv").write_text("step,loss\n0,1\n", encoding="utf-8")
+    (tmp_path / "cml-bot.yaml").write_text("plots: [plots]\nlimits: {file_mb: 1}\n", encoding="utf-8")
+    config = load_config(tmp_path)  # was: "plots/big.json: over 1 MB", and no report at all
+    assert [p.path for p in config.plots] == ["plots/big.json", "plots/loss.csv"]
+
+
 @pytest.mark.parametrize(
     ("text", "draws"),
     [

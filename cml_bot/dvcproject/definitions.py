@@ -15,6 +15,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from cml_bot.config import IMAGE_SUFFIXES, PLOT_FILE_SUFFIXES, PLOT_TEMPLATES, PlotSource, PlotSpec, _Reader
+from cml_bot.errors import CmlBotError
 
 if TYPE_CHECKING:
     from cml_bot.metrics import Tree
@@ -51,7 +52,12 @@ def expand_plot_folders(plots: Sequence[PlotSpec], tree: Tree) -> tuple[PlotSpec
         return tuple(plots)
     explicit = {file for spec in plots if spec.path not in folders for file in spec.files}
     sniffed = [f for files in folders.values() for f in files if f.lower().endswith(".json") and f not in explicit]
-    contents = tree.read_many(list(dict.fromkeys(sniffed))) if sniffed else {}
+    contents: dict[str, bytes | None] = {}
+    for file in dict.fromkeys(sniffed):
+        try:
+            contents.update(tree.read_many([file]))
+        except CmlBotError:  # too large, a link out of the repo, not a file: drawing it says so, one plot
+            continue
     expanded: list[PlotSpec] = []
     for spec in plots:
         if spec.path not in folders:
