@@ -103,6 +103,14 @@ def one_line(value: str, limit: int = TEXT_LIMIT) -> str:
     return visible(value)
 
 
+def field(value: str, limit: int) -> str:
+    """``value`` for a forge's plain-text field of at most ``limit`` characters (a commit status's
+    description, a Code Insights title): one line, spaces collapsed, invisible characters shown by
+    name, then cut hard to ``limit`` with an ellipsis (no "(+N characters)" note: the field is full)."""
+    shown = " ".join(visible(_CONTROL.sub(" ", value[: limit * 2 + 100])).split())
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
+
 def _plain(value: str) -> str:
     """The common first steps for inline text: cut, one line, invisibles shown, pings broken."""
     value = truncate(value)

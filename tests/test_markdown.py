@@ -282,3 +282,12 @@ def test_table_right_aligns_the_numeric_columns() -> None:
     html = MarkdownIt("commonmark").enable("table").render(text)
     assert '<th style="text-align:right">Value</th>' in html and '<td style="text-align:right">10</td>' in html
     assert md.table(["a"], [["1"]]).split("\n")[1] == "|---|"  # left (the default) unless numeric
+
+
+def test_a_forge_field_is_one_line_invisibles_named_and_never_over_its_limit() -> None:
+    from cml_bot.markdown import field
+
+    assert field("acc\u202eycarucca\u200b\nline2\r\tend", 200) == "acc<U+202E>ycarucca<U+200B> line2 end"
+    cut = field("x" * 50 + "\u202e" * 50, 140)
+    assert len(cut) == 140 and cut.endswith("…")
+    assert field("a" * 10_000_000, 255) == "a" * 254 + "…"  # whatever the length, no more than asked

@@ -275,7 +275,7 @@ class Bitbucket:
             "key": STATUS_KEY,
             "name": "cml-bot",
             "state": "FAILED" if verdict in _FAILED else "SUCCESSFUL",
-            "description": " ".join(description.split())[:255],
+            "description": md.field(description, 255),
             "url": target_url or self.web_url,  # required by Bitbucket
         }
         # The same key overwrites the status: repeating it is harmless.
@@ -288,7 +288,7 @@ class Bitbucket:
         replaces it with the result."""
         body: dict[str, Any] = {
             "type": "report",
-            "title": _plain(title, SUMMARY_LIMIT) or "cml-bot",
+            "title": md.field(title, SUMMARY_LIMIT) or "cml-bot",
             "details": "cml-bot is running the pipeline; the result follows when it ends.",
             "report_type": "TEST",
             "reporter": "cml-bot",
@@ -307,8 +307,8 @@ class Bitbucket:
         self.insights.send(Request("DELETE", path), accept=frozenset({404}))  # its annotations go with it
         body: dict[str, Any] = {
             "type": "report",
-            "title": _plain(report.title, SUMMARY_LIMIT) or "cml-bot",
-            "details": _plain(verdict_summary(report), TEXT_LIMIT),
+            "title": md.field(report.title, SUMMARY_LIMIT) or "cml-bot",
+            "details": md.field(verdict_summary(report), TEXT_LIMIT),
             "report_type": "TEST",
             "reporter": "cml-bot",
             "result": "FAILED" if report.verdict in _FAILED else "PASSED",
@@ -322,7 +322,7 @@ class Bitbucket:
                 "type": "report_annotation",
                 "external_id": f"gate-{number}",
                 "annotation_type": "BUG",
-                "summary": _plain(text, SUMMARY_LIMIT),
+                "summary": md.field(text, SUMMARY_LIMIT),
                 "severity": "HIGH",
                 "result": "FAILED",
             }
@@ -447,15 +447,8 @@ def _data_fields(report: Report) -> list[dict[str, Any]]:
     for metric in metrics:
         value = numeric(metric.head)
         if len(fields) < MAX_DATA_FIELDS and value is not None and math.isfinite(value):
-            fields.append({"title": _plain(metric.name, DATA_TITLE_LIMIT), "type": "NUMBER", "value": value})
+            fields.append({"title": md.field(metric.name, DATA_TITLE_LIMIT), "type": "NUMBER", "value": value})
     return fields
-
-
-def _plain(text: str, limit: int) -> str:
-    """A Code Insights text field: one line, invisible characters shown by name (``<U+202E>``), as
-    on every other channel, then cut to ``limit`` (Code Insights shows plain text, no markdown)."""
-    shown = md.one_line(text, limit).strip()
-    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 
 def _failed_gates(report: Report) -> list[str]:

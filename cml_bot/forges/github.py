@@ -50,6 +50,7 @@ from typing import Any
 import requests
 
 from cml_bot import answers
+from cml_bot import markdown as md
 from cml_bot.baseline import ResultStore
 from cml_bot.context import CiContext
 from cml_bot.errors import ForgeError
@@ -318,9 +319,7 @@ class GitHub:
     # -- status ------------------------------------------------------------------------------------
 
     def set_status(self, verdict: Verdict, description: str, target_url: str | None) -> None:
-        text = " ".join(description.split())
-        if len(text) > STATUS_DESCRIPTION_LIMIT:
-            text = text[: STATUS_DESCRIPTION_LIMIT - 1] + "…"
+        text = md.field(description, STATUS_DESCRIPTION_LIMIT)
         body: dict[str, Any] = {
             "state": _STATES.get(Verdict(verdict), "success"),
             "description": text,

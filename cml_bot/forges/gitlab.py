@@ -43,6 +43,7 @@ from typing import Any, Literal
 import requests
 
 from cml_bot import answers
+from cml_bot import markdown as md
 from cml_bot.baseline import ResultStore
 from cml_bot.context import CiContext
 from cml_bot.errors import ForgeError, ReadOnlyTokenError
@@ -316,7 +317,7 @@ class GitLab:
         if not self.head_sha:
             raise ForgeError("GitLab: no head commit to set the cml-bot status on")
         state = "failed" if Verdict(verdict) in (Verdict.REGRESSED, Verdict.FAILED) else "success"
-        data: dict[str, Any] = {"state": state, "name": STATUS_NAME, "description": " ".join(description.split())[:255]}
+        data: dict[str, Any] = {"state": state, "name": STATUS_NAME, "description": md.field(description, 255)}
         if target_url:
             data["target_url"] = target_url
         in_pipeline = bool(
