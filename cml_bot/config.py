@@ -20,7 +20,7 @@ from cml_bot.errors import ConfigError
 from cml_bot.files import MAX_FILE_BYTES, DuplicateKeyError, UniqueKeyFastLoader, read_limited
 from cml_bot.git import Git
 from cml_bot.metrics import MAX_NAMES
-from cml_bot.secrets import redact_url, url_scheme
+from cml_bot.secrets import is_credential_parameter, redact_url, url_scheme
 from cml_bot.stats.evidence import CORRECTIONS, DEFAULT_ALPHA, DEFAULT_CORRECTION, DEFAULT_RESAMPLES, DEFAULT_SEED
 
 if TYPE_CHECKING:
@@ -402,20 +402,6 @@ def url_problem(url: str) -> str | None:
     if port == 0:
         return "has port 0"
     return None
-
-
-# Query parameters that carry a credential: pre-signed S3/GCS URLs, Azure SAS (sig), and the
-# token/key/secret/password parameters of web APIs (access_token, private_token, api_key, ...).
-_CREDENTIAL_PARAMETER = re.compile(
-    r"x-(amz|goog)-(signature|credential|security-token)|sig|signature|.*token|.*secret|.*passw(or)?d|pass"
-    r"|(api|access|account|private|secret)?[-_]?key|auth|authorization|credentials?|session",
-    re.IGNORECASE,
-)
-
-
-def is_credential_parameter(name: str) -> bool:
-    """Whether a URL's query parameter ``name`` looks like it carries a credential."""
-    return bool(_CREDENTIAL_PARAMETER.fullmatch(name.strip()))
 
 
 def credentials_problem(url: str) -> str | None:

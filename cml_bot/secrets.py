@@ -275,6 +275,20 @@ def url_scheme(url: str) -> str | None:
         return None
 
 
+# Query parameters that carry a credential: pre-signed S3/GCS URLs, Azure SAS (sig), and the
+# token/key/secret/password parameters of web APIs (access_token, private_token, api_key, ...).
+_CREDENTIAL_PARAMETER = re.compile(
+    r"x-(amz|goog)-(signature|credential|security-token)|sig|signature|.*token|.*secret|.*passw(or)?d|pass"
+    r"|(api|access|account|private|secret)?[-_]?key|auth|authorization|credentials?|session",
+    re.IGNORECASE,
+)
+
+
+def is_credential_parameter(name: str) -> bool:
+    """Whether a URL's query parameter ``name`` looks like it carries a credential."""
+    return bool(_CREDENTIAL_PARAMETER.fullmatch(name.strip()))
+
+
 _SENTENCE_END = ".,;:)]}"  # punctuation after a URL in a message belongs to the sentence
 
 

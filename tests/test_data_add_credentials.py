@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from cml_bot.cli import Console, main
-from cml_bot.config import credentials_problem, is_credential_parameter
+from cml_bot.config import credentials_problem
+from cml_bot.secrets import is_credential_parameter
 
 SECRET = "ghp_SECRETTOKEN123456"
 SIGNATURE = "SIGf00dfeed"

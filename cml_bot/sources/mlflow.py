@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cml_bot.baseline import ANCESTOR_SEARCH_LIMIT, Baseline
-from cml_bot.config import MLFLOW_ARTIFACT_PREFIX, MlflowSource, is_credential_parameter
+from cml_bot.config import MLFLOW_ARTIFACT_PREFIX, MlflowSource
 from cml_bot.errors import ConfigError, SourceError
 from cml_bot.metrics import Samples, Value
 from cml_bot.results import RunResults
-from cml_bot.secrets import Secrets, redact_url, redact_urls, without_userinfo
+from cml_bot.secrets import Secrets, is_credential_parameter, redact_url, redact_urls, without_userinfo
 from cml_bot.sources import (
     LINK_FACT,
     MLFLOW_HISTORY,
