@@ -276,8 +276,14 @@ def test_invalid_yaml_names_line_and_column(tmp_path: Path) -> None:
 
 def test_invalid_yaml_in_dvc_yaml_names_it(tmp_path: Path) -> None:
     _write(tmp_path, "dvc.yaml", "stages: [\n")
-    with pytest.raises(ConfigError, match=r"^dvc\.yaml: line \d+, column \d+: "):
+    with pytest.raises(ConfigError, match=r"^dvc\.yaml: invalid YAML at line \d+, column \d+: "):
         load_config(tmp_path)
+
+
+def test_dvc_yaml_is_read_as_dvc_reads_it_yaml_1_2(tmp_path: Path) -> None:
+    # YAML 1.1 (PyYAML's default) reads `no` as false: the title would be refused as "not text".
+    _write(tmp_path, "dvc.yaml", "plots:\n  - loss.csv:\n      title: no\n")
+    assert [p.title for p in load_config(tmp_path).plots] == ["no"]
 
 
 def test_not_utf8(tmp_path: Path) -> None:

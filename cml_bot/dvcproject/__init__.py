@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from cml_bot import __version__
-from cml_bot.config import CONFIG_MAX_BYTES, Declarations, load_config_text
+from cml_bot.config import CONFIG_MAX_BYTES, Declarations
 from cml_bot.dvcproject import plain
-from cml_bot.errors import ConfigError
+from cml_bot.errors import ConfigError, InputError
 from cml_bot.files import MAX_FILE_BYTES
 from cml_bot.git import Git, GitTree
-from cml_bot.metrics import Tree, WorkspaceTree
+from cml_bot.metrics import Tree, WorkspaceTree, decode_text, load_yaml
 
 log = logging.getLogger(__name__)
 
@@ -188,12 +188,12 @@ def _merged(parts: Sequence[Declarations]) -> Declarations:
 
 
 def _parse(data: bytes, shown: str) -> object:
-    """A dvc.yaml's YAML, read as cml-bot.yaml is: a repeated key is an error naming it."""
+    """A dvc.yaml's YAML, read as DVC reads it (YAML 1.2, as the metrics and params files it names:
+    ``no`` is text, ``0042`` is 42); a repeated key is an error naming it. Problems are ConfigErrors."""
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{shown}: not UTF-8 text") from None
-    return load_config_text(text, shown)
+        return load_yaml(decode_text(data, shown), shown)
+    except InputError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 class CommitTree:
