@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import PurePosixPath
 from typing import Any
@@ -405,7 +405,8 @@ def _confusion_figure(spec: PlotSpec, revisions: Sequence[Revision]) -> Figure:
         figure.colorbar(image, ax=axes, shrink=0.85)
     else:
         for ax, matrix in zip(axes, matrices, strict=True):
-            _annotate(ax, matrix, normalized, vmax, size)
+            written = (lambda v: f"{v:.2f}") if normalized else (lambda v: f"{v:.0f}")
+            _annotate(ax, matrix, size, written, lambda v: v > 0.55 * vmax)
     return figure
 
 
@@ -488,23 +489,19 @@ def _confusion_matrix(pair: tuple[IntArray, IntArray], n: int, normalized: bool)
     return shares
 
 
-def _annotate(ax: Axes, matrix: FloatArray, normalized: bool, vmax: float, size: float) -> None:
-    """Each cell's value, at ``size`` points; empty cells stay blank, so the confusions stand out."""
+def _annotate(
+    ax: Axes, matrix: FloatArray, size: float, text: Callable[[float], str], on_dark: Callable[[float], bool]
+) -> None:
+    """Each cell's value as ``text`` writes it, at ``size`` points, white where ``on_dark`` says the
+    cell's colour is dark; empty cells stay blank, so the confusions (or changes) stand out."""
     n = len(matrix)
     for row in range(n):
         for col in range(n):
             value = float(matrix[row, col])
             if value == 0:
                 continue
-            ax.text(
-                col,
-                row,
-                f"{value:.2f}" if normalized else f"{value:.0f}",
-                ha="center",
-                va="center",
-                fontsize=size,
-                color="white" if value > 0.55 * vmax else "#1f2328",
-            )
+            colour = "white" if on_dark(value) else "#1f2328"
+            ax.text(col, row, text(value), ha="center", va="center", fontsize=size, color=colour)
 
 
 # --------------------------------------------------------------------------------------------
@@ -657,12 +654,7 @@ def render_confusion_delta(
         cell = _cell_pixels(DELTA_FIGSIZE[0], DELTA_FIGSIZE[1], n)
         size = _annotation_size(cell, len(f"{limit:+.0f}"))
         if size is not None:
-            for row in range(n):
-                for col in range(n):
-                    value = int(delta[row, col])
-                    if value:
-                        colour = "white" if abs(value) > 0.6 * limit else "#1f2328"
-                        ax.text(col, row, f"{value:+d}", ha="center", va="center", fontsize=size, color=colour)
+            _annotate(ax, delta, size, lambda v: f"{int(v):+d}", lambda v: abs(v) > 0.6 * limit)
         _class_ticks(ax, [str(c) for c in classes], cell)
         ax.set_xlabel("actual")
         ax.set_ylabel("predicted")
