@@ -226,13 +226,15 @@ def test_a_name_for_a_comment_not_ours_here_is_never_edited(fake_github: FakeGit
     assert assert_listed_then_one_comment(fake_github, start, "second") == cid
 
 
-def test_a_name_recording_another_author_is_not_trusted_even_for_our_comment(fake_github: FakeGitHub) -> None:
+def test_whose_comment_a_name_names_is_decided_by_the_comment_not_by_the_name(fake_github: FakeGitHub) -> None:
+    # The file's text is for humans: a record naming another author changes nothing. Our comment
+    # (its author is us, its first line the marker, as sticky checks any comment) is edited.
     run(fake_github, "first")
     [(cid, _)] = ours(fake_github)
-    name_comment(fake_github, cid, "octocat")  # the right comment, a record that does not match it
+    name_comment(fake_github, cid, "octocat")
     start = len(fake_github.log)
     assert run(fake_github, "second").created is False
-    assert assert_listed_then_one_comment(fake_github, start, "second") == cid  # the record is rewritten
+    assert not listed(fake_github, start) and ours(fake_github) == [(cid, body("second"))]
 
 
 @pytest.mark.parametrize("case", ["two names", "a name that is not a number"])

@@ -592,7 +592,7 @@ class GitHubThread:
         if len(hints) > 1:  # racing recreates, or a hand-made file: the listing decides
             log.info("GitHub: %d comments named for one report on %s", len(hints), self._branch)
             return None
-        [(path, blob)] = hints.items()
+        [path] = hints
         cid = path[len(self._hint_prefix(marker)) :]
         try:
             data = self.forge.client.json(Request("GET", f"{self.forge.repo_path}/issues/comments/{cid}"))
@@ -604,10 +604,7 @@ class GitHubThread:
         if comment is None or comment.id != cid or not issue.endswith(self._issue_path.lower()):
             log.info("GitHub: comment %s named on %s is not on PR #%d", cid, self._branch, self.number)
             return None
-        if blob != git_blob_sha(_hint_content(comment)):  # the file records the author: is it this one?
-            log.info("GitHub: comment %s named on %s is not by the author recorded there", cid, self._branch)
-            return None
-        return comment
+        return comment  # whether it is ours (author, marker line) sticky decides, as for a listed one
 
     def remember(self, marker: str, comment: Comment | None) -> None:
         hints = self._hints(marker)
@@ -637,8 +634,8 @@ class GitHubThread:
 
 
 def _hint_content(comment: Comment) -> bytes:
-    """What a hint file holds: the comment and its author (checked through the blob sha the branch
-    listing gives, with no read of the file)."""
+    """What a hint file holds, for a human reading the branch (its blob sha, in the listing this
+    run read, tells whether it needs writing again)."""
     return f"cml-bot comment {comment.id} by {comment.author}\n".encode()
 
 

@@ -27,8 +27,8 @@ Remembering the comment (optional, :class:`Remembering`): listing every comment 
 per 100 of them. A driver with a place it reads anyway (GitHub: the assets branch, read for the
 images) may remember which comment is the report's. An update then fetches that one comment and
 edits it, only when it passes the same :func:`is_ours` test as a listed one (the exact first line, our
-identity); the driver's own checks come first (the comment is in this thread, by the author recorded
-with it). A remembered comment is hostile input, and any doubt (nothing remembered, gone, not ours,
+identity); the driver's own check comes first (the comment is in this thread). A remembered
+comment is hostile input, and any doubt (nothing remembered, gone, not ours,
 deleted before the edit) goes the listing's way above. After the listing decided (update), or a
 create was settled (update, recreate), the driver is told the survivor, so racing runs remember the
 same comment; ``new`` makes it forget, so that the next update lists and collapses the extra comments.
@@ -113,8 +113,8 @@ class Remembering(Thread, Protocol):
 
     def recall(self, marker: str) -> Comment | None:
         """The comment remembered for ``marker``, as the forge shows it now; None when none is
-        remembered, it is gone, or it fails the driver's checks (not in this thread, not by the
-        author recorded with it). Never raises for a remembered id the forge does not know."""
+        remembered, it is gone, or it is not in this thread. Never raises for a remembered id the
+        forge does not know."""
         ...
 
     def remember(self, marker: str, comment: Comment | None) -> None:
