@@ -91,6 +91,7 @@ class Baseline:
     caveat: str | None = None  # what the verdict line must say (outputs DVC could not reach, ...)
     compared: str | None = None  # which pair was compared, one sentence for the run facts
     merge_base: str | None = None  # the base commit searched from (``sha`` may be an older recorded one)
+    missing_branch: str | None = None  # why the base branch is not there (a typo, no repository), a warning
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,7 @@ class BaseCommit:
     how: str  # how it was found, a phrase for the report ("the merge-base with main")
     label: str  # its name in tables and legends: a branch, a tag, a short sha
     branch: str | None  # the branch it stands for (records, trend), None for an exact commit
+    missing_branch: bool = False  # ``how`` says the branch does not exist
 
 
 def find_base_commit(
@@ -185,7 +187,7 @@ def find_base_commit(
         return BaseCommit(given_sha, f"the merge-base with {branch} reported by the CI", branch, branch)
     branch_sha = git.branch_ref(branch)
     if branch_sha is None:
-        return BaseCommit(None, missing_branch(git, branch), branch, branch)
+        return BaseCommit(None, missing_branch(git, branch), branch, branch, missing_branch=True)
     head = head_sha or git.rev("HEAD")
     if head is None:
         return BaseCommit(None, "this directory has no commits", branch, branch)
@@ -266,7 +268,8 @@ def resolve_baseline(
     reason = how if sha is None else f"nothing recorded or committed for {how} ({sha[:10]})"
     if caveat:
         reason = f"{how} ({(sha or '')[:10]}): {caveat}"
-    return Baseline(None, sha, label, f"no baseline: {reason}", on_branch, caveat, compared, merge_base=sha)
+    missing = how if base.missing_branch else None
+    return Baseline(None, sha, label, f"no baseline: {reason}", on_branch, caveat, compared, sha, missing)
 
 
 def _compared(checkout: Checkout | None, head_sha: str | None, base_sha: str | None, how: str) -> str | None:

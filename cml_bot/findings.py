@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
-from cml_bot.baseline import Baseline, missing_branch
+from cml_bot.baseline import Baseline
 from cml_bot.checks import closest, closest_hint, file_findings, threshold_findings
 from cml_bot.config import Config
 from cml_bot.diff import Diff
@@ -72,10 +72,10 @@ def run_findings(
     base = baseline.results
     if base is not None:
         notes += [f"In {baseline.ref or 'the baseline'}: {why}" for why in base.problems.values()]
-    elif baseline.sha is None and baseline.branch is not None and git.branch_ref(baseline.branch) is None:
+    elif baseline.missing_branch is not None:
         # Misconfiguration is never silent: a base branch that does not exist (a typo, a repository
         # without main or master, no repository at all) is a warning, not only the report's verdict line.
-        notes.append(f"No baseline: {missing_branch(git, baseline.branch)}.")
+        notes.append(f"No baseline: {baseline.missing_branch}.")
     if config.dvc_declared is not None:
         notes += list(config.dvc_declared.notes)
     return notes
